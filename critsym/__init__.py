@@ -1,0 +1,1 @@
+"""critsym: symbolic-numeric criticality of deep networks at initialization."""

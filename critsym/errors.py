@@ -1,0 +1,44 @@
+"""The exception hierarchy of critsym: every error a user can trigger derives from
+:class:`CritsymError`, and each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class CritsymError(Exception):
+    """Root of all critsym errors."""
+
+
+class ArchitectureError(CritsymError, TypeError):
+    """A malformed composition of layer operators (e.g. an object that is not an operator)."""
+
+
+class UnknownActivationError(CritsymError, ValueError):
+    """An activation name that is not in the registry."""
+
+
+class HyperparameterError(CritsymError, ValueError):
+    """A missing, mis-shaped, negative or non-finite hyperparameter."""
+
+
+class DerivationError(CritsymError):
+    """The symbolic fold cannot proceed (non-differentiable expression, non-Gaussian block output)."""
+
+
+class NumericalError(CritsymError, ArithmeticError):
+    """A numeric evaluation produced non-finite values or a recursion diverged."""
+
+
+class NoFixedPointError(CritsymError):
+    """No finite fixed point of the variance map exists where one was required."""
+
+
+class NoCriticalPointError(CritsymError):
+    """No critical point (chi_J* = 1) exists in the requested hyperparameter range."""
+
+
+class SimulationError(CritsymError):
+    """Bad input to, or a failure of, a Monte Carlo simulation."""
+
+
+class UnsupportedModuleError(CritsymError, TypeError):
+    """A torch module that critsym cannot map to an architecture."""
