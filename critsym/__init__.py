@@ -27,9 +27,11 @@ from .ops import (
 )
 from .symbols import K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
+from .torch import CritsymNet, SimulationResult, build, simulate
 
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
+    "CritsymNet", "SimulationResult", "build", "simulate",
 ]
