@@ -59,6 +59,31 @@ class BuildContext:
         ])
 
 
+class _StackedLinearFn(torch.autograd.Function):
+    r"""y = x Wᵀ + b per network, differentiable in x only (the weights are constants of the
+    ensemble).  Forward mode: ẏ = ẋ Wᵀ; reverse mode: x̄ = ȳ W.  (Torch's generic forward-mode
+    rule for ``bmm`` also materializes a zero tangent for W, which made a JVP ~10× a forward pass
+    at width 4096; this rule keeps it at ~2×.)"""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, lin):  # x: (n, M, fan_in)
+        return torch.baddbmm(lin.bias.unsqueeze(1), x, lin.weight.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.lin = inputs[1]
+
+    @staticmethod
+    def jvp(ctx, x_t, _):
+        return torch.bmm(x_t, ctx.lin.weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.bmm(grad, ctx.lin.weight), None
+
+
 class StackedLinear(nn.Module):
     r"""h_i = Σ_j W_ij x_j + b_i per network, W_ij ~ N(0, σ_w²/fan_in), b_i ~ N(0, σ_b²)."""
 
@@ -76,8 +101,7 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, fan_in = x.shape[0], x.shape[-1]
-        y = torch.matmul(x.reshape(n, -1, fan_in), self.weight.transpose(-1, -2))
-        y = y + self.bias.unsqueeze(1)
+        y = _StackedLinearFn.apply(x.reshape(n, -1, fan_in), self)
         return y.reshape(*x.shape[:-1], self.weight.shape[1])
 
 

@@ -34,7 +34,7 @@ from .build import (
     default_device,
     network_generators,
 )
-from .estimators import PROBES, jvp_norms, make_probes, vjp_norms
+from .estimators import PROBES, jvp_norms_folded, make_probes, vjp_norms_folded
 
 log = logging.getLogger("critsym.torch")
 
@@ -121,13 +121,13 @@ class SimulationResult:
 
 
 def make_inputs(width: int, K0: float = 1.0, c0: float | None = 0.5, seed: int = 0,
-                dtype=torch.float64) -> torch.Tensor:
+                dtype=torch.float64, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""h^0 for inputs a (and b): shape (1 or 2, width) with (1/N)|h_a|² = (1/N)|h_b|² = K0 and
-    correlation exactly c0 (random directions from ``seed``)."""
+    correlation exactly c0 (random directions from ``seed``, or from ``generator``)."""
     if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
         raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
-    g = torch.Generator().manual_seed(int(seed) + 424242)
-    z = torch.randn(2, width, generator=g, dtype=torch.float64)
+    g = generator if generator is not None else torch.Generator().manual_seed(int(seed) + 424242)
+    z = torch.randn(2, width, generator=g, dtype=torch.float64, device=g.device)
     u = z[0] / z[0].norm()
     scale = math.sqrt(width * K0)
     if c0 is None:
@@ -224,8 +224,10 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
              ) -> SimulationResult:
     r"""Simulate ``n_nets`` networks of ``depth`` blocks ``arch`` at width ``width``.
 
-    ``inputs``: h^0 of shape (width,) or (2, width); by default two inputs with K^0 = ``K0`` and
-    correlation ``c0`` exactly (``c0=None``: one input, no c^l).  ``l0``: the reference layer
+    ``inputs``: h^0 of shape (width,) or (2, width), the same for every network (results are then
+    conditional on it); by default each network gets its own random input pair with K^0 = ``K0``
+    and correlation ``c0`` exactly (``c0=None``: one input, no c^l), so that the standard errors
+    include the input's randomness, as the infinite-width theory averages over it.  ``l0``: the reference layer
     of J^{l0,l} (forward mode); ``l``: also compute J^{l0',l} for all l0' ≤ l (reverse mode).
     ``exact=True`` replaces the random probes by the full Jacobian (small widths only).
     ``device=None`` picks cuda when available; ``dtype`` float64 (default) or float32.
@@ -245,10 +247,8 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
         raise SimulationError(f"l0 must be an integer in [0, depth={depth}], got {l0!r}")
     if l is not None and (isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= depth):
         raise SimulationError(f"l must be None or an integer in [0, depth={depth}], got {l!r}")
-    if inputs is None:
-        x = make_inputs(width, K0, c0, seed, dt)
-    else:
-        x = _check_inputs(inputs, width, dt)
+    x = make_inputs(width, K0, c0, seed, dt) if inputs is None else \
+        _check_inputs(inputs, width, dt)
     x64 = x.to(torch.float64)
     K0_emp = float((x64[0] ** 2).mean())
     c0_emp = None
@@ -274,8 +274,8 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
         while start < n_nets:
             nc = min(chunk_size, n_nets - start)
             try:
-                out = _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, l0, l,
-                                 kind, P, hp)
+                out = _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x,
+                                 inputs is None, K0, c0, l0, l, kind, P, hp)
             except Exception as e:  # noqa: BLE001 - only OOM is retried
                 if not _is_oom(e) or nc == 1:
                     raise
@@ -322,10 +322,15 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
     return res
 
 
-def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, l0, l, kind, P, hp):
+def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, fresh, K0, c0, l0, l,
+               kind, P, hp):
     net = build(arch, width, depth, n_nets=nc, seed=seed, first_net=start, dtype=dt,
                 device=dev, ln_eps=ln_eps, **hp)
-    X = x.to(dev).unsqueeze(0).expand(nc, *x.shape).contiguous()  # (nc, B, N)
+    if fresh:  # an independent input pair per network (same K0, c0 exactly)
+        X = torch.stack([make_inputs(width, K0, c0, dtype=dt, generator=g)
+                         for g in network_generators(seed + 31337, start, start + nc, dev)])
+    else:
+        X = x.to(dev).unsqueeze(0).expand(nc, *x.shape).contiguous()  # (nc, B, N)
     with torch.no_grad():
         traj = net.trajectory(X)
     K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in traj])  # (L+1, nc)
@@ -335,19 +340,22 @@ def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, l0, l, k
                                                         * h[:, 1].norm(dim=-1)) for h in traj])
     pgens = network_generators(seed + 99991, start, start + nc, dev)
     n_out = width  # every layer of a repeated block has the input's shape
-    # forward mode: J^{l0,l}, l >= l0
+    # forward mode: J^{l0,l}, l >= l0 (probes folded into the batch axis, chunked)
     h0 = traj[l0][:, 0].detach()
     V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
-    sq = jvp_norms(lambda z: net.trajectory(z, start=l0), h0, V, probe_chunk=_pchunk(P))
+    pc = _pchunk(P)
+    sq = torch.cat([jvp_norms_folded(lambda z: net.trajectory(z, start=l0), h0, V[i:i + pc])
+                    for i in range(0, P, pc)])
     J = torch.full((depth + 1, nc), float("nan"), dtype=dt, device=dev)
     J[l0:] = sq.mean(0) / n_out
     Jto = None
-    if l is not None:
+    if l is not None:  # reverse mode: J^{m,l} for every m <= l
         a0 = traj[0][:, 0].detach()
-        zeros = [torch.zeros_like(a0) for _ in range(l + 1)]
         U = make_probes(kind, P, a0.shape, generators=pgens, dtype=dt, device=dev)
-        sqr = vjp_norms(lambda *d: net.trajectory(a0, 0, l, list(d))[-1], zeros, U,
-                        probe_chunk=_pchunk(P))
+        sqr = torch.cat([
+            vjp_norms_folded(lambda X, *d: net.trajectory(X, 0, l, list(d))[-1], a0, l + 1,
+                             U[i:i + pc])
+            for i in range(0, P, pc)])
         Jto = (sqr.mean(0) / n_out).cpu().numpy()
     return (K.cpu().numpy(), J.cpu().numpy(), None if c is None else c.cpu().numpy(), Jto)
 
