@@ -227,8 +227,9 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
     ``inputs``: h^0 of shape (width,) or (2, width), the same for every network (results are then
     conditional on it); by default each network gets its own random input pair with K^0 = ``K0``
     and correlation ``c0`` exactly (``c0=None``: one input, no c^l), so that the standard errors
-    include the input's randomness, as the infinite-width theory averages over it.  ``l0``: the reference layer
-    of J^{l0,l} (forward mode); ``l``: also compute J^{l0',l} for all l0' ≤ l (reverse mode).
+    include the input's randomness, as the infinite-width theory averages over it.
+    ``l0``: the reference layer of J^{l0,l} (forward mode); ``l``: also compute J^{l0',l} for
+    all l0' ≤ l (reverse mode).
     ``exact=True`` replaces the random probes by the full Jacobian (small widths only).
     ``device=None`` picks cuda when available; ``dtype`` float64 (default) or float32.
     Hyperparameters are keyword arguments (``sigma_w=..., sigma_b=..., mu=...``).
