@@ -6,11 +6,13 @@
 * :func:`validate` — theory against simulation, layer by layer, with z-scores.
 """
 
+from .apjn import APJNResult, apjn
 from .build import CritsymNet, build, default_device
 from .estimators import jvp_norms, make_probes, vjp_norms
 from .simulate import SimulationResult, make_inputs, simulate
+from .validate import ValidationResult, extrapolate, validate
 
 __all__ = [
-    "CritsymNet", "SimulationResult", "build", "default_device", "jvp_norms", "make_inputs",
+    "APJNResult", "ValidationResult", "apjn", "extrapolate", "validate", "CritsymNet", "SimulationResult", "build", "default_device", "jvp_norms", "make_inputs",
     "make_probes", "simulate", "vjp_norms",
 ]
