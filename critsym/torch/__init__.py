@@ -8,11 +8,18 @@
 
 from .apjn import APJNResult, apjn
 from .build import CritsymNet, build, default_device
-from .estimators import jvp_norms, make_probes, vjp_norms
+from .estimators import (
+    jvp_norms,
+    jvp_norms_folded,
+    make_probes,
+    vjp_norms,
+    vjp_norms_folded,
+)
 from .simulate import SimulationResult, make_inputs, simulate
 from .validate import ValidationResult, extrapolate, validate
 
 __all__ = [
-    "APJNResult", "ValidationResult", "apjn", "extrapolate", "validate", "CritsymNet", "SimulationResult", "build", "default_device", "jvp_norms", "make_inputs",
-    "make_probes", "simulate", "vjp_norms",
+    "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
+    "default_device", "extrapolate", "jvp_norms", "jvp_norms_folded", "make_inputs",
+    "make_probes", "simulate", "validate", "vjp_norms", "vjp_norms_folded",
 ]
