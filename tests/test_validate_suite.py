@@ -43,3 +43,26 @@ def test_theory_matches_simulation(act, form):
     res = validate(arch, widths=(64, 128), depth=10, n_nets=48, n_probes=2, seed=1,
                    device="cpu", **hyper(act, form))
     assert res.passed, res.to_text()
+
+
+LARGE = [("tanh", "vanilla"), ("relu", "ln_pre"), ("gelu", "res_mu1_ln_pre"), ("erf", "ln_post")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act,form", LARGE, ids=[f"{a}-{f}" for a, f in LARGE])
+def test_theory_matches_simulation_large_cpu(act, form):
+    """Larger widths and depth 20 (run with -m slow)."""
+    res = validate(cs.mlp_block(act, **FORMS[form]), widths=(128, 256), depth=20, n_nets=96,
+                   n_probes=2, seed=2, device="cpu", **hyper(act, form))
+    assert res.passed, res.to_text()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("act,form", LARGE, ids=[f"{a}-{f}" for a, f in LARGE])
+def test_theory_matches_simulation_gpu(act, form):
+    """Widths 256/512, depth 20, 512 networks per width on the GPU (run with -m gpu)."""
+    res = validate(cs.mlp_block(act, **FORMS[form]), widths=(256, 512), depth=20, n_nets=512,
+                   n_probes=2, seed=4, device="cuda", **hyper(act, form))
+    print(f"{act}-{form}: max|z| = {res.max_abs_z:.2f}")
+    assert res.passed, res.to_text()
