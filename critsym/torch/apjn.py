@@ -6,8 +6,9 @@ where h^{l0}, h^l are the outputs of two submodules of ``model`` on input ``x``.
 adds a perturbation δ (= 0) to the output of the reference module and other hooks record the
 outputs of the target modules, so ∂h^l/∂δ = ∂h^l/∂h^{l0}.  Modes:
 
-* ``"jvp"``  — forward mode from ``layers[0]`` to every layer in ``layers`` (one pass per probe
-  batch), Hutchinson probes;
+* ``"jvp"``  — forward mode from ``layers[0]`` to every layer in ``layers``, Hutchinson probes
+  (with a batch axis the probes are folded into it: one ``torch.func.jvp`` pass of the model on
+  ``n_probes`` copies of ``x``; without one they are vmapped);
 * ``"vjp"``  — reverse mode to ``layers[-1]`` from every layer in ``layers`` (perturbations at
   each), Hutchinson probes;
 * ``"exact"`` — the full Jacobian (``torch.func.jacrev``): small layers only.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.func import jacrev
+from torch.func import jacrev, jvp, vjp
 
 from ..errors import SimulationError
 from .estimators import PROBES, jvp_norms, make_probes, vjp_norms
@@ -167,11 +168,17 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
         def ungrouped(t):
             return t if batch_axis == 0 else t.squeeze(0)
 
-        def run_with(deltas: dict[int, torch.Tensor]):
+        def run_with(deltas: dict[int, torch.Tensor], inp: torch.Tensor = x):
             hooks.deltas = deltas
             hooks.record = {}
-            model(x)
+            model(inp)
             return hooks.record
+
+        P = n_probes
+        xr = x.repeat(P, *([1] * (x.dim() - 1))) if batch_axis == 0 else x
+
+        def sq_folded(ts):  # (P·B, ...) per layer -> (P, layers, B)
+            return torch.stack([(t * t).reshape(P, B, -1).sum(-1) for t in ts]).permute(1, 0, 2)
 
         n_out = [math.prod(s) // (B if batch_axis == 0 else 1) for s in shapes]
         if mode == "exact":
@@ -183,7 +190,25 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
                 J[k] = float((jac * jac).sum()) / (B * n_out[k]) if batch_axis == 0 else \
                     float((jac * jac).sum()) / n_out[k]
             return APJNResult(names, J, np.zeros_like(J), mode, 0)
-        if mode == "jvp":
+        if mode == "jvp" and batch_axis == 0:
+            # probes folded into the batch: the model runs once on P copies of x
+            V = make_probes(probe, P, shapes[0], generator=gen, dtype=dt, device=dev)
+            d0 = torch.zeros((P * B, *shapes[0][1:]), dtype=dt, device=dev)
+
+            def f0(d):
+                rec = run_with({0: d}, xr)
+                return tuple(rec[k] for k in range(len(mods)))
+
+            _, tangents = jvp(f0, (d0,), (V.reshape(d0.shape),))
+            sq = sq_folded(tangents)
+        elif mode == "vjp" and batch_axis == 0:
+            last = len(mods) - 1
+            zeros = [torch.zeros((P * B, *s[1:]), dtype=dt, device=dev) for s in shapes]
+            U = make_probes(probe, P, shapes[last], generator=gen, dtype=dt, device=dev)
+            _, pullback = vjp(lambda *ds: run_with(dict(enumerate(ds)), xr)[last], *zeros)
+            sq = sq_folded(pullback(U.reshape(zeros[last].shape)))
+            n_out = [n_out[last]] * len(mods)
+        elif mode == "jvp":
             d0 = grouped(torch.zeros(shapes[0], dtype=dt, device=dev))
             V = make_probes(probe, n_probes, d0.shape, generator=gen, dtype=dt, device=dev)
 
