@@ -173,3 +173,28 @@ def test_gpu_matches_cpu_networks():
     th = a.theory()
     for r in (a, b):
         assert np.all(np.abs(r.K[1:] - th.K[1:]) < 4 * r.K_se[1:] + 0.1 * th.K[1:])
+
+
+def test_multi_axis_features():
+    """in_shape=(tokens, channels): Linear/LN act on the last axis, N_l counts all features."""
+    arch = cs.mlp_block("tanh", layernorm="pre", residual_mu=0.8)
+    r = cs.simulate(arch, 6, 3, n_nets=2, in_shape=(4, 6), exact=True, l=3, seed=1, **HP)
+    assert r.in_shape == (4, 6) and r.n_probes == 24
+    np.testing.assert_allclose(r.K_nets[0], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(r.J_nets[3], r.J_to_nets[0], rtol=1e-10)
+    # exact mode against torch.autograd.functional.jacobian over all 24 features
+    net = cs.build(arch, 6, 3, n_nets=2, seed=1, in_shape=(4, 6), **HP)
+    h0 = torch.randn(2, 4, 6, dtype=torch.float64)
+
+    def f(z):
+        full = torch.stack([z, h0[1]])
+        return net(full.unsqueeze(1))[0, 0]
+
+    J = torch.autograd.functional.jacobian(f, h0[0])  # (4, 6, 4, 6)
+    V = make_probes("exact", 0, (2, 4, 6))
+    sq = jvp_norms_folded(lambda z: net.trajectory(z), h0, V).mean(0)
+    assert float(sq[3, 0]) == pytest.approx(float((J**2).sum()), rel=1e-10)
+    with pytest.raises(SimulationError, match="in_shape"):
+        cs.simulate(arch, 6, 3, in_shape=(0, 6), **HP)
+    with pytest.raises(SimulationError, match="shape"):
+        cs.simulate(arch, 6, 3, in_shape=(4, 6), inputs=np.ones(6), **HP)

@@ -58,6 +58,19 @@ def network_generators(seed: int, start: int, stop: int, device: torch.device):
     return gens
 
 
+def feature_shape(width: int, in_shape: object = None) -> tuple[int, ...]:
+    """The per-example feature shape: ``in_shape`` (positive ints) or ``(width,)``."""
+    if in_shape is None:
+        return (width,)
+    try:
+        shape = tuple(int(s) for s in in_shape)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise SimulationError(f"in_shape must be a tuple of ints, got {in_shape!r}") from None
+    if not shape or any(s < 1 for s in shape):
+        raise SimulationError(f"in_shape must be a non-empty tuple of ints >= 1, got {in_shape}")
+    return shape
+
+
 class CritsymNet(nn.Module):
     """``depth`` blocks for ``n_nets`` independent networks; layer l = output of block l.
 
@@ -86,10 +99,12 @@ class CritsymNet(nn.Module):
         return p.dtype if p is not None else torch.float64
 
     def _check(self, h: torch.Tensor) -> None:
-        if h.dim() < 2 or h.shape[0] != self.n_nets or tuple(h.shape[-1:]) != self.in_shape:
+        k = len(self.in_shape)
+        if h.dim() < k + 1 or h.shape[0] != self.n_nets or tuple(h.shape[-k:]) != self.in_shape:
             raise SimulationError(
-                f"input of shape {tuple(h.shape)} does not fit {self.n_nets} networks of width "
-                f"{self.width}: pass (n_nets, *batch, width) = ({self.n_nets}, ..., {self.width})"
+                f"input of shape {tuple(h.shape)} does not fit {self.n_nets} networks with "
+                f"features {self.in_shape}: pass (n_nets, *batch, *features) = "
+                f"({self.n_nets}, ..., {', '.join(map(str, self.in_shape))})"
             )
         if h.dtype != self.dtype:
             raise SimulationError(f"input dtype {h.dtype} differs from the network's "
@@ -120,13 +135,16 @@ class CritsymNet(nn.Module):
 
 def build(arch: Op, width: int, depth: int, *, n_nets: int = 1, seed: int = 0,
           first_net: int = 0, dtype: object = torch.float64, device: object = None,
-          ln_eps: float = 1e-12, **hp: float) -> CritsymNet:
+          ln_eps: float = 1e-12, in_shape: tuple[int, ...] | None = None,
+          **hp: float) -> CritsymNet:
     r"""``n_nets`` independent networks of ``depth`` blocks ``arch`` at width ``width``.
 
     Hyperparameters are keyword arguments (``sigma_w=1.3, sigma_b=0.2, mu=1``).  Network i
     (counted from ``first_net``) takes its weights from a generator seeded by (seed, i), so the
     same seed gives the same networks however they are chunked.  Each operator builds its own
-    forward map (``Op.to_torch``), so new operators need no change here.
+    forward map (``Op.to_torch``), so new operators need no change here.  ``in_shape``: the
+    per-example feature shape of h^l (default ``(width,)``; e.g. ``(tokens, channels)`` for
+    operators on several axes), which every block must preserve.
     """
     arch = as_op(arch)
     width = check_positive_int(width, "width")
@@ -155,7 +173,7 @@ def build(arch: Op, width: int, depth: int, *, n_nets: int = 1, seed: int = 0,
     gens = network_generators(seed, first_net, first_net + n_nets, dev)
     ctx = BuildContext(n_nets=n_nets, width=width, values=values, generators=gens, dtype=dt,
                        device=dev, ln_eps=ln_eps)
-    shape: tuple[int, ...] = (width,)
+    shape = feature_shape(width, in_shape)
     blocks = []
     for _ in range(depth):
         mod, out = arch.to_torch(ctx, shape)

@@ -32,6 +32,7 @@ from .build import (
     check_dtype,
     check_positive_int,
     default_device,
+    feature_shape,
     network_generators,
 )
 from .estimators import PROBES, jvp_norms_folded, make_probes, vjp_norms_folded
@@ -67,6 +68,7 @@ class SimulationResult:
     probe: str
     seconds: float
     chunks: list = field(default_factory=list)
+    in_shape: tuple = ()
 
     @property
     def layers(self) -> np.ndarray:
@@ -121,9 +123,13 @@ class SimulationResult:
 
 
 def make_inputs(width: int, K0: float = 1.0, c0: float | None = 0.5, seed: int = 0,
-                dtype=torch.float64, generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""h^0 for inputs a (and b): shape (1 or 2, width) with (1/N)|h_a|² = (1/N)|h_b|² = K0 and
-    correlation exactly c0 (random directions from ``seed``, or from ``generator``)."""
+                dtype=torch.float64, generator: torch.Generator | None = None,
+                in_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    r"""h^0 for inputs a (and b): shape (1 or 2, *features) with (1/N)|h_a|² = (1/N)|h_b|² = K0
+    and correlation exactly c0 (random directions from ``seed``, or from ``generator``);
+    features = ``in_shape`` or ``(width,)``, N their number."""
+    shape = feature_shape(width, in_shape)
+    width = math.prod(shape)
     if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
         raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
     g = generator if generator is not None else torch.Generator().manual_seed(int(seed) + 424242)
@@ -131,7 +137,7 @@ def make_inputs(width: int, K0: float = 1.0, c0: float | None = 0.5, seed: int =
     u = z[0] / z[0].norm()
     scale = math.sqrt(width * K0)
     if c0 is None:
-        return (scale * u).unsqueeze(0).to(dtype)
+        return (scale * u).reshape(1, *shape).to(dtype)
     if not (isinstance(c0, (int, float)) and -1 <= c0 <= 1):
         raise SimulationError(f"c0 must be a number in [-1, 1] (or None), got {c0!r}")
     if width < 2 and abs(c0) < 1:
@@ -139,26 +145,27 @@ def make_inputs(width: int, K0: float = 1.0, c0: float | None = 0.5, seed: int =
     w = z[1] - (z[1] @ u) * u
     w = w / w.norm() if width > 1 else w
     b = c0 * u + math.sqrt(max(0.0, 1 - c0 * c0)) * w
-    return (scale * torch.stack([u, b])).to(dtype)
+    return (scale * torch.stack([u, b])).reshape(2, *shape).to(dtype)
 
 
-def _check_inputs(inputs, width: int, dtype) -> torch.Tensor:
+def _check_inputs(inputs, shape: tuple[int, ...], dtype) -> torch.Tensor:
     try:
         x = torch.as_tensor(np.asarray(inputs, dtype=np.float64) if not
                             isinstance(inputs, torch.Tensor) else inputs.detach().cpu())
     except (TypeError, ValueError):
         raise SimulationError(f"inputs must be an array of numbers, got {inputs!r}") from None
     x = x.to(torch.float64)
-    if x.dim() == 1:
+    if x.dim() == len(shape):
         x = x.unsqueeze(0)
-    if x.dim() != 2 or x.shape[0] not in (1, 2) or x.shape[1] != width:
+    if x.dim() != len(shape) + 1 or x.shape[0] not in (1, 2) or tuple(x.shape[1:]) != shape:
+        s = ", ".join(map(str, shape))
         raise SimulationError(
-            f"inputs must be h^0 of shape ({width},) or (2, {width}) (one or two inputs of the "
-            f"network's width), got shape {tuple(x.shape)}"
+            f"inputs must be h^0 of shape ({s}) or (2, {s}) (one or two inputs with the "
+            f"network's features), got shape {tuple(x.shape)}"
         )
     if not torch.isfinite(x).all():
         raise SimulationError("inputs contain non-finite values")
-    if (x.norm(dim=-1) == 0).any():
+    if (x.reshape(x.shape[0], -1).norm(dim=-1) == 0).any():
         raise SimulationError("an input is the zero vector; K^0 must be > 0")
     return x.to(dtype)
 
@@ -207,11 +214,12 @@ class _Progress:
 
 
 def _per_net_bytes(arch: Op, width: int, depth: int, dtype, n_in: int, n_probes: int,
-                   hp: dict) -> int:
-    blk = build(arch, width, 1, n_nets=1, seed=0, dtype=torch.float32, device="cpu", **hp)
+                   hp: dict, shape: tuple[int, ...]) -> int:
+    blk = build(arch, width, 1, n_nets=1, seed=0, dtype=torch.float32, device="cpu",
+                in_shape=shape, **hp)
     n_params = sum(p.numel() for p in blk.parameters())
     item = torch.empty((), dtype=dtype).element_size()
-    acts = (depth + 1) * width * (n_in + 4 * max(n_probes, 1))
+    acts = (depth + 1) * math.prod(shape) * (n_in + 4 * max(n_probes, 1))
     return int((depth * n_params + acts) * item)
 
 
@@ -220,8 +228,8 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
              l: int | None = None, seed: int = 0, device: object = None,
              dtype: object = torch.float64, probe: str = "gaussian", exact: bool = False,
              chunk_size: int | None = None, max_memory: int | None = None,
-             ln_eps: float = 1e-12, progress: bool | None = None, **hp: float
-             ) -> SimulationResult:
+             ln_eps: float = 1e-12, progress: bool | None = None,
+             in_shape: tuple[int, ...] | None = None, **hp: float) -> SimulationResult:
     r"""Simulate ``n_nets`` networks of ``depth`` blocks ``arch`` at width ``width``.
 
     ``inputs``: h^0 of shape (width,) or (2, width), the same for every network (results are then
@@ -233,12 +241,15 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
     ``exact=True`` replaces the random probes by the full Jacobian (small widths only).
     ``device=None`` picks cuda when available; ``dtype`` float64 (default) or float32.
     Hyperparameters are keyword arguments (``sigma_w=..., sigma_b=..., mu=...``).
+    ``in_shape``: per-example feature shape of h^l for operators on several axes (default
+    ``(width,)``); N_l, K^l and c^l then run over all features.
     """
     t_start = time.perf_counter()
     arch = as_op(arch)
     width = check_positive_int(width, "width")
     depth = check_positive_int(depth, "depth")
     n_nets = check_positive_int(n_nets, "n_nets")
+    shape = feature_shape(width, in_shape)
     n_probes = check_positive_int(n_probes, "n_probes")
     dt = check_dtype(dtype)
     dev = default_device(device)
@@ -248,15 +259,15 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
         raise SimulationError(f"l0 must be an integer in [0, depth={depth}], got {l0!r}")
     if l is not None and (isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= depth):
         raise SimulationError(f"l must be None or an integer in [0, depth={depth}], got {l!r}")
-    x = make_inputs(width, K0, c0, seed, dt) if inputs is None else \
-        _check_inputs(inputs, width, dt)
-    x64 = x.to(torch.float64)
+    x = make_inputs(width, K0, c0, seed, dt, in_shape=shape) if inputs is None else \
+        _check_inputs(inputs, shape, dt)
+    x64 = x.to(torch.float64).reshape(x.shape[0], -1)
     K0_emp = float((x64[0] ** 2).mean())
     c0_emp = None
     if x.shape[0] == 2:
         c0_emp = float(x64[0] @ x64[1] / (x64[0].norm() * x64[1].norm()))
     kind = "exact" if exact else probe
-    P = width if exact else n_probes
+    P = math.prod(shape) if exact else n_probes
 
     if chunk_size is None:
         if max_memory is None:
@@ -264,7 +275,7 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
                 max_memory = int(0.4 * torch.cuda.mem_get_info(dev)[0])
             else:
                 max_memory = 2 * 2**30
-        per_net = _per_net_bytes(arch, width, depth, dt, x.shape[0], P, hp)
+        per_net = _per_net_bytes(arch, width, depth, dt, x.shape[0], P, hp, shape)
         chunk_size = max(1, min(n_nets, max_memory // max(per_net, 1)))
     chunk_size = check_positive_int(chunk_size, "chunk_size")
 
@@ -276,7 +287,7 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
             nc = min(chunk_size, n_nets - start)
             try:
                 out = _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x,
-                                 inputs is None, K0, c0, l0, l, kind, P, hp)
+                                 inputs is None, K0, c0, l0, l, kind, P, hp, shape)
             except Exception as e:  # noqa: BLE001 - only OOM is retried
                 if not _is_oom(e) or nc == 1:
                     raise
@@ -305,7 +316,7 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
         arch=arch, width=width, depth=depth, n_nets=n_nets, n_probes=P, l0=l0, l_to=l,
         hp=dict(hp), K0=K0_emp, c0=c0_emp, K_nets=cat(K_parts), J_nets=cat(J_parts),
         c_nets=cat(c_parts), J_to_nets=cat(Jto_parts), device=str(dev), dtype=str(dt),
-        probe=kind, seconds=time.perf_counter() - t_start, chunks=chunks,
+        probe=kind, seconds=time.perf_counter() - t_start, chunks=chunks, in_shape=shape,
     )
     for name in ("K_nets", "J_nets", "c_nets", "J_to_nets"):
         a = getattr(res, name)
@@ -324,23 +335,24 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
 
 
 def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, fresh, K0, c0, l0, l,
-               kind, P, hp):
+               kind, P, hp, shape):
     net = build(arch, width, depth, n_nets=nc, seed=seed, first_net=start, dtype=dt,
-                device=dev, ln_eps=ln_eps, **hp)
+                device=dev, ln_eps=ln_eps, in_shape=shape, **hp)
     if fresh:  # an independent input pair per network (same K0, c0 exactly)
-        X = torch.stack([make_inputs(width, K0, c0, dtype=dt, generator=g)
+        X = torch.stack([make_inputs(width, K0, c0, dtype=dt, generator=g, in_shape=shape)
                          for g in network_generators(seed + 31337, start, start + nc, dev)])
     else:
         X = x.to(dev).unsqueeze(0).expand(nc, *x.shape).contiguous()  # (nc, B, N)
     with torch.no_grad():
         traj = net.trajectory(X)
-    K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in traj])  # (L+1, nc)
+    flat = [h.reshape(nc, h.shape[1], -1) for h in traj]  # (nc, B, features)
+    K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in flat])  # (L+1, nc)
     c = None
     if x.shape[0] == 2:
         c = torch.stack([(h[:, 0] * h[:, 1]).sum(-1) / (h[:, 0].norm(dim=-1)
-                                                        * h[:, 1].norm(dim=-1)) for h in traj])
+                                                        * h[:, 1].norm(dim=-1)) for h in flat])
     pgens = network_generators(seed + 99991, start, start + nc, dev)
-    n_out = width  # every layer of a repeated block has the input's shape
+    n_out = math.prod(shape)  # every layer of a repeated block has the input's shape
     # forward mode: J^{l0,l}, l >= l0 (probes folded into the batch axis, chunked)
     h0 = traj[l0][:, 0].detach()
     V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
