@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python benchmarks/bench_apjn.py [--device cpu|cuda] [--quick]
 
-1. APJN J^{0,l} for all l (forward mode, one Gaussian probe, torch.func.jvp) vs a plain forward
-   pass of the same network — target ≤ 3×;
+1. APJN J^{0,l} for all l (forward mode, one Gaussian probe; dual tensors of
+   torch.autograd.forward_ad, and torch.func.jvp for comparison) vs a plain forward pass of the
+   same network — target ≤ 3×;
 2. the same vs torch.autograd.functional.jacobian of the full partial Jacobian ∂h^L/∂h^0 at
    width 1024, depth 20 (which gives J^{0,L} only) — target ≥ 50× faster;
 3. networks·layers per second: the estimator alone on pre-built stacked networks, and the whole
@@ -46,6 +47,7 @@ def bench_ratios(arch, hp, N, L, dt, dev, sync, quick):
     V8 = make_probes("gaussian", 8, h.shape, dtype=dt, device=dev)
     t_jvp1 = best(lambda: jvp_norms_folded(net.trajectory, h, V1), sync=sync)
     t_jvp8 = best(lambda: jvp_norms_folded(net.trajectory, h, V8), sync=sync)
+    t_func = best(lambda: jvp_norms_folded(net.trajectory, h, V1, engine="func"), sync=sync)
 
     def full_jac(vectorize):
         return torch.autograd.functional.jacobian(lambda z: net(z.view(1, 1, N)), h[0],
@@ -58,6 +60,8 @@ def bench_ratios(arch, hp, N, L, dt, dev, sync, quick):
     print(f"  plain forward pass                  {t_fwd * 1e3:9.3f} ms")
     print(f"  APJN all l>=0, 1 probe (jvp)        {t_jvp1 * 1e3:9.3f} ms  "
           f"= {t_jvp1 / t_fwd:5.2f}x forward   (target <= 3x)")
+    print(f"  same through torch.func.jvp         {t_func * 1e3:9.3f} ms  "
+          f"= {t_func / t_fwd:5.2f}x forward")
     print(f"  APJN all l>=0, 8 probes (jvp)       {t_jvp8 * 1e3:9.3f} ms  "
           f"= {t_jvp8 / t_fwd:5.2f}x forward")
     print(f"  autograd.functional.jacobian        {t_jac * 1e3:9.1f} ms  "

@@ -57,7 +57,11 @@ def test_vmap_and_folded_forward_mode_agree():
     V = make_probes("gaussian", 5, h0.shape, generator=torch.Generator().manual_seed(3))
     a = jvp_norms_folded(lambda z: net.trajectory(z), h0, V)
     b = jvp_norms(lambda z: net.trajectory(z), h0, V)
+    c = jvp_norms_folded(lambda z: net.trajectory(z), h0, V, engine="func")
     torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    with pytest.raises(SimulationError, match="engine"):
+        jvp_norms_folded(lambda z: net.trajectory(z), h0, V, engine="x")
 
 
 def test_forward_and_reverse_mode_agree_exactly():

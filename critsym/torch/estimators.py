@@ -6,7 +6,9 @@ by Hutchinson's identity E_v ‖J v‖² = ‖J‖_F² for probes with E[v vᵀ]
 Rademacher, or uniform on the sphere of radius √N), and E_u ‖Jᵀ u‖² = ‖J‖_F² in reverse mode.
 
 * :func:`jvp_norms` — forward mode (``torch.func.jvp``, probes batched with ``torch.func.vmap``):
-  one pass from h^{l0} gives ‖J^{l0,l} v‖² for *every* l ≥ l0.
+  one pass from h^{l0} gives ‖J^{l0,l} v‖² for *every* l ≥ l0;
+  :func:`jvp_norms_folded` — the same with the probes folded into a batch axis (used by
+  :func:`~critsym.simulate`; dual tensors of ``torch.autograd.forward_ad`` by default).
 * :func:`vjp_norms` — reverse mode (``torch.func.vjp``): one backward pass from h^l gives
   ‖(J^{l0,l})ᵀ u‖² for *every* l0 ≤ l (zero perturbations added to each h^{l0}).
 * exact mode — the probes ``√F·e_j``, j = 1..F (F input features): the forward pass then
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch.func import jvp, vjp, vmap
 
 from ..errors import SimulationError
@@ -88,18 +91,30 @@ def jvp_norms(f: Callable[[torch.Tensor], Sequence[torch.Tensor]], x: torch.Tens
 
 
 def jvp_norms_folded(f: Callable[[torch.Tensor], Sequence[torch.Tensor]], x: torch.Tensor,
-                     probes: torch.Tensor) -> torch.Tensor:
+                     probes: torch.Tensor, engine: str = "forward_ad") -> torch.Tensor:
     r"""As :func:`jvp_norms` with the probes folded into axis 1 of the primal instead of vmapped.
 
     ``x`` has shape (G, *feat) and ``f`` must accept (G, P, *feat) (a batch axis 1), e.g. a
     :class:`~critsym.torch.build.CritsymNet` trajectory.  The primal is repeated P times, and
-    one ``torch.func.jvp`` call carries all P tangents in a matrix-matrix product — faster than
-    vmap on CPU.  Returns (P, n_outputs, G).
+    one forward-mode pass carries all P tangents in a matrix-matrix product — faster than vmap
+    on CPU.  ``engine="forward_ad"`` (default) uses the dual tensors of
+    ``torch.autograd.forward_ad`` directly — the engine under ``torch.func.jvp``, without
+    functorch's per-operation wrapping, which at width 1024 cost ~1× a forward pass extra;
+    ``engine="func"`` uses ``torch.func.jvp`` (identical numbers).  Returns (P, n_outputs, G).
     """
     P = probes.shape[0]
     X = x.unsqueeze(1).expand(x.shape[0], P, *x.shape[1:]).contiguous()
     T = probes.movedim(0, 1).contiguous()
-    _, tangents = jvp(lambda z: tuple(f(z)), (X,), (T,))
+    if engine == "forward_ad":
+        with fwAD.dual_level():
+            outs = f(fwAD.make_dual(X, T))
+            tangents = [fwAD.unpack_dual(o).tangent for o in outs]
+        if any(t is None for t in tangents):
+            raise SimulationError("a layer output does not depend on the reference layer")
+    elif engine == "func":
+        _, tangents = jvp(lambda z: tuple(f(z)), (X,), (T,))
+    else:
+        raise SimulationError(f"engine must be 'forward_ad' or 'func', got {engine!r}")
     return torch.stack([(t * t).reshape(t.shape[0], P, -1).sum(-1) for t in tangents]) \
         .permute(2, 0, 1)
 
