@@ -1,4 +1,5 @@
-"""abc-parameterizations: exponent calculus against hand-derived closed forms, the symmetry (exactly,
+"""abc-parameterizations: exponent calculus against hand-derived closed forms, the symmetry
+(exactly,
 in sympy and in torch), classification, and input validation."""
 
 from __future__ import annotations

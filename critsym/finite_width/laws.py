@@ -1,7 +1,8 @@
 r"""Per-layer laws of the log-norm increments, as pure functions of numbers.
 
 Observable: L_d = ln(|x^d|^2 / |x^0|^2) for x^0 ~ N(0, I_n), no biases, positively 1-homogeneous
-activations.  Since the weights of different layers are independent, x^{l+1} given x^l is Gaussian, and
+activations.  Since the weights of different layers are independent, x^{l+1} given x^l is
+Gaussian, and
 every law below follows from that conditional Gaussianity.
 
 MLP  x^{l+1} = W phi(x^l), W ~ N(0, c/n), phi = leaky-relu with slope alpha (alpha = 0: relu).
@@ -15,7 +16,8 @@ Balanced ResNet  x' = x + W_+ phi(x) + W_- phi(-x), W_+- ~ N(0, c/(2n)), g = c/2
     E ln chi'^2_k(lambda) = E_J[ln 2 + psi(k/2 + J)], Var = E_J psi'(k/2 + J) + Var_J psi(k/2 + J),
     J ~ Poisson(lambda/2).
 
-Standard ResNet  x' = x + W phi(x), W ~ N(0, c/n): no exact law; the 1/n expansion in the odd Hermite
+Standard ResNet  x' = x + W phi(x), W ~ N(0, c/n): no exact law; the 1/n expansion in the odd
+Hermite
 modes of the signed energy imbalance m = (1/n) sum_i v_i|v_i| (v = sqrt(n) x/|x|), see
 :func:`resnet_constants`.
 """
@@ -162,7 +164,8 @@ class ResNetConstants:
       mu_m  = rho'(0) sum_k k w_k rho0^{k-1}/(1 - rho0^k)          (n E[m] in the stationary state)
       M     = -(4g + 2g^2 + 3g^2)/(2q^2) + (g/q) mu_m
       V     = [4g + 2g^2 + g^2 sum_k w_k (1 + rho0^k)/(1 - rho0^k)]/q^2
-      kappa = -1/2 rho'(0) sum_k k h_k s_k rho0^{k-1}/(1 - rho0^k)   (E[active fraction] = 1/2 - kappa/n)
+      kappa = -1/2 rho'(0) sum_k k h_k s_k rho0^{k-1}/(1 - rho0^k)
+              (E[active fraction] = 1/2 - kappa/n)
       lag1  = g^2 sum_k w_k rho0^k / (4g + 2g^2 + 3g^2)
     """
 

@@ -3,13 +3,15 @@ r"""Monte Carlo of the log-norm L_d = ln(|x^d|^2/|x^0|^2), batched over many ind
 Two samplers of the same law:
 
 * ``method="torch"``: explicit weights.  Every layer of every network draws its own weight matrix
-  (stacked (B, n, n), one ``bmm``), the state is renormalised after each layer and ln|x|^2 accumulated,
+  (stacked (B, n, n), one ``bmm``), the state is renormalised after each layer and ln|x|^2
+  accumulated,
   so nothing over- or underflows at any depth.  float64 by default, CUDA when available.
 * ``method="exact"``: exact in law and much faster.  MLP: i.i.d. increments ln((c/n)(chi^2_K +
   alpha^2 chi^2_{n-K})), K ~ Bin(n, 1/2); Balanced: ln((g/n) chi'^2_n(n/g)) (numpy, O(1) per layer);
   standard ResNet (no scalar law): the conditional Gaussian step x' = x + sqrt(c/n)|relu(x)| z,
   z ~ N(0, I_n), which has exactly the law of x + W relu(x) given x (O(n) per layer, torch).
-* ``method="conditional"``: that conditional Gaussian step for every kind (records the active fraction
+* ``method="conditional"``: that conditional Gaussian step for every kind (records the active
+fraction
   for all kinds).
 
 Each layer records the increment ln(|x^{l+1}|^2/|x^l|^2) and the fraction of positive coordinates of
@@ -33,7 +35,8 @@ METHODS = ("torch", "exact", "conditional")
 
 @dataclass
 class LogNormSample:
-    """Samples of L_d (one per network) and, when recorded, per-layer increments and active fractions."""
+    """Samples of L_d (one per network) and, when recorded, per-layer increments and active
+    fractions."""
 
     spec: ModelSpec
     depth: int
@@ -72,7 +75,8 @@ class LogNormSample:
         return float(np.sqrt(max(m4 - self.var() ** 2, 0.0) / self.n_nets))
 
     def lag1(self, burn_in: int = 0, groups: int = 20) -> tuple[float, float]:
-        """Correlation of consecutive increments (layers >= burn_in), with a batch-means standard error."""
+        """Correlation of consecutive increments (layers >= burn_in), with a batch-means
+        standard error."""
         inc = self._need(self.increments, "increments")[:, burn_in:]
         if inc.shape[1] < 2:
             raise SimulationError("need at least two recorded layers after burn_in for lag-1")
@@ -185,7 +189,8 @@ def simulate_log_norm(spec: ModelSpec, depth: int, width: int, n_nets: int = 100
                       max_chunk_elements: int | None = None) -> LogNormSample:
     """Simulate L_d for ``n_nets`` independent networks.
 
-    ``spec`` is a :class:`ModelSpec` (or use :func:`critsym.finite_width.simulate_log_norm`, which also
+    ``spec`` is a :class:`ModelSpec` (or use :func:`critsym.finite_width.simulate_log_norm`,
+    which also
     accepts an architecture).  ``max_chunk_elements`` bounds B*n^2 per weight draw (memory).
     """
     check_width_depth(depth, width)

@@ -3,8 +3,10 @@ r"""abc-parameterizations of an (L+1)-layer MLP of width m (Yang-Hu; Hajjar-Chiz
 Layers l = 0..L:  h_0 = m^{-a_0} W^0 xi,  h_l = m^{-a_l} W^l phi(h_{l-1}),  f = h_L,
 W^l = m^{-b_l} U^l with U^l ~ N(0, sigma^2), SGD learning rate of layer l = eta m^{-c_l}.
 
-Symmetry (SGD): (a_l, b_l, c_l) -> (a_l + theta_l, b_l - theta_l, c_l - 2 theta_l) leaves the function
-and its SGD trajectory invariant, for each layer separately; the invariants are a_l + b_l (the forward
+Symmetry (SGD): (a_l, b_l, c_l) -> (a_l + theta_l, b_l - theta_l, c_l - 2 theta_l) leaves the
+function
+and its SGD trajectory invariant, for each layer separately; the invariants are a_l + b_l (the
+forward
 scale) and 2 a_l + c_l (the effective learning rate in function space).
 """
 
@@ -41,7 +43,8 @@ def expand_exponents(value: object, n_layers: int, what: str) -> Exps:
         first, hidden, last = (_rat(v, what) for v in vals)
         return (first,) + (hidden,) * (n_layers - 2) + (last,)
     raise HyperparameterError(
-        f"{what}: give a scalar, a (first, hidden, last) triple or {n_layers} values; got {len(vals)}"
+        f"{what}: give a scalar, a (first, hidden, last) triple or {n_layers} values; "
+        f"got {len(vals)}"
     )
 
 
@@ -83,16 +86,18 @@ class ABCParameterization:
     def shift(self, theta: object) -> ABCParameterization:
         """Apply the symmetry with a scalar theta or one theta_l per layer."""
         th = expand_exponents(theta, self.n_layers, "theta")
-        a = tuple(x + t for x, t in zip(self.a, th))
-        b = tuple(x - t for x, t in zip(self.b, th))
-        c = tuple(x - 2 * t for x, t in zip(self.c, th))
-        cf = None if self.c_first is None else tuple(x - 2 * t for x, t in zip(self.c_first, th))
+        a = tuple(x + t for x, t in zip(self.a, th, strict=True))
+        b = tuple(x - t for x, t in zip(self.b, th, strict=True))
+        c = tuple(x - 2 * t for x, t in zip(self.c, th, strict=True))
+        cf = None
+        if self.c_first is not None:
+            cf = tuple(x - 2 * t for x, t in zip(self.c_first, th, strict=True))
         return ABCParameterization(a, b, c, name=f"{self.name} (shifted)", c_first=cf)
 
     def invariants(self) -> tuple[Exps, Exps]:
         """(a_l + b_l, 2 a_l + c_l): the symmetry-invariant content."""
-        return (tuple(x + y for x, y in zip(self.a, self.b)),
-                tuple(2 * x + y for x, y in zip(self.a, self.c)))
+        return (tuple(x + y for x, y in zip(self.a, self.b, strict=True)),
+                tuple(2 * x + y for x, y in zip(self.a, self.c, strict=True)))
 
     def equivalent(self, other: ABCParameterization) -> bool:
         """True when the two are related by the symmetry (same SGD dynamics)."""
@@ -100,8 +105,8 @@ class ABCParameterization:
             return False
         same = self.invariants() == other.invariants()
         if self.c_first is not None or other.c_first is not None:
-            fs = tuple(2 * x + y for x, y in zip(self.a, self.step_c))
-            fo = tuple(2 * x + y for x, y in zip(other.a, other.step_c))
+            fs = tuple(2 * x + y for x, y in zip(self.a, self.step_c, strict=True))
+            fo = tuple(2 * x + y for x, y in zip(other.a, other.step_c, strict=True))
             same = same and fs == fo
         return same
 

@@ -60,7 +60,8 @@ class ABCNet(nn.Module):
     def optimizer(self, eta: float, first_step: bool = True) -> torch.optim.SGD:
         """Plain SGD with one parameter group per layer."""
         lrs = self.learning_rates(eta, first_step)
-        return torch.optim.SGD([{"params": [w], "lr": lr} for w, lr in zip(self.weights, lrs)])
+        groups = [{"params": [w], "lr": lr} for w, lr in zip(self.weights, lrs, strict=True)]
+        return torch.optim.SGD(groups)
 
 
 def _rms(t: torch.Tensor) -> float:
@@ -76,12 +77,12 @@ def one_step(net: ABCNet, xi: torch.Tensor, eta: float) -> dict[str, list[float]
     out = {"h": [_rms(h) for h in hs], "dh": [_rms(h.grad) for h in hs[:-1]]}
     lrs = net.learning_rates(eta, first_step=True)
     with torch.no_grad():
-        deltas = [-lr * w.grad for w, lr in zip(net.weights, lrs)]
+        deltas = [-lr * w.grad for w, lr in zip(net.weights, lrs, strict=True)]
         out["dW"] = [_rms(d) for d in deltas]
-        for w, d in zip(net.weights, deltas):
+        for w, d in zip(net.weights, deltas, strict=True):
             w.add_(d)
         new = net.forward_all(xi)
-    out["delta_h"] = [_rms(n - o.detach()) for n, o in zip(new[:-1], hs[:-1])]
+    out["delta_h"] = [_rms(n - o.detach()) for n, o in zip(new[:-1], hs[:-1], strict=True)]
     out["delta_f"] = [_rms(new[-1] - hs[-1].detach())]
     return out
 
@@ -136,7 +137,7 @@ class OneStepResult:
         lines = [f"{self.param.name}: measured exponent +- s.e. (predicted), widths {self.widths}"]
         for name in QUANTITIES:
             cells = [f"{s:+.3f}+-{se:.3f} ({p:+.2f})"
-                     for (s, se), p in zip(self.slopes[name], self.predicted[name])]
+                     for (s, se), p in zip(self.slopes[name], self.predicted[name], strict=True)]
             lines.append(f"{name:>8}: " + "  ".join(cells))
         return "\n".join(lines)
 
@@ -148,7 +149,8 @@ def simulate_one_step(param: ABCParameterization, widths: Sequence[int] = (128, 
     """Measure width exponents of h, dh, Delta W, Delta h, Delta f after one SGD step.
 
     The input xi ~ N(0, I/d_in) depends on the seed only (shared across widths); weights on
-    (seed, width).  Exponents are OLS slopes of log RMS vs log m over all (seed, width) points, with one offset
+    (seed, width).  Exponents are OLS slopes of log RMS vs log m over all (seed, width) points,
+    with one offset
     per seed (within-seed fit; same slope as fitting the geometric mean over seeds).
     """
     widths = tuple(int(w) for w in widths)
