@@ -57,33 +57,46 @@ def _binomial_support(n: int, tol: float = 1e-18) -> tuple[np.ndarray, np.ndarra
     return k[keep], pmf[keep]
 
 
-def _beta_log_moments(a: float, b: float, alpha: float) -> tuple[float, float]:
-    r"""E f(U), E f(U)^2 for f(u) = ln(alpha^2 + (1 - alpha^2) u), U ~ Beta(a, b).
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(160)
+
+
+def _beta_log_moments(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""E f(U), E f(U)^2 for f(u) = ln(alpha^2 + (1 - alpha^2) u), U ~ Beta(a, b), vectorised over
+    (a, b).
 
     Gauss-Legendre on a +-14 sd window for a, b >= 4 (self-normalised density), otherwise QUADPACK's
     algebraic-singularity rule (accurate for small shape parameters).
     """
+    a = np.atleast_1d(np.asarray(a, float))
+    b = np.atleast_1d(np.asarray(b, float))
     a2 = alpha * alpha
 
     def f(u: np.ndarray) -> np.ndarray:
         return np.log(a2 + (1.0 - a2) * u)
 
-    if min(a, b) < 4:
-        norm = special.beta(a, b)
-        m1 = integrate.quad(f, 0, 1, weight="alg", wvar=(a - 1, b - 1), limit=200)[0] / norm
-        m2 = integrate.quad(lambda u: f(u) ** 2, 0, 1, weight="alg", wvar=(a - 1, b - 1),
-                            limit=200)[0] / norm
-        return m1, m2
-    mu = a / (a + b)
-    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-    lo, hi = max(mu - 14 * sd, 0.0), min(mu + 14 * sd, 1.0)
-    x, w = np.polynomial.legendre.leggauss(160)
-    u = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
-    logpdf = stats.beta.logpdf(u, a, b)
-    dens = w * np.exp(logpdf - logpdf.max())
-    dens /= dens.sum()
-    fu = f(u)
-    return float(dens @ fu), float(dens @ fu**2)
+    m1 = np.empty(a.shape)
+    m2 = np.empty(a.shape)
+    small = np.minimum(a, b) < 4
+    for i in np.flatnonzero(small):
+        norm = special.beta(a[i], b[i])
+        w = (a[i] - 1, b[i] - 1)
+        m1[i] = integrate.quad(f, 0, 1, weight="alg", wvar=w, limit=200)[0] / norm
+        m2[i] = integrate.quad(lambda u: f(u) ** 2, 0, 1, weight="alg", wvar=w,
+                               limit=200)[0] / norm
+    big = ~small
+    if np.any(big):
+        ab, bb = a[big][:, None], b[big][:, None]
+        mu = ab / (ab + bb)
+        sd = np.sqrt(ab * bb / ((ab + bb) ** 2 * (ab + bb + 1)))
+        lo, hi = np.maximum(mu - 14 * sd, 0.0), np.minimum(mu + 14 * sd, 1.0)
+        u = 0.5 * (hi - lo) * _GL_X[None, :] + 0.5 * (hi + lo)
+        logpdf = (ab - 1) * np.log(u) + (bb - 1) * np.log1p(-u)
+        dens = _GL_W[None, :] * np.exp(logpdf - logpdf.max(axis=1, keepdims=True))
+        dens /= dens.sum(axis=1, keepdims=True)
+        fu = f(u)
+        m1[big] = np.sum(dens * fu, axis=1)
+        m2[big] = np.sum(dens * fu * fu, axis=1)
+    return m1, m2
 
 
 def mlp_layer_moments(width: int, c: float = 2.0, alpha: float = 0.0) -> LayerMoments:
@@ -103,15 +116,12 @@ def mlp_layer_moments(width: int, c: float = 2.0, alpha: float = 0.0) -> LayerMo
         var = p @ special.polygamma(1, k / 2.0) + p @ (psi - p @ psi) ** 2
         return LayerMoments(float(mean), float(var))
     a2 = alpha * alpha
-    m1 = np.empty(k.shape)
-    m2 = np.empty(k.shape)
-    for i, kk in enumerate(k):
-        if kk == 0:
-            m1[i], m2[i] = np.log(a2), np.log(a2) ** 2
-        elif kk == n:
-            m1[i], m2[i] = 0.0, 0.0
-        else:
-            m1[i], m2[i] = _beta_log_moments(kk / 2.0, (n - kk) / 2.0, alpha)
+    m1 = np.zeros(k.shape)
+    m2 = np.zeros(k.shape)
+    dead, full = k == 0, k == n
+    m1[dead], m2[dead] = np.log(a2), np.log(a2) ** 2
+    mid = ~(dead | full)
+    m1[mid], m2[mid] = _beta_log_moments(k[mid] / 2.0, (n - k[mid]) / 2.0, alpha)
     p = pmf / pmf.sum()
     ef = p @ m1
     vf = p @ m2 - ef**2
