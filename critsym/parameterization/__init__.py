@@ -9,6 +9,7 @@
 from critsym.parameterization.abc import ABCParameterization, abc
 from critsym.parameterization.calculus import Exponents, exponent_calculus
 from critsym.parameterization.classify import Classification, classify
+from critsym.parameterization.plot import plot_one_step
 from critsym.parameterization.presets import NAMES, parameterization
 from critsym.parameterization.torch_model import (
     ABCNet,
@@ -21,5 +22,5 @@ from critsym.parameterization.torch_model import (
 __all__ = [
     "ABCParameterization", "abc", "Exponents", "exponent_calculus", "Classification", "classify",
     "NAMES", "parameterization", "ABCNet", "OneStepResult", "fit_slope", "one_step",
-    "simulate_one_step",
+    "simulate_one_step", "plot_one_step",
 ]
