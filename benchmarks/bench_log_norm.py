@@ -36,17 +36,21 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=64)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--quick", action="store_true", help="small problem sizes")
+    ap.add_argument("--models", default="mlp,balanced,resnet", help="comma-separated kinds")
+    ap.add_argument("--devices", default="cpu,cuda", help="comma-separated devices to try")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n, d = args.width, args.depth
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [d for d in args.devices.split(",")
+               if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
     print(f"log-norm Monte Carlo throughput (networks*layers/s), width {n}, depth {d}, "
           f"float64, {args.threads} CPU threads")
     if torch.cuda.is_available():
         print("GPU:", torch.cuda.get_device_name(0))
     print(f"{'model':>10} {'device':>6} {'torch (explicit W)':>20} {'exact-in-law':>16} "
           f"{'exact sampler':>14} {'ratio exact/torch':>18}")
-    for spec in (ModelSpec("mlp", 2.0), ModelSpec("balanced", 2.0), ModelSpec("resnet", 2.0)):
+    for kind in args.models.split(","):
+        spec = ModelSpec(kind, 2.0)
         for dev in devices:
             nets_t = (64 if args.quick else 256) if dev == "cpu" else 4096
             nets_e = 4000 if args.quick else 40000
