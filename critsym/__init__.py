@@ -1,1 +1,35 @@
-"""critsym: symbolic-numeric criticality of deep networks at initialization."""
+"""critsym: symbolic-numeric criticality of deep networks at initialization.
+
+Describe one repeating block with layer operators, derive its mean-field recursions, evaluate
+them numerically::
+
+    import critsym as cs
+    theory = cs.derive(cs.Act("tanh") >> cs.Linear())
+    theory.F, theory.chi          # sympy: variance map and APJN multiplier
+    theory.run(50, K0=1.0, sigma_w=1.3, sigma_b=0.2)
+"""
+
+from . import errors
+from .activations import activation_names
+from .derive import derive
+from .errors import CritsymError
+from .gaussian.expectation import GaussE, GaussE2, expect, expect2
+from .ops import (
+    Act,
+    LayerNorm,
+    Linear,
+    Op,
+    Residual,
+    Sequential,
+    from_dict,
+    from_json,
+    mlp_block,
+)
+from .symbols import K, mu, sigma_b, sigma_w
+from .theory import RunResult, Theory
+
+__all__ = [
+    "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
+    "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
+    "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
+]

@@ -1,0 +1,211 @@
+r"""The state that the derivation folds through an architecture.
+
+Inside a block the signal (one neuron, two inputs a and b) is a pair of sympy expressions of
+*Gaussian variables*.  At infinite width every Gaussian variable is a fresh preactivation:
+the block input h^l, or the output of a Linear layer, which is independent of every earlier
+variable (its weights are).  Each :class:`GVar` records
+
+* ``var_a``, ``var_b``: its variance for inputs a and b,
+* ``cov``: its covariance between the two inputs,
+* ``jac``: its APJN with respect to the block input,
+  J_g = (1/N) E ||∂g/∂h^l||_F^2 (J = 1 for h^l itself).
+
+Rules (all local, no per-architecture formulas):
+
+* elementwise maps compose into the expression;
+* a Linear layer closes the expression e into a new variable g with
+  Var g = σ_w² E[e²] + σ_b², Cov g = σ_w² E[e_a e_b] + σ_b²,
+  J_g = σ_w² Σ_k E[(∂e/∂g_k)²] J_{g_k}  (cross terms vanish: independent zero-mean weights);
+* an expression affine in the variables, c_0 + Σ_k c_k g_k, is itself Gaussian and is merged
+  into one variable with Var = Σ c_k² Var g_k, Cov = Σ c_k^a c_k^b Cov g_k, J = Σ c_k² J_k.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import sympy as sp
+
+from .activations import check_differentiable
+from .errors import DerivationError
+from .gaussian.expectation import GaussE, GaussE2, expect, expect2
+
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class GVar:
+    """A Gaussian variable of the fold: dummies ``a``/``b`` (two inputs) and its statistics."""
+
+    a: sp.Symbol
+    b: sp.Symbol
+    var_a: sp.Expr
+    var_b: sp.Expr
+    cov: sp.Expr
+    jac: sp.Expr
+
+    @staticmethod
+    def new(var_a, var_b, cov, jac) -> GVar:
+        i = next(_counter)
+        return GVar(sp.Symbol(f"z_{i}", real=True), sp.Symbol(f"y_{i}", real=True),
+                    var_a, var_b, cov, jac)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The per-neuron signal inside a block: expressions for inputs a and b and their variables."""
+
+    expr_a: sp.Expr
+    expr_b: sp.Expr
+    gvars: tuple[GVar, ...]
+    closed_forms: bool = True
+    #: layer statistics introduced as symbols (LayerNorm mean/std), in order of definition
+    defs: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+
+    # ------------------------------------------------------------------ expectations
+    def present(self, expr: sp.Expr, side: str) -> list[GVar]:
+        fs = expr.free_symbols
+        return [g for g in self.gvars if (g.a if side == "a" else g.b) in fs]
+
+    def E(self, expr: sp.Expr, side: str = "a") -> sp.Expr:
+        """E[expr] over the independent Gaussian variables of one input (nested 1-D)."""
+        out = sp.sympify(expr)
+        for g in self.present(out, side)[::-1]:
+            z, V = (g.a, g.var_a) if side == "a" else (g.b, g.var_b)
+            out = expect(out, z, V, closed_forms=self.closed_forms)
+        return out
+
+    def E2(self, ea: sp.Expr, eb: sp.Expr) -> sp.Expr:
+        """E[ea * eb] over the joint law of both inputs (bivariate per variable, nested)."""
+        out = sp.sympify(ea * eb)
+        for g in self.gvars[::-1]:
+            out = expect2(out, g.a, g.b, g.var_a, g.var_b, g.cov, closed_forms=self.closed_forms)
+        return out
+
+    # ------------------------------------------------------------------ operations
+    def statistic(self, name: str, value: sp.Expr, **assumptions) -> tuple[Signal, sp.Expr]:
+        """Introduce a layer statistic (e.g. LayerNorm's mean or std) as a symbol.
+
+        Keeping it symbolic until the end of the fold lets identities like
+        (E[φ²] - 2mE[φ] + m²)/s² = 1 (with s² = E[φ²] - m²) cancel exactly.  Zero and bare
+        numbers are used directly.
+        """
+        value = sp.sympify(value)
+        if value.is_number or value.is_Symbol:
+            return self, value
+        sym = sp.Symbol(f"{name}_{next(_counter)}", **assumptions)
+        return replace(self, defs=self.defs + ((sym, value),)), sym
+
+    def resolve(self, expr: sp.Expr) -> sp.Expr:
+        """Substitute the layer statistics' definitions (latest first) into ``expr``."""
+        for sym, val in reversed(self.defs):
+            expr = expr.subs(sym, val)
+        return expr
+
+    def map(self, f) -> Signal:
+        """Apply an elementwise function (a Python callable on sympy expressions) to both inputs."""
+        return replace(self, expr_a=f(self.expr_a, "a"), expr_b=f(self.expr_b, "b"))
+
+    def jacobian(self) -> sp.Expr:
+        """Σ_k E[(∂e/∂g_k)²] J_k: the APJN of the current expression w.r.t. the block input."""
+        total = sp.S.Zero
+        for g in self.present(self.expr_a, "a"):
+            d = check_differentiable(self.expr_a, g.a)
+            total += self.E(d**2, "a") * g.jac
+        return total
+
+    def close(self, sigma_w: sp.Expr, sigma_b: sp.Expr, *, fan_in_scale: sp.Expr = 1) -> Signal:
+        """A Linear layer: the expression becomes a fresh Gaussian variable."""
+        sw2 = sigma_w**2 * fan_in_scale
+        sb2 = sigma_b**2
+        var_a = sw2 * self.E(self.expr_a**2, "a") + sb2
+        var_b = sw2 * self.E(self.expr_b**2, "b") + sb2
+        cov = sw2 * self.E2(self.expr_a, self.expr_b) + sb2
+        jac = sw2 * self.jacobian()
+        g = GVar.new(var_a, var_b, cov, jac)
+        return replace(self, expr_a=g.a, expr_b=g.b, gvars=(g,))
+
+    def combine(self, other: Signal, coeff_self: sp.Expr, coeff_other: sp.Expr = 1) -> Signal:
+        """coeff_self * self + coeff_other * other (a residual sum), then merged if affine."""
+        gv = list(self.gvars) + [g for g in other.gvars if g not in self.gvars]
+        s = replace(
+            self,
+            expr_a=coeff_self * self.expr_a + coeff_other * other.expr_a,
+            expr_b=coeff_self * self.expr_b + coeff_other * other.expr_b,
+            gvars=tuple(gv),
+            defs=other.defs if len(other.defs) >= len(self.defs) else self.defs,
+        )
+        return s.canonical()
+
+    def canonical(self) -> Signal:
+        """Merge an expression affine in the Gaussian variables into one variable; drop unused."""
+        used = [g for g in self.gvars if g.a in self.expr_a.free_symbols
+                or g.b in self.expr_b.free_symbols]
+        s = replace(self, gvars=tuple(used))
+        if not used:
+            return s
+        ca, cb = _affine(s.expr_a, [g.a for g in used]), _affine(s.expr_b, [g.b for g in used])
+        if ca is None or cb is None:
+            return s
+        (a0, a_k), (b0, b_k) = ca, cb
+        if len(used) == 1 and a_k[0] == 1 and b_k[0] == 1:
+            return s
+        g = GVar.new(
+            sp.Add(*[c**2 * u.var_a for c, u in zip(a_k, used)]),
+            sp.Add(*[c**2 * u.var_b for c, u in zip(b_k, used)]),
+            sp.Add(*[ca_ * cb_ * u.cov for ca_, cb_, u in zip(a_k, b_k, used)]),
+            sp.Add(*[c**2 * u.jac for c, u in zip(a_k, used)]),
+        )
+        return replace(s, expr_a=a0 + g.a, expr_b=b0 + g.b, gvars=(g,))
+
+
+def tidy(expr: sp.Expr, max_ops: int = 25) -> sp.Expr:
+    """Cheap normalisation (``together``, and ``simplify`` for small closed forms), keeping
+    whichever form has the fewest operations; full simplification of large expressions costs
+    seconds and gains little."""
+    if expr.is_Atom:
+        return expr
+    best, n = expr, sp.count_ops(expr)
+    cands = [sp.together(expr)] if not expr.has(GaussE, GaussE2) else []
+    if not expr.has(GaussE, GaussE2) and n <= max_ops:
+        cands.append(sp.simplify(expr))
+    for c in cands:
+        m = sp.count_ops(c)
+        if m < n:
+            best, n = c, m
+    return best
+
+
+def _affine(expr: sp.Expr, syms: list[sp.Symbol]):
+    """(c0, [c_k]) if expr = c0 + Σ c_k s_k with coefficients free of the symbols, else None."""
+    coeffs = []
+    for s in syms:
+        c = sp.diff(expr, s)
+        if c.free_symbols & set(syms):
+            return None
+        coeffs.append(c)
+    c0 = sp.expand(expr - sp.Add(*[c * s for c, s in zip(coeffs, syms)]))
+    if c0.free_symbols & set(syms):
+        return None
+    return c0, coeffs
+
+
+def input_signal(K11: sp.Expr, K22: sp.Expr, K12: sp.Expr, *, closed_forms: bool = True) -> Signal:
+    """The block input h^l: one Gaussian variable with variances K11, K22, covariance K12, J = 1."""
+    g = GVar.new(K11, K22, K12, sp.S.One)
+    return Signal(g.a, g.b, (g,), closed_forms=closed_forms)
+
+
+def output_variable(s: Signal) -> GVar:
+    """The block output: a single zero-mean Gaussian variable (statistics resolved)."""
+    s = s.canonical()
+    if len(s.gvars) == 1 and s.expr_a == s.gvars[0].a and s.expr_b == s.gvars[0].b:
+        g = s.gvars[0]
+        return replace(g, **{k: tidy(s.resolve(getattr(g, k)))
+                             for k in ("var_a", "var_b", "cov", "jac")})
+    raise DerivationError(
+        f"the block's output {s.expr_a} is not a Gaussian preactivation; a block must end in a "
+        "Linear layer (or a residual sum / LayerNorm of Gaussian parts) so that it can repeat. "
+        "Rotate the composition, e.g. Act >> Linear instead of Linear >> Act."
+    )

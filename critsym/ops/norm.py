@@ -1,0 +1,30 @@
+"""Normalization operators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .base import Op
+
+
+@dataclass(frozen=True)
+class LayerNorm(Op):
+    r"""x ↦ (x - mean_i x_i) / std_i(x_i) over the neurons (γ = 1, β = 0 at initialization).
+
+    At infinite width the neuron average is the expectation over the layer's Gaussian variables,
+    so LN(e) = (e - E[e]) / sqrt(E[e²] - E[e]²) with constants m, s: its Jacobian
+    (1/s)(I - 11ᵀ/N - x̂x̂ᵀ/N) contributes the factor 1/s² to the APJN (the rank-one
+    projections are O(1/N)).  Before an activation this is LN on preactivations, after it LN on
+    activations (the mean of φ is then subtracted).
+    """
+
+    def apply(self, s):
+        stats = {}
+        for side, e in (("a", s.expr_a), ("b", s.expr_b)):
+            m_val = s.E(e, side)
+            s, m = s.statistic(f"m{side}", m_val, real=True)
+            s, sd = s.statistic(f"s{side}", sp.sqrt(s.E(e**2, side) - m**2), positive=True)
+            stats[side] = (m, sd)
+        return s.map(lambda e, side: (e - stats[side][0]) / stats[side][1]).canonical()
