@@ -22,6 +22,7 @@ from critsym.finite_width.result import LogNormLaw
 from critsym.finite_width.simulate import METHODS, LogNormSample
 from critsym.finite_width.simulate import simulate_log_norm as _simulate_spec
 from critsym.finite_width.spec import ModelSpec
+from critsym.ops.balanced import BalancedResidual
 
 
 def simulate_log_norm(arch: object, depth: int, width: int, n_nets: int = 1000, seed: int = 0,
@@ -42,7 +43,8 @@ def simulate_log_norm(arch: object, depth: int, width: int, n_nets: int = 1000, 
 
 
 __all__ = [
-    "ORDERS", "METHODS", "LayerMoments", "LogNormLaw", "LogNormSample", "ModelSpec",
+    "BalancedResidual", "ORDERS", "METHODS", "LayerMoments", "LogNormLaw", "LogNormSample",
+    "ModelSpec",
     "NotApplicableError", "ResNetConstants", "balanced_layer_moments", "gain_from_recursion",
     "log_norm", "mlp_layer_moments", "plot_log_norm", "recognize", "resnet_constants",
     "resnet_finite_depth", "simulate_log_norm",
