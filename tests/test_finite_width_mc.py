@@ -178,3 +178,23 @@ def test_explicit_torch_gpu_n256_d128(spec):
     assert s.device.startswith("cuda")
     extra = (2 * d / n**2, 10 / n) if spec.kind == "resnet" else (0.0, 0.0)
     _assert_moments(s, law, *extra)
+
+
+@pytest.mark.parametrize("spec", [ModelSpec("mlp", 2.0), ModelSpec("balanced", 2.0)],
+                         ids=["mlp", "balanced"])
+def test_output_kurtosis_against_explicit_networks(spec):
+    # y = w.x^d/sqrt(n) with w ~ N(0, I): E y^4/(E y^2)^2 = 3 E[R^2]/E[R]^2, R = |x^d|^2.
+    # R = |x^0|^2 exp(L): L from explicit torch networks, |x^0|^2 ~ chi^2_n independently
+    n, d = 16, 4
+    law = log_norm(spec, d, n, order="exact")
+    s = simulate_log_norm(spec, d, n, n_nets=20_000, seed=21, method="torch", record=False)
+    rng = np.random.default_rng(22)
+    r = rng.chisquare(n, s.n_nets) * np.exp(s.log_norm)
+    m1, m2 = r.mean(), (r * r).mean()
+    est = 3 * m2 / m1**2
+    # delta-method standard error of 3 m2/m1^2
+    grad = np.array([-6 * m2 / m1**3, 3 / m1**2])
+    cov = np.cov(np.vstack([r, r * r])) / s.n_nets
+    se = float(np.sqrt(grad @ cov @ grad))
+    assert abs(est - law.kurtosis_exact) <= 4 * se, (est, se, law.kurtosis_exact)
+    assert law.kurtosis_exact > 3.0

@@ -54,30 +54,42 @@ class LogNormSample:
         return int(self.log_norm.shape[0])
 
     @property
+    def n_dead(self) -> int:
+        """Networks whose signal died (L = -inf: every relu unit of some layer inactive)."""
+        return int(np.sum(~np.isfinite(self.log_norm)))
+
+    @property
+    def finite(self) -> np.ndarray:
+        """L_d of the surviving networks: the law of log_norm() is conditional on survival."""
+        return self.log_norm[np.isfinite(self.log_norm)]
+
+    @property
     def throughput(self) -> float:
         """Networks x layers simulated per second."""
         return self.n_nets * self.depth / max(self.seconds, 1e-12)
 
     def mean(self) -> float:
-        return float(np.mean(self.log_norm))
+        """Sample mean of L_d over surviving networks."""
+        return float(np.mean(self.finite))
 
     def var(self) -> float:
-        return float(np.var(self.log_norm, ddof=1))
+        return float(np.var(self.finite, ddof=1))
 
     def se_mean(self) -> float:
         """Standard error of the sample mean."""
-        return float(np.sqrt(self.var() / self.n_nets))
+        return float(np.sqrt(self.var() / self.finite.size))
 
     def se_var(self) -> float:
         r"""Standard error of the sample variance, sqrt((m4 - s^4)/N)."""
-        d = self.log_norm - self.log_norm.mean()
+        d = self.finite - self.finite.mean()
         m4 = np.mean(d**4)
-        return float(np.sqrt(max(m4 - self.var() ** 2, 0.0) / self.n_nets))
+        return float(np.sqrt(max(m4 - self.var() ** 2, 0.0) / self.finite.size))
 
     def lag1(self, burn_in: int = 0, groups: int = 20) -> tuple[float, float]:
         """Correlation of consecutive increments (layers >= burn_in), with a batch-means
         standard error."""
-        inc = self._need(self.increments, "increments")[:, burn_in:]
+        inc = self._need(self.increments, "increments")
+        inc = inc[np.all(np.isfinite(inc), axis=1), burn_in:]  # surviving networks
         if inc.shape[1] < 2:
             raise SimulationError("need at least two recorded layers after burn_in for lag-1")
 
@@ -163,8 +175,9 @@ def _torch_chunk(spec: ModelSpec, depth: int, width: int, batch: int, gen: torch
             else:  # |relu(x)|^2 + |relu(-x)|^2 = |x|^2 = 1
                 y = x + std * z
         r2 = (y * y).sum(dim=1)
-        inc[:, layer] = torch.log(r2)
-        x = y / r2.sqrt().unsqueeze(1)
+        inc[:, layer] = torch.log(r2)  # -inf once every unit of a relu MLP is dead (prob. 2^-n)
+        alive = (r2 > 0).unsqueeze(1)
+        x = torch.where(alive, y / r2.sqrt().clamp_min(1e-300).unsqueeze(1), x)
     return inc.sum(dim=1), inc, act
 
 
