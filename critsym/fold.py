@@ -100,7 +100,7 @@ class Signal:
     def resolve(self, expr: sp.Expr) -> sp.Expr:
         """Substitute the layer statistics' definitions (latest first) into ``expr``."""
         for sym, val in reversed(self.defs):
-            expr = expr.subs(sym, val)
+            expr = expr.xreplace({sym: val})
         return expr
 
     def map(self, f) -> Signal:
