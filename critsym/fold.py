@@ -100,7 +100,7 @@ class Signal:
     def resolve(self, expr: sp.Expr) -> sp.Expr:
         """Substitute the layer statistics' definitions (latest first) into ``expr``."""
         for sym, val in reversed(self.defs):
-            expr = expr.subs(sym, val)
+            expr = expr.xreplace({sym: val})
         return expr
 
     def map(self, f) -> Signal:
@@ -161,15 +161,18 @@ class Signal:
 
 
 def tidy(expr: sp.Expr, max_ops: int = 25) -> sp.Expr:
-    """Cheap normalisation (``together``, and ``simplify`` for small closed forms), keeping
-    whichever form has the fewest operations; full simplification of large expressions costs
-    seconds and gains little."""
+    """Cheap normalisation of small closed forms (``together`` + ``cancel``), keeping whichever
+    form has the fewest operations; ``simplify`` costs seconds on these expressions and gains
+    little."""
     if expr.is_Atom:
         return expr
     best, n = expr, sp.count_ops(expr)
-    cands = [sp.together(expr)] if not expr.has(GaussE, GaussE2) else []
-    if not expr.has(GaussE, GaussE2) and n <= max_ops:
-        cands.append(sp.simplify(expr))
+    cands = []
+    if not expr.has(GaussE, GaussE2):
+        tog = sp.together(expr)
+        cands.append(tog)
+        if n <= max_ops:
+            cands.append(sp.cancel(tog))
     for c in cands:
         m = sp.count_ops(c)
         if m < n:

@@ -13,7 +13,7 @@ _K12l = sp.Symbol("K_{12}^{l}")
 
 
 def _tex(e: sp.Expr) -> str:
-    e = e.subs({K: _Kl, K11: _K11l, K22: _K22l, K12: _K12l})
+    e = e.xreplace({K: _Kl, K11: _K11l, K22: _K22l, K12: _K12l})
     # rename fold dummies z_i / y_i to z, u, v for readability
     return sp.latex(e)
 

@@ -21,6 +21,8 @@ E[e^{αx+βy}] = e^{(α²+β²+2αβρ)/2}.  Anything else returns ``None`` (num
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 
 from ..activations import ReLU
@@ -207,8 +209,17 @@ def _term(t: sp.Expr, x: sp.Symbol, depth: int) -> sp.Expr | None:
     return None if r is None else pref * r
 
 
+_Z = sp.Symbol("_z_key", real=True)
+
+
 def closed_form_1d(f: sp.Expr, z: sp.Symbol, V: sp.Expr) -> sp.Expr | None:
-    """Closed form of E_{z~N(0,V)}[f(z)], or None when the rules do not apply."""
+    """Closed form of E_{z~N(0,V)}[f(z)], or None when the rules do not apply (memoised)."""
+    return _closed_form_1d(f.xreplace({z: _Z}), V)
+
+
+@lru_cache(maxsize=4096)
+def _closed_form_1d(f: sp.Expr, V: sp.Expr) -> sp.Expr | None:
+    z = _Z
     x = sp.Dummy("x", real=True)
     sd = sp.Dummy("sd", positive=True)  # sqrt(V): a variance's square root is >= 0
     g = f.subs(z, sd * x)
@@ -276,10 +287,19 @@ def _E2_term(A: sp.Expr, B: sp.Expr, x: sp.Symbol, y: sp.Symbol, rho: sp.Expr):
     return None
 
 
+_U, _V = sp.Symbol("_u_key", real=True), sp.Symbol("_v_key", real=True)
+
+
 def closed_form_2d(
     f: sp.Expr, u: sp.Symbol, v: sp.Symbol, V1: sp.Expr, V2: sp.Expr, C: sp.Expr
 ) -> sp.Expr | None:
-    """Closed form of E over (u,v) ~ N(0, [[V1, C], [C, V2]]) of f(u, v), or None."""
+    """Closed form of E over (u,v) ~ N(0, [[V1, C], [C, V2]]) of f(u, v), or None (memoised)."""
+    return _closed_form_2d(f.xreplace({u: _U, v: _V}), V1, V2, C)
+
+
+@lru_cache(maxsize=4096)
+def _closed_form_2d(f: sp.Expr, V1: sp.Expr, V2: sp.Expr, C: sp.Expr) -> sp.Expr | None:
+    u, v = _U, _V
     x = sp.Dummy("x", real=True)
     y = sp.Dummy("y", real=True)
     s1, s2 = sp.Dummy("s1", positive=True), sp.Dummy("s2", positive=True)
