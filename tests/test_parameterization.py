@@ -113,3 +113,25 @@ def test_bad_input(bad):
     with pytest.raises(HyperparameterError):
         bad()
     assert issubclass(HyperparameterError, CritsymError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(rationals, rationals, rationals), min_size=3, max_size=6))
+def test_nonlinear_term_reduces_to_linear_response_where_valid(abcs):
+    p = abc([t[0] for t in abcs], [t[1] for t in abcs], [t[2] for t in abcs])
+    lin, nl = p.exponents(), p.exponents(nonlinear=True)
+    assert lin.h == nl.h and lin.dW == nl.dW
+    for l, ok in enumerate(lin.linear_valid[:-1]):
+        if ok:
+            assert nl.delta_h[l] == lin.delta_h[l]
+        assert nl.delta_h[l] >= lin.delta_h[l]  # the coherent term only adds
+    if all(lin.linear_valid):
+        assert nl.delta_f == lin.delta_f
+
+
+def test_ip_llr_every_layer_learns_with_the_nonlinear_term():
+    p = parameterization("IP-LLR", 6)
+    assert not all(p.exponents().linear_valid)
+    assert all(x == 0 for x in p.exponents(nonlinear=True).delta_h)
+    assert p.classify().feature_learning and not p.classify(nonlinear=False).nontrivial
+    assert "linear response invalid" in p.table()

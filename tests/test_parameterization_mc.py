@@ -49,6 +49,18 @@ def test_ip_depth_threshold():
     assert abs(r4.slope("delta_f", 0)[0] + 1.0) <= 0.15
 
 
+def test_sp_nonlinear_exponents_at_unit_rate():
+    # SP, 4 weight matrices, eta = 1: Dh_2 and Df follow the relu-coherent (nonlinear) calculus
+    # (1 and 2), not linear response (1/2 and 1).
+    p = parameterization("SP", 4)
+    r = simulate_one_step(p, widths=WIDTHS, seeds=6, eta=1.0)
+    nl, lin = p.exponents(nonlinear=True), p.exponents()
+    s2, _ = r.slope("delta_h", 2)
+    sf, _ = r.slope("delta_f", 0)
+    assert abs(s2 - float(nl.delta_h[2])) <= 0.15 < abs(s2 - float(lin.delta_h[2]))
+    assert abs(sf - float(nl.delta_f)) <= 0.15 < abs(sf - float(lin.delta_f))
+
+
 def test_fit_slope_recovers_known_exponent():
     rng = np.random.default_rng(0)
     x = np.repeat(np.log([128, 256, 512, 1024.0]), 50)
@@ -88,3 +100,15 @@ def test_ip_llr_updates_theta1_slow():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_ip_llr_updates_theta1_gpu():
     _ip_llr_updates((1024, 2048, 4096, 8192))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ip_llr_last_hidden_layer_learns_gpu():
+    # 4 weight matrices, eta = 1: linear response says Dh_2 ~ m^{-1/2}; the relu-coherent term
+    # makes it Theta(1) (measured flat from width ~4096 on)
+    p = parameterization("IP-LLR", 4)
+    r = simulate_one_step(p, widths=(2048, 4096, 8192, 16384), seeds=4, eta=1.0)
+    s2, _ = r.slope("delta_h", 2)
+    assert abs(s2 - float(p.exponents(nonlinear=True).delta_h[2])) <= 0.15
+    assert s2 > float(p.exponents().delta_h[2]) + 0.3

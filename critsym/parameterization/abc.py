@@ -115,15 +115,16 @@ class ABCParameterization:
         s = self.invariants()[0]
         return s[0] == 0 and all(x == 1 for x in s[1:])
 
-    def exponents(self):  # -> Exponents
+    def exponents(self, nonlinear: bool = False):  # -> Exponents
+        """Width exponents after one SGD step (see :mod:`critsym.parameterization.calculus`)."""
         from critsym.parameterization.calculus import exponent_calculus
 
-        return exponent_calculus(self)
+        return exponent_calculus(self, nonlinear=nonlinear)
 
-    def classify(self):  # -> Classification
+    def classify(self, nonlinear: bool = True):  # -> Classification
         from critsym.parameterization.classify import classify
 
-        return classify(self)
+        return classify(self, nonlinear=nonlinear)
 
     def table(self) -> str:
         return self.exponents().table()

@@ -10,6 +10,16 @@ e(q) means q = Theta(m^{e}) (RMS over coordinates/entries).  x_l = phi(h_l), x_{
     output    e(Df) = max(D_L, e(Dh_{L-1}) + 1 - a_L - b_L)
 
 The learning-rate exponents are those of the first step (``c_first`` when given).
+
+Linear response assumes Dh_{l-1} does not dominate h_{l-1}; ``linear_valid[l]`` is False once some
+earlier layer has e(Dh_k) > e(h_k).  With ``nonlinear=True`` the direct term uses the coherent inner
+product of the old and new relu outputs (both non-negative, so the sum over m is coherent):
+
+    D_l = -c_l - 2 a_l + e(dh_l) + 1[l > 0] + e(x_{l-1}) + max(e(x_{l-1}), e(Dh_{l-1}))
+
+(and likewise for Df), which reduces to the linear D_l whenever linear response is valid.  This
+is the
+second-order, activation-dependent effect by which IP-LLR's first step makes every h_l Theta(1).
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ class Exponents:
     direct: Exps   # D_l
     delta_h: Exps  # e(Delta h_l), l = 0..L-1
     delta_f: sp.Rational
+    linear_valid: tuple[bool, ...] = ()  # per layer 0..L (L: f)
+    nonlinear: bool = False
 
     def rows(self) -> list[tuple[str, list[sp.Rational]]]:
         return [("h (init)", list(self.h)), ("dh (backward)", list(self.dh)),
@@ -45,7 +57,14 @@ class Exponents:
         head = ["quantity"] + [f"l={i}" for i in range(n)]
         lines = [" | ".join(f"{h:>13}" for h in head)]
         for label, vals in self.rows():
-            lines.append(" | ".join(f"{x:>13}" for x in [label] + [str(v) for v in vals]))
+            cells = [str(v) for v in vals]
+            if label == "Dh" and self.linear_valid and not self.nonlinear:
+                cells = [c + ("" if ok else "*") for c, ok in
+                         zip(cells, self.linear_valid, strict=True)]
+            lines.append(" | ".join(f"{x:>13}" for x in [label] + cells))
+        if self.linear_valid and not all(self.linear_valid) and not self.nonlinear:
+            lines.append("* linear response invalid (an earlier Dh dominates h); "
+                         "see nonlinear=True")
         return "\n".join(lines)
 
     def latex(self) -> str:
@@ -62,7 +81,7 @@ class Exponents:
         return "\n".join(out)
 
 
-def exponent_calculus(p: ABCParameterization) -> Exponents:
+def exponent_calculus(p: ABCParameterization, nonlinear: bool = False) -> Exponents:
     """Apply the calculus in the module docstring to ``p``."""
     a, b, c, L = p.a, p.b, p.step_c, p.L
     h = [-a[0] - b[0]]
@@ -79,8 +98,20 @@ def exponent_calculus(p: ABCParameterization) -> Exponents:
     dW = [-c[l] - a[l] + dh[l] + ex(l) for l in range(L + 1)]
     direct = [-c[l] - 2 * a[l] + dh[l] + (1 if l > 0 else 0) + 2 * ex(l) for l in range(L + 1)]
     delta = [direct[0]]
+
+    def direct_term(l: int) -> sp.Rational:
+        if not nonlinear or l == 0:
+            return direct[l]
+        return -c[l] - 2 * a[l] + dh[l] + 1 + ex(l) + sp.Max(ex(l), delta[l - 1])
+
     for l in range(1, L):
-        delta.append(sp.Max(direct[l], delta[l - 1] + HALF - a[l] - b[l]))
-    df = sp.Max(direct[L], delta[L - 1] + 1 - a[L] - b[L]) if L >= 1 else direct[L]
+        delta.append(sp.Max(direct_term(l), delta[l - 1] + HALF - a[l] - b[l]))
+    df = sp.Max(direct_term(L), delta[L - 1] + 1 - a[L] - b[L]) if L >= 1 else direct[L]
+    valid = []
+    ok = True
+    for l in range(L + 1):
+        valid.append(ok)
+        if l < L and delta[l] > h[l]:
+            ok = False
     return Exponents(p, tuple(h), tuple(dh), tuple(dW), tuple(direct), tuple(delta),
-                     sp.Rational(df))
+                     sp.Rational(df), tuple(valid), nonlinear)

@@ -7,6 +7,13 @@ feature_learning:  stable and e(Dh_{L-1}) = 0 (the last hidden features move by 
 kernel_regime:     stable, nontrivial and e(Dh_l) < 0 for every hidden l
 stationary:        every Dh_l and Df vanish as m -> infinity (nothing learns in the limit)
 integrable:        a_0 + b_0 = 0, a_l + b_l = 1 (l >= 1)
+
+By default the exponents include the relu-coherent second-order term (``nonlinear=True``, see
+:mod:`critsym.parameterization.calculus`): the large-width limit at fixed learning rate.  For
+SP-lr/m,
+NTK, muP and IP this equals linear response; it differs for SP (even more unstable) and IP-LLR
+(every
+layer learns, as Hajjar-Chizat-Giraud state), both measured in the tests.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ class Classification:
         return ", ".join(k for k, v in asdict(self).items() if v) or "(none)"
 
 
-def classify(p: ABCParameterization) -> Classification:
-    e = p.exponents()
+def classify(p: ABCParameterization, nonlinear: bool = True) -> Classification:
+    e = p.exponents(nonlinear=nonlinear)
     stable_init = all(x <= 0 for x in e.h)
     moves = list(e.delta_h) + [e.delta_f]
     stable = stable_init and all(x <= 0 for x in moves)
