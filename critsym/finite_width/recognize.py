@@ -60,7 +60,7 @@ def _ops(arch: object) -> tuple:
     return tuple(arch.ops) if _name(arch) == "Sequential" else (arch,)
 
 
-def _act_alpha(op: object) -> float:
+def _act_alpha(op: object, hp: dict | None = None) -> float:
     name = str(getattr(op, "name", "")).lower()
     params = dict(getattr(op, "params", {}) or {})
     if name == "relu":
@@ -68,7 +68,7 @@ def _act_alpha(op: object) -> float:
     if name in ("leaky_relu", "leakyrelu", "leaky"):
         for key in ("alpha", "negative_slope", "slope", "a"):
             if key in params:
-                a = float(sp.sympify(params[key]))
+                a, _ = _number(params[key], hp or {}, f"leaky relu {key}")
                 if not 0 <= a <= 1:
                     raise NotApplicableError(f"leaky relu slope {a} outside [0, 1]", "activation")
                 return a
@@ -97,7 +97,7 @@ def _act_linear(block: object, hp: dict) -> tuple[float, float, bool]:
             f"block {names} is not Act >> Linear; the log-norm law is derived for relu/leaky-relu "
             "followed by a bias-free Linear", "unsupported")
     act, lin = ops
-    alpha = _act_alpha(act)
+    alpha = _act_alpha(act, hp)
     _check_no_bias(lin, hp)
     sw, dep = _number(lin.sigma_w, hp, "sigma_w")
     return alpha, sw, dep

@@ -127,17 +127,21 @@ class OneStepResult:
     seeds: tuple[int, ...]
     values: dict[str, np.ndarray]  # name -> (n_seeds, n_widths, n_entries)
     slopes: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_entries, 2)
-    predicted: dict[str, np.ndarray] = field(default_factory=dict)
+    predicted: dict[str, np.ndarray] = field(default_factory=dict)  # linear response
+    predicted_nonlinear: dict[str, np.ndarray] = field(default_factory=dict)  # relu-coherent
 
     def slope(self, name: str, layer: int) -> tuple[float, float]:
         s = self.slopes[name][layer]
         return float(s[0]), float(s[1])
 
     def table(self) -> str:
-        lines = [f"{self.param.name}: measured exponent +- s.e. (predicted), widths {self.widths}"]
+        lines = [f"{self.param.name}: measured exponent +- s.e. (predicted; nl = relu-coherent "
+                 f"term where it differs), widths {self.widths}"]
         for name in QUANTITIES:
-            cells = [f"{s:+.3f}+-{se:.3f} ({p:+.2f})"
-                     for (s, se), p in zip(self.slopes[name], self.predicted[name], strict=True)]
+            nl = self.predicted_nonlinear.get(name, self.predicted[name])
+            cells = [f"{s:+.3f}+-{se:.3f} ({p:+.2f}" + (f"; nl {q:+.2f})" if q != p else ")")
+                     for (s, se), p, q in zip(self.slopes[name], self.predicted[name], nl,
+                                              strict=True)]
             lines.append(f"{name:>8}: " + "  ".join(cells))
         return "\n".join(lines)
 
@@ -186,8 +190,9 @@ def simulate_one_step(param: ABCParameterization, widths: Sequence[int] = (128, 
         grp = np.broadcast_to(np.arange(arr.shape[0])[:, None], arr.shape[:2]).ravel()
         res.slopes[q] = np.array([fit_slope(x, np.log(arr[:, :, j]).ravel(), grp)
                                   for j in range(arr.shape[2])])
-    e = param.exponents()
-    res.predicted = {"h": np.array(e.h, float), "dh": np.array(e.dh[:-1], float),
-                     "dW": np.array(e.dW, float), "delta_h": np.array(e.delta_h, float),
-                     "delta_f": np.array([e.delta_f], float)}
+    for target, nonlinear in ((res.predicted, False), (res.predicted_nonlinear, True)):
+        e = param.exponents(nonlinear=nonlinear)
+        target.update({"h": np.array(e.h, float), "dh": np.array(e.dh[:-1], float),
+                       "dW": np.array(e.dW, float), "delta_h": np.array(e.delta_h, float),
+                       "delta_f": np.array([e.delta_f], float)})
     return res
