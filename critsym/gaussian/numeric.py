@@ -210,11 +210,33 @@ def _outermost_nodes(expr: sp.Expr) -> list[sp.Basic]:
     return found
 
 
+def _pull_constants(expr: sp.Expr) -> sp.Expr:
+    """E[Σ_i c_i h_i(z)] → Σ_i c_i E[h_i(z)] for factors c_i free of z, in 1-D nodes, so that
+    the remaining integrands depend on z alone more often (and can be tabulated)."""
+    nodes = [n for n in _outermost_nodes(expr) if isinstance(n, GaussE)]
+    if not nodes:
+        return expr
+    repl = {}
+    for n in nodes:
+        lam, V = n.args
+        (z,) = lam.variables
+        f = lam.expr
+        if f.free_symbols <= {z}:
+            continue
+        parts: dict[sp.Expr, sp.Expr] = {}
+        for t in sp.Add.make_args(sp.expand(f)):
+            c, h = t.as_independent(z, as_Add=False)
+            parts[h] = parts.get(h, sp.S.Zero) + c
+        if all(h.free_symbols <= {z} for h in parts):
+            repl[n] = sp.Add(*[c * GaussE(sp.Lambda(z, h), V) for h, c in parts.items()])
+    return expr.xreplace(repl) if repl else expr
+
+
 class Compiled:
     """A vectorised numpy evaluation of ``expr`` as a function of ``args`` (in order)."""
 
     def __init__(self, expr: sp.Expr, args: Sequence[sp.Symbol]):
-        self.expr = sp.sympify(expr)
+        self.expr = _pull_constants(sp.sympify(expr))
         self.args = tuple(args)
         nodes = _outermost_nodes(self.expr)
         ph = [sp.Dummy(f"E{i}") for i in range(len(nodes))]
