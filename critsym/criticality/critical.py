@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import HyperparameterError, NoCriticalPointError
 from .fixed_point import _illinois, fixed_point
 
+FLAT_TOL = 1e-9
 DEFAULT_BRACKETS = {"sigma_w": (1e-3, 10.0), "sigma_b": (0.0, 10.0), "mu": (0.0, 1.0)}
 
 
@@ -25,9 +26,9 @@ def _log_chi(theory, solve_for, x, K0, hp):
         return np.log(np.asarray(fp.chi_star, dtype=float))
 
 
-def critical_point(theory, solve_for: str = "sigma_w", *, bracket: tuple[float, float] | None = None,
-                   K0: object = 1.0, scan: int = 64, xtol: float = 1e-13,
-                   on_missing: str = "raise", **hp) -> np.ndarray:
+def critical_point(theory, solve_for: str = "sigma_w", *,
+                   bracket: tuple[float, float] | None = None, K0: object = 1.0, scan: int = 64,
+                   xtol: float = 1e-13, on_missing: str = "raise", **hp) -> np.ndarray:
     """The value of ``solve_for`` at which χ_J* = 1, given the other hyperparameters.
 
     ``bracket``: the search range (default: sigma_w (1e-3, 10), sigma_b (0, 10), mu (0, 1)).
@@ -67,7 +68,8 @@ def critical_point(theory, solve_for: str = "sigma_w", *, bracket: tuple[float, 
     zero_at = sg == 0
     change = (sg[:-1] * sg[1:] < 0) & np.isfinite(grid[:-1]) & np.isfinite(grid[1:])
     hit = change | zero_at[:-1]
-    has = hit.any(axis=0)
+    level = np.all(np.abs(grid) <= FLAT_TOL, axis=0)  # χ_J* = 1 on the whole range
+    has = hit.any(axis=0) & ~level
     first = np.argmax(hit, axis=0)
     root = np.full(n, np.nan)
     idx = np.nonzero(has)[0]
@@ -90,6 +92,11 @@ def critical_point(theory, solve_for: str = "sigma_w", *, bracket: tuple[float, 
         bad = np.nonzero(~has)[0][:5]
         others = {k: v[bad].tolist() for k, v in flat.items()}
         span = np.nanmin(grid[:, bad]), np.nanmax(grid[:, bad])
+        if np.all(level[bad]):
+            raise NoCriticalPointError(
+                f"chi_J* = 1 for every {solve_for} in [{lo:g}, {hi:g}] at {others}: the "
+                "architecture is critical everywhere there, there is no isolated critical point "
+                "(see critsym.everywhere_critical)")
         raise NoCriticalPointError(
             f"no critical point (chi_J* = 1) for {solve_for} in [{lo:g}, {hi:g}] at {others}: "
             f"chi_J* stays in [{np.exp(span[0]):.4g}, {np.exp(span[1]):.4g}]; widen the bracket, "

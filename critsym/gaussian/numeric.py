@@ -21,9 +21,10 @@ E_{z~N(0,V)}[tanh(z)^2], is a function of V alone: m(V) = E_x[g(sqrt(V) x)].  On
 tabulated once as piecewise Chebyshev interpolants in u = log V on [log V_MIN, log V_MAX]
 (:class:`VarianceTable`), and the table is verified against the quadrature at points between the
 interpolation nodes: it is used only if the maximum relative error is <= ``TABLE_RTOL`` (1e-10),
-else the node keeps quadrature.  Values of V outside the tabulated range (and V = 0) fall back to
-quadrature.  :func:`quadrature_only` (a context manager) or ``set_tabulation(False)`` selects
-exact quadrature everywhere.
+else the node keeps quadrature.  Values of V above the range fall back to quadrature; below
+it (and at V = 0) the small-V series Σ_{k≤2} f^{(2k)}(0) V^k/(2^k k!) is used for analytic
+integrands (relative error ≤ ~V_MIN), quadrature otherwise.  :func:`quadrature_only` (a context
+manager) or ``set_tabulation(False)`` selects exact quadrature everywhere.
 """
 
 from __future__ import annotations
@@ -137,6 +138,23 @@ class VarianceTable:
         if np.any(~inside):
             out[~inside] = fallback(V[~inside])
         return out
+
+
+def _small_V_series(lam: sp.Lambda) -> tuple[float, float, float] | None:
+    """(c_0, c_1, c_2) of E_{z~N(0,V)}[f(z)] = Σ_k f^{(2k)}(0) V^k / (2^k k!) for analytic f,
+    used below V_MIN (relative error O(V) or better); None when not available."""
+    (z,) = lam.variables
+    f = lam.expr
+    if f.atoms(*_KINKED) or _outermost_nodes(f):
+        return None
+    try:
+        cs = [float(sp.diff(f, z, 2 * k).subs(z, 0)) / (2**k * float(sp.factorial(k)))
+              for k in range(3)]
+    except (TypeError, ValueError):
+        return None
+    if not all(np.isfinite(cs)) or not any(cs):
+        return None
+    return cs[0], cs[1], cs[2]
 
 
 #: tables shared by every compiled node with the same integrand (keyed by its Lambda)
@@ -276,6 +294,7 @@ class _Node1:
         self.tabulable = g.free_symbols <= {self.s, self.x}
         self._key = lam
         self._nargs = len(args)
+        self._small = _small_V_series(lam) if self.tabulable else None
 
     def _quad_of_V(self, V: np.ndarray) -> np.ndarray:
         """Quadrature as a function of V alone (tabulable integrands only), on the union of the
@@ -292,6 +311,18 @@ class _Node1:
             f = self.g(*zero, s[..., None], X)
         return np.sum(np.broadcast_to(f, W.shape) * W, axis=-1)
 
+    def _below_or_above(self, V: np.ndarray) -> np.ndarray:
+        """Outside the table: the small-V series below V_MIN (if available), else quadrature."""
+        if self._small is None:
+            return self._quad_of_V(V)
+        small = V < V_MIN
+        out = np.empty(V.shape)
+        c = self._small
+        out[small] = c[0] + V[small] * (c[1] + V[small] * c[2])
+        if np.any(~small):
+            out[~small] = self._quad_of_V(V[~small])
+        return out
+
     @property
     def table(self) -> VarianceTable | None:
         if not self.tabulable:
@@ -306,7 +337,7 @@ class _Node1:
             raise NumericalError(f"negative variance {V.min():.3g} in a Gaussian expectation")
         if self.tabulable:
             if _TABULATE[0] and self.table is not None:
-                return self.table(V, self._quad_of_V)
+                return self.table(V, self._below_or_above)
             return self._quad_of_V(V)
         return self._quad(V, vals)
 
