@@ -78,11 +78,13 @@ def plot_phase(theory, grid: PhaseGrid, out: str | None = None, *, quantity: str
         kw = dict(cmap="RdBu_r", vmin=-lim, vmax=lim)
         label = r"$\log\chi_J^*$"
     elif quantity == "xi":
-        Z = np.log10(np.abs(grid.xi_J))
+        with np.errstate(divide="ignore"):
+            Z = np.log10(np.abs(grid.xi_J))
         kw = dict(cmap="viridis")
         label = r"$\log_{10}|\xi_J|$"
     elif quantity == "K":
-        Z = np.log10(np.where(np.isfinite(grid.K_star), grid.K_star, np.nan))
+        with np.errstate(divide="ignore"):
+            Z = np.log10(np.where(np.isfinite(grid.K_star), grid.K_star, np.nan))
         kw = dict(cmap="magma")
         label = r"$\log_{10} K^*$"
     else:
