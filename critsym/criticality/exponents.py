@@ -196,8 +196,8 @@ class Fit:
 
     value: float
     stderr: float
-    x: np.ndarray
-    y: np.ndarray
+    x: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
 
 
 def _linfit(x, y, extra=()) -> tuple[float, float]:

@@ -6,13 +6,14 @@ line (χ_J* = 1, :func:`~critsym.criticality.critical.critical_line`) overlaid.
 
 Command line (one phase diagram in one command)::
 
-    python -m critsym.criticality.phase --act tanh --out phase.png
-    python -m critsym.criticality.phase --act relu --layernorm pre --mu 0.9 --out ln.pdf
+    python -m critsym.criticality --act tanh --out phase.png
+    python -m critsym.criticality --act relu --layernorm pre --mu 0.9 --out ln.pdf
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,7 @@ def plot_phase(theory, grid: PhaseGrid, out: str | None = None, *, quantity: str
             ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel(grid.x_name)
     ax.set_ylabel(grid.y_name)
-    ax.set_title(title or repr(theory.arch), fontsize=8)
+    ax.set_title(title or "\n".join(textwrap.wrap(repr(theory.arch), 80)), fontsize=8)
     fig.tight_layout()
     if out is not None:
         fig.savefig(out, dpi=120)
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     from ..derive import derive
     from ..ops import mlp_block
 
-    p = argparse.ArgumentParser(prog="python -m critsym.criticality.phase",
+    p = argparse.ArgumentParser(prog="python -m critsym.criticality",
                                 description="Phase diagram (sigma_w x sigma_b) of an MLP block.")
     p.add_argument("--act", default="tanh")
     p.add_argument("--layernorm", choices=["pre", "post"], default=None)
