@@ -35,6 +35,7 @@ from functools import cache
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import SciPyPrinter
 
 from ..activations import ELU, MPMATH_FUNCTIONS, NUMPY_FUNCTIONS, ReLU
 from ..errors import NumericalError
@@ -46,6 +47,44 @@ _EDGES = np.concatenate([-_HALF[::-1], [0.0], _HALF])
 NODES_1D = 12
 NODES_2D = 8
 _MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
+
+
+def _safe_unit(x):
+    """acos/asin arguments: rounding can push a correlation of exactly ±1 just outside."""
+    x = np.asarray(x, dtype=float)
+    return np.where(np.abs(x) <= 1 + 1e-9, np.clip(x, -1.0, 1.0), x)
+
+
+def _safe_sqrt(x):
+    """sqrt with rounding-level negatives (e.g. K11 K22 - K12² at c = 1) set to 0."""
+    x = np.asarray(x, dtype=float)
+    return np.sqrt(np.where((x < 0) & (x > -1e-9), 0.0, x))
+
+
+NUMPY_FUNCTIONS.update(
+    {
+        "_safe_acos": lambda x: np.arccos(_safe_unit(x)),
+        "_safe_asin": lambda x: np.arcsin(_safe_unit(x)),
+        "_safe_sqrt": _safe_sqrt,
+    }
+)
+
+
+class _Printer(SciPyPrinter):
+    """SciPy printer that guards acos/asin/sqrt against rounding at the domain edges."""
+
+    def _print_acos(self, e):
+        return "_safe_acos(%s)" % self._print(e.args[0])
+
+    def _print_asin(self, e):
+        return "_safe_asin(%s)" % self._print(e.args[0])
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp == sp.S.Half:
+            return "_safe_sqrt(%s)" % self._print(e.base)
+        if e.exp == -sp.S.Half:
+            return "1/_safe_sqrt(%s)" % self._print(e.base)
+        return super()._print_Pow(e, rational=rational)
 _KINKED = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min, sp.DiracDelta)
 
 #: tabulated range of variances and the verified relative accuracy of a table
@@ -266,7 +305,8 @@ class Compiled:
             raise NumericalError(
                 f"cannot evaluate {self.expr}: symbols {sorted(map(str, missing))} have no values"
             )
-        self._outer = sp.lambdify(list(self.args) + ph, outer, modules=_MODULES)
+        self._outer = sp.lambdify(list(self.args) + ph, outer, modules=_MODULES,
+                                  printer=_Printer)
         self._nodes: list[Callable] = [
             _Node1(n, self.args) if isinstance(n, GaussE) else _Node2(n, self.args) for n in nodes
         ]
