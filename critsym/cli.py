@@ -35,30 +35,21 @@ def _demo(args) -> int:
             print(f"     l = {layer:2d}: K^l = {r.K[layer]:.6f}  J^(0,l) = {r.J[layer]:.6f}  "
                   f"c^l = {r.c[layer]:.6f}")
         print()
-    try:
-        from .criticality import phase as _phase  # issue 3: phase diagrams
-    except ImportError:
-        _phase = None
-    if _phase is not None and hasattr(_phase, "demo"):
-        _phase.demo(out)
-    else:
-        import matplotlib
+    from .criticality import critical_point, phase_grid, plot_phase, summary
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        th = derive(mlp_block("tanh"))
-        sw = np.linspace(0.5, 2.0, 7)
-        r = th.run(50, K0=1.0, sigma_w=sw, sigma_b=0.1)
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for i, s in enumerate(sw):
-            ax.semilogy(r.layers, r.J[:, i], label=f"σ_w = {s:.2f}")
-        ax.set_xlabel("layer l")
-        ax.set_ylabel("J^{0,l}")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "apjn_tanh.png", dpi=120)
-        print(f"wrote {out / 'apjn_tanh.png'}")
+    th = derive(mlp_block("tanh"))
+    print("== criticality report, tanh MLP at sigma_w = 1.3, sigma_b = 0.2")
+    print(summary(th, sigma_w=1.3, sigma_b=0.2)["text"])
+    sb = np.array([0.0, 0.2, 0.5, 1.0])
+    sw = critical_point(th, "sigma_w", bracket=(0.5, 3.0), sigma_b=sb)
+    print("\ncritical line of the tanh MLP (chi_J* = 1):")
+    for b, w in zip(sb, sw):
+        print(f"  sigma_b = {b:.2f}:  sigma_w* = {w:.8f}")
+    grid = phase_grid(th, "sigma_w", np.linspace(0.1, 3.0, 256), "sigma_b",
+                      np.linspace(0.0, 1.5, 256))
+    png = out / "phase_tanh.png"
+    plot_phase(th, grid, str(png))
+    print(f"\nwrote {png} (log chi_J* over a 256 x 256 (sigma_w, sigma_b) grid, critical line)")
     return 0
 
 

@@ -24,7 +24,7 @@ STANDARD_BLOCKS = {
 }
 
 #: extra document providers, "module:function" -> {filename: text}
-PROVIDERS: list[str] = []
+PROVIDERS: list[str] = ["critsym.criticality.exponents:exponent_documents"]
 
 
 def _markdown(title: str, arch, theory) -> str:

@@ -239,6 +239,20 @@ class Theory:
             c=np.stack(cs) if cl is not None else None,
         )
 
+    # --------------------------------------------------------------- criticality
+    def fixed_point(self, K0: object = 1.0, **hp):
+        """The fixed point K* reached from ``K0``, F'(K*), χ_J*, status and growth law
+        (vectorised): see :func:`critsym.criticality.fixed_point`."""
+        from .criticality.fixed_point import fixed_point
+
+        return fixed_point(self, K0=K0, **hp)
+
+    def correlation(self, K0: object = 1.0, **hp):
+        """c*, χ_c and ξ_c of the correlation map: see :func:`critsym.criticality.correlation`."""
+        from .criticality.correlation import correlation
+
+        return correlation(self, K0=K0, **hp)
+
     # --------------------------------------------------------------- export
     def latex(self) -> str:
         """A LaTeX ``align`` fragment with the variance map, χ_J, the APJN product and the

@@ -127,7 +127,7 @@ def expect(f: sp.Expr, z: sp.Symbol, V: sp.Expr, *, closed_forms: bool = True) -
     if csym != 1:
         inner = sp.cancel(f / csym) if f.is_Add else f / csym
         return csym * expect(inner, z, V, closed_forms=closed_forms)
-    if closed_forms:
+    if closed_forms or f.is_polynomial(z):  # moments of the Gaussian itself are always shown
         from .closed_form import closed_form_1d
 
         r = closed_form_1d(f, z, V)
