@@ -9,6 +9,6 @@ from .norm import LayerNorm
 from .residual import Residual
 
 __all__ = [
-    "Act", "BalancedResidual", "LayerNorm", "Linear", "Op", "Residual", "Sequential", "as_op", "from_dict",
-    "from_json", "mlp_block",
+    "Act", "BalancedResidual", "LayerNorm", "Linear", "Op", "Residual", "Sequential", "as_op",
+    "from_dict", "from_json", "mlp_block",
 ]
