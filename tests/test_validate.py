@@ -73,3 +73,21 @@ def test_validate_bad_input():
         cs.validate(arch, widths=(8, 16), n_nets=(4,), sigma_w=1.0, sigma_b=0.0)
     with pytest.raises(SimulationError, match="width"):
         cs.validate(arch, widths=(0, 8), depth=2, sigma_w=1.0, sigma_b=0.0)
+
+
+def test_balanced_residual_forward_map_and_theory():
+    """BalancedResidual's torch map: h + W₊relu(h) + W₋relu(−h); K, J, c against the theory."""
+    from critsym.ops import BalancedResidual
+
+    net = cs.build(BalancedResidual(), 6, 1, n_nets=1, sigma_w=0.8)
+    h = np.random.default_rng(0).normal(size=(1, 1, 6))
+    import torch
+
+    ht = torch.tensor(h)
+    blk = net.blocks[0]
+    ref = ht + ht.clamp(min=0) @ blk.plus.weight[0].T + (-ht).clamp(min=0) @ blk.minus.weight[0].T
+    assert torch.allclose(net(ht), ref)
+    assert len(list(net.parameters())) == 4
+    res = cs.validate(BalancedResidual(), widths=(64, 128), depth=10, n_nets=32, n_probes=2,
+                      sigma_w=0.6, seed=5)
+    assert res.passed, res.to_text()
