@@ -1,0 +1,48 @@
+"""Torch implementations of shaped activations."""
+
+from __future__ import annotations
+
+import sympy as sp
+import torch
+import torch.nn.functional as F
+
+from ..activations import ELU, ReLU, Sigmoid, Softplus, x
+
+_TORCH = {
+    "ReLU": torch.relu, "ELU": F.elu, "Sigmoid": torch.sigmoid, "Softplus": F.softplus,
+    "Heaviside": lambda t, h0=0.5: torch.heaviside(t, torch.full_like(t, h0)),
+    "tanh": torch.tanh, "erf": torch.erf, "exp": torch.exp, "log": torch.log,
+    "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos, "Abs": torch.abs,
+    "sign": torch.sign, "sinh": torch.sinh, "cosh": torch.cosh, "atan": torch.atan,
+}
+_ = (ELU, ReLU, Sigmoid, Softplus)
+
+
+def torch_function(expr: sp.Expr):
+    """A torch callable for a sympy expression in ``x`` (the activation vocabulary)."""
+    fn = sp.lambdify(x, expr, modules=[_TORCH, "math"])
+
+    def call(t: torch.Tensor) -> torch.Tensor:
+        out = fn(t)
+        return out if isinstance(out, torch.Tensor) else torch.full_like(t, float(out))
+
+    return call
+
+
+class Shaped(torch.nn.Module):
+    """φ̂(x) = γ (φ(α x + β) + δ) as a module (float64-safe: follows the input dtype)."""
+
+    def __init__(self, shaped):
+        super().__init__()
+        self.fn = torch_function(shaped.expr)
+        self.shaped_repr = (f"{shaped.method} {shaped.activation}, depth {shaped.depth}")
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.fn(t)
+
+    def extra_repr(self) -> str:
+        return self.shaped_repr
+
+
+def shaped_module(shaped) -> Shaped:
+    return Shaped(shaped)
