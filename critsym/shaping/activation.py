@@ -27,8 +27,11 @@ class BaseActivation:
 
     @property
     def is_odd(self) -> bool:
-        """φ(-x) = -φ(x) (then (α, β, δ) and (α, -β, -δ) give the same invariants)."""
-        return sp.simplify(self.expr.subs(x, -x) + self.expr) == 0
+        """φ(-x) = -φ(x) (then (α, β, δ) and (α, -β, -δ) give the same invariants); checked
+        numerically on a grid of |x| <= 8 at build time."""
+        return self.odd
+
+    odd: bool = False
 
     @property
     def is_kinked(self) -> bool:
@@ -65,8 +68,11 @@ def _lambdify(e: sp.Expr):
 def _build(name: str, expr: sp.Expr) -> BaseActivation:
     d1 = check_differentiable(expr, x)
     d2 = sp.diff(d1, x)
+    f0 = _lambdify(expr)
+    t = np.linspace(0.0, 8.0, 161)
+    odd = bool(np.all(np.abs(f0(t) + f0(-t)) <= 1e-13 * (1 + np.abs(f0(t)))))
     return BaseActivation(name, expr, _kinks((expr, d1, d2)),
-                          (_lambdify(expr), _lambdify(d1), _lambdify(d2)))
+                          (f0, _lambdify(d1), _lambdify(d2)), odd)
 
 
 def base_activation(activation: object) -> BaseActivation:

@@ -27,12 +27,49 @@ from ..activations import x
 from ..errors import HyperparameterError
 from ..gaussian.expectation import expect, expect2
 from .activation import BaseActivation, base_activation
-from .quadrature import mean1, mean2
+from .quadrature import mean1, mean2, rule
 
 #: symbols of the transform, for symbolic maps
 alpha, beta = sp.Symbol("alpha", positive=True), sp.Symbol("beta", real=True)
 gamma, delta = sp.Symbol("gamma", positive=True), sp.Symbol("delta", real=True)
 q_sym, c_sym = sp.Symbol("q", positive=True), sp.Symbol("c", real=True)
+
+
+def base_moments(base: BaseActivation, a: float, b: float, q: float = 1.0) -> tuple:
+    """One pass of the 1-D rule over t = α√q x + β: (E φ, E φ², E φφ'x, E φ'x, E φ'², E φ',
+    E φ''²) of the *untransformed* φ (the transform's γ, δ enter in :func:`invariants_from`)."""
+    s = a * np.sqrt(q)
+    ks = tuple((k - b) / s for k in base.kinks) if s != 0 else ()
+    X, W = _cached_rule(ks)
+    t = s * X + b
+    f0, f1, f2 = base.f
+    with np.errstate(all="ignore"):
+        v0, v1, v2 = f0(t), f1(t), f2(t)
+        w0, w1 = v0 * W, v1 * W
+        return (w0.sum(), v0 @ w0, (v1 * X) @ w0, X @ w1, v1 @ w1, w1.sum(), (v2 * v2) @ W)
+
+
+def invariants_from(mom: tuple, a: float, d: float, g: float, q: float = 1.0) -> dict:
+    """Local invariants of φ̂ = γ(φ(αx+β)+δ) at q from :func:`base_moments` (see module doc)."""
+    m0, m00, m01x, m1x, m11, m1, m22 = mom
+    with np.errstate(all="ignore"):
+        Q = g * g * (m00 + 2 * d * m0 + d * d)
+        a2 = a * a * q
+        return {"Q(1)": float(Q), "Q'(1)": float(g * g * a * (m01x + d * m1x) / np.sqrt(q)),
+                "C(0)": float(g * g * (m0 + d) ** 2 / Q), "C'(1)": float(g * g * a2 * m11 / Q),
+                "C'(0)": float(g * g * a2 * m1 * m1 / Q),
+                "C''(1)": float(g * g * a2 * a2 * m22 / Q)}
+
+
+_RULES: dict = {}
+
+
+def _cached_rule(ks: tuple):
+    if ks:
+        return rule(ks)
+    if () not in _RULES:
+        _RULES[()] = rule(())
+    return _RULES[()]
 
 
 @dataclass(frozen=True)
@@ -136,11 +173,8 @@ class LocalMaps:
 
     def invariants(self, q: float = 1.0) -> dict[str, float]:
         """dks's local quantities at q: Q, Q', C(0), C'(1), C'(0), C''(1)."""
-        m = self.moments(q)
-        Q = m["m2"]
-        return {"Q(1)": Q, "Q'(1)": float(m["qs"] / np.sqrt(q)), "C(0)": m["m"] ** 2 / Q,
-                "C'(1)": q * m["d2"] / Q, "C'(0)": q * m["d1"] ** 2 / Q,
-                "C''(1)": q * q * m["dd2"] / Q}
+        mom = base_moments(self.base, self.input_scale, self.input_shift, q)
+        return invariants_from(mom, self.input_scale, self.output_shift, self.output_scale, q)
 
     def expr(self) -> sp.Expr:
         """φ̂(x) as a sympy expression with the numeric parameters."""

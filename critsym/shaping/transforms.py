@@ -41,7 +41,7 @@ from ..errors import HyperparameterError, ShapingError
 from ..ops.activation import Act
 from ..ops.base import Op, as_op
 from .activation import BaseActivation, base_activation
-from .maps import LocalMaps
+from .maps import LocalMaps, base_moments, invariants_from
 from .network import NetworkMaps, ShapedAct, count_activations, plain_block
 
 METHODS = ("DKS", "TAT", "TReLU")
@@ -53,20 +53,19 @@ _TOL = 1e-12
 
 # ------------------------------------------------------------------ local solves
 
-def _output_params(base: BaseActivation, a: float, b: float, d: float | None):
-    """(δ, γ): δ from C(0) = 0 when ``d`` is None, γ from Q(1) = 1."""
-    m = LocalMaps(base, a, b, 0.0, 1.0).moments()
+def _solve_point(base: BaseActivation, a: float, b: float, d: float | None = None):
+    """(δ, γ, invariants) at (α, β): δ from C(0) = 0 when ``d`` is None, γ from Q(1) = 1."""
+    mom = base_moments(base, a, b)
     if d is None:
-        d = -m["m"]
-    var = m["m2"] + 2 * d * m["m"] + d * d
-    if not var > 0:
-        return d, math.inf
-    return d, 1.0 / math.sqrt(var)
+        d = -float(mom[0])
+    var = mom[1] + 2 * d * mom[0] + d * d
+    g = 1.0 / math.sqrt(var) if var > 0 else math.inf
+    return d, g, invariants_from(mom, a, d, g)
 
 
 def _maps(base, a, b, d=None) -> LocalMaps:
-    d, g = _output_params(base, a, b, d)
-    return LocalMaps(base, a, b, d, g)
+    d, g, _ = _solve_point(base, a, b, d)
+    return LocalMaps(base, float(a), float(b), float(d), float(g))
 
 
 def _canonical(base: BaseActivation, lm: LocalMaps) -> LocalMaps:
@@ -100,7 +99,7 @@ def solve_dks_local(activation, c_slope_1: float, q_slope: float = 1.0) -> Local
         b = 1.0 if c_slope_1 < RELU_MAX_SLOPE else -1.0
 
         def f(la):
-            return _maps(base, math.exp(la), b).invariants()["C'(1)"] - c_slope_1
+            return _solve_point(base, math.exp(la), b)[2]["C'(1)"] - c_slope_1
 
         lo, hi = -12.0, 12.0
         if np.sign(f(lo)) == np.sign(f(hi)):
@@ -109,7 +108,7 @@ def solve_dks_local(activation, c_slope_1: float, q_slope: float = 1.0) -> Local
         return _maps(base, math.exp(la), b)
 
     def resid(p):
-        inv = _maps(base, p[0], p[1]).invariants()
+        inv = _solve_point(base, p[0], p[1])[2]
         return [inv["Q'(1)"] - q_slope, inv["C'(1)"] - c_slope_1]
 
     starts = itertools.product(_TRY["input_scale"], _TRY["input_shift"])
@@ -134,12 +133,11 @@ def solve_tat_local(activation, c_curv_1: float) -> LocalMaps:
         raise HyperparameterError(f"the local C''(1) target must be > 0, got {c_curv_1}")
 
     def resid(p):
-        inv = _maps(base, p[0], p[1], p[2]).invariants()
+        inv = _solve_point(base, p[0], p[1], p[2])[2]
         return [inv["Q'(1)"] - 1.0, inv["C'(1)"] - 1.0, inv["C''(1)"] - c_curv_1]
 
     def accept(p):
-        lm = _maps(base, p[0], p[1], p[2])
-        return abs(lm.input_scale) * lm.output_scale < 2.0
+        return abs(p[0]) * _solve_point(base, p[0], p[1], p[2])[1] < 2.0
 
     starts = itertools.product(_TRY["input_scale"], _TRY["input_shift"], _TRY["output_shift"])
     p = _hybr(resid, starts, accept)
@@ -167,7 +165,8 @@ class ShapedActivation:
 
     ``local``: Q(1), Q'(1), C(0), C'(1), C'(0), C''(1) of φ̂; ``network``: C_f'(1), C_f''(1),
     C_f(0), J (APJN J^{0,L}) and K_L of ``depth`` blocks of ``arch`` (the plain chain
-    φ̂ >> Linear(1, 0) when ``arch`` is None).
+    φ̂ >> Linear(1, 0) when ``arch`` is None).  For the plain chain C_f(0) is not a TAT/DKS
+    target and is computed on first access of ``network`` (it is not in ``solve_seconds``).
     """
 
     activation: str
@@ -180,10 +179,18 @@ class ShapedActivation:
     negative_slope: float | None
     targets: dict
     local: dict
-    network: dict
+    network_: dict = field(repr=False)
     arch: Op | None = None
     solve_seconds: float = 0.0
     base: BaseActivation = field(repr=False, default=None)
+
+    @property
+    def network(self) -> dict:
+        """Network invariants (C_f(0) of the plain chain computed on first access)."""
+        net = self.network_
+        if "C_f(0)" not in net:
+            net["C_f(0)"] = _iterate_c(self.maps, 0.0, self.depth)
+        return net
 
     @property
     def act(self) -> ShapedAct:
@@ -319,7 +326,7 @@ def transform(activation: object, arch: Op | None = None, depth: int = 16, metho
         activation=base.name, method=method, depth=L, input_scale=lm.input_scale,
         input_shift=lm.input_shift, output_shift=lm.output_shift,
         output_scale=lm.output_scale, negative_slope=None, targets=targets,
-        local=lm.invariants(), network=net, arch=arch,
+        local=lm.invariants(), network_=net, arch=arch,
         solve_seconds=time.perf_counter() - t0, base=base,
     )
 
@@ -332,10 +339,9 @@ def _plain_network(lm: LocalMaps, L: int, method: str) -> dict:
     for _ in range(L):
         f1, f2 = s * f1, g2 * f1 * f1 + s * f2
     if method == "DKS":
-        c0 = 0.0 if abs(inv["C(0)"]) < 1e-15 else _iterate_c(lm, 0.0, L)
-    else:
-        c0 = _iterate_c(lm, 0.0, L)
-    return {"C_f'(1)": f1, "C_f''(1)": f2, "C_f(0)": c0, "J": f1, "K_L": inv["Q(1)"]}
+        if abs(inv["C(0)"]) < 1e-15:  # c = 0 is a fixed point of the C map
+            return {"C_f'(1)": f1, "C_f''(1)": f2, "C_f(0)": 0.0, "J": f1, "K_L": inv["Q(1)"]}
+    return {"C_f'(1)": f1, "C_f''(1)": f2, "J": f1, "K_L": inv["Q(1)"]}
 
 
 def _iterate_c(lm: LocalMaps, c: float, L: int) -> float:
@@ -432,6 +438,6 @@ def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
     return ShapedActivation(
         activation="leaky_relu", method="TReLU", depth=L, input_scale=1.0, input_shift=0.0,
         output_shift=0.0, output_scale=g, negative_slope=s,
-        targets={"Q(1)": 1.0, "C_f(0)": eta}, local=inv, network=net, arch=arch,
+        targets={"Q(1)": 1.0, "C_f(0)": eta}, local=inv, network_=net, arch=arch,
         solve_seconds=time.perf_counter() - t0, base=lbase,
     )
