@@ -11,7 +11,14 @@
 
 from .activation import BaseActivation, base_activation
 from .maps import LocalMaps, local_map_exprs, local_maps
-from .network import NetworkMaps, ShapedAct, network_maps, plain_block, with_activation
+from .network import (
+    NetworkMaps,
+    ShapedAct,
+    compare,
+    network_maps,
+    plain_block,
+    with_activation,
+)
 from .transforms import (
     METHODS,
     ShapedActivation,
@@ -23,6 +30,7 @@ from .transforms import (
 
 __all__ = [
     "METHODS", "BaseActivation", "LocalMaps", "NetworkMaps", "ShapedAct", "ShapedActivation",
-    "base_activation", "leaky_relu_cmap", "local_map_exprs", "local_maps", "network_maps",
-    "plain_block", "solve_dks_local", "solve_tat_local", "transform", "with_activation",
+    "base_activation", "compare", "leaky_relu_cmap", "local_map_exprs", "local_maps",
+    "network_maps", "plain_block", "solve_dks_local", "solve_tat_local", "transform",
+    "with_activation",
 ]

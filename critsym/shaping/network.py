@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -35,20 +35,26 @@ from ..errors import ArchitectureError, HyperparameterError
 from ..ops.activation import Act
 from ..ops.base import Op, Sequential, as_op
 from ..ops.linear import Linear
+from ..symbols import as_hyper, hyper_symbol
+
+#: hyperparameter symbols of a symbolic shaped activation (one derivation serves every solve step)
+SHAPE_SYMBOLS = tuple(sp.Symbol(n, real=True) for n in
+                      ("shape_alpha", "shape_beta", "shape_delta", "shape_gamma"))
 
 
 @dataclass(frozen=True, init=False)
 class ShapedAct(Act):
-    r"""x ↦ γ (φ(α x + β) + δ) for a base activation φ (an :class:`~critsym.Act`)."""
+    r"""x ↦ γ (φ(α x + β) + δ) for a base activation φ (an :class:`~critsym.Act`); the four
+    parameters are numbers or sympy expressions (hyperparameters of the architecture)."""
 
     base_act: Act
-    input_scale: float
-    input_shift: float
-    output_shift: float
-    output_scale: float
+    input_scale: sp.Expr
+    input_shift: sp.Expr
+    output_shift: sp.Expr
+    output_scale: sp.Expr
 
-    def __init__(self, base_act: Act | str, input_scale: float = 1.0, input_shift: float = 0.0,
-                 output_shift: float = 0.0, output_scale: float = 1.0):
+    def __init__(self, base_act: Act | str, input_scale: object = 1.0, input_shift: object = 0.0,
+                 output_shift: object = 0.0, output_scale: object = 1.0):
         base_act = base_act if isinstance(base_act, Act) else Act(base_act)
         object.__setattr__(self, "name", "shaped")
         object.__setattr__(self, "params", ())
@@ -56,23 +62,39 @@ class ShapedAct(Act):
         object.__setattr__(self, "base_act", base_act)
         for k, v in (("input_scale", input_scale), ("input_shift", input_shift),
                      ("output_shift", output_shift), ("output_scale", output_scale)):
-            object.__setattr__(self, k, float(v))
+            v = sp.Float(float(v)) if isinstance(v, (float, np.floating)) else v
+            object.__setattr__(self, k, as_hyper(v, what=k))
 
     def __repr__(self) -> str:
-        return (f"ShapedAct({self.base_act!r}, input_scale={self.input_scale:.6g}, "
-                f"input_shift={self.input_shift:.6g}, output_shift={self.output_shift:.6g}, "
-                f"output_scale={self.output_scale:.6g})")
+        def f(v):
+            return f"{float(v):.6g}" if v.is_number else str(v)
+
+        return (f"ShapedAct({self.base_act!r}, input_scale={f(self.input_scale)}, "
+                f"input_shift={f(self.input_shift)}, output_shift={f(self.output_shift)}, "
+                f"output_scale={f(self.output_scale)})")
 
     def phi(self, arg: sp.Expr = x) -> sp.Expr:
-        a, b = sp.Float(self.input_scale), sp.Float(self.input_shift)
-        d, g = sp.Float(self.output_shift), sp.Float(self.output_scale)
-        return g * (self.base_act.phi(a * arg + b) + d)
+        return self.output_scale * (self.base_act.phi(self.input_scale * arg + self.input_shift)
+                                    + self.output_shift)
 
     def hyperparameters(self) -> set[sp.Symbol]:
-        return self.base_act.hyperparameters()
+        out = set(self.base_act.hyperparameters())
+        for v in (self.input_scale, self.input_shift, self.output_shift, self.output_scale):
+            out |= v.free_symbols
+        return out
 
     def subs(self, values: dict) -> Op:
-        return self
+        sym = {(hyper_symbol(k) if isinstance(k, str) else k): v for k, v in values.items()}
+        return ShapedAct(self.base_act.subs(values),
+                         *(sp.sympify(v).subs(sym) for v in (
+                             self.input_scale, self.input_shift, self.output_shift,
+                             self.output_scale)))
+
+
+@lru_cache(maxsize=64)
+def _theory(arch: Op):
+    """derive(arch), kept so that its compiled numeric functions are reused across solves."""
+    return derive(arch)
 
 
 def with_activation(arch: Op, act: Act) -> Op:
@@ -119,9 +141,11 @@ class NetworkMaps:
     arch: Op
     depth: int
     K0: float = 1.0
+    #: values of the architecture's remaining hyperparameters, as (name, value) pairs
+    hp: tuple = ()
 
     def __post_init__(self):
-        free = self.arch.hyperparameters()
+        free = {str(s) for s in self.arch.hyperparameters()} - {k for k, _ in self.hp}
         if free:
             raise HyperparameterError(
                 f"the architecture has free hyperparameters {sorted(map(str, free))}; give them "
@@ -133,13 +157,17 @@ class NetworkMaps:
         if not (np.isfinite(self.K0) and self.K0 > 0):
             raise HyperparameterError(f"K0 must be a positive variance, got {self.K0!r}")
 
-    @cached_property
+    @property
     def theory(self):
-        return derive(self.arch)
+        return _theory(self.arch)
+
+    @property
+    def _hp(self) -> dict:
+        return dict(self.hp)
 
     @cached_property
     def _run(self):
-        return self.theory.run(self.depth, K0=self.K0)
+        return self.theory.run(self.depth, K0=self.K0, **self._hp)
 
     @property
     def K(self) -> np.ndarray:
@@ -162,7 +190,7 @@ class NetworkMaps:
         """g_l''(1), Richardson-extrapolated from g_l(1 - h)."""
         Kl = self.K[:-1, None]
         h = _RICH_H[None, :]
-        g = self.theory.c_map(1.0 - h, Kl)
+        g = self.theory.c_map(1.0 - h, Kl, **self._hp)
         r = 2.0 * (g - 1.0 + self.slopes[:, None] * h) / h**2
         r1 = 2 * r[:, 1:] - r[:, :-1]          # removes O(h)
         return (4 * r1[:, 1] - r1[:, 0]) / 3    # removes O(h²)
@@ -171,15 +199,23 @@ class NetworkMaps:
         """C_f(c0): the correlation after ``depth`` blocks."""
         c = np.asarray(c0, dtype=float)
         for Kl in self.K[:-1]:
-            c = np.clip(self.theory.c_map(c, Kl), -1.0, 1.0)
+            c = np.clip(self.theory.c_map(c, Kl, **self._hp), -1.0, 1.0)
         return c
 
     def c_trajectory(self, c0) -> np.ndarray:
         """c^l, l = 0..depth."""
         out = [np.asarray(c0, dtype=float)]
         for Kl in self.K[:-1]:
-            out.append(np.clip(self.theory.c_map(out[-1], Kl), -1.0, 1.0))
+            out.append(np.clip(self.theory.c_map(out[-1], Kl, **self._hp), -1.0, 1.0))
         return np.stack(out)
+
+    def invariant(self, key: str) -> float:
+        """One of :meth:`invariants`, computing only what it needs."""
+        if key == "C_f'(1)":
+            return float(np.prod(self.slopes))
+        if key == "C_f(0)":
+            return float(self.c_map(0.0))
+        return self.invariants()[key]
 
     def invariants(self) -> dict[str, float]:
         """C_f'(1), C_f''(1), C_f(0), and J^{0,L}, K^L."""
@@ -198,3 +234,20 @@ def network_maps(arch: Op, depth: int, K0: float = 1.0, act: Act | None = None) 
             raise ArchitectureError(f"the architecture {arch!r} has no Act to shape")
         arch = with_activation(arch, act)
     return NetworkMaps(arch, int(depth), float(K0))
+
+
+def compare(shaped, archs: dict, depth: int | None = None, c0=0.0, K0: float = 1.0) -> dict:
+    """Side-by-side network maps of one shaped activation in several architectures.
+
+    ``archs``: name -> block (None: dks's plain chain).  Returns name -> {``block``, ``K``
+    (K^l), ``J`` (J^{0,L}), ``apjn`` (J^{0,l}), ``c`` (C_f(c0)), ``C_f'(1)``, ``C_f(0)``}.
+    """
+    depth = int(depth or shaped.depth)
+    out = {}
+    for name, arch in archs.items():
+        block = plain_block(shaped.act) if arch is None else with_activation(arch, shaped.act)
+        nm = NetworkMaps(block, depth, float(K0))
+        out[name] = {"block": block, "K": nm.K, "apjn": nm.apjn, "J": float(nm.apjn[-1]),
+                     "c": nm.c_map(c0), "C_f'(1)": float(np.prod(nm.slopes)),
+                     "C_f(0)": float(nm.c_map(0.0))}
+    return out

@@ -17,6 +17,7 @@ from the measured spread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -39,6 +40,11 @@ def _num(v, what) -> float:
         ) from None
 
 
+@lru_cache(maxsize=64)
+def _torch_act(op: Act):
+    return torch_function(op.phi())
+
+
 def build(op: Op, width: int, weights: str, gen: torch.Generator):
     """A torch callable h ↦ block(h) (batch of row vectors) with freshly drawn weights."""
     if isinstance(op, Sequential):
@@ -51,7 +57,7 @@ def build(op: Op, width: int, weights: str, gen: torch.Generator):
 
         return seq
     if isinstance(op, Act):
-        return torch_function(op.phi())
+        return _torch_act(op)
     if isinstance(op, Linear):
         sw, sb = _num(op.sigma_w, "sigma_w"), _num(op.sigma_b, "sigma_b")
         g = torch.randn(width, width, generator=gen, dtype=torch.float64)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 import torch
 import torch.nn.functional as F
 
 from ..activations import ELU, ReLU, Sigmoid, Softplus, x
 
+
+def _either(tf, mf):
+    """Apply the torch function to tensors and the math function to plain numbers."""
+    return lambda v: tf(v) if isinstance(v, torch.Tensor) else mf(v)
+
+
 _TORCH = {
     "ReLU": torch.relu, "ELU": F.elu, "Sigmoid": torch.sigmoid, "Softplus": F.softplus,
     "Heaviside": lambda t, h0=0.5: torch.heaviside(t, torch.full_like(t, h0)),
-    "tanh": torch.tanh, "erf": torch.erf, "exp": torch.exp, "log": torch.log,
-    "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos, "Abs": torch.abs,
-    "sign": torch.sign, "sinh": torch.sinh, "cosh": torch.cosh, "atan": torch.atan,
+    **{n: _either(getattr(torch, n), getattr(math, n))
+       for n in ("tanh", "erf", "exp", "log", "sqrt", "sin", "cos", "sinh", "cosh", "atan")},
+    "Abs": torch.abs, "sign": torch.sign,
 }
 _ = (ELU, ReLU, Sigmoid, Softplus)
 

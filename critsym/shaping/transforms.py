@@ -209,7 +209,7 @@ class ShapedActivation:
 
     @property
     def maps(self) -> LocalMaps:
-        """The local maps of φ̂."""
+        """The local maps of φ̂ (the quadrature-based ones, also for TReLU)."""
         if self.negative_slope is not None:
             return LocalMaps(base_activation(Act("leaky_relu", alpha=self.negative_slope)), 1.0,
                              0.0, 0.0, self.output_scale)
@@ -351,22 +351,24 @@ def _iterate_c(lm: LocalMaps, c: float, L: int) -> float:
 
 
 def _outer_solve(local, arch, L, K0, key, target, t0, lo):
-    """Find the local target t with network[key](t) = target by bracketing + Brent."""
+    """Find the local target t with network[key](t) = target by bracketing + Brent.
+
+    The block is derived once with a symbolic shaped activation (hyperparameters
+    shape_alpha, shape_beta, shape_delta, shape_gamma); each step only evaluates it."""
     cache: dict[float, tuple] = {}
+    base_act = None
 
     def evaluate(t):
+        nonlocal base_act
         if t not in cache:
             lm = local(t)
-            act = ShapedAct(_base_act(lm.base), lm.input_scale, lm.input_shift,
-                            lm.output_shift, lm.output_scale)
-            from .network import network_maps
-
-            net = network_maps(arch, L, K0, act).invariants()
-            cache[t] = (lm, net)
+            if base_act is None:
+                base_act = _base_act(lm.base)
+            cache[t] = (lm, _symbolic_network(arch, base_act, L, K0, lm))
         return cache[t]
 
     def f(t):
-        return evaluate(t)[1][key] - target
+        return evaluate(t)[1].invariant(key) - target
 
     a = t0
     fa = f(a)
@@ -391,7 +393,18 @@ def _outer_solve(local, arch, L, K0, key, target, t0, lo):
             f"depth {L}: the target is out of reach (try another target or depth)"
         )
     t = so.brentq(f, min(a, b), max(a, b), xtol=1e-14, rtol=4 * np.finfo(float).eps)
-    return evaluate(t)
+    lm, nm = evaluate(t)
+    return lm, nm.invariants()
+
+
+def _symbolic_network(arch, base_act, L, K0, lm) -> NetworkMaps:
+    from .network import SHAPE_SYMBOLS, with_activation
+
+    block = with_activation(arch, ShapedAct(base_act, *SHAPE_SYMBOLS))
+    hp = tuple(zip((s.name for s in SHAPE_SYMBOLS),
+                   (lm.input_scale, lm.input_shift, lm.output_shift, lm.output_scale),
+                   strict=True))
+    return NetworkMaps(block, L, float(K0), hp)
 
 
 def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
@@ -405,16 +418,14 @@ def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
 
     if arch is None:
         def c0(s):
-            c = 0.0
+            c, k, n = 0.0, (1 - s) ** 2 / math.pi, 1 + s * s
             for _ in range(L):
-                c = float(leaky_relu_cmap(c, s))
+                c = min(c, 1.0)
+                c = (k * (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) + 2 * s * c) / n
             return c
     else:
-        from .network import network_maps
-
         def c0(s):
-            act = ShapedAct(Act("leaky_relu", alpha=s), 1.0, 0.0, 0.0, scale(s))
-            return network_maps(arch, L, K0, act).c_map(0.0).item()
+            return _trelu_network(arch, L, K0, None, s, scale(s)).invariant("C_f(0)")
 
     if c0(0.0) < eta:
         raise ShapingError(
@@ -423,17 +434,17 @@ def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
         )
     s = so.brentq(lambda s: c0(s) - eta, 0.0, 1.0, xtol=1e-15, rtol=4 * np.finfo(float).eps)
     g = scale(s)
-    lbase = base_activation(Act("leaky_relu", alpha=s))
-    lm = LocalMaps(lbase, 1.0, 0.0, 0.0, g)
-    inv = lm.invariants()
+    lbase = None
+    # closed forms for γ·leaky_relu_s (degree-1 homogeneous, so Q(q) = q Q(1) and Q'(1) = Q(1))
+    Q = g * g * (1 + s * s) / 2
+    inv = {"Q(1)": Q, "Q'(1)": Q, "C(0)": g * g * (1 - s) ** 2 / (2 * math.pi) / Q,
+           "C'(1)": g * g * (1 + s * s) / 2 / Q, "C'(0)": g * g * (1 + s) ** 2 / 4 / Q,
+           "C''(1)": 0.0}
     if arch is None:
         f1 = inv["C'(1)"] ** L
         net = {"C_f'(1)": f1, "C_f''(1)": float("nan"), "C_f(0)": c0(s), "J": f1, "K_L": 1.0}
     else:
-        act = ShapedAct(Act("leaky_relu", alpha=s), 1.0, 0.0, 0.0, g)
-        from .network import network_maps
-
-        net = network_maps(arch, L, K0, act).invariants()
+        net = _trelu_network(arch, L, K0, None, s, g).invariants()
         net["C_f''(1)"] = float("nan")
     return ShapedActivation(
         activation="leaky_relu", method="TReLU", depth=L, input_scale=1.0, input_shift=0.0,
@@ -441,3 +452,15 @@ def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
         targets={"Q(1)": 1.0, "C_f(0)": eta}, local=inv, network_=net, arch=arch,
         solve_seconds=time.perf_counter() - t0, base=lbase,
     )
+
+
+
+_SLOPE = sp.Symbol("shape_negative_slope", real=True)
+
+
+def _trelu_network(arch, L, K0, lbase, s, g) -> NetworkMaps:
+    from .network import SHAPE_SYMBOLS, with_activation
+
+    block = with_activation(arch, ShapedAct(Act("leaky_relu", alpha=_SLOPE), 1.0, 0.0, 0.0,
+                                            SHAPE_SYMBOLS[3]))
+    return NetworkMaps(block, L, float(K0), ((_SLOPE.name, s), (SHAPE_SYMBOLS[3].name, g)))
