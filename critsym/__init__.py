@@ -28,8 +28,15 @@ from .ops import (
 from .symbols import K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
 
+# isort: split
+# issue 7: kernel shaping
+from . import shaping
+from .shaping import ShapedActivation
+
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
+    # issue 7: kernel shaping
+    "ShapedActivation", "shaping",
 ]

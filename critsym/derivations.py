@@ -24,7 +24,7 @@ STANDARD_BLOCKS = {
 }
 
 #: extra document providers, "module:function" -> {filename: text}
-PROVIDERS: list[str] = []
+PROVIDERS: list[str] = ["critsym.shaping.derivations:documents"]
 
 
 def _markdown(title: str, arch, theory) -> str:

@@ -55,6 +55,9 @@ def test_one_dimensional_invariants_match_scipy_quad(name):
         "C''(1)": _quad(lambda t: (g * a * a * f2(a * t + b)) ** 2, pts) / Q,
     }
     got = local_maps(name, **P).invariants()
+    if name == "relu":  # φ' jumps: φ'' has a Dirac part and C''(1) diverges
+        assert got.pop("C''(1)") == math.inf
+        ref.pop("C''(1)")
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, abs=1e-11, rel=1e-11), k
 
@@ -127,6 +130,16 @@ def test_symbolic_maps_closed_form_for_relu_and_quadrature_node_for_tanh():
     val = compile_expr(ex["C'"], (q_sym,))(np.array(1.0))
     lm = local_maps("tanh", 0.5, 0.2, 0.1, 2.0)
     assert float(val) == pytest.approx(lm.invariants()["C'(1)"], abs=1e-11)
+
+
+def test_relu_curvature_is_refused_not_wrong():
+    # the true C''(c) of relu is 1/(π√(1-c²)) (arc-cosine kernel); the a.e. φ'' would give 0
+    with pytest.raises(CritsymError, match="Dirac"):
+        local_maps("relu").C_curv(0.3)
+    lm = local_maps("relu")
+    h = 1e-4
+    fd = (lm.C_slope(0.3 + h) - lm.C_slope(0.3 - h)) / (2 * h)
+    assert fd == pytest.approx(1 / (math.pi * math.sqrt(1 - 0.09)), rel=1e-6)
 
 
 def test_bad_inputs_raise_critsym_errors():

@@ -32,6 +32,8 @@ class BaseActivation:
         return self.odd
 
     odd: bool = False
+    #: φ' jumps at a kink (relu, leaky relu): φ'' has a Dirac part and C''(1) = ∞
+    slope_jump: bool = False
 
     @property
     def is_kinked(self) -> bool:
@@ -71,8 +73,11 @@ def _build(name: str, expr: sp.Expr) -> BaseActivation:
     f0 = _lambdify(expr)
     t = np.linspace(0.0, 8.0, 161)
     odd = bool(np.all(np.abs(f0(t) + f0(-t)) <= 1e-13 * (1 + np.abs(f0(t)))))
-    return BaseActivation(name, expr, _kinks((expr, d1, d2)),
-                          (f0, _lambdify(d1), _lambdify(d2)), odd)
+    f1 = _lambdify(d1)
+    ks = _kinks((expr, d1, d2))
+    jump = any(abs(float(f1(np.array(k + 1e-9))) - float(f1(np.array(k - 1e-9)))) > 1e-6
+               for k in ks)
+    return BaseActivation(name, expr, ks, (f0, f1, _lambdify(d2)), odd, jump)
 
 
 def base_activation(activation: object) -> BaseActivation:

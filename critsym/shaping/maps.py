@@ -12,19 +12,21 @@ output_shift δ) and u, v ~ N(0, q [[1, c], [c, 1]]):
 (derivatives under the integral: ∂/∂Σ_12 E[f(u)g(v)] = E[f'(u)g'(v)]).  At q = 1 these are
 dks's local quantities.  The end points c = 0 and c = ±1 are 1-D Gaussian means; an
 intermediate c uses the nested 2-D rule of :mod:`critsym.shaping.quadrature` (~1e-13).
-Kinked activations use almost-everywhere derivatives (for ReLU C''(1) is not defined).
+Kinked activations use almost-everywhere derivatives; where φ' jumps (relu, leaky relu) φ'' has
+a Dirac part, E[φ̂''(u)φ̂''(v)] ∝ 1/√(1-c²), and ``invariants()`` reports C''(1) = ∞.
 :func:`local_map_exprs` gives the same quantities symbolically through the core's closed forms.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
 
 from ..activations import x
-from ..errors import HyperparameterError
+from ..errors import DerivationError, HyperparameterError
 from ..gaussian.expectation import expect, expect2
 from .activation import BaseActivation, base_activation
 from .quadrature import mean1, mean2, rule
@@ -168,13 +170,22 @@ class LocalMaps:
         return q * self._corr(1, c, q) / self.Q(q)
 
     def C_curv(self, c: float, q: float = 1.0) -> float:
-        """C''(c) = q² E[φ̂''(u)φ̂''(v)] / Q(q)."""
+        """C''(c) = q² E[φ̂''(u)φ̂''(v)] / Q(q) (almost-everywhere φ̂'': without the Dirac part
+        of a slope jump, so not for relu / leaky relu)."""
+        if self.base.slope_jump:
+            raise DerivationError(
+                f"{self.base.name}: φ' jumps, so C''(c) has a Dirac part that the a.e. second "
+                "derivative misses; differentiate C_slope numerically instead"
+            )
         return q * q * self._corr(2, c, q) / self.Q(q)
 
     def invariants(self, q: float = 1.0) -> dict[str, float]:
         """dks's local quantities at q: Q, Q', C(0), C'(1), C'(0), C''(1)."""
         mom = base_moments(self.base, self.input_scale, self.input_shift, q)
-        return invariants_from(mom, self.input_scale, self.output_shift, self.output_scale, q)
+        inv = invariants_from(mom, self.input_scale, self.output_shift, self.output_scale, q)
+        if self.base.slope_jump and self.input_scale != 0:
+            inv["C''(1)"] = math.inf  # E[δ(u)δ(v)] = 1/(2π√(1-c²)) diverges at c = 1
+        return inv
 
     def expr(self) -> sp.Expr:
         """φ̂(x) as a sympy expression with the numeric parameters."""
@@ -206,6 +217,7 @@ def local_map_exprs(activation: object, **params) -> dict[str, sp.Expr]:
     ``input_scale``, ``input_shift``, ``output_shift``, ``output_scale``.
 
     Keys: ``Q`` (Q(q)), ``Q'`` (dQ/dq), ``C`` (C(c) at q), ``C'`` and ``C''`` (at c = 1), ``C'(0)``.
+    ``C''`` uses the almost-everywhere φ̂'' (Dirac parts dropped; see :class:`LocalMaps`).
     """
     base = base_activation(activation)
     a = params.get("input_scale", alpha)
@@ -217,7 +229,7 @@ def local_map_exprs(activation: object, **params) -> dict[str, sp.Expr]:
     u, v = sp.Symbol("u", real=True), sp.Symbol("v", real=True)
     f = ph.subs(x, z)
     f1 = sp.diff(f, z)
-    f2 = sp.diff(f1, z)
+    f2 = sp.diff(f1, z).replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     Q = expect(f**2, z, q_sym)
     Qs = expect(f * f1 * z, z, q_sym) / q_sym
     cov = c_sym * q_sym
@@ -228,5 +240,5 @@ def local_map_exprs(activation: object, **params) -> dict[str, sp.Expr]:
         "C": C,
         "C'": q_sym * expect(f1**2, z, q_sym) / Q,
         "C'(0)": q_sym * expect(f1, z, q_sym) ** 2 / Q,
-        "C''": q_sym**2 * expect(f2**2, z, q_sym) / Q,
+        "C''": sp.oo if base.slope_jump else q_sym**2 * expect(f2**2, z, q_sym) / Q,
     }

@@ -322,6 +322,8 @@ def transform(activation: object, arch: Op | None = None, depth: int = 16, metho
         net = _plain_network(lm, L, method)
     else:
         lm, net = _outer_solve(local, arch, L, K0, key, target, plain_t, lo)
+        if base.slope_jump:
+            net["C_f''(1)"] = math.inf  # the block C maps have infinite curvature at c = 1
     return ShapedActivation(
         activation=base.name, method=method, depth=L, input_scale=lm.input_scale,
         input_shift=lm.input_shift, output_shift=lm.output_shift,
@@ -439,13 +441,13 @@ def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
     Q = g * g * (1 + s * s) / 2
     inv = {"Q(1)": Q, "Q'(1)": Q, "C(0)": g * g * (1 - s) ** 2 / (2 * math.pi) / Q,
            "C'(1)": g * g * (1 + s * s) / 2 / Q, "C'(0)": g * g * (1 + s) ** 2 / 4 / Q,
-           "C''(1)": 0.0}
+           "C''(1)": math.inf if s < 1 else 0.0}
     if arch is None:
         f1 = inv["C'(1)"] ** L
-        net = {"C_f'(1)": f1, "C_f''(1)": float("nan"), "C_f(0)": c0(s), "J": f1, "K_L": 1.0}
+        net = {"C_f'(1)": f1, "C_f''(1)": inv["C''(1)"], "C_f(0)": c0(s), "J": f1, "K_L": 1.0}
     else:
         net = _trelu_network(arch, L, K0, None, s, g).invariants()
-        net["C_f''(1)"] = float("nan")
+        net["C_f''(1)"] = inv["C''(1)"]
     return ShapedActivation(
         activation="leaky_relu", method="TReLU", depth=L, input_scale=1.0, input_shift=0.0,
         output_shift=0.0, output_scale=g, negative_slope=s,
