@@ -291,12 +291,14 @@ def transform(activation: object, arch: Op | None = None, depth: int = 16, metho
                 f"the architecture has free hyperparameters {sorted(map(str, free))}: pass "
                 "hyperparameters={...} with numbers for them"
             )
+    L = int(depth)
+    if activation == "leaky_relu" and method in ("TAT", "TReLU"):
+        return _trelu("leaky_relu", arch, L, eta, K0, t0)  # as dks: TAT for leaky ReLU is TReLU
     base = base_activation(activation)
     if method == "TAT" and base.name.startswith("leaky_relu"):
-        method = "TReLU"  # as dks: TAT for leaky ReLU is TReLU
-    L = int(depth)
+        method = "TReLU"
     if method == "TReLU":
-        return _trelu(base, arch, L, eta, K0, t0)
+        return _trelu(base.name, arch, L, eta, K0, t0)
     if method == "DKS":
         if not zeta > 1:
             raise HyperparameterError(f"DKS needs zeta > 1, got {zeta}")
@@ -409,9 +411,9 @@ def _symbolic_network(arch, base_act, L, K0, lm) -> NetworkMaps:
     return NetworkMaps(block, L, float(K0), hp)
 
 
-def _trelu(base, arch, L, eta, K0, t0) -> ShapedActivation:
-    if not base.name.startswith("leaky_relu") and base.name != "relu":
-        raise ShapingError(f"TReLU shapes leaky_relu only, got {base.name}; use DKS or TAT")
+def _trelu(name, arch, L, eta, K0, t0) -> ShapedActivation:
+    if not name.startswith("leaky_relu") and name != "relu":
+        raise ShapingError(f"TReLU shapes leaky_relu only, got {name}; use DKS or TAT")
     if not 0 <= eta < 1:
         raise HyperparameterError(f"TReLU needs 0 <= eta < 1, got {eta}")
 
