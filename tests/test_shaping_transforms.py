@@ -213,3 +213,23 @@ def test_tat_with_layernorm_residual_reaches_tau():
         g2 = inv["C''(1)"] / Kn
         f1, f2 = g1 * f1, g2 * f1 * f1 + g1 * f2
     assert f2 == pytest.approx(0.2, abs=1e-7)
+
+
+def test_two_activation_block_equals_the_plain_chain_of_twice_the_depth():
+    """Act>>Linear>>Act>>Linear repeated 8 times is the plain chain of 16 layers: the fold-based
+    solve must find the plain closed-composition solution (different code paths)."""
+    arch = cs.Act("tanh") >> cs.Linear(1.0, 0.0) >> cs.Act("tanh") >> cs.Linear(1.0, 0.0)
+    a = transform("tanh", arch=arch, depth=8, method="DKS")
+    b = transform("tanh", depth=16, method="DKS")
+    for k in ("input_scale", "input_shift", "output_shift", "output_scale"):
+        assert getattr(a, k) == pytest.approx(getattr(b, k), abs=1e-9)
+    assert a.network["C_f''(1)"] == pytest.approx(b.network["C_f''(1)"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name,method", [("relu", "DKS"), ("elu", "TAT"), ("softplus", "DKS"),
+                                         ("swish", "TAT"), ("leaky_relu", "TReLU")])
+def test_torch_module_matches_numpy_for_each_activation(name, method):
+    s = transform(name, depth=16, method=method)
+    t = torch.linspace(-6, 6, 97, dtype=torch.float64)
+    np.testing.assert_allclose(s.torch()(t).numpy(), s.numpy(t.numpy()), rtol=1e-13,
+                               atol=1e-13)

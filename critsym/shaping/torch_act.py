@@ -8,7 +8,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F
 
-from ..activations import ELU, ReLU, Sigmoid, Softplus, x
+from ..activations import x
 
 
 def _either(tf, mf):
@@ -16,6 +16,7 @@ def _either(tf, mf):
     return lambda v: tf(v) if isinstance(v, torch.Tensor) else mf(v)
 
 
+#: torch counterparts of the functions the activation registry's sympy expressions use
 _TORCH = {
     "ReLU": torch.relu, "ELU": F.elu, "Sigmoid": torch.sigmoid, "Softplus": F.softplus,
     "Heaviside": lambda t, h0=0.5: torch.heaviside(t, torch.full_like(t, h0)),
@@ -23,7 +24,6 @@ _TORCH = {
        for n in ("tanh", "erf", "exp", "log", "sqrt", "sin", "cos", "sinh", "cosh", "atan")},
     "Abs": torch.abs, "sign": torch.sign,
 }
-_ = (ELU, ReLU, Sigmoid, Softplus)
 
 
 def torch_function(expr: sp.Expr):
