@@ -48,7 +48,19 @@ def _doc(name: str, method: str, depth: int) -> tuple[str, str]:
         r"C'(1) &= " + sp.latex(ex["C'"]) + r" \\",
         r"C''(1) &= " + sp.latex(ex["C''"]),
     ]
-    tex = "\\begin{align}\n" + "\n".join(lines) + "\n\\end{align}\n"
+    # the shaped plain-chain block's mean-field recursions (rounded parameters), then the maps
+    from ..derive import derive
+    from .network import ShapedAct, plain_block
+
+    if method == "TReLU":
+        rounded = ShapedAct(act, 1.0, 0.0, 0.0, _r(s.output_scale))
+    else:
+        rounded = ShapedAct(name, p["input_scale"], p["input_shift"], p["output_shift"],
+                            p["output_scale"])
+    theory_tex = derive(plain_block(rounded)).latex().rstrip()
+    assert theory_tex.endswith("\\end{align}")
+    tex = (theory_tex[: -len("\\end{align}")].rstrip() + " \\\\\n" + "\n".join(lines)
+           + "\n\\end{align}\n")
     net = s.network
     md = (
         f"# {method}-shaped {name}, plain chain of depth {depth}\n\n"
@@ -60,7 +72,8 @@ def _doc(name: str, method: str, depth: int) -> tuple[str, str]:
         + "".join(f"| {k} | {v:.10g} |\n" for k, v in s.local.items())
         + "\n| network invariant (depth blocks of φ̂ >> Linear(1, 0)) | value |\n|---|---|\n"
         + "".join(f"| {k} | {v:.10g} |\n" for k, v in net.items())
-        + "\nMaps (q: input variance, c: input correlation):\n\n$$\n" + tex + "$$\n"
+        + "\nMean-field recursions of the block φ̂ >> Linear(1, 0), then the local maps "
+        "(q: input variance, c: input correlation):\n\n$$\n" + tex + "$$\n"
     )
     stem = f"shaping_{method.lower()}_{name}"
     return stem, md, tex
