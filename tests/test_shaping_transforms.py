@@ -233,3 +233,10 @@ def test_torch_module_matches_numpy_for_each_activation(name, method):
     t = torch.linspace(-6, 6, 97, dtype=torch.float64)
     np.testing.assert_allclose(s.torch()(t).numpy(), s.numpy(t.numpy()), rtol=1e-13,
                                atol=1e-13)
+
+
+def test_plain_chain_at_another_input_variance_goes_through_the_fold():
+    s = transform("erf", depth=4, method="DKS", K0=2.0)
+    assert s.arch is not None
+    r = cs.derive(s.block).run(4, K0=2.0)
+    assert r.J[-1] * 2.0 / r.K[-1] == pytest.approx(1.5, abs=1e-9)

@@ -271,7 +271,8 @@ def transform(activation: object, arch: Op | None = None, depth: int = 16, metho
 
     ``arch``: a critsym block whose every ``Act`` is replaced by the shaped activation (numeric
     hyperparameters, or give them in ``hyperparameters``); None is dks's plain chain
-    ``φ̂ >> Linear(1, 0)``.  Targets: ``zeta`` (DKS C_f'(1)), ``tau`` (TAT C_f''(1)), ``eta``
+    ``φ̂ >> Linear(1, 0)`` (for ``K0`` ≠ 1 it is solved through the fold like any
+    architecture).  Targets: ``zeta`` (DKS C_f'(1)), ``tau`` (TAT C_f''(1)), ``eta``
     (TReLU C_f(0)), ``q_slope`` (DKS local Q'(1)); ``K0`` the input variance for the network maps.
     """
     t0 = time.perf_counter()
@@ -292,6 +293,9 @@ def transform(activation: object, arch: Op | None = None, depth: int = 16, metho
                 "hyperparameters={...} with numbers for them"
             )
     L = int(depth)
+    if arch is None and float(K0) != 1.0:
+        # dks's chain at another input variance: not the closed q = 1 composition, use the fold
+        arch = plain_block(activation if isinstance(activation, Act) else "relu")
     if activation == "leaky_relu" and method in ("TAT", "TReLU"):
         return _trelu("leaky_relu", arch, L, eta, K0, t0)  # as dks: TAT for leaky ReLU is TReLU
     base = base_activation(activation)
