@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 from scipy.stats import norm
 
@@ -152,3 +154,19 @@ def test_bad_inputs_raise_critsym_errors():
         local_maps("tanhh")
     with pytest.raises(CritsymError):
         local_maps(3.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(a=st.floats(0.05, 3.0), b=st.floats(-2.0, 2.0), d=st.floats(-1.0, 1.0),
+       g=st.floats(0.2, 5.0), q=st.floats(0.2, 4.0),
+       name=st.sampled_from(["tanh", "swish", "elu", "relu"]))
+def test_map_identities_for_random_transforms(a, b, d, g, q, name):
+    """C(1) = 1; the end points of C and C' equal the one-pass invariants; Q scales as γ²."""
+    lm = local_maps(name, a, b, d, g)
+    inv = lm.invariants(q)
+    assert lm.C(1.0, q) == pytest.approx(1.0, abs=1e-12)
+    assert lm.C(0.0, q) == pytest.approx(inv["C(0)"], abs=1e-12)
+    assert lm.C_slope(1.0, q) == pytest.approx(inv["C'(1)"], rel=1e-11)
+    assert lm.C_slope(0.0, q) == pytest.approx(inv["C'(0)"], rel=1e-11, abs=1e-13)
+    assert lm.Q(q) == pytest.approx(g * g * local_maps(name, a, b, d, 1.0).Q(q), rel=1e-12)
+    assert inv["Q(1)"] == pytest.approx(lm.Q(q), rel=1e-12)
