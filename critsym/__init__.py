@@ -51,6 +51,11 @@ from .torch import (
     validate,
 )
 
+# isort: split
+# issue 7: kernel shaping
+from . import shaping
+from .shaping import ShapedActivation
+
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
@@ -60,4 +65,6 @@ __all__ = [
     "summary",
     "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
     "simulate", "validate",
+    # kernel shaping
+    "ShapedActivation", "shaping",
 ]

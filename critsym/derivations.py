@@ -24,7 +24,10 @@ STANDARD_BLOCKS = {
 }
 
 #: extra document providers, "module:function" -> {filename: text}
-PROVIDERS: list[str] = ["critsym.criticality.exponents:exponent_documents"]
+PROVIDERS: list[str] = [
+    "critsym.criticality.exponents:exponent_documents",
+    "critsym.shaping.derivations:documents",
+]
 
 
 def _markdown(title: str, arch, theory) -> str:

@@ -42,3 +42,7 @@ class SimulationError(CritsymError):
 
 class UnsupportedModuleError(CritsymError, TypeError):
     """A torch module that critsym cannot map to an architecture."""
+
+
+class ShapingError(CritsymError):
+    """No activation transform satisfies the requested kernel-shaping targets."""
