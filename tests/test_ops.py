@@ -85,3 +85,15 @@ def test_errors():
         cs.from_json("{not json")
     for err in (UnknownActivationError, DerivationError, ArchitectureError, HyperparameterError):
         assert issubclass(err, cs.CritsymError)
+
+
+def test_custom_activation_with_critsym_functions_roundtrips():
+    """A user expression built from critsym's own functions (relu) survives serialization and
+    derives like the built-in: Act(relu(x) - 1/2) has E[φ'²] = 1/2."""
+    from critsym.activations import ReLU
+
+    arch = cs.Act(ReLU(x) - sp.Rational(1, 2)) >> cs.Linear()
+    back = cs.from_json(arch.to_json())
+    assert back == arch
+    th = cs.derive(back)
+    assert sp.simplify(th.chi - cs.sigma_w**2 / 2) == 0

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
-from ..activations import REGISTRY, activation_expr, check_differentiable, x
+from ..activations import (
+    ELU,
+    REGISTRY,
+    ReLU,
+    Sigmoid,
+    Softplus,
+    activation_expr,
+    check_differentiable,
+    x,
+)
 from ..errors import DerivationError, UnknownActivationError
 from ..symbols import as_hyper
 from .base import Op
+
+
+@lru_cache(maxsize=256)
+def _parse_custom(text: str) -> sp.Expr:
+    """Rebuild a custom activation from its ``srepr``, knowing critsym's own sympy functions."""
+    local = {"ReLU": ReLU, "ELU": ELU, "Sigmoid": Sigmoid, "Softplus": Softplus}
+    return sp.sympify(sp.parse_expr(text, local_dict=local))
 
 
 @dataclass(frozen=True, init=False)
@@ -70,8 +87,7 @@ class Act(Op):
     def phi(self, arg: sp.Expr = x) -> sp.Expr:
         """φ(arg) as a sympy expression."""
         if self.name == "custom":
-            e = sp.sympify(sp.parse_expr(self.expr) if "(" in self.expr else self.expr)
-            return e.subs(x, arg)
+            return _parse_custom(self.expr).subs(x, arg)
         return activation_expr(self.name, arg, **dict(self.params))
 
     def hyperparameters(self) -> set[sp.Symbol]:
