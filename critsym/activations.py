@@ -21,10 +21,22 @@ _SELU_ALPHA = sp.Float("1.6732632423543772848170429916717")
 _SELU_SCALE = sp.Float("1.0507009873554804934193349852946")
 
 
-class ReLU(sp.Function):
+class _Activation(sp.Function):
+    """A named activation function: prints as \\operatorname{name}(x) in LaTeX."""
+
+    nargs = 1
+    latex_name = ""
+
+    def _latex(self, printer, exp=None):
+        s = r"%s\left(%s\right)" % (self.latex_name, printer._print(self.args[0]))
+        return s if exp is None else r"%s^{%s}" % (s, exp)
+
+
+class ReLU(_Activation):
     r"""relu(x) = max(0, x); relu'(x) = Heaviside(x)."""
 
     nargs = 1
+    latex_name = r"\operatorname{relu}"
 
     @classmethod
     def eval(cls, arg):
@@ -42,18 +54,15 @@ class ReLU(sp.Function):
     def _eval_rewrite_as_Heaviside(self, arg, **kwargs):
         return arg * sp.Heaviside(arg)
 
-    def _latex(self, printer, exp=None):
-        s = r"\operatorname{relu}\left(%s\right)" % printer._print(self.args[0])
-        return s if exp is None else r"%s^{%s}" % (s, exp)
-
     def _numpycode(self, printer):
         return "numpy.maximum(0, %s)" % printer._print(self.args[0])
 
 
-class ELU(sp.Function):
+class ELU(_Activation):
     r"""elu(x) = x for x > 0, e^x - 1 for x <= 0; elu'(x) = H(x) + e^x H(-x)."""
 
     nargs = 1
+    latex_name = r"\operatorname{elu}"
 
     @classmethod
     def eval(cls, arg):
@@ -65,19 +74,16 @@ class ELU(sp.Function):
         a = self.args[0]
         return sp.Heaviside(a) + sp.exp(a) * sp.Heaviside(-a)
 
-    def _latex(self, printer, exp=None):
-        s = r"\operatorname{elu}\left(%s\right)" % printer._print(self.args[0])
-        return s if exp is None else r"%s^{%s}" % (s, exp)
-
     def _numpycode(self, printer):
         a = printer._print(self.args[0])
         return f"numpy.where({a} > 0, {a}, numpy.expm1(numpy.minimum({a}, 0)))"
 
 
-class Sigmoid(sp.Function):
+class Sigmoid(_Activation):
     r"""sigmoid(x) = 1 / (1 + e^{-x}); sigmoid' = sigmoid (1 - sigmoid)."""
 
     nargs = 1
+    latex_name = r"\sigma"
 
     @classmethod
     def eval(cls, arg):
@@ -92,18 +98,15 @@ class Sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, arg, **kwargs):
         return 1 / (1 + sp.exp(-arg))
 
-    def _latex(self, printer, exp=None):
-        s = r"\sigma\left(%s\right)" % printer._print(self.args[0])
-        return s if exp is None else r"%s^{%s}" % (s, exp)
-
     def _numpycode(self, printer):
         return "(0.5 + 0.5*numpy.tanh(0.5*(%s)))" % printer._print(self.args[0])
 
 
-class Softplus(sp.Function):
+class Softplus(_Activation):
     r"""softplus(x) = log(1 + e^x); softplus' = sigmoid."""
 
     nargs = 1
+    latex_name = r"\operatorname{softplus}"
 
     @classmethod
     def eval(cls, arg):
@@ -116,10 +119,6 @@ class Softplus(sp.Function):
 
     def _eval_rewrite_as_log(self, arg, **kwargs):
         return sp.log(1 + sp.exp(arg))
-
-    def _latex(self, printer, exp=None):
-        s = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
-        return s if exp is None else r"%s^{%s}" % (s, exp)
 
     def _numpycode(self, printer):
         return "numpy.logaddexp(0, %s)" % printer._print(self.args[0])

@@ -21,7 +21,7 @@ import sympy as sp
 from ..gaussian.expectation import GaussE2
 from ..gaussian.numeric import compile_expr
 from ..symbols import K11, K12, K22
-from .fixed_point import K_MIN, fixed_point
+from .fixed_point import K_MIN, depth_scale, fixed_point
 
 
 def d_dK12(expr: sp.Expr) -> sp.Expr:
@@ -89,8 +89,7 @@ class Correlation:
 
     @property
     def xi_c(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -1.0 / np.log(self.chi_c)
+        return depth_scale(self.chi_c)
 
 
 def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Correlation:

@@ -31,6 +31,13 @@ K_MAX = 1e12
 STATUSES = ("finite", "zero", "unbounded", "neutral", "unconverged")
 
 
+def depth_scale(chi) -> np.ndarray:
+    """ξ = −1/log χ: the depth over which a quantity multiplied by χ per layer changes by e
+    (positive in the ordered phase, negative in the chaotic phase, infinite at χ = 1)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -1.0 / np.log(chi)
+
+
 @dataclass(frozen=True)
 class FixedPoint:
     """Fixed point(s) of the variance map; every field has the broadcast hyperparameter shape.
@@ -54,8 +61,7 @@ class FixedPoint:
     def xi_J(self) -> np.ndarray:
         """ξ_J = −1/log χ_J* (depth scale of the APJN; inf at χ* = 1; negative when chaotic
         — its magnitude is the growth depth)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -1.0 / np.log(self.chi_star)
+        return depth_scale(self.chi_star)
 
     def phase(self, tol: float = 1e-9) -> np.ndarray:
         """"ordered" (χ* < 1), "chaotic" (χ* > 1) or "critical" (|χ* − 1| ≤ tol)."""

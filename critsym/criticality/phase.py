@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import HyperparameterError
 from .critical import critical_line
-from .fixed_point import fixed_point
+from .fixed_point import depth_scale, fixed_point
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ class PhaseGrid:
 
     @property
     def xi_J(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -1.0 / np.log(self.chi_star)
+        return depth_scale(self.chi_star)
 
     @property
     def phase(self) -> np.ndarray:
