@@ -212,21 +212,25 @@ def _term(t: sp.Expr, x: sp.Symbol, depth: int) -> sp.Expr | None:
 _Z = sp.Symbol("_z_key", real=True)
 
 
+_SD = sp.Symbol("_sd_key", positive=True)  # sqrt(V): a variance's square root is >= 0
+
+
 def closed_form_1d(f: sp.Expr, z: sp.Symbol, V: sp.Expr) -> sp.Expr | None:
-    """Closed form of E_{z~N(0,V)}[f(z)], or None when the rules do not apply (memoised)."""
-    return _closed_form_1d(f.xreplace({z: _Z}), V)
+    """Closed form of E_{z~N(0,V)}[f(z)], or None when the rules do not apply.
+
+    Memoised on the integrand alone (in terms of a generic standard deviation), so the same
+    expectation at different variances (two inputs, several layers) is derived once."""
+    r = _closed_form_1d(f.xreplace({z: _Z}))
+    if r is None:
+        return None
+    return _tidy(r.xreplace({_SD: sp.sqrt(V)}))
 
 
 @lru_cache(maxsize=4096)
-def _closed_form_1d(f: sp.Expr, V: sp.Expr) -> sp.Expr | None:
-    z = _Z
+def _closed_form_1d(f: sp.Expr) -> sp.Expr | None:
     x = sp.Dummy("x", real=True)
-    sd = sp.Dummy("sd", positive=True)  # sqrt(V): a variance's square root is >= 0
-    g = f.subs(z, sd * x)
-    r = _E1(g, x)
-    if r is None:
-        return None
-    return _tidy(r.subs(sd, sp.sqrt(V)))
+    r = _E1(f.xreplace({_Z: _SD * x}), x)
+    return None if r is None else _tidy(r)
 
 
 def _tidy(r: sp.Expr) -> sp.Expr:
