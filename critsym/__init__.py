@@ -27,9 +27,21 @@ from .ops import (
 )
 from .symbols import K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
+from .torch import (
+    APJNResult,
+    CritsymNet,
+    SimulationResult,
+    ValidationResult,
+    apjn,
+    build,
+    simulate,
+    validate,
+)
 
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
+    "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
+    "simulate", "validate",
 ]

@@ -159,6 +159,9 @@ class ActivationSpec:
     build: Callable[..., sp.Expr]
     defaults: dict[str, float] = field(default_factory=dict)
     doc: str = ""
+    #: ``torch_build(t, **params)``: the same φ applied to a torch tensor ``t`` (``None``: use
+    #: a torch lambdify of ``build``)
+    torch_build: Callable[..., object] | None = None
 
 
 def _leaky(x_, alpha):
@@ -168,30 +171,39 @@ def _leaky(x_, alpha):
 REGISTRY: dict[str, ActivationSpec] = {
     s.name: s
     for s in [
-        ActivationSpec("identity", lambda x_: x_, doc="phi(x) = x"),
-        ActivationSpec("relu", lambda x_: ReLU(x_), doc="phi(x) = max(0, x)"),
+        ActivationSpec("identity", lambda x_: x_, doc="phi(x) = x", torch_build=lambda t: t),
+        ActivationSpec("relu", lambda x_: ReLU(x_), doc="phi(x) = max(0, x)",
+                       torch_build=lambda t: _torch().relu(t)),
         ActivationSpec(
-            "leaky_relu", _leaky, {"alpha": 0.01}, "phi(x) = alpha x + (1 - alpha) relu(x)"
+            "leaky_relu", _leaky, {"alpha": 0.01}, "phi(x) = alpha x + (1 - alpha) relu(x)",
+            lambda t, alpha: alpha * t + (1 - alpha) * _torch().relu(t),
         ),
-        ActivationSpec("tanh", sp.tanh, doc="phi(x) = tanh(x)"),
-        ActivationSpec("erf", sp.erf, doc="phi(x) = erf(x)"),
+        ActivationSpec("tanh", sp.tanh, doc="phi(x) = tanh(x)", torch_build=lambda t: t.tanh()),
+        ActivationSpec("erf", sp.erf, doc="phi(x) = erf(x)", torch_build=lambda t: t.erf()),
         ActivationSpec(
             "gelu",
             lambda x_: x_ * (1 + sp.erf(x_ / sp.sqrt(2))) / 2,
             doc="phi(x) = x Phi(x) (exact gelu)",
+            torch_build=lambda t: _torch().nn.functional.gelu(t),
         ),
-        ActivationSpec("silu", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)"),
-        ActivationSpec("swish", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)"),
-        ActivationSpec("sigmoid", Sigmoid, doc="phi(x) = 1/(1+e^-x)"),
-        ActivationSpec("softplus", Softplus, doc="phi(x) = log(1+e^x)"),
-        ActivationSpec("elu", lambda x_: ELU(x_), doc="phi(x) = x (x>0), e^x - 1 (x<=0)"),
+        ActivationSpec("silu", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)",
+                       torch_build=lambda t: _torch().nn.functional.silu(t)),
+        ActivationSpec("swish", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)",
+                       torch_build=lambda t: _torch().nn.functional.silu(t)),
+        ActivationSpec("sigmoid", Sigmoid, doc="phi(x) = 1/(1+e^-x)",
+                       torch_build=lambda t: t.sigmoid()),
+        ActivationSpec("softplus", Softplus, doc="phi(x) = log(1+e^x)",
+                       torch_build=lambda t: _torch().nn.functional.softplus(t)),
+        ActivationSpec("elu", lambda x_: ELU(x_), doc="phi(x) = x (x>0), e^x - 1 (x<=0)",
+                       torch_build=lambda t: _torch().nn.functional.elu(t)),
         ActivationSpec(
             "selu", lambda x_: _SELU_SCALE * ELU(x_) + _SELU_SCALE * (_SELU_ALPHA - 1) * (
                 ELU(x_) - ReLU(x_)
             ),
             doc="phi(x) = lambda (x (x>0), alpha (e^x - 1) (x<=0))",
+            torch_build=lambda t: _torch().nn.functional.selu(t),
         ),
-        ActivationSpec("sin", sp.sin, doc="phi(x) = sin(x)"),
+        ActivationSpec("sin", sp.sin, doc="phi(x) = sin(x)", torch_build=lambda t: t.sin()),
     ]
 }
 
@@ -229,3 +241,64 @@ def check_differentiable(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:
             "function. Write the activation with functions sympy knows (exp, tanh, erf, ...)."
         )
     return d
+
+
+# ---------------------------------------------------------------------------- torch
+def _torch():
+    import torch
+
+    return torch
+
+
+def _torch_functions() -> dict[str, Callable]:
+    torch = _torch()
+    return {
+        "ReLU": torch.relu,
+        "ELU": torch.nn.functional.elu,
+        "Sigmoid": torch.sigmoid,
+        "Softplus": torch.nn.functional.softplus,
+        "Heaviside": lambda a, h0=0.5: torch.heaviside(a, torch.full_like(a, h0)),
+        "erf": torch.erf,
+        "erfc": torch.erfc,
+        "Abs": torch.abs,
+        "sign": torch.sign,
+    }
+
+
+def torch_lambdify(expr: sp.Expr, var: sp.Symbol = x) -> Callable:
+    """A torch callable t ↦ expr(var = t) for a sympy expression in one variable (numbers only
+    otherwise), through sympy's ``lambdify`` with the torch module and critsym's functions."""
+    expr = sp.sympify(expr)
+    extra = expr.free_symbols - {var}
+    if extra:
+        raise DerivationError(
+            f"cannot build a torch function of {expr}: it has free symbols "
+            f"{sorted(map(str, extra))} besides {var}; substitute numeric values first"
+        )
+    torch = _torch()
+    f = sp.lambdify(var, expr, modules=[_torch_functions(), "torch"])
+
+    def phi(t):
+        out = f(t)
+        if not isinstance(out, torch.Tensor):  # a constant expression
+            out = torch.full_like(t, float(out))
+        return out
+
+    return phi
+
+
+def torch_activation(name: str, **params: float) -> Callable:
+    r"""The torch version of a registered activation: a callable tensor ↦ φ(tensor).
+
+    Numeric ``params`` only (hyperparameters substituted).  Entries without a hand-written
+    torch function use :func:`torch_lambdify` of their sympy expression.
+    """
+    spec = REGISTRY.get(name)
+    if spec is None:
+        activation_expr(name)  # raises UnknownActivationError with the list of names
+    assert spec is not None
+    kw = {**spec.defaults, **params}
+    if spec.torch_build is not None:
+        fn = spec.torch_build
+        return lambda t: fn(t, **kw)
+    return torch_lambdify(activation_expr(name, x, **kw))

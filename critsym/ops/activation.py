@@ -78,6 +78,18 @@ class Act(Op):
             out |= sp.sympify(v).free_symbols
         return out
 
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """φ elementwise: the registry's torch function, or a torch lambdify of a custom φ."""
+        from ..activations import torch_activation, torch_lambdify
+        from ..torch.modules import Elementwise
+
+        if self.name == "custom":
+            fn = torch_lambdify(self.phi())
+        else:
+            ps = {k: ctx.value(v, f"{self.name} parameter {k}") for k, v in self.params}
+            fn = torch_activation(self.name, **ps)
+        return Elementwise(fn, repr(self)), shape
+
     def apply(self, s):
         try:
             return s.map(lambda e, side: self.phi(e))

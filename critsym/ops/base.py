@@ -55,6 +55,23 @@ class Op:
     def children(self) -> tuple[Op, ...]:
         return ()
 
+    # torch --------------------------------------------------------------------
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """Build this operator's forward map for ``ctx.n_nets`` independent networks.
+
+        ``ctx`` is a :class:`critsym.torch.modules.BuildContext` (numeric hyperparameters,
+        generators, dtype, device); ``shape`` is the per-example feature shape of the input.
+        Returns ``(module, out_shape)``; the module maps ``(n_nets, *batch, *shape)`` to
+        ``(n_nets, *batch, *out_shape)``.  Initialization must be the one the operator's
+        variance rule assumes.
+        """
+        from ..errors import SimulationError
+
+        raise SimulationError(
+            f"operator {type(self).__name__} has no torch forward map; implement "
+            f"{type(self).__name__}.to_torch(ctx, shape) to simulate it"
+        )
+
     def hyperparameters(self) -> set[sp.Symbol]:
         """The free hyperparameter symbols of this operator and its children."""
         out: set[sp.Symbol] = set()
@@ -195,6 +212,16 @@ class Sequential(Op):
 
     def subs(self, values: dict) -> Op:
         return Sequential(*(o.subs(values) for o in self.ops))
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """The operators' forward maps chained left to right."""
+        from ..torch.modules import Chain
+
+        mods = []
+        for o in self.ops:
+            m, shape = o.to_torch(ctx, shape)
+            mods.append(m)
+        return Chain(*mods), shape
 
 
 def as_op(obj: Any, what: str = "architecture") -> Op:

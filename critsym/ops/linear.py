@@ -30,3 +30,12 @@ class Linear(Op):
 
     def apply(self, s):
         return s.close(self.sigma_w, self.sigma_b)
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """A stacked linear map on the last axis, fan_in = shape[-1], fan_out = ``ctx.width``."""
+        from ..torch.modules import StackedLinear
+
+        sw = ctx.value(self.sigma_w, "Linear sigma_w")
+        sb = ctx.value(self.sigma_b, "Linear sigma_b")
+        out = (*shape[:-1], ctx.width)
+        return StackedLinear.init(ctx, shape[-1], ctx.width, sw, sb), out

@@ -35,3 +35,9 @@ class LayerNorm(Op):
             s, sd = s.statistic(f"s{side}", sp.sqrt(s.E(e**2, side) - m**2), positive=True)
             stats[side] = (m, sd)
         return s.map(lambda e, side: (e - stats[side][0]) / stats[side][1]).canonical()
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """LayerNorm over the last axis (the neurons), γ = 1, β = 0, eps = ``ctx.ln_eps``."""
+        from ..torch.modules import NeuronLayerNorm
+
+        return NeuronLayerNorm(ctx.ln_eps), shape

@@ -34,3 +34,16 @@ class Residual(Op):
 
     def apply(self, s):
         return s.combine(self.branch.apply(s), self.mu, 1)
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """μ·x + branch(x); the branch must keep the shape."""
+        from ..errors import SimulationError
+        from ..torch.modules import ResidualSum
+
+        branch, out = self.branch.to_torch(ctx, shape)
+        if tuple(out) != tuple(shape):
+            raise SimulationError(
+                f"residual branch maps shape {shape} to {out}; a residual sum needs equal "
+                f"shapes (set the width equal to the input width)"
+            )
+        return ResidualSum(branch, ctx.value(self.mu, "Residual mu")), shape

@@ -1,0 +1,25 @@
+"""The torch side of critsym: real finite-width networks from the same architecture objects.
+
+* :func:`build` — an architecture as ``n_nets`` independent torch networks (stacked weights);
+* :func:`simulate` — Monte Carlo K^l, J^{l0,l}, c^l with standard errors;
+* :func:`apjn` — the APJN between submodules of *any* ``nn.Module``;
+* :func:`validate` — theory against simulation, layer by layer, with z-scores.
+"""
+
+from .apjn import APJNResult, apjn
+from .build import CritsymNet, build, default_device
+from .estimators import (
+    jvp_norms,
+    jvp_norms_folded,
+    make_probes,
+    vjp_norms,
+    vjp_norms_folded,
+)
+from .simulate import SimulationResult, make_inputs, simulate
+from .validate import ValidationResult, extrapolate, validate
+
+__all__ = [
+    "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
+    "default_device", "extrapolate", "jvp_norms", "jvp_norms_folded", "make_inputs",
+    "make_probes", "simulate", "validate", "vjp_norms", "vjp_norms_folded",
+]

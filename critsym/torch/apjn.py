@@ -1,0 +1,217 @@
+r"""APJN between submodules of *any* torch model (hooks + ``torch.func``).
+
+    J^{l0,l} = (1/N_l) ‖∂h^l/∂h^{l0}‖_F²   per example,
+
+where h^{l0}, h^l are the outputs of two submodules of ``model`` on input ``x``.  A forward hook
+adds a perturbation δ (= 0) to the output of the reference module and other hooks record the
+outputs of the target modules, so ∂h^l/∂δ = ∂h^l/∂h^{l0}.  Modes:
+
+* ``"jvp"``  — forward mode from ``layers[0]`` to every layer in ``layers`` (one pass per probe
+  batch), Hutchinson probes;
+* ``"vjp"``  — reverse mode to ``layers[-1]`` from every layer in ``layers`` (perturbations at
+  each), Hutchinson probes;
+* ``"exact"`` — the full Jacobian (``torch.func.jacrev``): small layers only.
+
+With ``batch_axis=0`` (default) the first axis of ``x`` indexes independent examples and
+N_l = (number of entries of h^l) / batch; the result is the mean over examples (modules must not
+mix examples, e.g. no BatchNorm in training mode).  ``batch_axis=None`` treats ``x`` as one
+example.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import jacrev
+
+from ..errors import SimulationError
+from .estimators import PROBES, jvp_norms, make_probes, vjp_norms
+
+
+@dataclass(frozen=True)
+class APJNResult:
+    """``J[k]`` = J^{layers[0], layers[k]} (jvp, exact) or J^{layers[k], layers[-1]} (vjp);
+    ``J_se`` its standard error over probes and examples (0 for exact)."""
+
+    layers: tuple[str, ...]
+    J: np.ndarray
+    J_se: np.ndarray
+    mode: str
+    n_probes: int
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.layers, map(float, self.J), strict=True))
+
+
+def _resolve(model: nn.Module, layers) -> list[tuple[str, nn.Module]]:
+    named = dict(model.named_modules())
+    by_id = {id(m): n for n, m in named.items()}
+    out = []
+    if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence) or not layers:
+        raise SimulationError("layers must be a non-empty list of submodule names or modules")
+    for item in layers:
+        if isinstance(item, str):
+            if item not in named:
+                sample = [n for n in named if n][:12]
+                raise SimulationError(
+                    f"the model has no submodule named {item!r}; names look like {sample} "
+                    "(see model.named_modules())"
+                )
+            out.append((item, named[item]))
+        elif isinstance(item, nn.Module):
+            if id(item) not in by_id:
+                raise SimulationError(f"module {type(item).__name__} is not part of the model")
+            out.append((by_id[id(item)], item))
+        else:
+            raise SimulationError(f"a layer must be a submodule name or module, got {item!r}")
+    return out
+
+
+class _Hooks:
+    """Forward hooks: add perturbations to some outputs, record others."""
+
+    def __init__(self, mods: list[tuple[str, nn.Module]]):
+        self.mods = mods
+        self.deltas: dict[int, torch.Tensor] = {}
+        self.record: dict[int, torch.Tensor] = {}
+        self.calls: dict[int, int] = {}
+        self.handles = []
+        for k, (_, m) in enumerate(mods):
+            if any(m is mm for _, mm in mods[:k]):
+                continue
+            self.handles.append(m.register_forward_hook(self._make(k)))
+
+    def _make(self, k: int):
+        same = [j for j, (_, m) in enumerate(self.mods) if m is self.mods[k][1]]
+
+        def hook(mod, inp, out):
+            if not isinstance(out, torch.Tensor):
+                raise SimulationError(
+                    f"submodule {self.mods[k][0]!r} returns {type(out).__name__}, not a tensor; "
+                    "pick a submodule whose output is one tensor"
+                )
+            self.calls[k] = self.calls.get(k, 0) + 1
+            for j in same:
+                if j in self.deltas:
+                    out = out + self.deltas[j]
+            for j in same:
+                self.record[j] = out
+            return out
+
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jvp",
+         n_probes: int = 16, probe: str = "gaussian", batch_axis: int | None = 0,
+         seed: int = 0) -> APJNResult:
+    r"""The APJN between submodules ``layers`` of ``model`` at input ``x`` (see module doc).
+
+    ``layers``: submodule names (``dict(model.named_modules())`` keys, e.g. ``"blocks.3"``) or
+    module objects, in the order the forward pass visits them.
+    """
+    if not isinstance(model, nn.Module):
+        raise SimulationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise SimulationError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.isfinite(x).all():
+        raise SimulationError("x contains non-finite values")
+    if mode not in ("jvp", "vjp", "exact"):
+        raise SimulationError(f"mode must be 'jvp', 'vjp' or 'exact', got {mode!r}")
+    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
+        raise SimulationError(f"n_probes must be an integer >= 1, got {n_probes!r}")
+    if probe not in PROBES:
+        raise SimulationError(f"probe must be one of {PROBES}, got {probe!r}")
+    if batch_axis not in (0, None):
+        raise SimulationError("batch_axis must be 0 or None")
+    mods = _resolve(model, layers)
+    names = tuple(n for n, _ in mods)
+    hooks = _Hooks(mods)
+    try:
+        with torch.no_grad():
+            model(x)
+        for k, (n, _) in enumerate(mods):
+            c = hooks.calls.get(k, 0)
+            if c == 0 and not any(mods[j][1] is mods[k][1] and hooks.calls.get(j)
+                                  for j in range(len(mods))):
+                raise SimulationError(f"submodule {n!r} is not called by model(x)")
+            if c > 1:
+                raise SimulationError(
+                    f"submodule {n!r} is called {c} times per forward pass; its output is "
+                    "ambiguous, pick a module that is called once"
+                )
+        shapes = [hooks.record[k].shape for k in range(len(mods))]
+        xb = x if batch_axis == 0 else x.unsqueeze(0)
+        B = xb.shape[0]
+        for (n, _), s in zip(mods, shapes, strict=True):
+            if batch_axis == 0 and (len(s) == 0 or s[0] != B):
+                raise SimulationError(
+                    f"output of {n!r} has shape {tuple(s)}, whose first axis is not the batch "
+                    f"({B}); pass batch_axis=None to treat x as one example"
+                )
+        ex = hooks.record[0] if mode != "vjp" else hooks.record[len(mods) - 1]
+        dt, dev = ex.dtype, ex.device
+        gen = torch.Generator(device=dev).manual_seed(int(seed))
+
+        def grouped(t):
+            return t if batch_axis == 0 else t.unsqueeze(0)
+
+        def ungrouped(t):
+            return t if batch_axis == 0 else t.squeeze(0)
+
+        def run_with(deltas: dict[int, torch.Tensor]):
+            hooks.deltas = deltas
+            hooks.record = {}
+            model(x)
+            return hooks.record
+
+        n_out = [math.prod(s) // (B if batch_axis == 0 else 1) for s in shapes]
+        if mode == "exact":
+            J = np.empty(len(mods))
+            d0 = torch.zeros(shapes[0], dtype=dt, device=dev)
+            for k in range(len(mods)):
+                jac = jacrev(lambda d, k=k: run_with({0: d})[k])(d0)
+                jac = jac.detach()
+                J[k] = float((jac * jac).sum()) / (B * n_out[k]) if batch_axis == 0 else \
+                    float((jac * jac).sum()) / n_out[k]
+            return APJNResult(names, J, np.zeros_like(J), mode, 0)
+        if mode == "jvp":
+            d0 = grouped(torch.zeros(shapes[0], dtype=dt, device=dev))
+            V = make_probes(probe, n_probes, d0.shape, generator=gen, dtype=dt, device=dev)
+
+            def f(d):
+                rec = run_with({0: ungrouped(d)})
+                return [grouped(rec[k]) for k in range(len(mods))]
+
+            sq = jvp_norms(f, d0, V)  # (P, layers, B)
+        else:
+            zeros = [grouped(torch.zeros(s, dtype=dt, device=dev)) for s in shapes]
+            last = len(mods) - 1
+            U = make_probes(probe, n_probes, zeros[last].shape, generator=gen, dtype=dt,
+                            device=dev)
+
+            def g(*ds):
+                return grouped(run_with({k: ungrouped(d) for k, d in enumerate(ds)})[last])
+
+            sq = vjp_norms(g, zeros, U)
+            n_out = [n_out[last]] * len(mods)
+    finally:
+        hooks.remove()
+        hooks.deltas = {}
+    samples = (sq / torch.tensor(n_out, dtype=sq.dtype, device=sq.device)[None, :, None])
+    samples = samples.permute(1, 0, 2).reshape(len(mods), -1).detach().cpu().numpy()
+    J = samples.mean(-1)
+    se = samples.std(-1, ddof=1) / math.sqrt(samples.shape[-1]) if samples.shape[-1] > 1 \
+        else np.full(len(mods), np.nan)
+    if not np.all(np.isfinite(J)):
+        raise SimulationError("non-finite APJN values: the model's outputs or Jacobians "
+                              "overflowed at this input")
+    return APJNResult(names, J, se, mode, n_probes)

@@ -1,0 +1,168 @@
+r"""Instantiate a critsym architecture as real torch networks.
+
+``build(arch, width, depth, n_nets, seed, **hp)`` returns a :class:`CritsymNet`: ``depth``
+independently initialized copies of the block ``arch`` for ``n_nets`` independent networks at
+once (stacked weights, batched matmuls).  Conventions (the same as :meth:`Theory.run`):
+
+* layer l = 0 is the block input h^0, given directly (it is *not* produced by a Linear map of
+  some raw input), so simulation and theory start from the same K^0 = (1/N) Σ_i (h_i^0)²;
+* layer l ≥ 1 is the output of block l, h^l = block_l(h^{l-1});
+* W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²), LayerNorm γ = 1, β = 0 with eps = ``ln_eps``
+  (default 1e-12, so its relative effect O(eps/K) is far below Monte Carlo error; torch's own
+  default 1e-5 would bias K by ~1e-5 relative), residual h ↦ μh + branch(h).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from ..errors import SimulationError
+from ..ops.base import Op, as_op
+from .modules import BuildContext
+
+
+def default_device(device: object = None) -> torch.device:
+    """``device`` as a torch.device; ``None`` picks ``cuda`` when available, else ``cpu``."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise SimulationError(f"invalid device {device!r}: {e}; use 'cpu' or 'cuda'") from None
+
+
+def check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise SimulationError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_dtype(dtype: object) -> torch.dtype:
+    if dtype in (torch.float32, torch.float64):
+        return dtype  # type: ignore[return-value]
+    if dtype in ("float32", "float64"):
+        return getattr(torch, dtype)
+    raise SimulationError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+
+
+def network_generators(seed: int, start: int, stop: int, device: torch.device):
+    """One generator per network index i in [start, stop), seeded from (seed, i)."""
+    gens = []
+    for i in range(start, stop):
+        g = torch.Generator(device=device)
+        g.manual_seed((int(seed) * 1_000_003 + 7919 * i + 1) % (2**63 - 1))
+        gens.append(g)
+    return gens
+
+
+class CritsymNet(nn.Module):
+    """``depth`` blocks for ``n_nets`` independent networks; layer l = output of block l.
+
+    ``forward(h0)`` maps ``(n_nets, *batch, width)`` to h^depth; :meth:`trajectory` returns
+    every layer.  ``blocks`` is a ``ModuleList`` so ``blocks.3`` names block 4's module (used by
+    :func:`critsym.apjn`).
+    """
+
+    def __init__(self, blocks: list[nn.Module], *, arch: Op, width: int, n_nets: int,
+                 values: dict[str, float], in_shape: tuple[int, ...]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.arch = arch
+        self.width = width
+        self.n_nets = n_nets
+        self.values = dict(values)
+        self.in_shape = tuple(in_shape)
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        p = next(self.parameters(), None)
+        return p.dtype if p is not None else torch.float64
+
+    def _check(self, h: torch.Tensor) -> None:
+        if h.dim() < 2 or h.shape[0] != self.n_nets or tuple(h.shape[-1:]) != self.in_shape:
+            raise SimulationError(
+                f"input of shape {tuple(h.shape)} does not fit {self.n_nets} networks of width "
+                f"{self.width}: pass (n_nets, *batch, width) = ({self.n_nets}, ..., {self.width})"
+            )
+        if h.dtype != self.dtype:
+            raise SimulationError(f"input dtype {h.dtype} differs from the network's "
+                                  f"{self.dtype}; convert it with .to({self.dtype})")
+
+    def forward(self, h0: torch.Tensor) -> torch.Tensor:
+        self._check(h0)
+        h = h0
+        for b in self.blocks:
+            h = b(h)
+        return h
+
+    def trajectory(self, h: torch.Tensor, start: int = 0, stop: int | None = None,
+                   deltas: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """[h^start, ..., h^stop] from h = h^start; ``deltas[k]`` (if given) is added to
+        h^{start+k} before it enters the next block (zero perturbations for reverse mode)."""
+        stop = self.depth if stop is None else stop
+        self._check(h)
+        out = []
+        for k, lay in enumerate(range(start, stop + 1)):
+            if deltas is not None:
+                h = h + deltas[k]
+            out.append(h)
+            if lay < stop:
+                h = self.blocks[lay](h)
+        return out
+
+
+def build(arch: Op, width: int, depth: int, *, n_nets: int = 1, seed: int = 0,
+          first_net: int = 0, dtype: object = torch.float64, device: object = None,
+          ln_eps: float = 1e-12, **hp: float) -> CritsymNet:
+    r"""``n_nets`` independent networks of ``depth`` blocks ``arch`` at width ``width``.
+
+    Hyperparameters are keyword arguments (``sigma_w=1.3, sigma_b=0.2, mu=1``).  Network i
+    (counted from ``first_net``) takes its weights from a generator seeded by (seed, i), so the
+    same seed gives the same networks however they are chunked.  Each operator builds its own
+    forward map (``Op.to_torch``), so new operators need no change here.
+    """
+    arch = as_op(arch)
+    width = check_positive_int(width, "width")
+    depth = check_positive_int(depth, "depth")
+    n_nets = check_positive_int(n_nets, "n_nets")
+    dev = default_device(device)
+    dt = check_dtype(dtype)
+    values = {}
+    for k, v in hp.items():
+        try:
+            values[k] = float(v)
+        except (TypeError, ValueError):
+            raise SimulationError(f"hyperparameter {k} must be a number, got {v!r}") from None
+    needed = {s.name for s in arch.hyperparameters()}
+    missing = sorted(needed - set(values))
+    if missing:
+        raise SimulationError(
+            f"missing hyperparameter values {missing} for {arch!r}; pass e.g. "
+            f"{', '.join(f'{m}=1.0' for m in missing)}"
+        )
+    unknown = sorted(set(values) - needed)
+    if unknown:
+        raise SimulationError(
+            f"unknown hyperparameters {unknown}: {arch!r} has {sorted(needed) or 'none'}"
+        )
+    gens = network_generators(seed, first_net, first_net + n_nets, dev)
+    ctx = BuildContext(n_nets=n_nets, width=width, values=values, generators=gens, dtype=dt,
+                       device=dev, ln_eps=ln_eps)
+    shape: tuple[int, ...] = (width,)
+    blocks = []
+    for _ in range(depth):
+        mod, out = arch.to_torch(ctx, shape)
+        if tuple(out) != shape:
+            raise SimulationError(
+                f"block {arch!r} maps shape {shape} to {out}; a repeated block must keep it"
+            )
+        blocks.append(mod)
+    return CritsymNet(blocks, arch=arch, width=width, n_nets=n_nets, values=values,
+                      in_shape=shape).to(device=dev)

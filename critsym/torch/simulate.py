@@ -1,0 +1,365 @@
+r"""Monte Carlo of real finite-width networks: K^l, J^{l0,l}, c^l with standard errors.
+
+For each of ``n_nets`` independent networks (one :func:`~critsym.torch.build.build` stack):
+
+* K^l   = (1/N) Σ_i (h_i^l)²            for input a,
+* c^l   = h_a^l·h_b^l / (|h_a^l| |h_b^l|)  for the input pair (a, b),
+* J^{l0,l} = (1/N_l) ‖∂h^l/∂h^{l0}‖_F²  for all l ≥ l0 (forward mode, one pass), estimated by
+  the probe mean (1/P) Σ_p ‖J v_p‖²/N_l (Hutchinson) at input a,
+* optionally J^{l0,l} for all l0 ≤ l at one chosen l (reverse mode, one backward pass).
+
+Reported values are means over networks and standard errors std/√n_nets (ddof = 1), which
+include the probe noise.  Networks are processed in chunks that fit a memory budget; an
+out-of-memory error halves the chunk and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import SimulationError
+from ..ops.base import Op, as_op
+from .build import (
+    build,
+    check_dtype,
+    check_positive_int,
+    default_device,
+    network_generators,
+)
+from .estimators import PROBES, jvp_norms_folded, make_probes, vjp_norms_folded
+
+log = logging.getLogger("critsym.torch")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Per-layer Monte Carlo estimates (axis 0 = layer l = 0..depth) and standard errors.
+
+    ``J[l]`` = J^{l0,l} (NaN for l < l0); ``J_to[l0']`` = J^{l0',l_to} (reverse mode, None
+    unless ``l`` was given); ``c`` is None for one input.  ``*_nets`` hold the per-network
+    estimates, shape (depth+1, n_nets).
+    """
+
+    arch: Op
+    width: int
+    depth: int
+    n_nets: int
+    n_probes: int
+    l0: int
+    l_to: int | None
+    hp: dict
+    K0: float
+    c0: float | None
+    K_nets: np.ndarray
+    J_nets: np.ndarray
+    c_nets: np.ndarray | None
+    J_to_nets: np.ndarray | None
+    device: str
+    dtype: str
+    probe: str
+    seconds: float
+    chunks: list = field(default_factory=list)
+
+    @property
+    def layers(self) -> np.ndarray:
+        return np.arange(self.depth + 1)
+
+    @staticmethod
+    def _mean_se(a: np.ndarray | None):
+        if a is None:
+            return None, None
+        m = a.mean(axis=-1)
+        se = a.std(axis=-1, ddof=1) / math.sqrt(a.shape[-1]) if a.shape[-1] > 1 else \
+            np.full(m.shape, np.nan)
+        return m, se
+
+    @property
+    def K(self) -> np.ndarray:
+        return self._mean_se(self.K_nets)[0]
+
+    @property
+    def K_se(self) -> np.ndarray:
+        return self._mean_se(self.K_nets)[1]
+
+    @property
+    def J(self) -> np.ndarray:
+        return self._mean_se(self.J_nets)[0]
+
+    @property
+    def J_se(self) -> np.ndarray:
+        return self._mean_se(self.J_nets)[1]
+
+    @property
+    def c(self) -> np.ndarray | None:
+        return self._mean_se(self.c_nets)[0]
+
+    @property
+    def c_se(self) -> np.ndarray | None:
+        return self._mean_se(self.c_nets)[1]
+
+    @property
+    def J_to(self) -> np.ndarray | None:
+        return self._mean_se(self.J_to_nets)[0]
+
+    @property
+    def J_to_se(self) -> np.ndarray | None:
+        return self._mean_se(self.J_to_nets)[1]
+
+    def theory(self):
+        """The mean-field prediction from the same K^0 (and c^0): :meth:`Theory.run`."""
+        from ..derive import derive
+
+        return derive(self.arch).run(self.depth, K0=self.K0, c0=self.c0, **self.hp)
+
+
+def make_inputs(width: int, K0: float = 1.0, c0: float | None = 0.5, seed: int = 0,
+                dtype=torch.float64, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""h^0 for inputs a (and b): shape (1 or 2, width) with (1/N)|h_a|² = (1/N)|h_b|² = K0 and
+    correlation exactly c0 (random directions from ``seed``, or from ``generator``)."""
+    if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
+        raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
+    g = generator if generator is not None else torch.Generator().manual_seed(int(seed) + 424242)
+    z = torch.randn(2, width, generator=g, dtype=torch.float64, device=g.device)
+    u = z[0] / z[0].norm()
+    scale = math.sqrt(width * K0)
+    if c0 is None:
+        return (scale * u).unsqueeze(0).to(dtype)
+    if not (isinstance(c0, (int, float)) and -1 <= c0 <= 1):
+        raise SimulationError(f"c0 must be a number in [-1, 1] (or None), got {c0!r}")
+    if width < 2 and abs(c0) < 1:
+        raise SimulationError("two inputs with |c0| < 1 need width >= 2")
+    w = z[1] - (z[1] @ u) * u
+    w = w / w.norm() if width > 1 else w
+    b = c0 * u + math.sqrt(max(0.0, 1 - c0 * c0)) * w
+    return (scale * torch.stack([u, b])).to(dtype)
+
+
+def _check_inputs(inputs, width: int, dtype) -> torch.Tensor:
+    try:
+        x = torch.as_tensor(np.asarray(inputs, dtype=np.float64) if not
+                            isinstance(inputs, torch.Tensor) else inputs.detach().cpu())
+    except (TypeError, ValueError):
+        raise SimulationError(f"inputs must be an array of numbers, got {inputs!r}") from None
+    x = x.to(torch.float64)
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    if x.dim() != 2 or x.shape[0] not in (1, 2) or x.shape[1] != width:
+        raise SimulationError(
+            f"inputs must be h^0 of shape ({width},) or (2, {width}) (one or two inputs of the "
+            f"network's width), got shape {tuple(x.shape)}"
+        )
+    if not torch.isfinite(x).all():
+        raise SimulationError("inputs contain non-finite values")
+    if (x.norm(dim=-1) == 0).any():
+        raise SimulationError("an input is the zero vector; K^0 must be > 0")
+    return x.to(dtype)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    msg = str(e).lower()
+    return isinstance(e, (RuntimeError, MemoryError)) and (
+        "out of memory" in msg or "can't allocate" in msg or isinstance(e, MemoryError))
+
+
+class _Progress:
+    """A minimal progress bar on stderr (tqdm when installed)."""
+
+    def __init__(self, total: int, enabled: bool | None, desc: str):
+        if enabled is None:
+            enabled = total > 1 and sys.stderr.isatty()
+        self.enabled, self.total, self.n, self.desc = enabled, total, 0, desc
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit="net")
+            except ImportError:
+                self.bar = None
+
+    def update(self, k: int) -> None:
+        self.n += k
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(k)
+            return
+        w = 30
+        done = int(w * self.n / max(self.total, 1))
+        sys.stderr.write(f"\r{self.desc} [{'#' * done}{'.' * (w - done)}] {self.n}/{self.total}")
+        if self.n >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _per_net_bytes(arch: Op, width: int, depth: int, dtype, n_in: int, n_probes: int,
+                   hp: dict) -> int:
+    blk = build(arch, width, 1, n_nets=1, seed=0, dtype=torch.float32, device="cpu", **hp)
+    n_params = sum(p.numel() for p in blk.parameters())
+    item = torch.empty((), dtype=dtype).element_size()
+    acts = (depth + 1) * width * (n_in + 4 * max(n_probes, 1))
+    return int((depth * n_params + acts) * item)
+
+
+def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: int = 4,
+             inputs: object = None, K0: float = 1.0, c0: float | None = 0.5, l0: int = 0,
+             l: int | None = None, seed: int = 0, device: object = None,
+             dtype: object = torch.float64, probe: str = "gaussian", exact: bool = False,
+             chunk_size: int | None = None, max_memory: int | None = None,
+             ln_eps: float = 1e-12, progress: bool | None = None, **hp: float
+             ) -> SimulationResult:
+    r"""Simulate ``n_nets`` networks of ``depth`` blocks ``arch`` at width ``width``.
+
+    ``inputs``: h^0 of shape (width,) or (2, width), the same for every network (results are then
+    conditional on it); by default each network gets its own random input pair with K^0 = ``K0``
+    and correlation ``c0`` exactly (``c0=None``: one input, no c^l), so that the standard errors
+    include the input's randomness, as the infinite-width theory averages over it.
+    ``l0``: the reference layer of J^{l0,l} (forward mode); ``l``: also compute J^{l0',l} for
+    all l0' ≤ l (reverse mode).
+    ``exact=True`` replaces the random probes by the full Jacobian (small widths only).
+    ``device=None`` picks cuda when available; ``dtype`` float64 (default) or float32.
+    Hyperparameters are keyword arguments (``sigma_w=..., sigma_b=..., mu=...``).
+    """
+    t_start = time.perf_counter()
+    arch = as_op(arch)
+    width = check_positive_int(width, "width")
+    depth = check_positive_int(depth, "depth")
+    n_nets = check_positive_int(n_nets, "n_nets")
+    n_probes = check_positive_int(n_probes, "n_probes")
+    dt = check_dtype(dtype)
+    dev = default_device(device)
+    if probe not in PROBES:
+        raise SimulationError(f"probe must be one of {PROBES}, got {probe!r}")
+    if isinstance(l0, bool) or not isinstance(l0, int) or not 0 <= l0 <= depth:
+        raise SimulationError(f"l0 must be an integer in [0, depth={depth}], got {l0!r}")
+    if l is not None and (isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= depth):
+        raise SimulationError(f"l must be None or an integer in [0, depth={depth}], got {l!r}")
+    x = make_inputs(width, K0, c0, seed, dt) if inputs is None else \
+        _check_inputs(inputs, width, dt)
+    x64 = x.to(torch.float64)
+    K0_emp = float((x64[0] ** 2).mean())
+    c0_emp = None
+    if x.shape[0] == 2:
+        c0_emp = float(x64[0] @ x64[1] / (x64[0].norm() * x64[1].norm()))
+    kind = "exact" if exact else probe
+    P = width if exact else n_probes
+
+    if chunk_size is None:
+        if max_memory is None:
+            if dev.type == "cuda":
+                max_memory = int(0.4 * torch.cuda.mem_get_info(dev)[0])
+            else:
+                max_memory = 2 * 2**30
+        per_net = _per_net_bytes(arch, width, depth, dt, x.shape[0], P, hp)
+        chunk_size = max(1, min(n_nets, max_memory // max(per_net, 1)))
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+
+    K_parts, J_parts, c_parts, Jto_parts, chunks = [], [], [], [], []
+    bar = _Progress(n_nets, progress, f"simulate N={width}")
+    start = 0
+    try:
+        while start < n_nets:
+            nc = min(chunk_size, n_nets - start)
+            try:
+                out = _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x,
+                                 inputs is None, K0, c0, l0, l, kind, P, hp)
+            except Exception as e:  # noqa: BLE001 - only OOM is retried
+                if not _is_oom(e) or nc == 1:
+                    raise
+                chunk_size = max(1, nc // 2)
+                msg = (f"out of memory with {nc} networks per chunk at width {width}, depth "
+                       f"{depth}; retrying with {chunk_size}")
+                log.warning(msg)
+                warnings.warn(msg, ResourceWarning, stacklevel=2)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            K_parts.append(out[0])
+            J_parts.append(out[1])
+            c_parts.append(out[2])
+            Jto_parts.append(out[3])
+            chunks.append(nc)
+            bar.update(nc)
+            start += nc
+    finally:
+        bar.close()
+
+    def cat(parts):
+        return None if parts[0] is None else np.concatenate(parts, axis=-1)
+
+    res = SimulationResult(
+        arch=arch, width=width, depth=depth, n_nets=n_nets, n_probes=P, l0=l0, l_to=l,
+        hp=dict(hp), K0=K0_emp, c0=c0_emp, K_nets=cat(K_parts), J_nets=cat(J_parts),
+        c_nets=cat(c_parts), J_to_nets=cat(Jto_parts), device=str(dev), dtype=str(dt),
+        probe=kind, seconds=time.perf_counter() - t_start, chunks=chunks,
+    )
+    for name in ("K_nets", "J_nets", "c_nets", "J_to_nets"):
+        a = getattr(res, name)
+        if a is None:
+            continue
+        a = a[l0:] if name == "J_nets" else a
+        bad = ~np.isfinite(a)
+        if bad.any():
+            layer = int(np.argwhere(bad)[0][0]) + (l0 if name == "J_nets" else 0)
+            raise SimulationError(
+                f"non-finite {name[:-5]} appeared at layer {layer} (the activations or the "
+                "Jacobian overflowed: the network is far in the chaotic phase, or K grows "
+                "without bound); use a smaller depth or sigma_w, or dtype=torch.float64"
+            )
+    return res
+
+
+def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, fresh, K0, c0, l0, l,
+               kind, P, hp):
+    net = build(arch, width, depth, n_nets=nc, seed=seed, first_net=start, dtype=dt,
+                device=dev, ln_eps=ln_eps, **hp)
+    if fresh:  # an independent input pair per network (same K0, c0 exactly)
+        X = torch.stack([make_inputs(width, K0, c0, dtype=dt, generator=g)
+                         for g in network_generators(seed + 31337, start, start + nc, dev)])
+    else:
+        X = x.to(dev).unsqueeze(0).expand(nc, *x.shape).contiguous()  # (nc, B, N)
+    with torch.no_grad():
+        traj = net.trajectory(X)
+    K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in traj])  # (L+1, nc)
+    c = None
+    if x.shape[0] == 2:
+        c = torch.stack([(h[:, 0] * h[:, 1]).sum(-1) / (h[:, 0].norm(dim=-1)
+                                                        * h[:, 1].norm(dim=-1)) for h in traj])
+    pgens = network_generators(seed + 99991, start, start + nc, dev)
+    n_out = width  # every layer of a repeated block has the input's shape
+    # forward mode: J^{l0,l}, l >= l0 (probes folded into the batch axis, chunked)
+    h0 = traj[l0][:, 0].detach()
+    V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
+    pc = _pchunk(P)
+    sq = torch.cat([jvp_norms_folded(lambda z: net.trajectory(z, start=l0), h0, V[i:i + pc])
+                    for i in range(0, P, pc)])
+    J = torch.full((depth + 1, nc), float("nan"), dtype=dt, device=dev)
+    J[l0:] = sq.mean(0) / n_out
+    Jto = None
+    if l is not None:  # reverse mode: J^{m,l} for every m <= l
+        a0 = traj[0][:, 0].detach()
+        U = make_probes(kind, P, a0.shape, generators=pgens, dtype=dt, device=dev)
+        sqr = torch.cat([
+            vjp_norms_folded(lambda X, *d: net.trajectory(X, 0, l, list(d))[-1], a0, l + 1,
+                             U[i:i + pc])
+            for i in range(0, P, pc)])
+        Jto = (sqr.mean(0) / n_out).cpu().numpy()
+    return (K.cpu().numpy(), J.cpu().numpy(), None if c is None else c.cpu().numpy(), Jto)
+
+
+def _pchunk(P: int) -> int:
+    return min(P, 256)
