@@ -61,6 +61,19 @@ class Transpose(Op):
         swapped = {g.a: replace(g, off=g.noff, noff=g.off) for g in s.gvars}
         return replace(s, gvars=tuple(swapped[g.a] for g in s.gvars))
 
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """Swap the last two feature axes: (…, R, N) ↦ (…, N, R)."""
+        from ..errors import SimulationError
+        from ..torch.conv import SwapAxes
+
+        if len(shape) < 2:
+            raise SimulationError(
+                f"Transpose needs a feature shape with two axes (tokens, channels), got "
+                f"{shape}; simulate Mixer blocks with critsym.simulate_shaped(arch, "
+                "shape=(T, C), ...)"
+            )
+        return SwapAxes(), (*shape[:-2], shape[-1], shape[-2])
+
 
 def uses_axes(arch: Op) -> bool:
     """True when the architecture contains an operator that needs a multi-axis state."""
@@ -87,3 +100,4 @@ def layernorm_axes(s, single_axis_rule):
             "Apply LayerNorm to a Gaussian variable (after a Linear or a residual sum)."
         )
     return single_axis_rule(s)
+
