@@ -24,7 +24,7 @@ from .errors import DerivationError, HyperparameterError, NumericalError
 from .fold import input_signal, output_variable
 from .gaussian.numeric import compile_expr
 from .ops.base import Op
-from .symbols import K, K11, K12, K22
+from .symbols import K11, K12, K22, K
 from .theory import RunResult, Theory
 
 #: per-row (per-token) and per-neuron (per-channel) offset variances of the block input
@@ -149,7 +149,8 @@ class AxisTheory(Theory):
             Ks.append(Kl)
             OTs.append(OT)
             OCs.append(OC)
-            if not allow_nonfinite and not (np.all(np.isfinite(Kl)) and np.all(np.isfinite(Js[-1]))):
+            finite = np.all(np.isfinite(Kl)) and np.all(np.isfinite(Js[-1]))
+            if not allow_nonfinite and not finite:
                 raise NumericalError(
                     f"the recursion produced non-finite values at layer {layer + 1}; use a "
                     "smaller depth, or allow_nonfinite=True"

@@ -203,8 +203,8 @@ class Signal:
             sp.Add(*[c**2 * u.var_b for c, u in zip(b_k, used)]),
             sp.Add(*[ca_ * cb_ * u.cov for ca_, cb_, u in zip(a_k, b_k, used)]),
             sp.Add(*[c**2 * u.jac for c, u in zip(a_k, used)]),
-            sp.Add(*[c**2 * u.off for c, u in zip(a_k, used)]),
-            sp.Add(*[c**2 * u.noff for c, u in zip(a_k, used)]),
+            sp.Add(*[c**2 * u.off for c, u in zip(a_k, used, strict=True)]),
+            sp.Add(*[c**2 * u.noff for c, u in zip(a_k, used, strict=True)]),
         )
         return replace(s, expr_a=a0 + g.a, expr_b=b0 + g.b, gvars=(g,))
 

@@ -22,7 +22,7 @@ PADDINGS = ("circular", "zeros")
 
 @dataclass(frozen=True, init=False)
 class Conv(Op):
-    r"""h_{i,x} = Σ_{j, δ∈window} W_{ij,δ} e_{j,x+δ} + b_i, W ~ N(0, σ_w²/(k^d·C_in)), b ~ N(0, σ_b²).
+    r"""h_{i,x} = Σ_{j, δ} W_{ij,δ} e_{j,x+δ} + b_i, W ~ N(0, σ_w²/(k^d·C_in)), b ~ N(0, σ_b²).
 
     ``kernel_size`` k, ``dim`` d spatial axes (2 for images), stride 1, 'same' output size,
     ``channels``: output channels (None: the build width).

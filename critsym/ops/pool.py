@@ -19,7 +19,6 @@ P positions (stride = window, circular/stationary statistics):
 
 from __future__ import annotations
 
-
 import numbers
 from dataclasses import dataclass
 
