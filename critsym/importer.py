@@ -258,6 +258,13 @@ class _Importer:
             out = self.container(m, children, x, path)
             if out is not None:
                 return out
+        for n, c in m.named_modules():  # name the first leaf that cannot be mapped
+            if n and not list(c.children()):
+                try:
+                    _Importer({}).map(c, _join(path, n))
+                except UnsupportedModuleError as e:
+                    raise UnsupportedModuleError(
+                        f"{e} (inside {name!r}, a {type(m).__name__})") from None
         hint = "" if x is not None or not children else (
             "; pass example_input=... so critsym can test whether it is a residual sum or a "
             "sequence of its children")
