@@ -24,7 +24,9 @@ STANDARD_BLOCKS = {
 }
 
 #: extra document providers, "module:function" -> {filename: text}
-PROVIDERS: list[str] = []
+PROVIDERS: list[str] = [
+    "critsym.ops.mixer:derivation_documents",
+]
 
 
 def _markdown(title: str, arch, theory) -> str:
