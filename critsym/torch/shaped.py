@@ -5,8 +5,8 @@ networks (stacked weights, one generator per network), each with its own input o
 K^0 = ``K0`` (i.i.d. Gaussian entries rescaled), and per network
 
 * K^l = mean of (h^l)² over all entries of one example,
-* O_T^l = mean over rows of (mean over the last axis of h^l)² (the per-row offset variance; the
-  mean-field value for an i.i.d. input is O_T^0 = 0, up to O(1/N)),
+* O_T^l = mean over rows of [(mean over the last axis of h^l)² − (its sample variance)/C] (the
+  per-row offset variance, unbiased; an i.i.d. input has O_T^0 = 0),
 * J^{0,l} = (1/N_l) ‖∂h^l/∂h^0‖_F² by Hutchinson's estimator (Gaussian probes, forward mode).
 
 Values are network means with standard errors std/√n_nets.
@@ -112,7 +112,10 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
     with torch.no_grad():
         hs = traj(x)
     K = torch.stack([(h**2).flatten(1).mean(1) for h in hs])
-    OT = torch.stack([(h.mean(-1) ** 2).flatten(1).mean(1) for h in hs])
+    C = shape[-1]
+    # unbiased: E[(row mean)²] = O_T + (within-row variance)/C
+    OT = torch.stack([(h.mean(-1) ** 2 - h.var(-1, unbiased=True) / C).flatten(1).mean(1)
+                      for h in hs])
     V = make_probes("gaussian", n_probes, x[:, 0].shape,
                     generators=network_generators(seed + 99991, 0, n_nets, dev),
                     dtype=dt, device=dev)
