@@ -16,7 +16,8 @@ def gelu(x):
 
 
 def dgelu(x):
-    return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * pdf
 
 
 def gauss(f, V):

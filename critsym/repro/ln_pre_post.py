@@ -73,7 +73,9 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
         th = derive(mlp_block("tanh", ln, True))
         cs_ = [chi_star(th, s, sb, mu) for s in sws]
         ax[1].plot(sws, cs_, label=f"LN-{ln}")
-        f = lambda s: chi_star(th, s, sb, mu) - 1.0  # noqa: E731
+        def f(s, th=th):
+            return chi_star(th, s, sb, mu) - 1.0
+
         crit[ln] = optimize.brentq(f, 0.2, 3.0, xtol=1e-10)
         ax[1].axvline(crit[ln], ls=":", color=ax[1].lines[-1].get_color())
     pre_formula = sb / math.sqrt(TANH_D2_MINUS_E2)
