@@ -9,8 +9,21 @@ them numerically::
     theory.run(50, K0=1.0, sigma_w=1.3, sigma_b=0.2)
 """
 
-from . import errors
+from . import criticality, errors
 from .activations import activation_names
+from .criticality import (
+    analytic_exponents,
+    correlation,
+    critical_line,
+    critical_point,
+    everywhere_critical,
+    fit_nu,
+    fit_p,
+    fixed_point,
+    phase_grid,
+    plot_phase,
+    summary,
+)
 from .derive import derive
 from .errors import CritsymError
 from .gaussian.expectation import GaussE, GaussE2, expect, expect2
@@ -52,6 +65,9 @@ __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
+    "analytic_exponents", "correlation", "critical_line", "critical_point", "criticality",
+    "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "phase_grid", "plot_phase",
+    "summary",
     "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
     "simulate", "validate",
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",

@@ -106,6 +106,14 @@ class AxisTheory(Theory):
     def dF(self, K_, **hp):  # pragma: no cover - not meaningful without the offsets
         raise DerivationError("dF/dK of a multi-axis block depends on the offsets; use run()")
 
+    def fixed_point(self, *a, **k):
+        raise DerivationError(
+            "fixed points of multi-axis (Mixer) states are not implemented: the state is "
+            "(K, O_T, O_C); iterate it with run() (a Mixer at μ = 1 has none: K grows linearly)"
+        )
+
+    correlation = fixed_point
+
     def covariance_map(self, *a, **k):
         raise DerivationError(
             "the two-input covariance map is not derived for multi-axis (Mixer) blocks; "

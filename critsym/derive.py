@@ -8,7 +8,7 @@ import sympy as sp
 
 from .fold import input_signal, output_variable
 from .ops.base import Op, as_op
-from .symbols import K, K11, K12, K22
+from .symbols import K11, K12, K22, K
 
 
 @lru_cache(maxsize=256)

@@ -21,7 +21,7 @@ class HyperparameterError(CritsymError, ValueError):
 
 
 class DerivationError(CritsymError):
-    """The symbolic fold cannot proceed (non-differentiable expression, non-Gaussian block output)."""
+    """The symbolic fold cannot proceed (non-differentiable expression, non-Gaussian output)."""
 
 
 class NumericalError(CritsymError, ArithmeticError):

@@ -51,7 +51,7 @@ _counter = itertools.count()
 
 @dataclass(frozen=True)
 class GVar:
-    """A Gaussian variable of the fold: dummies ``a``/``b`` for the two inputs and its statistics."""
+    """A Gaussian variable of the fold: dummies ``a``/``b`` (two inputs) and its statistics."""
 
     a: sp.Symbol
     b: sp.Symbol
@@ -89,7 +89,7 @@ class Signal:
         return [g for g in self.gvars if (g.a if side == "a" else g.b) in fs]
 
     def E(self, expr: sp.Expr, side: str = "a") -> sp.Expr:
-        """E[expr] over the independent Gaussian variables of one input (nested 1-D expectations)."""
+        """E[expr] over the independent Gaussian variables of one input (nested 1-D)."""
         out = sp.sympify(expr)
         for g in self.present(out, side)[::-1]:
             z, V = (g.a, g.var_a) if side == "a" else (g.b, g.var_b)
@@ -120,7 +120,7 @@ class Signal:
     def resolve(self, expr: sp.Expr) -> sp.Expr:
         """Substitute the layer statistics' definitions (latest first) into ``expr``."""
         for sym, val in reversed(self.defs):
-            expr = expr.subs(sym, val)
+            expr = expr.xreplace({sym: val})
         return expr
 
     def map(self, f) -> Signal:
@@ -210,15 +210,18 @@ class Signal:
 
 
 def tidy(expr: sp.Expr, max_ops: int = 25) -> sp.Expr:
-    """Cheap normalisation (``together``, and ``simplify`` for small closed forms), keeping
-    whichever form has the fewest operations; full simplification of large expressions costs
-    seconds and gains little."""
+    """Cheap normalisation of small closed forms (``together`` + ``cancel``), keeping whichever
+    form has the fewest operations; ``simplify`` costs seconds on these expressions and gains
+    little."""
     if expr.is_Atom:
         return expr
     best, n = expr, sp.count_ops(expr)
-    cands = [sp.together(expr)] if not expr.has(GaussE, GaussE2) else []
-    if not expr.has(GaussE, GaussE2) and n <= max_ops:
-        cands.append(sp.simplify(expr))
+    cands = []
+    if not expr.has(GaussE, GaussE2):
+        tog = sp.together(expr)
+        cands.append(tog)
+        if n <= max_ops:
+            cands.append(sp.cancel(tog))
     for c in cands:
         m = sp.count_ops(c)
         if m < n:
@@ -255,7 +258,7 @@ def input_signal(K11: sp.Expr, K22: sp.Expr, K12: sp.Expr, *, closed_forms: bool
 
 
 def output_variable(s: Signal) -> GVar:
-    """The block output, which must be a single zero-mean Gaussian variable (statistics resolved)."""
+    """The block output: a single zero-mean Gaussian variable (statistics resolved)."""
     s = s.canonical()
     if len(s.gvars) == 1 and s.expr_a == s.gvars[0].a and s.expr_b == s.gvars[0].b:
         g = s.gvars[0]

@@ -7,7 +7,6 @@ whole grid.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,7 +16,7 @@ import sympy as sp
 from .errors import HyperparameterError, NumericalError
 from .gaussian.numeric import compile_expr, evaluate_mp
 from .ops.base import Op
-from .symbols import K, K11, K12, K22
+from .symbols import K11, K12, K22, K
 
 
 @dataclass(frozen=True)
@@ -211,6 +210,8 @@ class Theory:
             if np.any(np.abs(cl) > 1):
                 raise HyperparameterError(f"c0 must lie in [-1, 1], got {c0}")
         Ks, chis, Js, cs = [Kl], [], [np.ones(shape)], [cl]
+        err = np.errstate(over="ignore", invalid="ignore")
+        err.__enter__()
         for layer in range(depth):
             chi = np.broadcast_to(self._chi(Kl, *vals), shape)
             Kn = np.broadcast_to(self._F(Kl, *vals), shape)
@@ -223,17 +224,34 @@ class Theory:
             Js.append(Js[-1] * chi)
             Kl = Kn
             Ks.append(Kl)
-            if not allow_nonfinite and not (np.all(np.isfinite(Kl)) and np.all(np.isfinite(Js[-1]))):
+            finite = np.all(np.isfinite(Kl)) and np.all(np.isfinite(Js[-1]))
+            if not allow_nonfinite and not finite:
+                err.__exit__(None, None, None)
                 raise NumericalError(
                     f"the recursion produced non-finite values at layer {layer + 1} "
                     "(K or J overflowed: the network is deep in the chaotic phase or K grows "
                     "without bound); use a smaller depth, or allow_nonfinite=True"
                 )
+        err.__exit__(None, None, None)
         return RunResult(
             K=np.stack(Ks), J=np.stack(Js),
             chi=np.stack(chis) if chis else np.zeros((0, *shape)),
             c=np.stack(cs) if cl is not None else None,
         )
+
+    # --------------------------------------------------------------- criticality
+    def fixed_point(self, K0: object = 1.0, **hp):
+        """The fixed point K* reached from ``K0``, F'(K*), χ_J*, status and growth law
+        (vectorised): see :func:`critsym.criticality.fixed_point`."""
+        from .criticality.fixed_point import fixed_point
+
+        return fixed_point(self, K0=K0, **hp)
+
+    def correlation(self, K0: object = 1.0, **hp):
+        """c*, χ_c and ξ_c of the correlation map: see :func:`critsym.criticality.correlation`."""
+        from .criticality.correlation import correlation
+
+        return correlation(self, K0=K0, **hp)
 
     # --------------------------------------------------------------- export
     def latex(self) -> str:
@@ -245,7 +263,3 @@ class Theory:
 
     def __repr__(self) -> str:
         return f"Theory({self.arch!r}: F = {self.F}, chi_J = {self.chi})"
-
-
-def _isfinite(x) -> bool:
-    return math.isfinite(float(x))

@@ -5,7 +5,8 @@ a Heaviside(a), sin/cos -> complex exponentials, Heaviside(c x) -> H(x) or 1 - H
 of c, powers of H collapsed) and expanded into terms.  A term is a product
 x^n · e^{c2 x^2 + c1 x + c0} · H(x)^{0|1} · δ(x)^{0|1} · Π_i erf(a_i x) and is integrated by:
 
-* Gaussian moments:      E[x^n e^{c2 x²+c1 x}] = p^{-1/2} e^{c1²/(2p)} E_{y~N(c1/p, 1/p)}[y^n], p = 1 - 2 c2
+* Gaussian moments:      E[x^n e^{c2 x²+c1 x}] = p^{-1/2} e^{c1²/(2p)} E_{N(c1/p,1/p)}[y^n],
+                         p = 1 - 2 c2
 * rescaling:             e^{c2 x²} is absorbed into the measure (x -> y/√p) when c1 = 0
 * half moments:          E[x^n H(x)] = 2^{n/2} Γ((n+1)/2) / (2√π)
 * Dirac:                 E[δ(x) g(x)] = g(0)/√(2π)
@@ -19,6 +20,8 @@ E[e^{αx+βy}] = e^{(α²+β²+2αβρ)/2}.  Anything else returns ``None`` (num
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import sympy as sp
 
@@ -206,14 +209,24 @@ def _term(t: sp.Expr, x: sp.Symbol, depth: int) -> sp.Expr | None:
     return None if r is None else pref * r
 
 
+_Z = sp.Symbol("_z_key", real=True)
+
+
 def closed_form_1d(f: sp.Expr, z: sp.Symbol, V: sp.Expr) -> sp.Expr | None:
-    """Closed form of E_{z~N(0,V)}[f(z)], or None when the rules do not apply."""
+    """Closed form of E_{z~N(0,V)}[f(z)], or None when the rules do not apply (memoised)."""
+    return _closed_form_1d(f.xreplace({z: _Z}), V)
+
+
+@lru_cache(maxsize=4096)
+def _closed_form_1d(f: sp.Expr, V: sp.Expr) -> sp.Expr | None:
+    z = _Z
     x = sp.Dummy("x", real=True)
-    g = f.subs(z, sp.sqrt(V) * x)
+    sd = sp.Dummy("sd", positive=True)  # sqrt(V): a variance's square root is >= 0
+    g = f.subs(z, sd * x)
     r = _E1(g, x)
     if r is None:
         return None
-    return _tidy(r)
+    return _tidy(r.subs(sd, sp.sqrt(V)))
 
 
 def _tidy(r: sp.Expr) -> sp.Expr:
@@ -274,14 +287,24 @@ def _E2_term(A: sp.Expr, B: sp.Expr, x: sp.Symbol, y: sp.Symbol, rho: sp.Expr):
     return None
 
 
+_U, _V = sp.Symbol("_u_key", real=True), sp.Symbol("_v_key", real=True)
+
+
 def closed_form_2d(
     f: sp.Expr, u: sp.Symbol, v: sp.Symbol, V1: sp.Expr, V2: sp.Expr, C: sp.Expr
 ) -> sp.Expr | None:
-    """Closed form of E over (u,v) ~ N(0, [[V1, C], [C, V2]]) of f(u, v), or None."""
+    """Closed form of E over (u,v) ~ N(0, [[V1, C], [C, V2]]) of f(u, v), or None (memoised)."""
+    return _closed_form_2d(f.xreplace({u: _U, v: _V}), V1, V2, C)
+
+
+@lru_cache(maxsize=4096)
+def _closed_form_2d(f: sp.Expr, V1: sp.Expr, V2: sp.Expr, C: sp.Expr) -> sp.Expr | None:
+    u, v = _U, _V
     x = sp.Dummy("x", real=True)
     y = sp.Dummy("y", real=True)
-    rho = C / sp.sqrt(V1 * V2)
-    g = f.subs({u: sp.sqrt(V1) * x, v: sp.sqrt(V2) * y}, simultaneous=True)
+    s1, s2 = sp.Dummy("s1", positive=True), sp.Dummy("s2", positive=True)
+    rho = sp.Dummy("rho", real=True)
+    g = f.subs({u: s1 * x, v: s2 * y}, simultaneous=True)
     gx = _normalize(g, x)
     if gx is None:
         return None
@@ -298,4 +321,5 @@ def closed_form_2d(
         if r is None:
             return None
         total += c * r
-    return _tidy(total)
+    return _tidy(total.subs({s1: sp.sqrt(V1), s2: sp.sqrt(V2)}).subs(
+        rho, C / (sp.sqrt(V1) * sp.sqrt(V2))))

@@ -17,7 +17,7 @@ import sympy as sp
 class GaussE(sp.Function):
     r"""E_{z ~ N(0, V)}[f(z)], args = (Lambda(z, f(z)), V).
 
-    d/ds E = E[∂_s f] + (∂_s V) E[z f'(z)] / (2V)   (differentiating f(sqrt(V) x) under the integral).
+    d/ds E = E[∂_s f] + (∂_s V) E[z f'(z)] / (2V)  (differentiate f(sqrt(V) x) under the integral).
     """
 
     nargs = 2
@@ -55,7 +55,7 @@ class GaussE(sp.Function):
             printer._print(V),
             printer._print(lam.expr),
         )
-        return s if exp is None else r"\left(%s\right)^{%s}" % (s, printer._print(exp))
+        return s if exp is None else r"\left(%s\right)^{%s}" % (s, exp)
 
     def _sympystr(self, printer):
         lam, V = self.args
@@ -79,7 +79,7 @@ class GaussE2(sp.Function):
             r"\mathbb{E}_{(%s,%s)\sim\mathcal{N}\left(0,\begin{smallmatrix}%s & %s\\ %s & %s"
             r"\end{smallmatrix}\right)}\left[%s\right]"
         ) % tuple(printer._print(a) for a in (u, v, v1, c, c, v2, lam.expr))
-        return s if exp is None else r"\left(%s\right)^{%s}" % (s, printer._print(exp))
+        return s if exp is None else r"\left(%s\right)^{%s}" % (s, exp)
 
     def _sympystr(self, printer):
         lam, v1, v2, c = self.args
@@ -120,13 +120,14 @@ def expect(f: sp.Expr, z: sp.Symbol, V: sp.Expr, *, closed_forms: bool = True) -
         return f
     if sp.expand(f.subs(z, -z) + f) == 0:
         return sp.S.Zero  # odd integrand, symmetric measure
-    if closed_forms:
-        groups = _groups(f, (z,))
-        if len(groups) > 1:
-            return sp.Add(*[c * expect(w, z, V) for c, w in groups.items()])
-        (csym,) = groups
-        if csym != 1:
-            return csym * expect(sp.cancel(f / csym) if f.is_Add else f / csym, z, V)
+    groups = _groups(f, (z,))
+    if len(groups) > 1:
+        return sp.Add(*[c * expect(w, z, V, closed_forms=closed_forms) for c, w in groups.items()])
+    (csym,) = groups
+    if csym != 1:
+        inner = sp.cancel(f / csym) if f.is_Add else f / csym
+        return csym * expect(inner, z, V, closed_forms=closed_forms)
+    if closed_forms or f.is_polynomial(z):  # moments of the Gaussian itself are always shown
         from .closed_form import closed_form_1d
 
         r = closed_form_1d(f, z, V)
@@ -150,10 +151,14 @@ def expect2(
         return expect(f, u, V1, closed_forms=closed_forms)
     if u not in fs:
         return expect(f, v, V2, closed_forms=closed_forms)
+    groups = _groups(f, (u, v))
+    if len(groups) > 1:
+        return sp.Add(*[c * expect2(w, u, v, V1, V2, C, closed_forms=closed_forms)
+                        for c, w in groups.items()])
+    (csym,) = groups
+    if csym != 1:
+        return csym * expect2(f / csym, u, v, V1, V2, C, closed_forms=closed_forms)
     if closed_forms:
-        groups = _groups(f, (u, v))
-        if len(groups) > 1:
-            return sp.Add(*[c * expect2(w, u, v, V1, V2, C) for c, w in groups.items()])
         from .closed_form import closed_form_2d
 
         r = closed_form_2d(f, u, v, V1, V2, C)

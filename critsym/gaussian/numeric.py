@@ -15,15 +15,27 @@ panel (polynomially bounded, analytic within ~0.1 of the real axis after scaling
 accurate to ~1e-13 in 1-D (336 nodes) and ~1e-11 in 2-D (224 × 224 nodes); relative accuracy
 degrades for integrands growing like e^{a x} with a ≳ 5.  :func:`evaluate_mp` integrates with
 mpmath to any requested precision instead.
+
+Tabulation (speed).  A 1-D node whose integrand depends only on the bound variable, e.g.
+E_{z~N(0,V)}[tanh(z)^2], is a function of V alone: m(V) = E_x[g(sqrt(V) x)].  On first use it is
+tabulated once as piecewise Chebyshev interpolants in u = log V on [log V_MIN, log V_MAX]
+(:class:`VarianceTable`), and the table is verified against the quadrature at points between the
+interpolation nodes: it is used only if the maximum relative error is <= ``TABLE_RTOL`` (1e-10),
+else the node keeps quadrature.  Values of V above the range fall back to quadrature; below
+it (and at V = 0) the small-V series Σ_{k≤2} f^{(2k)}(0) V^k/(2^k k!) is used for analytic
+integrands (relative error ≤ ~V_MIN), quadrature otherwise.  :func:`quadrature_only` (a context
+manager) or ``set_tabulation(False)`` selects exact quadrature everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import SciPyPrinter
 
 from ..activations import ELU, MPMATH_FUNCTIONS, NUMPY_FUNCTIONS, ReLU
 from ..errors import NumericalError
@@ -35,10 +47,171 @@ _EDGES = np.concatenate([-_HALF[::-1], [0.0], _HALF])
 NODES_1D = 12
 NODES_2D = 8
 _MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
+
+
+def _safe_unit(x):
+    """acos/asin arguments: rounding can push a correlation of exactly ±1 just outside."""
+    x = np.asarray(x, dtype=float)
+    return np.where(np.abs(x) <= 1 + 1e-9, np.clip(x, -1.0, 1.0), x)
+
+
+def _safe_sqrt(x):
+    """sqrt with rounding-level negatives (e.g. K11 K22 - K12² at c = 1) set to 0."""
+    x = np.asarray(x, dtype=float)
+    return np.sqrt(np.where((x < 0) & (x > -1e-9), 0.0, x))
+
+
+NUMPY_FUNCTIONS.update(
+    {
+        "_safe_acos": lambda x: np.arccos(_safe_unit(x)),
+        "_safe_asin": lambda x: np.arcsin(_safe_unit(x)),
+        "_safe_sqrt": _safe_sqrt,
+    }
+)
+
+
+class _Printer(SciPyPrinter):
+    """SciPy printer that guards acos/asin/sqrt against rounding at the domain edges."""
+
+    def _print_acos(self, e):
+        return "_safe_acos(%s)" % self._print(e.args[0])
+
+    def _print_asin(self, e):
+        return "_safe_asin(%s)" % self._print(e.args[0])
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp == sp.S.Half:
+            return "_safe_sqrt(%s)" % self._print(e.base)
+        if e.exp == -sp.S.Half:
+            return "1/_safe_sqrt(%s)" % self._print(e.base)
+        return super()._print_Pow(e, rational=rational)
 _KINKED = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min, sp.DiracDelta)
 
+#: tabulated range of variances and the verified relative accuracy of a table
+V_MIN, V_MAX = 1e-12, 1e12
+TABLE_RTOL = 1e-10
+_TABULATE = [True]
 
-@lru_cache(maxsize=None)
+
+def set_tabulation(enabled: bool) -> None:
+    """Globally enable (default) or disable variance tables for 1-D expectations."""
+    _TABULATE[0] = bool(enabled)
+
+
+def tabulation_enabled() -> bool:
+    return _TABULATE[0]
+
+
+@contextlib.contextmanager
+def quadrature_only() -> Iterator[None]:
+    """Within the block every expectation is computed by quadrature (no variance tables)."""
+    old = _TABULATE[0]
+    _TABULATE[0] = False
+    try:
+        yield
+    finally:
+        _TABULATE[0] = old
+
+
+class VarianceTable:
+    r"""m(V) = E_{x~N(0,1)}[g(\sqrt{V} x)] as piecewise Chebyshev interpolants in u = log V.
+
+    ``pieces`` equal pieces on [log V_MIN, log V_MAX], ``degree`` + 1 Chebyshev points each.
+    :attr:`max_rel_error` is the largest relative deviation from ``quad`` found at the check
+    points (three per gap between interpolation nodes) -- the table is only used when it is
+    <= :data:`TABLE_RTOL`.
+    """
+
+    def __init__(self, quad: Callable[[np.ndarray], np.ndarray], pieces: int, degree: int):
+        self.u0, self.u1 = np.log(V_MIN), np.log(V_MAX)
+        self.pieces, self.degree = pieces, degree
+        self.width = (self.u1 - self.u0) / pieces
+        n = degree + 1
+        t = np.cos(np.pi * (np.arange(n) + 0.5) / n)  # Chebyshev points of the first kind
+        left = self.u0 + self.width * np.arange(pieces)
+        u = left[:, None] + (t[None, :] + 1) * self.width / 2
+        vals = np.asarray(quad(np.exp(u)), dtype=float)
+        # c_k = (2/n) sum_j f(t_j) T_k(t_j), c_0 halved
+        T = np.cos(np.outer(np.arange(n), np.arccos(t)))
+        with np.errstate(all="ignore"):
+            coef = vals @ T.T * (2.0 / n)
+        coef[:, 0] /= 2
+        self.coef = coef
+        # verification between the nodes
+        s = np.sort(t)
+        mids = np.concatenate([s[:1] - 0.0, (s[:-1] + s[1:]) / 2, s[-1:]])
+        chk = np.concatenate([mids, (s[:-1] * 3 + s[1:]) / 4, (s[:-1] + 3 * s[1:]) / 4])
+        chk = np.clip(chk, -1, 1)
+        uc = (left[:, None] + (chk[None, :] + 1) * self.width / 2).ravel()
+        exact = np.asarray(quad(np.exp(uc)), dtype=float)
+        with np.errstate(all="ignore"):
+            approx = self.eval_u(uc)
+        with np.errstate(all="ignore"):
+            rel = np.abs(approx - exact) / np.abs(exact)
+        rel = np.where(exact == approx, 0.0, rel)
+        self.max_rel_error = float(np.max(rel)) if np.all(np.isfinite(rel)) else np.inf
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= TABLE_RTOL
+
+    def eval_u(self, u: np.ndarray) -> np.ndarray:
+        """Clenshaw evaluation at u = log V (u inside the range)."""
+        y = (u - self.u0) / self.width
+        idx = np.clip(np.floor(y).astype(np.intp), 0, self.pieces - 1)
+        t = 2 * (y - idx) - 1
+        c = self.coef[idx]
+        b1 = np.zeros_like(t)
+        b2 = np.zeros_like(t)
+        t2 = 2 * t
+        for k in range(self.degree, 0, -1):
+            b1, b2 = c[..., k] + t2 * b1 - b2, b1
+        return c[..., 0] + t * b1 - b2
+
+    def __call__(self, V: np.ndarray, fallback: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        V = np.asarray(V, dtype=float)
+        inside = (V >= V_MIN) & (V <= V_MAX)
+        if np.all(inside):
+            return self.eval_u(np.log(V))
+        out = np.empty(V.shape)
+        if np.any(inside):
+            out[inside] = self.eval_u(np.log(V[inside]))
+        if np.any(~inside):
+            out[~inside] = fallback(V[~inside])
+        return out
+
+
+def _small_V_series(lam: sp.Lambda) -> tuple[float, float, float] | None:
+    """(c_0, c_1, c_2) of E_{z~N(0,V)}[f(z)] = Σ_k f^{(2k)}(0) V^k / (2^k k!) for analytic f,
+    used below V_MIN (relative error O(V) or better); None when not available."""
+    (z,) = lam.variables
+    f = lam.expr
+    if f.atoms(*_KINKED) or _outermost_nodes(f):
+        return None
+    try:
+        cs = [float(sp.diff(f, z, 2 * k).subs(z, 0)) / (2**k * float(sp.factorial(k)))
+              for k in range(3)]
+    except (TypeError, ValueError):
+        return None
+    if not all(np.isfinite(cs)) or not any(cs):
+        return None
+    return cs[0], cs[1], cs[2]
+
+
+#: tables shared by every compiled node with the same integrand (keyed by its Lambda)
+_TABLES: dict[sp.Basic, VarianceTable | None] = {}
+
+
+def build_table(quad: Callable[[np.ndarray], np.ndarray]) -> VarianceTable | None:
+    """The cheapest :class:`VarianceTable` of ``quad`` meeting :data:`TABLE_RTOL`, or None."""
+    for pieces, degree in ((48, 16), (96, 20), (192, 24)):
+        tab = VarianceTable(quad, pieces, degree)
+        if tab.ok:
+            return tab
+    return None
+
+
+@cache
 def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     t, w = np.polynomial.legendre.leggauss(n)
     return t, w
@@ -96,21 +269,44 @@ def _outermost_nodes(expr: sp.Expr) -> list[sp.Basic]:
     return found
 
 
+def _pull_constants(expr: sp.Expr) -> sp.Expr:
+    """E[Σ_i c_i h_i(z)] → Σ_i c_i E[h_i(z)] for factors c_i free of z, in 1-D nodes, so that
+    the remaining integrands depend on z alone more often (and can be tabulated)."""
+    nodes = [n for n in _outermost_nodes(expr) if isinstance(n, GaussE)]
+    if not nodes:
+        return expr
+    repl = {}
+    for n in nodes:
+        lam, V = n.args
+        (z,) = lam.variables
+        f = lam.expr
+        if f.free_symbols <= {z}:
+            continue
+        parts: dict[sp.Expr, sp.Expr] = {}
+        for t in sp.Add.make_args(sp.expand(f)):
+            c, h = t.as_independent(z, as_Add=False)
+            parts[h] = parts.get(h, sp.S.Zero) + c
+        if all(h.free_symbols <= {z} for h in parts):
+            repl[n] = sp.Add(*[c * GaussE(sp.Lambda(z, h), V) for h, c in parts.items()])
+    return expr.xreplace(repl) if repl else expr
+
+
 class Compiled:
     """A vectorised numpy evaluation of ``expr`` as a function of ``args`` (in order)."""
 
     def __init__(self, expr: sp.Expr, args: Sequence[sp.Symbol]):
-        self.expr = sp.sympify(expr)
+        self.expr = _pull_constants(sp.sympify(expr))
         self.args = tuple(args)
         nodes = _outermost_nodes(self.expr)
         ph = [sp.Dummy(f"E{i}") for i in range(len(nodes))]
-        outer = self.expr.xreplace(dict(zip(nodes, ph))) if nodes else self.expr
+        outer = self.expr.xreplace(dict(zip(nodes, ph, strict=True))) if nodes else self.expr
         missing = outer.free_symbols - set(self.args) - set(ph)
         if missing:
             raise NumericalError(
                 f"cannot evaluate {self.expr}: symbols {sorted(map(str, missing))} have no values"
             )
-        self._outer = sp.lambdify(list(self.args) + ph, outer, modules=_MODULES)
+        self._outer = sp.lambdify(list(self.args) + ph, outer, modules=_MODULES,
+                                  printer=_Printer)
         self._nodes: list[Callable] = [
             _Node1(n, self.args) if isinstance(n, GaussE) else _Node2(n, self.args) for n in nodes
         ]
@@ -136,11 +332,58 @@ class _Node1:
         self.V = Compiled(V, args)
         self.g = Compiled(g, args + (self.s, self.x))
         self.kinks = [Compiled(k, args + (self.s,)) for k in _kink_points(g, self.x)]
+        # the integrand depends on the variance only: tabulate m(V) on first use
+        self.tabulable = g.free_symbols <= {self.s, self.x}
+        self._key = lam
+        self._nargs = len(args)
+        self._small = _small_V_series(lam) if self.tabulable else None
+
+    def _quad_of_V(self, V: np.ndarray) -> np.ndarray:
+        """Quadrature as a function of V alone (tabulable integrands only), on the union of the
+        standard mesh in x and the same mesh in z = sqrt(V) x (so that features of the
+        integrand at |z| ~ 1 stay resolved when V is very large or very small)."""
+        V = np.asarray(V, dtype=float)
+        zero = [np.zeros(())] * self._nargs
+        s = np.sqrt(V)
+        with np.errstate(divide="ignore"):
+            scaled = [np.where(s > 0, e / np.where(s > 0, s, 1.0), L_CUT) for e in _EDGES]
+        ks = [k(*zero, s) for k in self.kinks] + scaled
+        X, W = _nodes(ks, NODES_1D, s.shape)
+        with np.errstate(all="ignore"):
+            f = self.g(*zero, s[..., None], X)
+        return np.sum(np.broadcast_to(f, W.shape) * W, axis=-1)
+
+    def _below_or_above(self, V: np.ndarray) -> np.ndarray:
+        """Outside the table: the small-V series below V_MIN (if available), else quadrature."""
+        if self._small is None:
+            return self._quad_of_V(V)
+        small = V < V_MIN
+        out = np.empty(V.shape)
+        c = self._small
+        out[small] = c[0] + V[small] * (c[1] + V[small] * c[2])
+        if np.any(~small):
+            out[~small] = self._quad_of_V(V[~small])
+        return out
+
+    @property
+    def table(self) -> VarianceTable | None:
+        if not self.tabulable:
+            return None
+        if self._key not in _TABLES:
+            _TABLES[self._key] = build_table(self._quad_of_V)
+        return _TABLES[self._key]
 
     def __call__(self, *vals):
         V = np.asarray(self.V(*vals), dtype=float)
         if np.any(V < 0):
             raise NumericalError(f"negative variance {V.min():.3g} in a Gaussian expectation")
+        if self.tabulable:
+            if _TABULATE[0] and self.table is not None:
+                return self.table(V, self._below_or_above)
+            return self._quad_of_V(V)
+        return self._quad(V, vals)
+
+    def _quad(self, V, vals):
         s = np.sqrt(V)
         ks = [k(*vals, s) for k in self.kinks]
         shape = np.broadcast_shapes(s.shape, *(np.shape(v) for v in vals))
@@ -256,7 +499,7 @@ def _mp_eval(expr: sp.Expr, dps: int):
                 val = fz(mpmath.mpf(0))
             else:
                 val = mpmath.quad(
-                    lambda t: fz(t) * mpmath.npdf(t, 0, sd),
+                    lambda t, fz=fz, sd=sd: fz(t) * mpmath.npdf(t, 0, sd),
                     [-mpmath.inf, *[mpmath.mpf(p) for p in pts], mpmath.inf],
                 )
         else:

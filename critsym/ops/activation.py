@@ -28,6 +28,8 @@ class Act(Op):
 
     def __init__(self, name_or_expr: object = "relu", params=(), expr: str | None = None,
                  **kw):
+        if "name" in kw:  # from_dict passes the field by name
+            name_or_expr = kw.pop("name")
         if isinstance(name_or_expr, sp.Basic):
             e = name_or_expr
             free = e.free_symbols
