@@ -176,9 +176,11 @@ class AxisTheory(Theory):
             ("O_T^{l+1}", self.F_T), ("O_C^{l+1}", self.F_C),
         ]
         sub = {K: sp.Symbol("K^{l}"), O_T: sp.Symbol("O_T^{l}"), O_C: sp.Symbol("O_C^{l}")}
-        return "\\begin{align}\n" + " \\\\\n".join(
-            f"{lhs} &= {sp.latex(e.subs(sub))}" for lhs, e in rows
-        ) + "\n\\end{align}\n"
+        lines = [f"{lhs} &= {sp.latex(e.subs(sub))}" for lhs, e in rows]
+        lines.insert(2, r"\mathcal{J}^{l_0,l} &= \prod_{l'=l_0}^{l-1} \chi_J^{l'}, \qquad "
+                        r"\mathcal{J}^{l_0,l_0} = 1")
+        lines.append(r"K_{12}^{l+1} &: \text{not derived for multi-axis states}")
+        return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}\n"
 
     def __repr__(self) -> str:
         return (f"AxisTheory({self.arch!r}: F = {self.F}, chi_J = {self.chi}, "

@@ -118,6 +118,16 @@ class ImportResult:
             )
         return derive(self.block)
 
+    def critical(self, solve_for: str = "sigma_w", **fixed):
+        """The value of ``solve_for`` that makes the imported model critical (χ_J* = 1), the
+        other hyperparameters at their estimates unless given in ``fixed``
+        (:func:`critsym.critical_point`)."""
+        from .criticality import critical_point
+
+        hp = {k: v for k, v in self.values.items() if k != solve_for}
+        hp.update(fixed)
+        return float(critical_point(self.theory(), solve_for, **hp))
+
     def run(self, K0: float = 1.0, **kw):
         """The theory's trajectory over the model's ``n_blocks`` blocks at the estimated σ's."""
         return self.theory().run(self.n_blocks, K0=K0, **self.values, **kw)

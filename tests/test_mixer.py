@@ -93,3 +93,17 @@ def test_mixer_errors():
         # LayerNorm of a nonlinear function of a variable that carries a per-token offset
         cs.derive(cs.Transpose() >> cs.Residual(cs.Transpose() >> cs.Linear(), 1)
                   >> cs.Act("tanh") >> cs.LayerNorm() >> cs.Linear())
+
+
+@pytest.mark.slow
+def test_deep_mixer_exponent():
+    """μ = 1, gelu (2, 0): J^{0,l} ~ l^p with p = A/(B − Δ_T/2) per sub-block at leading order
+    (theory.md §2: 1.1998); A = σ_w⁴E_q φ'², B = σ_w²E_q φ² + σ_b², q = σ_w² + σ_b²."""
+    sw2 = 2.0
+    A = sw2**2 * gauss(lambda z: dgelu(z) ** 2, sw2)
+    B = sw2 * gauss(lambda z: gelu(z) ** 2, sw2)
+    p = A / (B - delta_T(math.sqrt(sw2), 0.0) / 2)
+    assert p == pytest.approx(1.1998, abs=1e-4)
+    r = cs.derive(cs.mixer_block()).run(400, sigma_w=math.sqrt(sw2), sigma_b=0.0, mu=1.0)
+    local = math.log(r.J[400] / r.J[300]) / math.log(400 / 300)
+    assert local == pytest.approx(p, abs=0.01)
