@@ -107,3 +107,14 @@ def test_global_pool_readout_matches_monte_carlo():
     for est, ref in ((K_nets, K_pool), (J_nets, J2 * factor)):
         m, se = est.mean(), est.std(ddof=1) / math.sqrt(n_nets)
         assert abs(m - ref) <= 4 * se + 0.03 * ref, (m, se, ref)
+
+
+def test_resnet_criticality_through_issue3_api():
+    """μ = 1 ResNet: K^l = K^0 + lB, χ = 1 + A/K (A = a²/(a+σ_b²), B = a+σ_b², a = σ_w²/2), so
+    J^{0,l} ~ l^{A/B}; the critical μ (χ* = 1) at fixed σ's is 1."""
+    th = cs.derive(cs.resnet_block())
+    sw, sb = 1.4, 0.3
+    a = sw**2 / 2
+    p = a * a / (a + sb**2) / (a + sb**2)
+    assert cs.fit_p(th, sigma_w=sw, sigma_b=sb, mu=1.0).value == pytest.approx(p, abs=1e-5)
+    assert float(cs.critical_point(th, "mu", sigma_w=sw, sigma_b=sb)) == pytest.approx(1, abs=1e-9)

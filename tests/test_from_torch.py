@@ -123,3 +123,18 @@ def test_user_workflow_critical_initialization():
     """model → import → the σ_w that makes it critical (theory.md: erf, σ_b=0.5 → 1.3713304703)."""
     imp = cs.from_torch(cs.to_torch_model(cs.mlp_block("erf"), 64, 4, sigma_w=1.0, sigma_b=0.5))
     assert imp.critical("sigma_w", sigma_b=0.5) == pytest.approx(1.3713304703, abs=1e-7)
+
+
+def test_conv_net_with_pooling_imports():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1))
+    imp = cs.from_torch(model)
+    ops = imp.arch.ops
+    assert isinstance(ops[0], cs.Conv) and ops[0].padding == "circular"
+    assert ops[2] == cs.AvgPool(2) and ops[3].padding == "zeros"
+    assert ops[5] == cs.GlobalAvgPool()
+    assert imp.block is None
+    with pytest.raises(UnsupportedModuleError, match="identical blocks"):
+        imp.theory()
