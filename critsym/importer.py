@@ -156,6 +156,9 @@ class _Importer:
 
     def map(self, m: nn.Module, path: str) -> Op | None:
         name = path or "<model>"
+        own = self.critsym_module(m, path)
+        if own is not False:
+            return own
         if isinstance(m, nn.Sequential):
             return self.seq([self.map(c, _join(path, n)) for n, c in m.named_children()])
         if isinstance(m, (nn.Identity, nn.Dropout)):
@@ -206,6 +209,29 @@ class _Importer:
             b = self.map(branch, _join(path, "branch"))
             return Residual(b if b is not None else Act("identity"), float(mu))
         return self.probe(m, path, name)
+
+    def critsym_module(self, m: nn.Module, path: str):
+        """critsym's own stacked modules (from :func:`critsym.build` / ``simulate_shaped``);
+        ``False`` when ``m`` is not one of them.  Stacked weights (n_nets, out, in, ...) pool
+        the estimate over all networks."""
+        from .torch.conv import ChannelsLastPool, StackedConv
+        from .torch.modules import Elementwise, NeuronLayerNorm, StackedLinear
+
+        if isinstance(m, StackedLinear):
+            sw, sb = self.weights(path, "Linear", m.weight.reshape(-1, m.weight.shape[-1]),
+                                  m.bias)
+            return Linear(sw, sb)
+        if isinstance(m, StackedConv):
+            w = m.weight.reshape(-1, *m.weight.shape[2:])
+            sw, sb = self.weights(path, "Conv", w, m.bias)
+            return Conv(int(m.weight.shape[-1]), sw, sb, padding=m.padding, dim=m.dim)
+        if isinstance(m, NeuronLayerNorm):
+            return LayerNorm()
+        if isinstance(m, ChannelsLastPool):
+            return GlobalAvgPool(m.dim) if m.kernel is None else AvgPool(m.kernel, m.dim)
+        if isinstance(m, Elementwise):
+            return _act_from_repr(m.name, path or "<model>")
+        return False
 
     def seq(self, ops):
         ops = [o for o in ops if o is not None]
@@ -326,6 +352,23 @@ class _Importer:
         return sw, Estimate(math.sqrt(b2), _se(b2, b4, nb), nb)
 
 
+def _act_from_repr(text: str, name: str) -> Act:
+    """Act('tanh'), Act('leaky_relu', alpha=0.1) or Act(<sympy expression>) from its repr."""
+    import re
+
+    m = re.fullmatch(r"Act\('(\w+)'((?:, \w+=[^,]+)*)\)", text)
+    if m:
+        params = dict(kv.split("=") for kv in m.group(2).split(", ")[1:])
+        return Act(m.group(1), **{k: float(v) for k, v in params.items()})
+    m = re.fullmatch(r"Act\((.+)\)", text)
+    if m:
+        try:
+            return Act(sp.sympify(m.group(1)))
+        except (sp.SympifyError, TypeError, ValueError):
+            pass
+    raise UnsupportedModuleError(f"submodule {name!r}: cannot read the activation {text!r}")
+
+
 def _se(m2: float, m4: float, n: int) -> float:
     """SE of sqrt(mean of n samples with moments m2 = E[s], m4 = E[s²]) by the delta method."""
     if m2 <= 0 or n < 2:
@@ -388,7 +431,13 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
             for h in hooks:
                 h.remove()
     imp = _Importer(inputs)
-    if isinstance(module, nn.Sequential) and len(module) > 1:
+    from .torch.build import CritsymNet
+
+    if isinstance(module, CritsymNet):
+        parts = [imp.map(c, f"blocks.{i}") for i, c in enumerate(module.blocks)]
+        parts = [p for p in parts if p is not None]
+        arch = imp.seq(parts)
+    elif isinstance(module, nn.Sequential) and len(module) > 1:
         parts = [imp.map(c, n) for n, c in module.named_children()]
         parts = [p for p in parts if p is not None]
         arch = imp.seq(parts)

@@ -138,3 +138,25 @@ def test_conv_net_with_pooling_imports():
     assert imp.block is None
     with pytest.raises(UnsupportedModuleError, match="identical blocks"):
         imp.theory()
+
+
+@pytest.mark.parametrize("arch,hp,shape", [
+    (cs.mlp_block("leaky_relu", "post", True), dict(sigma_w=1.3, sigma_b=0.2, mu=0.8), None),
+    (cs.resnet_block(), dict(sigma_w=1.4, sigma_b=0.1, mu=1), (5, 5, 16)),
+    (cs.mixer_block(), dict(sigma_w=1.4, sigma_b=0.3, mu=1), (16, 16)),
+], ids=["mlp", "resnet", "mixer"])
+def test_round_trip_of_critsym_built_networks(arch, hp, shape):
+    """critsym's own stacked networks (cs.build / build_shaped) import back to the same block."""
+    from critsym.torch.build import CritsymNet
+    from critsym.torch.shaped import build_shaped
+
+    if shape is None:
+        net = cs.build(arch, 32, 3, n_nets=2, **hp)
+    else:
+        blocks = build_shaped(arch, shape, 3, n_nets=2, **hp)
+        net = CritsymNet(list(blocks), arch=arch, width=shape[-1], n_nets=2, values=hp,
+                         in_shape=shape)
+    imp = cs.from_torch(net)
+    assert imp.block == arch.subs({"mu": hp["mu"]}) and imp.n_blocks == 3
+    assert abs(imp.sigma_w.value - hp["sigma_w"]) <= 4 * imp.sigma_w.se
+    assert abs(imp.sigma_b.value - hp["sigma_b"]) <= 4 * imp.sigma_b.se
