@@ -46,13 +46,20 @@ def test_ln_pre_post(tmp_path):
 
 
 def test_conv_mixer(tmp_path):
-    """10 % allowance: the Mixer's J^{0,2} at 48×48 is ≈ 6 % above the infinite-width value,
-    decreasing as 1/N (measured: +13.6 % at 32, +2.5 % at 64, +0.3 % at 128)."""
+    """Allowances for the O(1/N) finite-width excess of J (the theory is the N → ∞ limit).
+    ResNet (6×6×32, 3 blocks): 10 %.  Mixer: each sub-block's χ is larger by ≈ c/N, measured
+    c ≈ 2.4 (tanh, σ_w² = 3, μ = 0.5: c·N-scaled excess 2.46, 2.50, 2.33 at N = 32, 64, 128;
+    gelu σ_w² = 2, μ = 1: J^{0,2} +13.6 %, +2.5 %, +0.3 % at N = 32, 64, 128), so we allow
+    (1 + 3/N)^(2l) − 1 on J^{0,l}."""
     r = repro.run("conv-mixer", quick=True, out=str(tmp_path / "cm.png"), seed=0)
-    for e in r["resnet"] + r["mixer"]:
+    for e in r["resnet"]:
         J, se, th = (np.asarray(e[k]) for k in ("J_mc", "J_mc_se", "J_theory"))
         assert np.all(np.abs(J - th) <= 4 * se + 0.10 * th), (e["param"], J, se, th)
+    N = 48  # the quick Mixer's tokens = channels
     for e in r["mixer"]:
+        J, se, th = (np.asarray(e[k]) for k in ("J_mc", "J_mc_se", "J_theory"))
+        allow = (1 + 3 / N) ** (2 * np.arange(len(J))) - 1
+        assert np.all(np.abs(J - th) <= 4 * se + allow * th), (e["param"], J, se, th)
         assert abs(e["O_T_last_mc"] - e["O_T_last_theory"]) <= 4 * e["O_T_last_mc_se"] + \
             0.1 * e["O_T_last_theory"]
 
