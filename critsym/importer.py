@@ -430,6 +430,14 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         finally:
             for h in hooks:
                 h.remove()
+    named = list(module.named_modules())
+    if any(isinstance(m, (nn.Linear, nn.LayerNorm)) for _, m in named):
+        for n, m in named:
+            if isinstance(m, nn.Conv1d) and m.kernel_size == (1,):
+                raise UnsupportedModuleError(
+                    f"submodule {n!r}: Conv1d(kernel_size=1) in a model that also applies "
+                    "Linear/LayerNorm to the last axis is ambiguous (in an MLP-Mixer it mixes "
+                    "tokens, not channels); write the token MLP as a transpose + nn.Linear")
     imp = _Importer(inputs)
     from .torch.build import CritsymNet
 

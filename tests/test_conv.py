@@ -118,3 +118,10 @@ def test_resnet_criticality_through_issue3_api():
     p = a * a / (a + sb**2) / (a + sb**2)
     assert cs.fit_p(th, sigma_w=sw, sigma_b=sb, mu=1.0).value == pytest.approx(p, abs=1e-5)
     assert float(cs.critical_point(th, "mu", sigma_w=sw, sigma_b=sb)) == pytest.approx(1, abs=1e-9)
+
+
+def test_new_operators_round_trip_json():
+    for a in (cs.resnet_block(), cs.mixer_block(), cs.two_layer_block("conv", "tanh", "post"),
+              cs.Conv(5, 1.2, 0, padding="zeros", dim=1, channels=7) >> cs.AvgPool(2)
+              >> cs.GlobalAvgPool()):
+        assert cs.from_json(a.to_json()) == a

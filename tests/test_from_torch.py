@@ -115,6 +115,8 @@ def test_errors_name_the_submodule():
         ln.weight.fill_(2.0)
     with pytest.raises(UnsupportedModuleError, match="γ"):
         cs.from_torch(nn.Sequential(ln, nn.Linear(3, 3)))
+    with pytest.raises(UnsupportedModuleError, match=r"'0.1'.*mixes tokens"):
+        cs.from_torch(nn.Sequential(nn.Sequential(nn.LayerNorm(4), nn.Conv1d(3, 3, 1))))
     with pytest.raises(UnsupportedModuleError, match="torch.nn.Module"):
         cs.from_torch("not a model")
 
