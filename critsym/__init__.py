@@ -52,9 +52,18 @@ from .torch import (
 )
 
 # isort: split
-# issue 7: kernel shaping
+# kernel shaping
 from . import shaping
+
+# real architectures (conv ResNets, MLP-Mixer), torch import, reproductions
+from .axis_theory import O_C, O_T, AxisRunResult, AxisTheory
+from .importer import ImportResult, from_torch, to_torch_model
+from .ops.axes import Transpose
+from .ops.conv import Conv
+from .ops.mixer import channel_mixing, mixer_block, resnet_block, token_mixing, two_layer_block
+from .ops.pool import AvgPool, BatchNorm, GlobalAvgPool, pool_theory
 from .shaping import ShapedActivation
+from .torch.shaped import ShapedResult, simulate_shaped
 
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
@@ -67,4 +76,8 @@ __all__ = [
     "simulate", "validate",
     # kernel shaping
     "ShapedActivation", "shaping",
+    "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
+    "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
+    "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
+    "token_mixing", "two_layer_block",
 ]

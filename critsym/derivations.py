@@ -27,6 +27,7 @@ STANDARD_BLOCKS = {
 PROVIDERS: list[str] = [
     "critsym.criticality.exponents:exponent_documents",
     "critsym.shaping.derivations:documents",
+    "critsym.ops.mixer:derivation_documents",
 ]
 
 

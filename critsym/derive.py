@@ -32,9 +32,14 @@ def derive(arch: Op):
     with Gaussian expectations in closed form where the rules of
     :mod:`critsym.gaussian.closed_form` find one.
     """
+    from .ops.axes import uses_axes
     from .theory import Theory
 
     arch = as_op(arch)
+    if uses_axes(arch):  # rows × neurons state (MLP-Mixer): critsym.axis_theory
+        from .axis_theory import derive_axes
+
+        return derive_axes(arch)
     F, chi, G = _fold(arch, True)
     return Theory(arch=arch, F=F, chi=chi, G=G)
 

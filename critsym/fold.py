@@ -18,6 +18,21 @@ Rules (all local, no per-architecture formulas):
   J_g = σ_w² Σ_k E[(∂e/∂g_k)²] J_{g_k}  (cross terms vanish: independent zero-mean weights);
 * an expression affine in the variables, c_0 + Σ_k c_k g_k, is itself Gaussian and is merged
   into one variable with Var = Σ c_k² Var g_k, Cov = Σ c_k^a c_k^b Cov g_k, J = Σ c_k² J_k.
+
+Multi-axis states (``Signal.axes``; used when an architecture contains a
+:class:`~critsym.ops.axes.Transpose`, e.g. an MLP-Mixer).  The activations form a rows × neurons
+array (tokens × channels); LayerNorm and Linear act along the neuron (last) axis.  Each variable
+then also carries, for input a, the variances of two additive components:
+
+* ``off``:  the part constant along the neuron axis (a per-row offset, O_T for a Mixer),
+* ``noff``: the part constant along the row axis (a per-neuron offset, e.g. a bias).
+
+A Linear layer gives off' = 0 (its weights average to zero over neurons) and
+noff' = σ_w² E_N[(E[e | N])²] + σ_b² (the conditional mean of e given the per-neuron components);
+affine merges add c_k² off_k, c_k² noff_k; a transpose swaps off and noff; LayerNorm over neurons
+removes ``off`` (see :mod:`critsym.ops.axes`).  In this mode only input a is tracked
+(var_b = cov = var_a).  Without a Transpose nothing of this runs, so every single-axis result is
+unchanged.
 """
 
 from __future__ import annotations
@@ -44,12 +59,15 @@ class GVar:
     var_b: sp.Expr
     cov: sp.Expr
     jac: sp.Expr
+    #: multi-axis states only: variance of the per-row / per-neuron component (input a)
+    off: sp.Expr = sp.S.Zero
+    noff: sp.Expr = sp.S.Zero
 
     @staticmethod
-    def new(var_a, var_b, cov, jac) -> GVar:
+    def new(var_a, var_b, cov, jac, off=sp.S.Zero, noff=sp.S.Zero) -> GVar:
         i = next(_counter)
         return GVar(sp.Symbol(f"z_{i}", real=True), sp.Symbol(f"y_{i}", real=True),
-                    var_a, var_b, cov, jac)
+                    var_a, var_b, cov, jac, sp.sympify(off), sp.sympify(noff))
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,8 @@ class Signal:
     closed_forms: bool = True
     #: layer statistics introduced as symbols (LayerNorm mean/std), in order of definition
     defs: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+    #: multi-axis mode (rows × neurons; see the module docstring)
+    axes: bool = False
 
     # ------------------------------------------------------------------ expectations
     def present(self, expr: sp.Expr, side: str) -> list[GVar]:
@@ -120,11 +140,38 @@ class Signal:
         sw2 = sigma_w**2 * fan_in_scale
         sb2 = sigma_b**2
         var_a = sw2 * self.E(self.expr_a**2, "a") + sb2
+        if self.axes:
+            noff = sw2 * self.cond_mean_sq(self.expr_a) + sb2
+            g = GVar.new(var_a, var_a, var_a, sw2 * self.jacobian(), sp.S.Zero, noff)
+            return replace(self, expr_a=g.a, expr_b=g.b, gvars=(g,))
         var_b = sw2 * self.E(self.expr_b**2, "b") + sb2
         cov = sw2 * self.E2(self.expr_a, self.expr_b) + sb2
         jac = sw2 * self.jacobian()
         g = GVar.new(var_a, var_b, cov, jac)
         return replace(self, expr_a=g.a, expr_b=g.b, gvars=(g,))
+
+    def cond_mean_sq(self, expr: sp.Expr) -> sp.Expr:
+        """E_N[(E[expr | N])²]: the variance-like second moment of expr's per-neuron mean, where
+        N are the per-neuron components (``noff``) of its variables (multi-axis mode).
+
+        Each variable g with noff > 0 is split as g = g_N + g_R, g_N ~ N(0, noff),
+        g_R ~ N(0, var - noff) independent; the inner expectation is over the g_R, the outer
+        over the g_N.  Without per-neuron components this is E[expr]².
+        """
+        split = [g for g in self.present(expr, "a") if g.noff != 0]
+        inner = sp.sympify(expr)
+        outers = []
+        for g in split:
+            i = next(_counter)
+            zn, zr = sp.Symbol(f"n_{i}", real=True), sp.Symbol(f"r_{i}", real=True)
+            inner = inner.xreplace({g.a: zn + zr})
+            outers.append((zn, g.noff))
+            inner = expect(inner, zr, g.var_a - g.noff, closed_forms=self.closed_forms)
+        inner = self.E(inner, "a")  # variables without per-neuron parts
+        out = inner**2
+        for zn, v in outers[::-1]:
+            out = expect(out, zn, v, closed_forms=self.closed_forms)
+        return out
 
     def combine(self, other: Signal, coeff_self: sp.Expr, coeff_other: sp.Expr = 1) -> Signal:
         """coeff_self * self + coeff_other * other (a residual sum), then merged if affine."""
@@ -156,6 +203,8 @@ class Signal:
             sp.Add(*[c**2 * u.var_b for c, u in zip(b_k, used)]),
             sp.Add(*[ca_ * cb_ * u.cov for ca_, cb_, u in zip(a_k, b_k, used)]),
             sp.Add(*[c**2 * u.jac for c, u in zip(a_k, used)]),
+            sp.Add(*[c**2 * u.off for c, u in zip(a_k, used, strict=True)]),
+            sp.Add(*[c**2 * u.noff for c, u in zip(a_k, used, strict=True)]),
         )
         return replace(s, expr_a=a0 + g.a, expr_b=b0 + g.b, gvars=(g,))
 
@@ -194,10 +243,18 @@ def _affine(expr: sp.Expr, syms: list[sp.Symbol]):
     return c0, coeffs
 
 
-def input_signal(K11: sp.Expr, K22: sp.Expr, K12: sp.Expr, *, closed_forms: bool = True) -> Signal:
-    """The block input h^l: one Gaussian variable with variances K11, K22, covariance K12, J = 1."""
-    g = GVar.new(K11, K22, K12, sp.S.One)
-    return Signal(g.a, g.b, (g,), closed_forms=closed_forms)
+def input_signal(K11: sp.Expr, K22: sp.Expr, K12: sp.Expr, *, closed_forms: bool = True,
+                 off: sp.Expr | None = None, noff: sp.Expr | None = None) -> Signal:
+    """The block input h^l: one Gaussian variable with variances K11, K22, covariance K12, J = 1.
+
+    Passing ``off``/``noff`` (per-row / per-neuron component variances) starts a multi-axis
+    fold (input a only)."""
+    if off is None and noff is None:
+        g = GVar.new(K11, K22, K12, sp.S.One)
+        return Signal(g.a, g.b, (g,), closed_forms=closed_forms)
+    g = GVar.new(K11, K11, K11, sp.S.One, off if off is not None else 0,
+                 noff if noff is not None else 0)
+    return Signal(g.a, g.b, (g,), closed_forms=closed_forms, axes=True)
 
 
 def output_variable(s: Signal) -> GVar:
@@ -206,7 +263,7 @@ def output_variable(s: Signal) -> GVar:
     if len(s.gvars) == 1 and s.expr_a == s.gvars[0].a and s.expr_b == s.gvars[0].b:
         g = s.gvars[0]
         return replace(g, **{k: tidy(s.resolve(getattr(g, k)))
-                             for k in ("var_a", "var_b", "cov", "jac")})
+                             for k in ("var_a", "var_b", "cov", "jac", "off", "noff")})
     raise DerivationError(
         f"the block's output {s.expr_a} is not a Gaussian preactivation; a block must end in a "
         "Linear layer (or a residual sum / LayerNorm of Gaussian parts) so that it can repeat. "

@@ -133,7 +133,8 @@ def expect(f: sp.Expr, z: sp.Symbol, V: sp.Expr, *, closed_forms: bool = True) -
         r = closed_form_1d(f, z, V)
         if r is not None:
             return r
-    b = _bound((f.free_symbols | V.free_symbols) - {z})
+    # exclude bound variables of nested expectations too (else renaming would capture them)
+    b = _bound((f.atoms(sp.Symbol) | V.free_symbols) - {z})
     return GaussE(sp.Lambda(b, f.xreplace({z: b})), V)
 
 
@@ -163,6 +164,6 @@ def expect2(
         r = closed_form_2d(f, u, v, V1, V2, C)
         if r is not None:
             return r
-    ex = (f.free_symbols | V1.free_symbols | V2.free_symbols | C.free_symbols) - {u, v}
+    ex = (f.atoms(sp.Symbol) | V1.free_symbols | V2.free_symbols | C.free_symbols) - {u, v}
     bu, bv = _bound(ex, ("u", "u_1", "u_2")), _bound(ex, ("v", "v_1", "v_2"))
     return GaussE2(sp.Lambda((bu, bv), f.xreplace({u: bu, v: bv})), V1, V2, C)

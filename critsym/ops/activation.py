@@ -90,6 +90,15 @@ class Act(Op):
             return _parse_custom(self.expr).subs(x, arg)
         return activation_expr(self.name, arg, **dict(self.params))
 
+    def subs(self, values: dict) -> Act:
+        """The same activation with hyperparameters in its parameters replaced."""
+        if self.name == "custom":
+            return self
+        from ..symbols import hyper_symbol
+
+        sym = {(hyper_symbol(k) if isinstance(k, str) else k): v for k, v in values.items()}
+        return Act(self.name, params=tuple((k, sp.sympify(v).subs(sym)) for k, v in self.params))
+
     def hyperparameters(self) -> set[sp.Symbol]:
         out: set[sp.Symbol] = set()
         for _, v in self.params:

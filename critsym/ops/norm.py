@@ -21,6 +21,13 @@ class LayerNorm(Op):
     """
 
     def apply(self, s):
+        if s.axes:  # rows × neurons state: normalise over the neurons (critsym.ops.axes)
+            from .axes import layernorm_axes
+
+            return layernorm_axes(s, self._apply_single_axis)
+        return self._apply_single_axis(s)
+
+    def _apply_single_axis(self, s):
         stats = {}
         for side, e in (("a", s.expr_a), ("b", s.expr_b)):
             m_val = s.E(e, side)

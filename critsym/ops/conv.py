@@ -1,0 +1,102 @@
+r"""Convolution operator (channels-last feature maps).
+
+A feature map of shape (*spatial, C) (channels last, so LayerNorm / Act / Linear act per
+position over the channels, and ``Linear`` is a 1×1 convolution).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import ArchitectureError, SimulationError
+from ..symbols import as_hyper
+from ..symbols import sigma_b as _sb
+from ..symbols import sigma_w as _sw
+from .base import Op
+
+PADDINGS = ("circular", "zeros")
+
+
+@dataclass(frozen=True, init=False)
+class Conv(Op):
+    r"""h_{i,x} = Σ_{j, δ} W_{ij,δ} e_{j,x+δ} + b_i, W ~ N(0, σ_w²/(k^d·C_in)), b ~ N(0, σ_b²).
+
+    ``kernel_size`` k, ``dim`` d spatial axes (2 for images), stride 1, 'same' output size,
+    ``channels``: output channels (None: the build width).
+
+    Mean field (infinite C_in).  Distinct taps δ have independent weights, so every cross term
+    between taps vanishes and, at each output position x,
+
+        K'(x)  = σ_w² (1/k^d) Σ_δ E[e(x+δ)²] + σ_b²,
+        J'(x)  = σ_w² (1/k^d) Σ_δ E[(∂e(x+δ))²] J(x+δ),
+        K'_12(x, y) = σ_w² (1/k^d) Σ_δ E[e_a(x+δ) e_b(y+δ)] + σ_b².
+
+    With **circular padding** and a translation-invariant input law the state is the same at
+    every position, so K', J' and the covariance at any fixed spatial offset follow exactly the
+    recursion of a Linear layer with the same σ_w, σ_b (the fold uses that rule; offsets
+    evolve independently, Xiao et al. 2018).  With **zero padding** the taps that fall outside the
+    map contribute 0: a position within ⌈(k−1)/2⌉·l of the border after l layers sees fewer
+    terms, K and J become position dependent there and the fold's recursion holds only in the
+    interior (the bulk).  The fold then gives the bulk recursion; simulations of small maps
+    with zero padding deviate from it.
+    """
+
+    kernel_size: int
+    sigma_w: sp.Expr
+    sigma_b: sp.Expr
+    padding: str
+    dim: int
+    channels: int | None
+    hyper_fields = ("sigma_w", "sigma_b")
+
+    def __init__(self, kernel_size: int = 3, sigma_w: object = _sw, sigma_b: object = _sb,
+                 padding: str = "circular", dim: int = 2, channels: int | None = None):
+        for name, v, lo in (("kernel_size", kernel_size, 1), ("dim", dim, 1)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+                raise ArchitectureError(f"Conv {name} must be an integer >= {lo}, got {v!r}")
+        if kernel_size % 2 == 0:
+            raise ArchitectureError(
+                f"Conv kernel_size must be odd (a centred 'same' convolution), got {kernel_size}")
+        if padding not in PADDINGS:
+            raise ArchitectureError(f"Conv padding must be one of {PADDINGS}, got {padding!r}")
+        if channels is not None and (isinstance(channels, bool)
+                                     or not isinstance(channels, numbers.Integral) or channels < 1):
+            raise ArchitectureError(f"Conv channels must be None or an integer >= 1, got "
+                                    f"{channels!r}")
+        object.__setattr__(self, "kernel_size", int(kernel_size))
+        object.__setattr__(self, "sigma_w", as_hyper(sigma_w, what="sigma_w", nonnegative=True))
+        object.__setattr__(self, "sigma_b", as_hyper(sigma_b, what="sigma_b", nonnegative=True))
+        object.__setattr__(self, "padding", padding)
+        object.__setattr__(self, "dim", int(dim))
+        object.__setattr__(self, "channels", None if channels is None else int(channels))
+
+    @property
+    def taps(self) -> int:
+        return self.kernel_size ** self.dim
+
+    def apply(self, s):
+        # per position, the same closing rule as a Linear layer (see the class docstring)
+        return s.close(self.sigma_w, self.sigma_b)
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """A stacked convolution on channels-last maps (n_nets, *batch, *spatial, C)."""
+        from ..torch.conv import StackedConv
+
+        if len(shape) != self.dim + 1:
+            raise SimulationError(
+                f"Conv(dim={self.dim}) needs a feature shape (*spatial[{self.dim}], channels), "
+                f"got {shape}; pass shape=(H, W, C) for images"
+            )
+        if any(n < self.kernel_size for n in shape[:-1]):
+            raise SimulationError(
+                f"spatial size {shape[:-1]} is smaller than the kernel {self.kernel_size}; use "
+                "larger inputs or a smaller kernel_size"
+            )
+        c_out = self.channels or ctx.width
+        mod = StackedConv.init(ctx, shape[-1], c_out, self.kernel_size, self.dim,
+                               ctx.value(self.sigma_w, "Conv sigma_w"),
+                               ctx.value(self.sigma_b, "Conv sigma_b"), self.padding)
+        return mod, (*shape[:-1], c_out)

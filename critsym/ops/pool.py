@@ -1,0 +1,132 @@
+r"""Average pooling on channels-last feature maps, and what it does to K and the APJN.
+
+Pooling changes the spatial size, so a block containing it cannot repeat: critsym derives
+repeating blocks, and :meth:`AvgPool.apply` raises a :class:`DerivationError`.  Between stages (or
+at the readout) its effect follows from the per-position mean-field state, for a window of
+P positions (stride = window, circular/stationary statistics):
+
+* variance:  K_pool = (1/P²) Σ_{x,y∈window} K(x, y) = K·[1 + (P − 1)·c̄]/P, where c̄ is the mean
+  correlation between distinct positions of the window.  For a spatially white input
+  (independent positions) every offset's correlation follows the two-input correlation map
+  from c = 0 (a Conv acts on each offset independently), so c̄ = c^l from
+  ``Theory.run(..., c0=0)``;
+* APJN:  J_pool = J / P, exactly in the mean field: the Jacobians of distinct positions with
+  respect to a whole earlier layer are uncorrelated (their cross terms start at 0 and the
+  offset-preserving recursion keeps them 0), and the output has P times fewer entries.
+
+``GlobalAvgPool`` is the window of all positions.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ArchitectureError, DerivationError, SimulationError
+from .base import Op
+
+
+def pool_theory(K: object, c_spatial: object, window: int):
+    """(K_pool, J factor) for a window of ``window`` positions (see the module docstring)."""
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+        raise ArchitectureError(f"window must be an integer >= 1, got {window!r}")
+    K = np.asarray(K, dtype=float)
+    c = np.asarray(c_spatial, dtype=float)
+    return K * (1 + (window - 1) * c) / window, 1.0 / window
+
+
+@dataclass(frozen=True, init=False)
+class AvgPool(Op):
+    r"""Mean over non-overlapping windows of ``kernel_size``^dim positions (stride = kernel)."""
+
+    kernel_size: int
+    dim: int
+
+    def __init__(self, kernel_size: int = 2, dim: int = 2):
+        for name, v in (("kernel_size", kernel_size), ("dim", dim)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ArchitectureError(f"AvgPool {name} must be an integer >= 1, got {v!r}")
+        object.__setattr__(self, "kernel_size", int(kernel_size))
+        object.__setattr__(self, "dim", int(dim))
+
+    @property
+    def window(self) -> int:
+        return self.kernel_size ** self.dim
+
+    def apply(self, s):
+        raise DerivationError(
+            f"{self!r} changes the spatial size, so a block containing it does not repeat; "
+            "derive the blocks between poolings and use critsym.ops.pool.pool_theory(K, c, "
+            "window) for the pooling itself (K_pool = K(1+(P-1)c)/P, J_pool = J/P)"
+        )
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        from ..torch.conv import ChannelsLastPool
+
+        k = self.kernel_size
+        sp_ = shape[:-1]
+        if len(sp_) != self.dim or any(n % k for n in sp_):
+            raise SimulationError(
+                f"AvgPool(kernel_size={k}, dim={self.dim}) needs {self.dim} spatial axes "
+                f"divisible by {k}, got feature shape {shape}"
+            )
+        return ChannelsLastPool(k, self.dim), (*(n // k for n in sp_), shape[-1])
+
+
+@dataclass(frozen=True, init=False)
+class GlobalAvgPool(Op):
+    r"""Mean over all positions: (*spatial, C) ↦ (C,)."""
+
+    dim: int
+
+    def __init__(self, dim: int = 2):
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ArchitectureError(f"GlobalAvgPool dim must be an integer >= 1, got {dim!r}")
+        object.__setattr__(self, "dim", int(dim))
+
+    def apply(self, s):
+        raise DerivationError(
+            "GlobalAvgPool removes the spatial axes, so a block containing it does not repeat; "
+            "use critsym.ops.pool.pool_theory(K, c, window=H*W) for the readout"
+        )
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        from ..torch.conv import ChannelsLastPool
+
+        if len(shape) != self.dim + 1:
+            raise SimulationError(f"GlobalAvgPool(dim={self.dim}) needs shape (*spatial, C), "
+                                  f"got {shape}")
+        return ChannelsLastPool(None, self.dim), (shape[-1],)
+
+
+@dataclass(frozen=True)
+class BatchNorm(Op):
+    r"""BatchNorm at initialization — rejected (constructing it raises).
+
+    BatchNorm normalizes each neuron over the examples of a batch.  At infinite width and a
+    finite batch B the forward map then couples the examples: the state is the B×B Gram matrix of
+    the batch, not the per-input (K11, K22, K12) that this fold carries, and the APJN of one
+    example contains the batch-coupling terms (its gradients explode with depth at any
+    initialization, Yang et al. 2019, "A mean field theory of batch normalization").  In the
+    limit B → ∞ the per-neuron batch statistics become constants and BatchNorm acts like a
+    LayerNorm with population statistics; that is not what a trained-batch network computes.
+    Use ``LayerNorm()`` instead.
+    """
+
+    def __post_init__(self):
+        raise ArchitectureError(BATCHNORM_REASON)
+
+    def apply(self, s):  # pragma: no cover - never constructed
+        raise DerivationError(BATCHNORM_REASON)
+
+
+BATCHNORM_REASON = (
+    "BatchNorm is not supported: it normalizes over the batch, so at infinite width the state "
+    "is the whole batch's Gram matrix and one example's APJN includes batch-coupling terms "
+    "(Yang et al. 2019), which the per-input fold does not carry. Replace it with LayerNorm "
+    "(critsym.LayerNorm / torch.nn.LayerNorm, or GroupNorm(1, C) for images)."
+)
+
+

@@ -1,0 +1,129 @@
+r"""Monte Carlo of blocks on multi-axis feature shapes (conv feature maps, Mixer tokens).
+
+Same estimators and error bars as :func:`critsym.simulate` for the MLP: ``n_nets`` independent
+networks (stacked weights, one generator per network), each with its own input of exactly
+K^0 = ``K0`` (i.i.d. Gaussian entries rescaled), and per network
+
+* K^l = mean of (h^l)² over all entries of one example,
+* O_T^l = mean over rows of [(mean over the last axis of h^l)² − (its sample variance)/C] (the
+  per-row offset variance, unbiased; an i.i.d. input has O_T^0 = 0),
+* J^{0,l} = (1/N_l) ‖∂h^l/∂h^0‖_F² by Hutchinson's estimator (Gaussian probes, forward mode).
+
+Values are network means with standard errors std/√n_nets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SimulationError
+from ..ops.base import Op, as_op
+from .build import check_dtype, check_positive_int, default_device, network_generators
+from .estimators import jvp_norms_folded, make_probes
+from .modules import BuildContext
+
+
+@dataclass(frozen=True)
+class ShapedResult:
+    """Per-layer (axis 0) network means and standard errors of K, O_T and J^{0,l}."""
+
+    shape: tuple[int, ...]
+    K_nets: np.ndarray
+    O_T_nets: np.ndarray
+    J_nets: np.ndarray
+    seconds: float
+
+    @staticmethod
+    def _ms(a):
+        return a.mean(-1), a.std(-1, ddof=1) / math.sqrt(a.shape[-1])
+
+    K = property(lambda self: self._ms(self.K_nets)[0])
+    K_se = property(lambda self: self._ms(self.K_nets)[1])
+    O_T = property(lambda self: self._ms(self.O_T_nets)[0])
+    O_T_se = property(lambda self: self._ms(self.O_T_nets)[1])
+    J = property(lambda self: self._ms(self.J_nets)[0])
+    J_se = property(lambda self: self._ms(self.J_nets)[1])
+
+
+def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_nets: int = 1,
+                 seed: int = 0, first_net: int = 0, dtype=torch.float64, device=None,
+                 ln_eps: float = 1e-12, **hp) -> nn.ModuleList:
+    """``depth`` copies of the block for ``n_nets`` networks on features of shape ``shape``
+    (width = hidden size of Linear / Conv outputs, default ``shape[-1]``)."""
+    arch = as_op(arch)
+    shape = tuple(int(s) for s in shape)
+    if not shape or any(s < 1 for s in shape):
+        raise SimulationError(f"shape must be a tuple of positive sizes, got {shape}")
+    depth = check_positive_int(depth, "depth")
+    n_nets = check_positive_int(n_nets, "n_nets")
+    dev = default_device(device)
+    values = {k: float(v) for k, v in hp.items()}
+    needed = {s.name for s in arch.hyperparameters()}
+    if needed - set(values) or set(values) - needed:
+        raise SimulationError(
+            f"hyperparameters of {arch!r} are {sorted(needed)}; got {sorted(values)}")
+    ctx = BuildContext(n_nets=n_nets, width=width or shape[-1], values=values,
+                       generators=network_generators(seed, first_net, first_net + n_nets, dev),
+                       dtype=check_dtype(dtype), device=dev, ln_eps=ln_eps)
+    blocks = []
+    for _ in range(depth):
+        mod, out = arch.to_torch(ctx, shape)
+        if tuple(out) != shape:
+            raise SimulationError(
+                f"block {arch!r} maps feature shape {shape} to {tuple(out)}; a repeated block "
+                "must keep it (for a Mixer use equal tokens and channels, or set width)")
+        blocks.append(mod)
+    return nn.ModuleList(blocks).to(dev)
+
+
+def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: int = 4,
+                    K0: float = 1.0, seed: int = 0, width: int | None = None,
+                    device=None, dtype=torch.float64, **hp) -> ShapedResult:
+    """Monte Carlo K^l, O_T^l and J^{0,l} of ``depth`` blocks on feature shape ``shape``
+    (e.g. (H, W, C) channels-last images, (T, C) Mixer tokens)."""
+    t0 = time.perf_counter()
+    if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
+        raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
+    n_probes = check_positive_int(n_probes, "n_probes")
+    net = build_shaped(arch, shape, depth, width=width, n_nets=n_nets, seed=seed,
+                       dtype=dtype, device=device, **hp)
+    dev = next(iter(net.parameters())).device if any(True for _ in net.parameters()) else \
+        default_device(device)
+    dt = check_dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    gens = network_generators(seed + 31337, 0, n_nets, dev)
+    x = torch.stack([torch.randn(*shape, generator=g, dtype=dt, device=dev) for g in gens])
+    x = x * torch.sqrt(K0 / (x**2).flatten(1).mean(1)).reshape(-1, *[1] * len(shape))
+    x = x.unsqueeze(1)  # (n, 1, *shape)
+
+    def traj(h):
+        out = [h]
+        for b in net:
+            h = b(h)
+            out.append(h)
+        return out
+
+    with torch.no_grad():
+        hs = traj(x)
+    K = torch.stack([(h**2).flatten(1).mean(1) for h in hs])
+    C = shape[-1]
+    # unbiased: E[(row mean)²] = O_T + (within-row variance)/C
+    OT = torch.stack([(h.mean(-1) ** 2 - h.var(-1, unbiased=True) / C).flatten(1).mean(1)
+                      for h in hs])
+    V = make_probes("gaussian", n_probes, x[:, 0].shape,
+                    generators=network_generators(seed + 99991, 0, n_nets, dev),
+                    dtype=dt, device=dev)
+    sq = jvp_norms_folded(traj, x[:, 0], V)  # (P, L+1, n)
+    n_out = math.prod(shape)
+    J = sq.mean(0) / n_out
+    res = ShapedResult(shape, K.cpu().numpy(), OT.cpu().numpy(), J.cpu().numpy(),
+                       time.perf_counter() - t0)
+    if not np.all(np.isfinite(res.J_nets)):
+        raise SimulationError("non-finite APJN: the network overflowed; use a smaller depth")
+    return res

@@ -1,0 +1,127 @@
+"""Conv, pooling, BatchNorm rejection and the ResNet block: theory vs independent formulas and
+Monte Carlo of real (circular-padded) conv nets."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import critsym as cs
+from critsym.errors import ArchitectureError, DerivationError, SimulationError
+from critsym.torch.conv import StackedConv
+from critsym.torch.modules import BuildContext
+
+
+def resnet_formula(K, sw, sb, mu):
+    """theory.md §2 (derived): LN→relu→W→LN→relu→W (+μ)."""
+    a = sw**2 / 2
+    return mu**2 * K + a + sb**2, mu**2 + (a / K) * a / (a + sb**2)
+
+
+@pytest.mark.parametrize("sw,sb,mu,K", [(1.4, 0.0, 1.0, 1.0), (1.1, 0.3, 0.9, 2.5),
+                                        (2.0, 0.7, 0.0, 0.4)])
+def test_resnet_block_matches_closed_form(sw, sb, mu, K):
+    th = cs.derive(cs.resnet_block())
+    F, chi = resnet_formula(K, sw, sb, mu)
+    hp = dict(sigma_w=sw, sigma_b=sb, mu=mu)
+    assert th.variance_map(K, **hp) == pytest.approx(F, rel=1e-12)
+    assert th.chi_J(K, **hp) == pytest.approx(chi, rel=1e-12)
+
+
+def test_stacked_conv_equals_torch_conv2d_circular():
+    g = [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)]
+    ctx = BuildContext(n_nets=2, width=5, values={}, generators=g)
+    conv = StackedConv.init(ctx, 4, 5, 3, 2, 1.3, 0.2, "circular")
+    x = torch.randn(2, 3, 6, 7, 4, dtype=torch.float64)  # (nets, batch, H, W, C)
+    y = conv(x)
+    for i in range(2):
+        ref = torch.nn.functional.conv2d(
+            torch.nn.functional.pad(x[i].permute(0, 3, 1, 2), [1, 1, 1, 1], mode="circular"),
+            conv.weight[i], conv.bias[i])
+        assert torch.allclose(y[i], ref.permute(0, 2, 3, 1), atol=1e-12)
+    # initialization scale: fan_in = C_in * k^2
+    w = conv.weight
+    assert float((w**2).mean() * 4 * 9) == pytest.approx(1.3**2, rel=0.35)
+
+
+def test_resnet_monte_carlo_matches_theory():
+    """6×6 maps, 48 channels, 3 blocks, 12 networks: K and J^{0,l} within 4 SE plus a 4 %
+    finite-width allowance (O(1/C) corrections of a two-layer LN branch)."""
+    arch = cs.resnet_block()
+    hp = dict(sigma_w=1.2, sigma_b=0.2, mu=1.0)
+    sim = cs.simulate_shaped(arch, (6, 6, 48), 3, n_nets=12, n_probes=4, seed=1, **hp)
+    th = cs.derive(arch).run(3, K0=1.0, **hp)
+    for est, se, ref in ((sim.K, sim.K_se, th.K), (sim.J, sim.J_se, th.J)):
+        assert np.all(np.abs(est - ref) <= 4 * se + 0.04 * ref), (est, se, ref)
+
+
+def test_conv_theory_is_the_linear_rule_and_errors():
+    assert cs.derive(cs.Act("tanh") >> cs.Conv(3)).F == cs.derive(cs.Act("tanh") >> cs.Linear()).F
+    with pytest.raises(ArchitectureError, match="odd"):
+        cs.Conv(2)
+    with pytest.raises(ArchitectureError, match="padding"):
+        cs.Conv(3, padding="reflect")
+    with pytest.raises(SimulationError, match="smaller than the kernel"):
+        cs.simulate_shaped(cs.Act("relu") >> cs.Conv(5), (3, 3, 8), 1, n_nets=2,
+                           sigma_w=1.0, sigma_b=0.0)
+    with pytest.raises(SimulationError, match="spatial"):
+        cs.simulate_shaped(cs.Act("relu") >> cs.Conv(3), (16,), 1, n_nets=2,
+                           sigma_w=1.0, sigma_b=0.0)
+    with pytest.raises(DerivationError, match="pool_theory"):
+        cs.derive(cs.Conv(3) >> cs.AvgPool(2))
+    with pytest.raises(DerivationError, match="readout"):
+        cs.derive(cs.Conv(3) >> cs.GlobalAvgPool())
+    with pytest.raises(ArchitectureError, match="batch"):
+        cs.BatchNorm()
+
+
+def test_global_pool_readout_matches_monte_carlo():
+    """White input → 2 vanilla relu conv layers → global average pool.  Theory: every spatial
+    offset's correlation follows the c-map from 0, so K_pool = K(1+(P-1)c)/P and J_pool = J/P."""
+    H, C, n_nets, sw, sb = 6, 96, 24, 1.5, 0.3
+    P = H * H
+    blk = cs.Act("relu") >> cs.Conv(3)
+    hp = dict(sigma_w=sw, sigma_b=sb)
+    nets = cs.torch.shaped.build_shaped(cs.Conv(3), (H, H, C), 1, n_nets=n_nets, seed=5, **hp)
+    body = cs.torch.shaped.build_shaped(blk, (H, H, C), 1, n_nets=n_nets, seed=6, **hp)
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(n_nets, 1, H, H, C, generator=gen, dtype=torch.float64)
+    x = x / x.pow(2).mean(dim=(1, 2, 3, 4), keepdim=True).sqrt()  # K0 = 1, white
+
+    def f(z):
+        return body[0](nets[0](z)).mean(dim=(2, 3))  # (n, 1, C)
+
+    with torch.no_grad():
+        y = f(x)
+    K_nets = y.pow(2).mean(dim=(1, 2)).numpy()
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    _, t = torch.func.jvp(f, (x,), (v,))
+    J_nets = (t.pow(2).sum(dim=(1, 2)) / C).numpy()
+    # theory: input layer (identity -> Conv) then relu -> Conv; first map is a Linear of x
+    K1 = sw**2 * 1.0 + sb**2
+    c1 = sb**2 / K1  # positions of a white input are uncorrelated
+    th = cs.derive(blk).run(1, K0=K1, c0=c1, **hp)
+    K2, c2, J2 = th.K[-1], th.c[-1], sw**2 * th.J[-1]
+    K_pool, factor = cs.pool_theory(K2, c2, P)
+    for est, ref in ((K_nets, K_pool), (J_nets, J2 * factor)):
+        m, se = est.mean(), est.std(ddof=1) / math.sqrt(n_nets)
+        assert abs(m - ref) <= 4 * se + 0.03 * ref, (m, se, ref)
+
+
+def test_resnet_criticality_through_issue3_api():
+    """μ = 1 ResNet: K^l = K^0 + lB, χ = 1 + A/K (A = a²/(a+σ_b²), B = a+σ_b², a = σ_w²/2), so
+    J^{0,l} ~ l^{A/B}; the critical μ (χ* = 1) at fixed σ's is 1."""
+    th = cs.derive(cs.resnet_block())
+    sw, sb = 1.4, 0.3
+    a = sw**2 / 2
+    p = a * a / (a + sb**2) / (a + sb**2)
+    assert cs.fit_p(th, sigma_w=sw, sigma_b=sb, mu=1.0).value == pytest.approx(p, abs=1e-5)
+    assert float(cs.critical_point(th, "mu", sigma_w=sw, sigma_b=sb)) == pytest.approx(1, abs=1e-9)
+
+
+def test_new_operators_round_trip_json():
+    for a in (cs.resnet_block(), cs.mixer_block(), cs.two_layer_block("conv", "tanh", "post"),
+              cs.Conv(5, 1.2, 0, padding="zeros", dim=1, channels=7) >> cs.AvgPool(2)
+              >> cs.GlobalAvgPool()):
+        assert cs.from_json(a.to_json()) == a
