@@ -39,3 +39,12 @@ def show(title: str, rows: list[tuple]):
     print(f"== {title}")
     for r in rows:
         print("   " + "  ".join(str(c) for c in r))
+
+
+def save_figure(fig, out: str | None) -> None:
+    """Lay out, write ``out`` (when given, PNG/PDF by extension) and close the figure."""
+    fig.tight_layout()
+    if out:
+        fig.savefig(out, dpi=120)
+        print(f"wrote {out}")
+    pyplot().close(fig)

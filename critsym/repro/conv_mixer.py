@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .. import derive, mixer_block, resnet_block, simulate_shaped
-from ._common import pyplot, show
+from ._common import pyplot, save_figure, show
 
 
 def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
@@ -68,11 +68,7 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     ax[1].legend(fontsize=8)
     show(f"J^(0,L): conv ResNet {img} depth {depth}, Mixer {tok} depth {mdepth}, {n_nets} nets",
          rows)
-    fig.tight_layout()
-    if out:
-        fig.savefig(out, dpi=120)
-        print(f"wrote {out}")
-    plt.close(fig)
+    save_figure(fig, out)
     return res
 
 

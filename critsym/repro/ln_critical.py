@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .. import derive, mlp_block, simulate
-from ._common import log_slope_nets, pyplot, show
+from ._common import log_slope_nets, pyplot, save_figure, show
 
 SAMPLES = [(0.6, 0.0), (1.0, 0.5), (1.6, 1.0), (2.2, 0.3)]
 
@@ -93,9 +93,5 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     show("controls (not critical: χ* ≠ 1, exponential)", rows)
     ax[1].set(xlabel="l", ylabel="J^{0,l}", title="controls: μ<1 or no LayerNorm")
     ax[1].legend(fontsize=7)
-    fig.tight_layout()
-    if out:
-        fig.savefig(out, dpi=120)
-        print(f"wrote {out}")
-    plt.close(fig)
+    save_figure(fig, out)
     return res

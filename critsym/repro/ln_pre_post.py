@@ -18,7 +18,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import derive, mlp_block, simulate
-from ._common import fit_slope, log_slope_nets, pyplot, show
+from ._common import fit_slope, log_slope_nets, pyplot, save_figure, show
 
 SW, SB = 1.5, 0.5
 TANH_D2_MINUS_E2 = 0.46440290 - 0.39429449  # theory.md §2 table (E_z φ'² − E_z φ², tanh)
@@ -87,9 +87,5 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     ax[1].axhline(1, color="k", lw=0.5)
     ax[1].set(xlabel="σ_w", ylabel="χ*", title=f"tanh, μ={mu}, σ_b={sb}: critical points")
     ax[1].legend()
-    fig.tight_layout()
-    if out:
-        fig.savefig(out, dpi=120)
-        print(f"wrote {out}")
-    plt.close(fig)
+    save_figure(fig, out)
     return res

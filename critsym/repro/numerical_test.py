@@ -19,7 +19,7 @@ import torch
 from scipy import optimize
 
 from .. import apjn, derive, from_torch, mlp_block, to_torch_model
-from ._common import fit_slope, pyplot, show
+from ._common import fit_slope, pyplot, save_figure, show
 
 SB = 0.5
 THEORY_MD = 1.3713304703
@@ -89,9 +89,5 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     ax.axvspan(sc - sc_se, sc + sc_se, alpha=0.2, color="C1", label=f"MC {sc:.3f}±{sc_se:.3f}")
     ax.set(xlabel="σ_w", ylabel="one-step APJN", title=f"numerical criticality test (σ_b={SB})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if out:
-        fig.savefig(out, dpi=120)
-        print(f"wrote {out}")
-    plt.close(fig)
+    save_figure(fig, out)
     return res

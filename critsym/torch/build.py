@@ -174,13 +174,21 @@ def build(arch: Op, width: int, depth: int, *, n_nets: int = 1, seed: int = 0,
     ctx = BuildContext(n_nets=n_nets, width=width, values=values, generators=gens, dtype=dt,
                        device=dev, ln_eps=ln_eps)
     shape = feature_shape(width, in_shape)
+    blocks = build_blocks(arch, ctx, shape, depth)
+    return CritsymNet(blocks, arch=arch, width=width, n_nets=n_nets, values=values,
+                      in_shape=shape).to(device=dev)
+
+
+def build_blocks(arch, ctx, shape: tuple[int, ...], depth: int) -> list:
+    """``depth`` independent draws of the block's torch forward map (``Op.to_torch``), each
+    checked to keep the feature shape so that the block can repeat."""
     blocks = []
     for _ in range(depth):
         mod, out = arch.to_torch(ctx, shape)
-        if tuple(out) != shape:
+        if tuple(out) != tuple(shape):
             raise SimulationError(
-                f"block {arch!r} maps shape {shape} to {out}; a repeated block must keep it"
+                f"block {arch!r} maps feature shape {tuple(shape)} to {tuple(out)}; a repeated "
+                "block must keep it (for a Mixer use equal tokens and channels, or set width)"
             )
         blocks.append(mod)
-    return CritsymNet(blocks, arch=arch, width=width, n_nets=n_nets, values=values,
-                      in_shape=shape).to(device=dev)
+    return blocks

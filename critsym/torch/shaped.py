@@ -24,7 +24,13 @@ from torch import nn
 
 from ..errors import SimulationError
 from ..ops.base import Op, as_op
-from .build import check_dtype, check_positive_int, default_device, network_generators
+from .build import (
+    build_blocks,
+    check_dtype,
+    check_positive_int,
+    default_device,
+    network_generators,
+)
 from .estimators import jvp_norms_folded, make_probes
 from .modules import BuildContext
 
@@ -71,15 +77,7 @@ def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_net
     ctx = BuildContext(n_nets=n_nets, width=width or shape[-1], values=values,
                        generators=network_generators(seed, first_net, first_net + n_nets, dev),
                        dtype=check_dtype(dtype), device=dev, ln_eps=ln_eps)
-    blocks = []
-    for _ in range(depth):
-        mod, out = arch.to_torch(ctx, shape)
-        if tuple(out) != shape:
-            raise SimulationError(
-                f"block {arch!r} maps feature shape {shape} to {tuple(out)}; a repeated block "
-                "must keep it (for a Mixer use equal tokens and channels, or set width)")
-        blocks.append(mod)
-    return nn.ModuleList(blocks).to(dev)
+    return nn.ModuleList(build_blocks(arch, ctx, shape, depth)).to(dev)
 
 
 def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: int = 4,
