@@ -8,8 +8,11 @@ The fold (:mod:`critsym.fold`, :mod:`critsym.ops.axes`) gives
     K^{l+1} = F(K, O_T, O_C),   χ_J^l = χ(K, O_T, O_C),
     O_T^{l+1} = F_T(K, O_T, O_C),   O_C^{l+1} = F_C(K, O_T, O_C),
 
-and J^{l0,l} = Π χ_J^m as for an MLP.  The two-input correlation map is not derived for these
-states (it needs the offsets' cross-covariances): :meth:`AxisTheory.c_map` raises.
+and J^{l0,l} = Π χ_J^m as for an MLP.  Fixed points, critical lines, phase diagrams and the
+summary of :mod:`critsym.criticality` accept an :class:`AxisTheory`: they dispatch on
+``theory.state_symbols`` to the vector solver :mod:`critsym.criticality.state_fixed_point`.
+The two-input correlation map is not derived for these states (it needs the offsets'
+cross-covariances between the two inputs): :meth:`AxisTheory.c_map` raises.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sympy as sp
 
 from .errors import DerivationError, HyperparameterError, NumericalError
 from .fold import input_signal, output_variable
+from .gaussian.expectation import GaussE, GaussE2
 from .gaussian.numeric import compile_expr
 from .ops.base import Op
 from .symbols import K11, K12, K22, K
@@ -66,6 +70,53 @@ class AxisTheory(Theory):
     F_T: sp.Expr = field(default=sp.S.Zero)
     F_C: sp.Expr = field(default=sp.S.Zero)
 
+    #: the state the criticality solvers iterate (K first); no two-input correlation map
+    state_symbols = STATE
+    has_c_map = False
+
+    @cached_property
+    def feedback_state(self) -> tuple[sp.Symbol, ...]:
+        """The state components that feed back into K, χ_J or O_T (O_C only when it does)."""
+        used = self.F.free_symbols | self.chi.free_symbols | self.F_T.free_symbols
+        return (K, O_T, O_C) if O_C in used else (K, O_T)
+
+    @cached_property
+    def _state_kernels(self):
+        """Maps of the feedback state and χ_J, compiled with every expectation that does not
+        depend on the state replaced by a placeholder (evaluated once per hyperparameter point:
+        a Mixer's nested Δ_T integral is then not recomputed at each iteration)."""
+        st = self.feedback_state
+        maps = {K: self.F, O_T: self.F_T, O_C: self.F_C}
+        exprs = [maps[x] for x in st] + [self.chi]
+        nodes = set().union(*(e.atoms(GaussE, GaussE2) for e in exprs))
+        const = [n for n in nodes if not (n.free_symbols & set(STATE))]
+        const = [n for n in const if not any(m != n and m.has(n) for m in const)]
+        ph = tuple(sp.Dummy(f"P{i}") for i in range(len(const)))
+        rep = dict(zip(const, ph, strict=True))
+        args = (*st, *self.hyperparameters, *ph)
+        fs = tuple(_compile(e.xreplace(rep), args) for e in exprs)
+        fp = tuple(_compile(n, tuple(self.hyperparameters)) for n in const)
+        return fs, fp
+
+    def state_kernel(self, vals):
+        """``(step, chi)`` for hyperparameter values ``vals`` (flat arrays): ``step(s)`` maps a
+        state array of shape (len(feedback_state), n) to the next one, ``chi(s)`` gives χ_J."""
+        fs, fp = self._state_kernels
+        with np.errstate(all="ignore"):
+            P = [np.asarray(f(*vals), dtype=float) for f in fp]
+
+        def call(f, s):
+            with np.errstate(all="ignore"):
+                return np.asarray(f(*s, *vals, *P), dtype=float) * np.ones(s.shape[1:])
+
+        def step(s):
+            return np.stack([call(f, s) for f in fs[:-1]])
+
+        def chi(s):
+            return call(fs[-1], s)
+
+        return step, chi
+
     @cached_property
     def hyperparameters(self) -> tuple[sp.Symbol, ...]:
         syms = (self.F.free_symbols | self.chi.free_symbols | self.F_T.free_symbols
@@ -106,18 +157,14 @@ class AxisTheory(Theory):
     def dF(self, K_, **hp):  # pragma: no cover - not meaningful without the offsets
         raise DerivationError("dF/dK of a multi-axis block depends on the offsets; use run()")
 
-    def fixed_point(self, *a, **k):
-        raise DerivationError(
-            "fixed points of multi-axis (Mixer) states are not implemented: the state is "
-            "(K, O_T, O_C); iterate it with run() (a Mixer at μ = 1 has none: K grows linearly)"
-        )
-
-    correlation = fixed_point
+    def correlation(self, *a, **k):
+        self.covariance_map()
 
     def covariance_map(self, *a, **k):
         raise DerivationError(
-            "the two-input covariance map is not derived for multi-axis (Mixer) blocks; "
-            "use run() for K, O_T and the APJN"
+            "the two-input covariance map is not derived for multi-axis (Mixer) blocks (it "
+            "needs the cross-covariance of the per-token offsets between the two inputs); "
+            "use run() or fixed_point() for K, O_T and the APJN"
         )
 
     c_map = covariance_map

@@ -120,8 +120,14 @@ def fixed_point(theory, K0: object = 1.0, *, iterations: int = 6, **hp) -> Fixed
     """The fixed point of ``theory``'s variance map reached from ``K0`` (vectorised).
 
     Hyperparameters may be arrays, broadcast together with ``K0``.  Never raises for a missing
-    finite fixed point: see :class:`FixedPoint` ``status`` and ``growth``.
+    finite fixed point: see :class:`FixedPoint` ``status`` and ``growth``.  Theories with a
+    vector state (``theory.state_symbols``, e.g. a Mixer's (K, O_T, O_C)) are solved by
+    :func:`~critsym.criticality.state_fixed_point.state_fixed_point` (extra keywords O_T0, O_C0).
     """
+    if len(getattr(theory, "state_symbols", ())) > 1:
+        from .state_fixed_point import state_fixed_point
+
+        return state_fixed_point(theory, K0, **hp)
     vals = theory.values(hp)
     K0 = np.asarray(K0, dtype=float)
     if not np.all(np.isfinite(K0)) or np.any(K0 <= 0):

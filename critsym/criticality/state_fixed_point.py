@@ -1,0 +1,171 @@
+r"""Fixed points of a vector state map s^{l+1} = M(s^l), s = (K, O_T[, O_C]) (multi-axis blocks).
+
+Same result conventions as :func:`critsym.criticality.fixed_point` (status "finite", "zero",
+"unbounded", "unconverged"; growth law), for theories that declare ``state_symbols`` (an
+:class:`~critsym.axis_theory.AxisTheory`).  Vectorised over hyperparameter grids:
+
+1. ``iterations`` plain steps s ← M(s) from s⁰ = (K0, O_T0[, O_C0]);
+2. Newton steps s ← s − (DM − I)⁻¹ (M(s) − s) with a forward-difference Jacobian DM, a step
+   being replaced by a plain step when it leaves the admissible set (K > 0, 0 ≤ O ≤ K);
+   converged when |M(s) − s| ≤ 1e-12 (1 + K) in every component;
+3. a converged point is "finite" when it is stable (spectral radius of DM ≤ 1); the reported
+   ``dF_dK`` is the eigenvalue of DM of largest modulus (the rate at which the state approaches
+   s*; for a one-component state it is F'(K*));
+4. otherwise: "zero" if K^l fell below K_MIN, else the growth law along the asymptotic ray
+   O = ρK (ρ from the increments of the map at K = 10⁸): F(K)/K → r > 1 exponential,
+   F(K) − K → B > 0 linear (residual μ = 1), F(K) − K ≈ B K^β power; χ_J* is then χ_J on the
+   ray at K_MAX (the large-K limit), as for one-component maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import HyperparameterError
+from .fixed_point import K_MAX, K_MIN, FixedPoint
+
+
+@dataclass(frozen=True)
+class StateFixedPoint(FixedPoint):
+    """:class:`FixedPoint` plus the offset variances at the fixed point (``O_T_star``,
+    ``O_C_star``; NaN where not iterated) and, for unbounded growth, the ray ``O_T ≈ rho_T K``
+    (``rho_T``; NaN otherwise)."""
+
+    O_T_star: np.ndarray | None = None
+    O_C_star: np.ndarray | None = None
+    rho_T: np.ndarray | None = None
+
+
+def _admissible(s):
+    K = s[0]
+    ok = np.isfinite(s).all(axis=0) & (K > 0)
+    off = s[1:]
+    ok &= np.all(off >= -1e-12 * np.maximum(K, 1), axis=0)
+    ok &= off.sum(axis=0) <= K * (1 + 1e-12) + 1e-300
+    return ok
+
+
+def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: int = 40,
+                      O_T0: object = 0.0, O_C0: object = 0.0, **hp) -> StateFixedPoint:
+    """The fixed point of ``theory``'s state map reached from (K0, O_T0, O_C0) (vectorised)."""
+    vals = theory.values(hp)
+    K0 = np.asarray(K0, dtype=float)
+    if not np.all(np.isfinite(K0)) or np.any(K0 <= 0):
+        raise HyperparameterError(f"K0 must be finite and > 0 (a starting variance), got {K0}")
+    OT0, OC0 = np.asarray(O_T0, float), np.asarray(O_C0, float)
+    if np.any(OT0 < 0) or np.any(OC0 < 0) or np.any(OT0 + OC0 > K0):
+        raise HyperparameterError("O_T0, O_C0 must be >= 0 with O_T0 + O_C0 <= K0")
+    shape = np.broadcast_shapes(K0.shape, OT0.shape, OC0.shape, *(v.shape for v in vals))
+    n = int(np.prod(shape))
+    V = [np.broadcast_to(v, shape).reshape(n).astype(float) for v in vals]
+    d = len(theory.feedback_state)
+    s = np.stack([np.broadcast_to(x, shape).reshape(n).astype(float)
+                  for x in (K0, OT0, OC0)][:d])
+    step_full, chi_full = theory.state_kernel(V)
+
+    def sub(i):
+        return [v[i] for v in V]
+
+    zero = np.zeros(n, bool)
+    for _ in range(iterations):
+        sn = step_full(s)
+        zero |= sn[0] < K_MIN
+        s = np.where(np.isfinite(sn) & ~zero, sn, s)
+    done = np.zeros(n, bool)
+    jac = np.full((n, d, d), np.nan)
+    act = np.nonzero(~zero & _admissible(s) & (s[0] < K_MAX))[0]
+    for _ in range(newton):
+        if act.size == 0:
+            break
+        x = s[:, act]
+        kern = theory.state_kernel(sub(act))[0] if act.size != n else step_full
+        Mx = kern(x)
+        r = Mx - x
+        conv = np.all(np.abs(r) <= 1e-12 * (1 + x[0]), axis=0)
+        D = np.empty((act.size, d, d))
+        for j in range(d):
+            h = 1e-7 * np.maximum(x[0], 1e-8)
+            xp = x.copy()
+            xp[j] += h
+            D[:, :, j] = ((kern(xp) - Mx) / h).T
+        jac[act] = D
+        done[act[conv]] = True
+        with np.errstate(all="ignore"):
+            A = D - np.eye(d)
+            ok = np.abs(np.linalg.det(A)) > 1e-14
+            dx = np.zeros_like(x)
+            if np.any(ok):
+                dx[:, ok] = np.linalg.solve(A[ok], -r[:, ok].T[..., None])[..., 0].T
+        xn = x + dx
+        bad = ~ok | ~_admissible(xn)
+        xn[:, bad] = Mx[:, bad]
+        blow = xn[0] >= K_MAX
+        s[:, act] = np.where(conv, x, xn)
+        act = act[~conv & ~blow & _admissible(xn)]
+    rho = np.max(np.abs(np.linalg.eigvals(np.nan_to_num(jac))), axis=1)
+    ev = np.linalg.eigvals(np.nan_to_num(jac))
+    lead = np.take_along_axis(ev, np.argmax(np.abs(ev), axis=1)[:, None], 1)[:, 0].real
+    finite = done & (rho <= 1 + 1e-9)
+
+    status = np.full(n, "unconverged", dtype=object)
+    status[finite] = "finite"
+    status[zero & ~finite] = "zero"
+    growth = np.full(n, "none", dtype=object)
+    rate, power, rho_T = (np.full(n, np.nan) for _ in range(3))
+    Kstar = np.where(finite, s[0], np.where(status == "zero", 0.0, np.nan))
+    chi_at = np.where(finite[None], s, np.nan)
+    dF = np.where(finite, lead, np.nan)
+
+    rest = np.nonzero(status == "unconverged")[0]
+    if rest.size:
+        kern = theory.state_kernel(sub(rest))[0]
+        K1, K2 = 1e8, 1e7
+        ratio = np.where(s[0, rest] > 0, s[1:, rest] / s[0, rest], 0.0)
+
+        def ray(Kv, rat):
+            return np.vstack([np.full((1, rest.size), Kv), Kv * rat])
+
+        for _ in range(5):  # increments along the ray fix its direction
+            M1 = kern(ray(K1, ratio))
+            with np.errstate(all="ignore"):
+                inc = (M1[1:] - K1 * ratio) / (M1[0] - K1)
+            ratio = np.where(np.isfinite(inc) & (M1[0] > K1), np.clip(inc, 0, 1), ratio)
+        F1, F2 = kern(ray(K1, ratio))[0], kern(ray(K2, ratio))[0]
+        r = F1 / K1
+        expo = r > 1 + 1e-6
+        d1, d2 = F1 - K1, F2 - K2
+        with np.errstate(all="ignore"):
+            beta = np.log(d1 / d2) / np.log(K1 / K2)
+        grows = expo | (d1 > 0)
+        lin = ~expo & (np.abs(beta) < 0.02)
+        g_idx = rest[grows]
+        status[g_idx] = "unbounded"
+        Kstar[g_idx] = np.inf
+        growth[g_idx] = np.where(expo, "exponential", np.where(lin, "linear", "power"))[grows]
+        with np.errstate(all="ignore"):
+            q = 1 / (1 - beta)
+            Bp = ((d1 / K1**beta) * (1 - beta)) ** q
+        rate[g_idx] = np.where(expo, r, np.where(lin, d1, Bp))[grows]
+        power[g_idx] = np.where(expo, np.nan, np.where(lin, 1.0, q))[grows]
+        rho_T[g_idx] = ratio[0, grows]
+        chi_at[:, g_idx] = ray(K_MAX, ratio)[:, grows]
+    zi = np.nonzero(status == "zero")[0]
+    chi_at[:, zi] = 0.0
+    chi_at[0, zi] = K_MIN
+    with np.errstate(all="ignore"):
+        chi = np.where(np.isfinite(chi_at[0]), chi_full(np.nan_to_num(chi_at, nan=1.0)), np.nan)
+
+    def shaped(x):
+        x = np.asarray(x).reshape(shape)
+        return x[()] if x.ndim == 0 else x
+
+    OC = s[2] if d > 2 else np.full(n, np.nan)
+    return StateFixedPoint(
+        K_star=shaped(Kstar), dF_dK=shaped(dF), chi_star=shaped(chi),
+        status=shaped(status.astype(str)), growth=shaped(growth.astype(str)),
+        growth_rate=shaped(rate), growth_power=shaped(power),
+        O_T_star=shaped(np.where(finite, s[1], np.nan)),
+        O_C_star=shaped(np.where(finite, OC, np.nan)), rho_T=shaped(rho_T),
+    )
