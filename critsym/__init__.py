@@ -65,6 +65,10 @@ from .ops.pool import AvgPool, BatchNorm, GlobalAvgPool, pool_theory
 from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
+# isort: split
+# issue 6b: criticality of multi-axis (Mixer) states
+from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
+
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
@@ -80,4 +84,6 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
+    # issue 6b
+    "StateFixedPoint", "state_fixed_point",
 ]

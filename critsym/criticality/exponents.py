@@ -132,10 +132,15 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
     chi = theory.chi.subs(subs)
     complete = len(subs) == len(names)
 
+    state = tuple(getattr(theory, "state_symbols", (K,)))
+    if len(state) > 1 and not complete:
+        raise HyperparameterError(
+            f"exponents of a multi-axis state {[str(x) for x in state]} are computed "
+            f"numerically: give values of all of {list(names)}")
     # class: no fixed point, K grows linearly and χ_J → 1 (structure alone)
-    B = sp.simplify(F - K)
-    A = sp.simplify(sp.expand(K * (chi - 1)))
-    if B != 0 and not B.has(K) and not A.has(K):
+    B = sp.simplify(F - K) if len(state) == 1 else sp.nan
+    A = sp.simplify(sp.expand(K * (chi - 1))) if len(state) == 1 else sp.nan
+    if len(state) == 1 and B != 0 and not B.has(K) and not A.has(K):
         p = sp.simplify(A / B)
         return Exponents(
             "no fixed point, chi_J -> 1 (everywhere critical: LN-pre + residual mu=1 class)",
@@ -170,9 +175,16 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
                          {"ordered": 1.0, "chaotic": 1.0})
     if st == "unbounded" and str(fp.growth) in ("linear", "power") and abs(chis - 1) < 1e-3:
         # χ_J − 1 ∝ K^{−γ}: γ = 1 power law, γ < 1 stretched exponential
+        # along the growth ray O_T ≈ ρ_T K of a multi-axis state (theory.md §2: at μ = 1 a
+        # Mixer's p = A/(B − Δ_T/2) per sub-block pair comes from K − O_T ≈ (1 − ρ_T) K)
+        rho = getattr(fp, "rho_T", None)
+
+        def chi_ray(Kv):
+            extra = {} if rho is None else {"O_T": float(rho) * Kv}
+            return float(theory.chi_J(Kv, **extra, **hp)) - 1
+
         Ka, Kb = 1e6, 1e8
-        ca = float(theory.chi_J(Ka, **hp)) - 1
-        cb = float(theory.chi_J(Kb, **hp)) - 1
+        ca, cb = chi_ray(Ka), chi_ray(Kb)
         gamma = np.log(ca / cb) / np.log(Kb / Ka)
         Bn = float(fp.growth_rate)
         if abs(gamma - 1) < 1e-3:

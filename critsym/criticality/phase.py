@@ -8,6 +8,11 @@ Command line (one phase diagram in one command)::
 
     python -m critsym.criticality --act tanh --out phase.png
     python -m critsym.criticality --act relu --layernorm pre --mu 0.9 --out ln.pdf
+    python -m critsym.criticality --block mixer --act gelu --mu 0.5 --n 32 --out mixer.png
+
+(``--block mixer``: an MLP-Mixer block, :func:`critsym.mixer_block`, whose state (K, O_T) is
+solved by :mod:`critsym.criticality.state_fixed_point`; its nested Δ_T integral makes a grid
+point cost ~1 ms, so keep ``--n`` ≲ 64.)
 """
 
 from __future__ import annotations
@@ -113,8 +118,10 @@ def main(argv=None) -> int:
     from ..ops import mlp_block
 
     p = argparse.ArgumentParser(prog="python -m critsym.criticality",
-                                description="Phase diagram (sigma_w x sigma_b) of an MLP block.")
-    p.add_argument("--act", default="tanh")
+                                description="Phase diagram (sigma_w x sigma_b) of an MLP or "
+                                "MLP-Mixer block.")
+    p.add_argument("--block", choices=["mlp", "mixer"], default="mlp")
+    p.add_argument("--act", default=None, help="activation (default tanh; gelu for mixer)")
     p.add_argument("--layernorm", choices=["pre", "post"], default=None)
     p.add_argument("--mu", type=float, default=None, help="residual strength (omit: none)")
     p.add_argument("--quantity", choices=["log_chi", "xi", "K"], default="log_chi")
@@ -124,7 +131,14 @@ def main(argv=None) -> int:
     p.add_argument("--K0", type=float, default=1.0)
     p.add_argument("--out", default="phase.png")
     a = p.parse_args(argv)
-    theory = derive(mlp_block(a.act, layernorm=a.layernorm, residual_mu=a.mu))
+    if a.block == "mixer":
+        from ..ops.mixer import mixer_block
+
+        if a.mu is None or a.layernorm is not None:
+            p.error("--block mixer needs --mu (e.g. 0.5) and takes no --layernorm")
+        theory = derive(mixer_block(a.act or "gelu", mu=a.mu))
+    else:
+        theory = derive(mlp_block(a.act or "tanh", layernorm=a.layernorm, residual_mu=a.mu))
     xs = np.linspace(*a.sw, a.n)
     ys = np.linspace(*a.sb, a.n)
     grid = phase_grid(theory, "sigma_w", xs, "sigma_b", ys, K0=a.K0)

@@ -24,6 +24,9 @@ def summary(theory, K0: float = 1.0, *, show: bool = False, **hp) -> dict:
         "xi_J": float(fp.xi_J), "phase": str(fp.phase()), "growth": str(fp.growth),
         "growth_rate": float(fp.growth_rate), "growth_power": float(fp.growth_power),
     }
+    for extra in ("O_T_star", "O_C_star", "rho_T"):  # multi-axis states
+        if getattr(fp, extra, None) is not None:
+            out[extra] = float(getattr(fp, extra))
     try:
         co = correlation(theory, K0=K0, **hp)
         out.update(c_star=float(co.c_star), chi_c=float(co.chi_c), chi_c1=float(co.chi_c1),
@@ -49,6 +52,9 @@ def summary(theory, K0: float = 1.0, *, show: bool = False, **hp) -> dict:
         f"hyperparameters: {hp}   (K0 = {K0})",
         f"fixed point: status {st}, K* = {f(out['K_star'])}, F'(K*) = {f(out['dF_dK'])}",
     ]
+    if "O_T_star" in out:
+        lines.append(f"  offsets: O_T* = {f(out['O_T_star'])}, O_C* = {f(out['O_C_star'])}"
+                     f" (growth ray O_T/K -> {f(out['rho_T'])})")
     if st == "unbounded":
         lines.append(f"  growth: {out['growth']} (rate {f(out['growth_rate'])}, "
                      f"power {f(out['growth_power'])})")

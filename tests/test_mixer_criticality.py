@@ -1,0 +1,132 @@
+"""Criticality API on a multi-axis (MLP-Mixer) theory: the vector fixed point (K*, O_T*),
+growth laws, critical points, phase grid, exponent and summary, against an independent scipy
+recursion (theory.md §2) and Monte Carlo of real Mixers."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize, special
+
+import critsym as cs
+from critsym.errors import DerivationError, HyperparameterError
+
+
+def gelu(x):
+    return x * 0.5 * (1 + special.erf(x / math.sqrt(2)))
+
+
+def dgelu(x):
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * pdf
+
+
+def gauss(f, V):
+    """E_{z~N(0,V)} f(z) by adaptive quadrature."""
+    if V == 0:
+        return f(0.0)
+    s = math.sqrt(V)
+    return integrate.quad(lambda t: f(s * t) * math.exp(-t * t / 2) / math.sqrt(2 * math.pi),
+                          -12, 12, limit=200)[0]
+
+
+def coefficients(sw, sb):
+    """(A, B, Δ_T) of one sub-block (theory.md §2), q = σ_w² + σ_b²."""
+    q = sw**2 + sb**2
+    A = sw**4 * gauss(lambda z: dgelu(z) ** 2, q)
+    B = sw**2 * gauss(lambda z: gelu(z) ** 2, q) + sb**2
+
+    def m(b):
+        return gauss(lambda g: gelu(g + b), sw**2)
+
+    D = sw**2 * gauss(lambda b: m(b) ** 2, sb**2) + sb**2
+    return A, B, D
+
+
+def block(state, mu, A, B, D):
+    """One Mixer block (token then channel sub-block): new (K, O_T) and χ_J."""
+    K, OT = state
+    K1, OT1 = mu**2 * K + B, mu**2 * OT + D
+    chi = (mu**2 + A / (K - OT)) * (mu**2 + A / (K1 - OT1))
+    return np.array([mu**2 * K1 + B, mu**2 * OT1]), chi
+
+
+def scipy_fixed_point(sw, sb, mu):
+    A, B, D = coefficients(sw, sb)
+    s = optimize.fsolve(lambda x: block(x, mu, A, B, D)[0] - x, [1.0, 0.0], xtol=1e-13)
+    return s, block(s, mu, A, B, D)[1]
+
+
+@pytest.fixture(scope="module")
+def th():
+    return cs.derive(cs.mixer_block())
+
+
+def test_fixed_point_against_scipy(th):
+    pts = [(1.2, 0.3, 0.5), (1.6, 0.1, 0.8)]
+    fp = cs.fixed_point(th, sigma_w=np.array([p[0] for p in pts]),
+                        sigma_b=np.array([p[1] for p in pts]), mu=np.array([p[2] for p in pts]))
+    for i, (sw, sb, mu) in enumerate(pts):
+        (Ks, OTs), chi = scipy_fixed_point(sw, sb, mu)
+        assert fp.status[i] == "finite"
+        assert fp.K_star[i] == pytest.approx(Ks, rel=1e-8)
+        assert fp.O_T_star[i] == pytest.approx(OTs, rel=1e-7)
+        assert fp.chi_star[i] == pytest.approx(chi, rel=1e-8)
+        assert fp.dF_dK[i] == pytest.approx(mu**4, rel=1e-6)  # the affine map's slope
+    # the method on the theory is the same function
+    assert th.fixed_point(sigma_w=1.2, sigma_b=0.3, mu=0.5).K_star == pytest.approx(fp.K_star[0])
+
+
+def test_growth_laws(th):
+    sw, sb = math.sqrt(2), 0.0
+    A, B, D = coefficients(sw, sb)
+    fp = th.fixed_point(sigma_w=sw, sigma_b=sb, mu=np.array([1.0, 1.1]))
+    assert list(fp.status) == ["unbounded", "unbounded"]
+    assert list(fp.growth) == ["linear", "exponential"]
+    assert fp.growth_rate[0] == pytest.approx(2 * B, rel=1e-6)  # K^l ≈ 2B l per block
+    assert fp.growth_rate[1] == pytest.approx(1.1**4, rel=1e-6)
+    assert fp.rho_T[0] == pytest.approx(D / (2 * B), rel=1e-6)  # O_T ≈ Δ_T l
+    assert fp.phase()[0] == "critical" and fp.phase()[1] == "chaotic"
+    ex = cs.analytic_exponents(th, sigma_w=sw, sigma_b=sb, mu=1.0)
+    assert ex.p == pytest.approx(A / (B - D / 2), rel=1e-6)
+    assert ex.p == pytest.approx(1.1998, abs=1e-4)  # theory.md §2
+
+
+def test_critical_point_and_phase_grid(th):
+    mu = 0.5
+    sb = np.array([0.3, 0.8])
+    line = cs.critical_line(th, "sigma_b", sb, "sigma_w", mu=mu)
+    for x, y in zip(line.x, line.y, strict=True):
+        assert np.isfinite(y)
+        assert scipy_fixed_point(y, x, mu)[1] == pytest.approx(1.0, abs=1e-7)
+    sw_c = float(line.y[0])
+    g = cs.phase_grid(th, "sigma_w", [0.8 * sw_c, 1.25 * sw_c], "sigma_b", [0.3], mu=mu)
+    assert list(g.phase[0]) == ["ordered", "chaotic"]
+    for j, sw in enumerate(g.x):
+        assert g.chi_star[0, j] == pytest.approx(scipy_fixed_point(sw, 0.3, mu)[1], rel=1e-8)
+
+
+def test_summary_and_errors(th):
+    out = cs.summary(th, sigma_w=1.2, sigma_b=0.3, mu=0.5)
+    assert out["status"] == "finite" and out["phase"] == "chaotic"
+    assert "O_T*" in out["text"] and "correlation_error" in out
+    with pytest.raises(DerivationError, match="cross-covariance"):
+        cs.correlation(th, sigma_w=1.2, sigma_b=0.3, mu=0.5)
+    with pytest.raises(HyperparameterError, match="numerically"):
+        cs.analytic_exponents(th, mu=1.0)
+    with pytest.raises(HyperparameterError, match="O_T0"):
+        cs.fixed_point(th, O_T0=2.0, sigma_w=1.2, sigma_b=0.3, mu=0.5)
+
+
+def test_fixed_point_monte_carlo(th):
+    """48 tokens × 48 channels, 16 Mixers at μ = 0.5: after 6 blocks the state is at the fixed
+    point (distance × μ^24); K*, O_T* and χ_J*² = J^{0,6}/J^{0,4} within 4 SE plus the
+    finite-size allowance of tests/test_mixer.py (5 % for K and J, 10 % for O_T)."""
+    hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
+    fp = th.fixed_point(**hp)
+    sim = cs.simulate_shaped(cs.mixer_block(), (48, 48), 6, n_nets=16, n_probes=4, seed=5, **hp)
+    assert abs(sim.K[-1] - fp.K_star) <= 4 * sim.K_se[-1] + 0.05 * fp.K_star
+    assert abs(sim.O_T[-1] - fp.O_T_star) <= 4 * sim.O_T_se[-1] + 0.10 * fp.O_T_star
+    ratio = sim.J[6] / sim.J[4]
+    rel_se = sim.J_se[6] / sim.J[6] + sim.J_se[4] / sim.J[4]  # conservative (correlated)
+    assert abs(ratio - fp.chi_star**2) <= ratio * 4 * rel_se + 0.10 * fp.chi_star**2
