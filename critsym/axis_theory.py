@@ -98,12 +98,21 @@ class AxisTheory(Theory):
         fp = tuple(_compile(n, tuple(self.hyperparameters)) for n in const)
         return fs, fp
 
-    def state_kernel(self, vals):
-        """``(step, chi)`` for hyperparameter values ``vals`` (flat arrays): ``step(s)`` maps a
-        state array of shape (len(feedback_state), n) to the next one, ``chi(s)`` gives χ_J."""
-        fs, fp = self._state_kernels
+    def state_constants(self, vals) -> list[np.ndarray]:
+        """The state-independent expectations at hyperparameter values ``vals`` (flat arrays of
+        one length n), each broadcast to length n."""
+        n = np.broadcast_shapes(*(np.shape(v) for v in vals))
         with np.errstate(all="ignore"):
-            P = [np.asarray(f(*vals), dtype=float) for f in fp]
+            return [np.broadcast_to(np.asarray(f(*vals), dtype=float), n)
+                    for f in self._state_kernels[1]]
+
+    def state_kernel(self, vals, P=None):
+        """``(step, chi)`` for hyperparameter values ``vals`` (flat arrays): ``step(s)`` maps a
+        state array of shape (len(feedback_state), n) to the next one, ``chi(s)`` gives χ_J.
+        ``P``: :meth:`state_constants` at ``vals`` (computed when not given)."""
+        fs = self._state_kernels[0]
+        if P is None:
+            P = self.state_constants(vals)
 
         def call(f, s):
             with np.errstate(all="ignore"):

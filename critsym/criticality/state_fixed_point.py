@@ -63,10 +63,11 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
     d = len(theory.feedback_state)
     s = np.stack([np.broadcast_to(x, shape).reshape(n).astype(float)
                   for x in (K0, OT0, OC0)][:d])
-    step_full, chi_full = theory.state_kernel(V)
+    P = theory.state_constants(V)  # the expensive state-independent integrals, once
+    step_full, chi_full = theory.state_kernel(V, P)
 
-    def sub(i):
-        return [v[i] for v in V]
+    def kernel(i):
+        return theory.state_kernel([v[i] for v in V], [p[i] for p in P])[0]
 
     zero = np.zeros(n, bool)
     for _ in range(iterations):
@@ -80,7 +81,7 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
         if act.size == 0:
             break
         x = s[:, act]
-        kern = theory.state_kernel(sub(act))[0] if act.size != n else step_full
+        kern = kernel(act) if act.size != n else step_full
         Mx = kern(x)
         r = Mx - x
         conv = np.all(np.abs(r) <= 1e-12 * (1 + x[0]), axis=0)
@@ -120,7 +121,7 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
 
     rest = np.nonzero(status == "unconverged")[0]
     if rest.size:
-        kern = theory.state_kernel(sub(rest))[0]
+        kern = kernel(rest)
         K1, K2 = 1e8, 1e7
         ratio = np.where(s[0, rest] > 0, s[1:, rest] / s[0, rest], 0.0)
 
