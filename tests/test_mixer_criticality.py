@@ -140,3 +140,17 @@ def test_fixed_point_chi_monte_carlo_mu_half(th):
     sim = cs.simulate_shaped(cs.mixer_block(), (64, 64), 6, n_nets=16, n_probes=4, seed=5, **hp)
     J = th.run(6, **hp).J
     assert abs(sim.J[6] - J[6]) <= 4 * sim.J_se[6] + 0.05 * J[6]
+
+
+def test_vector_solver_agrees_with_1d_solver_on_a_1d_block():
+    """A block wrapped in Transpose >> Transpose is an AxisTheory with O_T ≡ 0: the vector solver
+    must reproduce the 1-D bracketing solver on the same block (two different algorithms)."""
+    blk = cs.mlp_block("tanh", residual_mu=0.5)
+    hp = dict(sigma_w=np.array([0.8, 1.2, 2.5]), sigma_b=np.array([0.3, 0.3, 0.05]))
+    a = cs.fixed_point(cs.derive(cs.Transpose() >> cs.Transpose() >> blk), **hp)
+    b = cs.fixed_point(cs.derive(blk), **hp)
+    assert type(a).__name__ == "StateFixedPoint" and type(b).__name__ == "FixedPoint"
+    np.testing.assert_allclose(a.K_star, b.K_star, rtol=1e-10)
+    np.testing.assert_allclose(a.chi_star, b.chi_star, rtol=1e-10)
+    np.testing.assert_allclose(a.dF_dK, b.dF_dK, rtol=1e-5)
+    assert list(a.status) == list(b.status)
