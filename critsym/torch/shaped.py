@@ -7,7 +7,10 @@ K^0 = ``K0`` (i.i.d. Gaussian entries rescaled), and per network
 * K^l = mean of (h^l)² over all entries of one example,
 * O_T^l = mean over rows of [(mean over the last axis of h^l)² − (its sample variance)/C] (the
   per-row offset variance, unbiased; an i.i.d. input has O_T^0 = 0),
-* J^{0,l} = (1/N_l) ‖∂h^l/∂h^0‖_F² by Hutchinson's estimator (Gaussian probes, forward mode).
+* J^{0,l} = (1/N_l) ‖∂h^l/∂h^0‖_F² by Hutchinson's estimator (Gaussian probes, forward mode),
+* with ``c0`` given: a second input y of the same norm with ⟨x, y⟩/‖x‖² = c0 exactly
+  (Gram–Schmidt per network) goes through the same network, and
+  c^l = ⟨h^l(x), h^l(y)⟩/(‖h^l(x)‖‖h^l(y)‖) (sums over all entries of the example).
 
 Values are network means with standard errors std/√n_nets.
 """
@@ -44,6 +47,7 @@ class ShapedResult:
     O_T_nets: np.ndarray
     J_nets: np.ndarray
     seconds: float
+    c_nets: np.ndarray | None = None
 
     @staticmethod
     def _ms(a):
@@ -55,6 +59,8 @@ class ShapedResult:
     O_T_se = property(lambda self: self._ms(self.O_T_nets)[1])
     J = property(lambda self: self._ms(self.J_nets)[0])
     J_se = property(lambda self: self._ms(self.J_nets)[1])
+    c = property(lambda self: None if self.c_nets is None else self._ms(self.c_nets)[0])
+    c_se = property(lambda self: None if self.c_nets is None else self._ms(self.c_nets)[1])
 
 
 def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_nets: int = 1,
@@ -82,9 +88,11 @@ def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_net
 
 def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: int = 4,
                     K0: float = 1.0, seed: int = 0, width: int | None = None,
-                    device=None, dtype=torch.float64, **hp) -> ShapedResult:
+                    device=None, dtype=torch.float64, c0: float | None = None,
+                    **hp) -> ShapedResult:
     """Monte Carlo K^l, O_T^l and J^{0,l} of ``depth`` blocks on feature shape ``shape``
-    (e.g. (H, W, C) channels-last images, (T, C) Mixer tokens)."""
+    (e.g. (H, W, C) channels-last images, (T, C) Mixer tokens); with ``c0`` also the
+    correlation c^l of an input pair with c^0 = c0."""
     t0 = time.perf_counter()
     if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
         raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
@@ -99,6 +107,8 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
     x = torch.stack([torch.randn(*shape, generator=g, dtype=dt, device=dev) for g in gens])
     x = x * torch.sqrt(K0 / (x**2).flatten(1).mean(1)).reshape(-1, *[1] * len(shape))
     x = x.unsqueeze(1)  # (n, 1, *shape)
+    if c0 is not None and not (isinstance(c0, (int, float)) and -1 <= c0 <= 1):
+        raise SimulationError(f"c0 must be a number in [-1, 1], got {c0!r}")
 
     def traj(h):
         out = [h]
@@ -120,8 +130,22 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
     sq = jvp_norms_folded(traj, x[:, 0], V)  # (P, L+1, n)
     n_out = math.prod(shape)
     J = sq.mean(0) / n_out
+    c_nets = None
+    if c0 is not None:
+        zg = network_generators(seed + 77777, 0, n_nets, dev)
+        z = torch.stack([torch.randn(*shape, generator=g, dtype=dt, device=dev) for g in zg])
+        xf, zf = x[:, 0].flatten(1), z.flatten(1)
+        zf = zf - ((zf * xf).sum(1) / (xf * xf).sum(1))[:, None] * xf
+        zf = zf * (xf.norm(dim=1) / zf.norm(dim=1))[:, None]
+        y = (c0 * xf + math.sqrt(max(0.0, 1 - c0 * c0)) * zf).reshape(x.shape)
+        with torch.no_grad():
+            hy = traj(y)
+        c_nets = torch.stack([
+            (a.flatten(1) * b.flatten(1)).sum(1) / (a.flatten(1).norm(dim=1)
+                                                    * b.flatten(1).norm(dim=1))
+            for a, b in zip(hs, hy, strict=True)]).cpu().numpy()
     res = ShapedResult(shape, K.cpu().numpy(), OT.cpu().numpy(), J.cpu().numpy(),
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, c_nets)
     if not np.all(np.isfinite(res.J_nets)):
         raise SimulationError("non-finite APJN: the network overflowed; use a smaller depth")
     return res
