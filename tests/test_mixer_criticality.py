@@ -171,3 +171,13 @@ def test_simulate_shaped_input_pair():
     assert cs.simulate_shaped(blk, (4, 8), 1, n_nets=2, **hp).c is None
     with pytest.raises(cs.errors.SimulationError, match="c0"):
         cs.simulate_shaped(blk, (4, 8), 1, n_nets=2, c0=1.5, **hp)
+
+
+def test_phase_cli_mixer(tmp_path, capsys):
+    from critsym.criticality.phase import main
+
+    out = tmp_path / "mixer.png"
+    assert main(["--block", "mixer", "--mu", "0.5", "--n", "4", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0 and "phase fractions" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--block", "mixer", "--n", "4", "--out", str(out)])  # no --mu
