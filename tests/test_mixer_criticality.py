@@ -6,28 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize, special
+from scipy import optimize
+
+# the independent scipy references of the Mixer maps (shared with tests/test_mixer.py)
+from test_mixer import dgelu, gauss, gelu
 
 import critsym as cs
 from critsym.errors import DerivationError, HyperparameterError
-
-
-def gelu(x):
-    return x * 0.5 * (1 + special.erf(x / math.sqrt(2)))
-
-
-def dgelu(x):
-    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-    return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * pdf
-
-
-def gauss(f, V):
-    """E_{z~N(0,V)} f(z) by adaptive quadrature."""
-    if V == 0:
-        return f(0.0)
-    s = math.sqrt(V)
-    return integrate.quad(lambda t: f(s * t) * math.exp(-t * t / 2) / math.sqrt(2 * math.pi),
-                          -12, 12, limit=200)[0]
 
 
 def coefficients(sw, sb):
