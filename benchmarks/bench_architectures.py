@@ -19,7 +19,7 @@ import torch
 
 import critsym as cs
 from critsym.torch.estimators import jvp_norms_folded, make_probes
-from critsym.torch.shaped import build_shaped
+from critsym.torch.shaped import block_trajectory, build_shaped
 
 
 def best(f, n=3):
@@ -36,11 +36,7 @@ def bench(name, arch, shape, depth, n_nets, P, **hp):
     x = torch.randn(n_nets, *shape, dtype=torch.float64)
 
     def traj(h):
-        out = [h]
-        for b in net:
-            h = b(h)
-            out.append(h)
-        return out
+        return block_trajectory(net, h)
 
     def forward():
         with torch.no_grad():

@@ -14,13 +14,7 @@ from scipy import stats
 from critsym.errors import SimulationError
 from critsym.finite_width import ModelSpec, log_norm, plot_log_norm, simulate_log_norm
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _assert_moments(sample, law, mean_extra=0.0, var_rel_extra=0.0):

@@ -16,12 +16,7 @@ from critsym.parameterization import fit_slope, parameterization, simulate_one_s
 WIDTHS = (128, 256, 512, 1024)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("name", ["SP", "NTK", "muP", "IP"])

@@ -4,20 +4,13 @@ theory (tolerance: 4 standard errors over independent networks)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import critsym as cs
 from critsym.errors import SimulationError
 from critsym.shaping import transform
 from critsym.shaping.simulate import simulate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _check(s, depth, width, weights, networks=12, c0=0.5, seed=0):

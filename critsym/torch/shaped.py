@@ -111,11 +111,7 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
         raise SimulationError(f"c0 must be a number in [-1, 1], got {c0!r}")
 
     def traj(h):
-        out = [h]
-        for b in net:
-            h = b(h)
-            out.append(h)
-        return out
+        return block_trajectory(net, h)
 
     with torch.no_grad():
         hs = traj(x)
@@ -149,3 +145,12 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
     if not np.all(np.isfinite(res.J_nets)):
         raise SimulationError("non-finite APJN: the network overflowed; use a smaller depth")
     return res
+
+
+def block_trajectory(blocks, h: torch.Tensor) -> list[torch.Tensor]:
+    """[h^0, h^1, ..., h^L]: ``h`` passed through each block of ``blocks`` in turn."""
+    out = [h]
+    for b in blocks:
+        h = b(h)
+        out.append(h)
+    return out
