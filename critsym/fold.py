@@ -25,14 +25,15 @@ array (tokens × channels); LayerNorm and Linear act along the neuron (last) axi
 then also carries, for input a, the variances of two additive components:
 
 * ``off``:  the part constant along the neuron axis (a per-row offset, O_T for a Mixer),
-* ``noff``: the part constant along the row axis (a per-neuron offset, e.g. a bias).
+* ``noff``: the part constant along the row axis (a per-neuron offset, e.g. a bias),
 
+each an :class:`Offsets` triple (variance for input a, for input b, covariance between them).
 A Linear layer gives off' = 0 (its weights average to zero over neurons) and
-noff' = σ_w² E_N[(E[e | N])²] + σ_b² (the conditional mean of e given the per-neuron components);
-affine merges add c_k² off_k, c_k² noff_k; a transpose swaps off and noff; LayerNorm over neurons
-removes ``off`` (see :mod:`critsym.ops.axes`).  In this mode only input a is tracked
-(var_b = cov = var_a).  Without a Transpose nothing of this runs, so every single-axis result is
-unchanged.
+noff'_ab = σ_w² E_N[E[e_a | N] E[e_b | N]] + σ_b² (the conditional means of e given the
+per-neuron components N, which are jointly Gaussian between the two inputs); affine merges add
+c_k^a c_k^b off_k, c_k^a c_k^b noff_k; a transpose swaps off and noff; LayerNorm over neurons
+removes ``off`` (see :mod:`critsym.ops.axes`).  Without a Transpose nothing of this runs, so
+every single-axis result is unchanged.
 """
 
 from __future__ import annotations
@@ -50,6 +51,40 @@ _counter = itertools.count()
 
 
 @dataclass(frozen=True)
+class Offsets:
+    """Variances of an offset component for inputs a and b, and its covariance between them."""
+
+    a: sp.Expr = sp.S.Zero
+    b: sp.Expr = sp.S.Zero
+    ab: sp.Expr = sp.S.Zero
+
+    @staticmethod
+    def same(v) -> Offsets:
+        """Both inputs share the component fully (one input, or identical inputs)."""
+        v = sp.sympify(v)
+        return Offsets(v, v, v)
+
+    def of(self, side: str) -> sp.Expr:
+        return self.a if side == "a" else self.b
+
+    def map(self, f) -> Offsets:
+        return Offsets(f(self.a), f(self.b), f(self.ab))
+
+    def scaled(self, ca, cb) -> Offsets:
+        """The offsets of c·g: (ca² a, cb² b, ca cb ab)."""
+        return Offsets(ca**2 * self.a, cb**2 * self.b, ca * cb * self.ab)
+
+    def __add__(self, other: Offsets) -> Offsets:
+        return Offsets(self.a + other.a, self.b + other.b, self.ab + other.ab)
+
+    def is_zero(self) -> bool:
+        return self.a == 0 and self.b == 0 and self.ab == 0
+
+
+ZERO = Offsets()
+
+
+@dataclass(frozen=True)
 class GVar:
     """A Gaussian variable of the fold: dummies ``a``/``b`` (two inputs) and its statistics."""
 
@@ -59,15 +94,15 @@ class GVar:
     var_b: sp.Expr
     cov: sp.Expr
     jac: sp.Expr
-    #: multi-axis states only: variance of the per-row / per-neuron component (input a)
-    off: sp.Expr = sp.S.Zero
-    noff: sp.Expr = sp.S.Zero
+    #: multi-axis states only: the per-row / per-neuron components (:class:`Offsets`)
+    off: Offsets = ZERO
+    noff: Offsets = ZERO
 
     @staticmethod
-    def new(var_a, var_b, cov, jac, off=sp.S.Zero, noff=sp.S.Zero) -> GVar:
+    def new(var_a, var_b, cov, jac, off: Offsets = ZERO, noff: Offsets = ZERO) -> GVar:
         i = next(_counter)
         return GVar(sp.Symbol(f"z_{i}", real=True), sp.Symbol(f"y_{i}", real=True),
-                    var_a, var_b, cov, jac, sp.sympify(off), sp.sympify(noff))
+                    var_a, var_b, cov, jac, off, noff)
 
 
 @dataclass(frozen=True)
@@ -140,37 +175,57 @@ class Signal:
         sw2 = sigma_w**2 * fan_in_scale
         sb2 = sigma_b**2
         var_a = sw2 * self.E(self.expr_a**2, "a") + sb2
-        if self.axes:
-            noff = sw2 * self.cond_mean_sq(self.expr_a) + sb2
-            g = GVar.new(var_a, var_a, var_a, sw2 * self.jacobian(), sp.S.Zero, noff)
-            return replace(self, expr_a=g.a, expr_b=g.b, gvars=(g,))
         var_b = sw2 * self.E(self.expr_b**2, "b") + sb2
         cov = sw2 * self.E2(self.expr_a, self.expr_b) + sb2
         jac = sw2 * self.jacobian()
-        g = GVar.new(var_a, var_b, cov, jac)
+        noff = ZERO
+        if self.axes:
+            noff = Offsets(*(sw2 * self.cond_mean_product(pair) + sb2
+                             for pair in ("aa", "bb", "ab")))
+        g = GVar.new(var_a, var_b, cov, jac, ZERO, noff)
         return replace(self, expr_a=g.a, expr_b=g.b, gvars=(g,))
 
-    def cond_mean_sq(self, expr: sp.Expr) -> sp.Expr:
-        """E_N[(E[expr | N])²]: the variance-like second moment of expr's per-neuron mean, where
-        N are the per-neuron components (``noff``) of its variables (multi-axis mode).
-
-        Each variable g with noff > 0 is split as g = g_N + g_R, g_N ~ N(0, noff),
-        g_R ~ N(0, var - noff) independent; the inner expectation is over the g_R, the outer
-        over the g_N.  Without per-neuron components this is E[expr]².
-        """
-        split = [g for g in self.present(expr, "a") if g.noff != 0]
-        inner = sp.sympify(expr)
-        outers = []
-        for g in split:
+    def _cond_mean(self, side: str) -> tuple[sp.Expr, dict[GVar, sp.Symbol]]:
+        """E[e_side | N] as an expression of fresh symbols n_g (the per-neuron components)."""
+        expr = self.expr_a if side == "a" else self.expr_b
+        inner, split = sp.sympify(expr), {}
+        for g in self.present(expr, side):
+            V, VN = (g.var_a, g.noff.a) if side == "a" else (g.var_b, g.noff.b)
+            if VN == 0:
+                continue
             i = next(_counter)
-            zn, zr = sp.Symbol(f"n_{i}", real=True), sp.Symbol(f"r_{i}", real=True)
-            inner = inner.xreplace({g.a: zn + zr})
-            outers.append((zn, g.noff))
-            inner = expect(inner, zr, g.var_a - g.noff, closed_forms=self.closed_forms)
-        inner = self.E(inner, "a")  # variables without per-neuron parts
-        out = inner**2
-        for zn, v in outers[::-1]:
-            out = expect(out, zn, v, closed_forms=self.closed_forms)
+            zn, zr = sp.Symbol(f"n{side}_{i}", real=True), sp.Symbol(f"r{side}_{i}", real=True)
+            inner = inner.xreplace({(g.a if side == "a" else g.b): zn + zr})
+            inner = expect(inner, zr, V - VN, closed_forms=self.closed_forms)
+            split[g] = zn
+        return self.E(inner, side), split  # then the variables without per-neuron parts
+
+    def cond_mean_product(self, pair: str = "aa") -> sp.Expr:
+        """E_N[E[e_x | N] E[e_y | N]] for ``pair`` = xy in {"aa", "bb", "ab"}: the second moment
+        of the per-neuron means of the expressions (multi-axis mode).
+
+        Each variable g with per-neuron components is split as g = g_N + g_R, g_N ~ N(0, noff)
+        (jointly Gaussian between the two inputs, covariance noff.ab), g_R independent of it;
+        the inner expectations are over the g_R, the outer over the g_N.  Without per-neuron
+        components this is E[e_x] E[e_y].
+        """
+        x, y = pair
+        ix, nx = self._cond_mean(x)
+        if x == y:
+            out = ix**2
+            for g, zn in list(nx.items())[::-1]:
+                out = expect(out, zn, g.noff.of(x), closed_forms=self.closed_forms)
+            return out
+        iy, ny = self._cond_mean(y)
+        out = ix * iy
+        for g in [g for g in self.gvars if g in nx or g in ny][::-1]:
+            if g in nx and g in ny:
+                out = expect2(out, nx[g], ny[g], g.noff.a, g.noff.b, g.noff.ab,
+                              closed_forms=self.closed_forms)
+            elif g in nx:
+                out = expect(out, nx[g], g.noff.a, closed_forms=self.closed_forms)
+            else:
+                out = expect(out, ny[g], g.noff.b, closed_forms=self.closed_forms)
         return out
 
     def combine(self, other: Signal, coeff_self: sp.Expr, coeff_other: sp.Expr = 1) -> Signal:
@@ -203,8 +258,10 @@ class Signal:
             sp.Add(*[c**2 * u.var_b for c, u in zip(b_k, used)]),
             sp.Add(*[ca_ * cb_ * u.cov for ca_, cb_, u in zip(a_k, b_k, used)]),
             sp.Add(*[c**2 * u.jac for c, u in zip(a_k, used)]),
-            sp.Add(*[c**2 * u.off for c, u in zip(a_k, used, strict=True)]),
-            sp.Add(*[c**2 * u.noff for c, u in zip(a_k, used, strict=True)]),
+            sum((u.off.scaled(ca_, cb_) for ca_, cb_, u in zip(a_k, b_k, used, strict=True)),
+                ZERO),
+            sum((u.noff.scaled(ca_, cb_) for ca_, cb_, u in zip(a_k, b_k, used, strict=True)),
+                ZERO),
         )
         return replace(s, expr_a=a0 + g.a, expr_b=b0 + g.b, gvars=(g,))
 
@@ -244,16 +301,15 @@ def _affine(expr: sp.Expr, syms: list[sp.Symbol]):
 
 
 def input_signal(K11: sp.Expr, K22: sp.Expr, K12: sp.Expr, *, closed_forms: bool = True,
-                 off: sp.Expr | None = None, noff: sp.Expr | None = None) -> Signal:
+                 off: Offsets | None = None, noff: Offsets | None = None) -> Signal:
     """The block input h^l: one Gaussian variable with variances K11, K22, covariance K12, J = 1.
 
-    Passing ``off``/``noff`` (per-row / per-neuron component variances) starts a multi-axis
-    fold (input a only)."""
+    Passing ``off``/``noff`` (per-row / per-neuron components, :class:`Offsets`) starts a
+    multi-axis fold."""
     if off is None and noff is None:
         g = GVar.new(K11, K22, K12, sp.S.One)
         return Signal(g.a, g.b, (g,), closed_forms=closed_forms)
-    g = GVar.new(K11, K11, K11, sp.S.One, off if off is not None else 0,
-                 noff if noff is not None else 0)
+    g = GVar.new(K11, K22, K12, sp.S.One, off or ZERO, noff or ZERO)
     return Signal(g.a, g.b, (g,), closed_forms=closed_forms, axes=True)
 
 
@@ -262,8 +318,10 @@ def output_variable(s: Signal) -> GVar:
     s = s.canonical()
     if len(s.gvars) == 1 and s.expr_a == s.gvars[0].a and s.expr_b == s.gvars[0].b:
         g = s.gvars[0]
-        return replace(g, **{k: tidy(s.resolve(getattr(g, k)))
-                             for k in ("var_a", "var_b", "cov", "jac", "off", "noff")})
+        out = {k: tidy(s.resolve(getattr(g, k))) for k in ("var_a", "var_b", "cov", "jac")}
+        for k in ("off", "noff"):
+            out[k] = getattr(g, k).map(lambda e: tidy(s.resolve(e)))
+        return replace(g, **out)
     raise DerivationError(
         f"the block's output {s.expr_a} is not a Gaussian preactivation; a block must end in a "
         "Linear layer (or a residual sum / LayerNorm of Gaussian parts) so that it can repeat. "

@@ -12,7 +12,7 @@ from scipy import optimize
 from test_mixer import dgelu, gauss, gelu
 
 import critsym as cs
-from critsym.errors import DerivationError, HyperparameterError
+from critsym.errors import HyperparameterError
 
 
 def coefficients(sw, sb):
@@ -94,9 +94,9 @@ def test_critical_point_and_phase_grid(th):
 def test_summary_and_errors(th):
     out = cs.summary(th, sigma_w=1.2, sigma_b=0.3, mu=0.5)
     assert out["status"] == "finite" and out["phase"] == "chaotic"
-    assert "O_T*" in out["text"] and "correlation_error" in out
-    with pytest.raises(DerivationError, match="cross-covariance"):
-        cs.correlation(th, sigma_w=1.2, sigma_b=0.3, mu=0.5)
+    assert "O_T*" in out["text"] and "c*" in out["text"]
+    assert out["c_star"] == pytest.approx(cs.correlation(th, sigma_w=1.2, sigma_b=0.3,
+                                                         mu=0.5).c_star, rel=1e-12)
     with pytest.raises(HyperparameterError, match="numerically"):
         cs.analytic_exponents(th, mu=1.0)
     with pytest.raises(HyperparameterError, match="O_T0"):

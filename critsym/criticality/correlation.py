@@ -8,6 +8,13 @@ c = 1 − δ, δ = 1e-6·4^k (k = 0..3), by a cubic in √δ (error ~1e-9).
 For vanilla blocks χ_c(1) = χ_J* (Schoenholz et al.).  The stable correlation c*: 1 when
 χ_c(1) ≤ 1, else the root of c_map(c) − c in [−1, 1) found by vectorised bisection.
 ξ_c = −1/log χ_c(c*).
+
+Multi-axis theories (a Mixer, :class:`~critsym.axis_theory.AxisTheory`) carry a cross state
+x = (K_12, O_T12[, O_C12]) with c = K_12/K: at the state fixed point (K*, O_T*, O_C*), c* is the
+stable fixed point of the cross map (iterated from c = 0 when the diagonal x = (K*, O_T*, …) is
+unstable), and χ_c is the leading eigenvalue of the cross map's Jacobian there (by
+backward differences into the admissible side, Richardson-extrapolated, error ~1e-8 for smooth
+activations).
 """
 
 from __future__ import annotations
@@ -99,6 +106,8 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
     """
     if not getattr(theory, "has_c_map", True):
         theory.covariance_map()  # raises a DerivationError that says why
+    if len(getattr(theory, "state_symbols", ())) > 1:
+        return _state_correlation(theory, K0, **hp)
     fp = fixed_point(theory, K0=K0, **hp)
     Ks = np.where(fp.status == "zero", K_MIN, np.asarray(fp.K_star, dtype=float))
     Ks = np.where(np.isfinite(Ks), Ks, np.nan)
@@ -128,3 +137,76 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
         return x[()] if x.ndim == 0 else x
 
     return Correlation(c_star=sc(cstar), chi_c=sc(Xs), chi_c1=sc(X1), K_star=sc(Ks))
+
+
+def _state_correlation(theory, K0, *, iterations: int = 2000, **hp) -> Correlation:
+    """c*, χ_c of a multi-axis theory (see the module docstring); vectorised over ``hp``."""
+    fp = fixed_point(theory, K0=K0, **hp)
+    shape = np.shape(fp.K_star)
+    n = int(np.prod(shape))
+    vals = [np.broadcast_to(v, shape).reshape(n) for v in theory.values(hp)]
+    st = [np.broadcast_to(np.asarray(x, dtype=float), shape).reshape(n)
+          for x in (fp.K_star, fp.O_T_star, fp.O_C_star)]
+    st[2] = np.nan_to_num(st[2])  # O_C is not iterated where nothing depends on it
+    cross = theory.cross_feedback
+    maps = {sym: e for sym, e in zip(theory.cross_symbols, (theory.G, theory.G_T, theory.G_C),
+                                     strict=True)}
+    fs, fp_c = theory._kernels(tuple(maps[x] for x in cross), theory.state_symbols
+                               + theory.cross_symbols)
+    P = theory._constants(fp_c, vals)
+    d = len(cross)
+    diag = np.stack(st[:d])  # c = 1: the cross state equals the state
+    ok = np.isfinite(st[0]) & (fp.status == "finite")
+
+    def step(x):
+        full = list(x) + [st[2]] * (3 - d)  # O_C12 = O_C when it is not iterated
+        with np.errstate(all="ignore"):
+            return np.stack([np.broadcast_to(np.asarray(f(*st, *full, *vals, *P), float), (n,))
+                             for f in fs])
+
+    # directions that stay admissible below the diagonal: lower K_12 alone, or K_12 together
+    # with one offset covariance (the remainder's correlation then stays <= 1)
+    D = np.eye(d)
+    D[0, :] = 1.0
+
+    def jacobian(x):
+        """Backward differences along D, Richardson-extrapolated (the offsets' covariance sits
+        on its upper bound, so only the lower side is admissible)."""
+        h = 1e-4 * st[0]
+        fx = step(x)
+        cols = []
+        for j in range(d):
+            dj = D[:, j][:, None] * h
+
+            def diff(hh, dj=dj):
+                return (fx - step(x - dj * hh)) / (hh * h)
+
+            cols.append(2 * diff(0.5) - diff(1.0))
+        M = np.stack(cols, axis=-1).transpose(1, 0, 2)  # (n, d, d) in the basis D
+        with np.errstate(all="ignore"):
+            A = M @ np.linalg.inv(D)
+        A = np.nan_to_num(A, nan=0.0, posinf=0.0, neginf=0.0)
+        ev = np.linalg.eigvals(A)
+        return np.take_along_axis(ev, np.argmax(np.abs(ev), axis=1)[:, None], 1)[:, 0].real
+
+    X1 = np.where(ok, jacobian(diag), np.nan)
+    cstar, Xs = np.where(ok, 1.0, np.nan), X1.copy()
+    need = ok & (X1 > 1)
+    if np.any(need):
+        x = diag * np.where(need, 0.0, 1.0)
+        x[1:] = diag[1:]  # the offsets are weight-borne, shared by both inputs
+        for _ in range(iterations):
+            xn = step(x)
+            xn = np.where(need, xn, x)
+            if np.all(np.abs(xn - x) <= 1e-13 * np.maximum(1, np.abs(diag))):
+                x = xn
+                break
+            x = xn
+        cstar = np.where(need, x[0] / st[0], cstar)
+        Xs = np.where(need, jacobian(np.where(need, x, diag)), X1)
+
+    def sc(v):
+        v = np.asarray(v, dtype=float).reshape(shape)
+        return v[()] if v.ndim == 0 else v
+
+    return Correlation(c_star=sc(cstar), chi_c=sc(Xs), chi_c1=sc(X1), K_star=sc(st[0]))

@@ -151,6 +151,9 @@ def expect2(
         return expect(f, u, V1, closed_forms=closed_forms)
     if u not in fs:
         return expect(f, v, V2, closed_forms=closed_forms)
+    if V1 == V2 == C or sp.expand(V1 - C) == 0 == sp.expand(V2 - C):
+        # perfectly correlated: v = u, a one-dimensional expectation
+        return expect(f.xreplace({v: u}), u, V1, closed_forms=closed_forms)
     groups = _groups(f, (u, v))
     if len(groups) > 1:
         return sp.Add(*[c * expect2(w, u, v, V1, V2, C, closed_forms=closed_forms)

@@ -19,6 +19,7 @@ rows).  Rules:
 * LayerNorm over neurons of a Gaussian variable g = g_row + rest:
   LN(g) = rest / s with s² = Var g − off (the std over neurons at a fixed row), so
   Var' = 1, off' = 0, noff' = noff / s², J' = J / s² (its rank-one projections are O(1/N));
+  for two inputs a, b: Cov' = (Cov − off_ab)/(s_a s_b), noff'_ab = noff_ab/(s_a s_b);
   of a non-Gaussian expression without per-row parts: the single-axis rule.
 
 For a Mixer token sub-block this gives (theory.md §2, q = σ_w² + σ_b²)
@@ -84,20 +85,20 @@ def uses_axes(arch: Op) -> bool:
 
 def layernorm_axes(s, single_axis_rule):
     """LayerNorm over the neuron axis in a multi-axis state (see the module docstring)."""
-    from ..fold import GVar
+    from ..fold import ZERO, GVar, Offsets
 
     s = s.canonical()
     present = s.present(s.expr_a, "a")
-    if len(present) == 1 and s.expr_a == present[0].a:
+    if len(present) == 1 and s.expr_a == present[0].a and s.expr_b == present[0].b:
         g = present[0]
-        s2 = g.var_a - g.off
-        n = GVar.new(sp.S.One, sp.S.One, sp.S.One, g.jac / s2, sp.S.Zero, g.noff / s2)
+        sa, sb = sp.sqrt(g.var_a - g.off.a), sp.sqrt(g.var_b - g.off.b)
+        n = GVar.new(sp.S.One, sp.S.One, (g.cov - g.off.ab) / (sa * sb), g.jac / sa**2, ZERO,
+                     Offsets(g.noff.a / sa**2, g.noff.b / sb**2, g.noff.ab / (sa * sb)))
         return replace(s, expr_a=n.a, expr_b=n.b, gvars=(n,))
-    if any(g.off != 0 for g in present):
+    if any(not g.off.is_zero() for g in s.gvars):
         raise DerivationError(
             f"LayerNorm of the non-Gaussian expression {s.expr_a} with per-row offsets: the "
             "std over neurons then differs between rows, which this state does not carry. "
             "Apply LayerNorm to a Gaussian variable (after a Linear or a residual sum)."
         )
     return single_axis_rule(s)
-
