@@ -99,11 +99,19 @@ class AxisTheory(Theory):
         used = self.F.free_symbols | self.chi.free_symbols | self.F_T.free_symbols
         return (K, O_T, O_C) if O_C in used else (K, O_T)
 
-    @cached_property
+    @property
     def _state_kernels(self):
         st = self.feedback_state
         maps = {K: self.F, O_T: self.F_T, O_C: self.F_C}
-        return self._with_constants(tuple(maps[x] for x in st) + (self.chi,), st)
+        return self._kernels(tuple(maps[x] for x in st) + (self.chi,), st)
+
+    def _kernels(self, exprs, state):
+        """:meth:`_with_constants`, compiled once per (maps, state) for this theory."""
+        key = (exprs, state)
+        cache = self.__dict__.setdefault("_kernel_cache", {})
+        if key not in cache:
+            cache[key] = self._with_constants(exprs, state)
+        return cache[key]
 
     def _with_constants(self, exprs, state):
         """``exprs`` compiled as functions of (state, hyperparameters, P) with every expectation
@@ -204,12 +212,22 @@ class AxisTheory(Theory):
         used = self.G.free_symbols | self.G_T.free_symbols
         return (K12, O_T12, O_C12) if O_C12 in used else (K12, O_T12)
 
-    def _kernels(self, exprs, state):
-        key = (exprs, state)
-        cache = self.__dict__.setdefault("_kernel_cache", {})
-        if key not in cache:
-            cache[key] = self._with_constants(exprs, state)
-        return cache[key]
+    def cross_kernel(self, state, vals):
+        """``step(x)`` of the cross state ``cross_feedback`` (array of shape (d, n)) at fixed
+        state arrays ``state`` = (K, O_T, O_C) and hyperparameter values ``vals`` (flat arrays
+        of one length n); the state-independent integrals are evaluated here, once."""
+        maps = dict(zip(CROSS, (self.G, self.G_T, self.G_C), strict=True))
+        fs, fp = self._kernels(tuple(maps[x] for x in self.cross_feedback), STATE + CROSS)
+        P = self._constants(fp, vals)
+        n = np.broadcast_shapes(*(np.shape(v) for v in (*state, *vals)))
+        rest = [state[2]] * (3 - len(fs))  # O_C12 where it does not feed back: any value
+
+        def step(x):
+            with np.errstate(all="ignore"):
+                return np.stack([np.broadcast_to(np.asarray(f(*state, *x, *rest, *vals, *P),
+                                                            dtype=float), n) for f in fs])
+
+        return step
 
     def _cross(self, expr):
         return _compile(expr, (*STATE, *CROSS, *self.hyperparameters))

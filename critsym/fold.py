@@ -58,12 +58,6 @@ class Offsets:
     b: sp.Expr = sp.S.Zero
     ab: sp.Expr = sp.S.Zero
 
-    @staticmethod
-    def same(v) -> Offsets:
-        """Both inputs share the component fully (one input, or identical inputs)."""
-        v = sp.sympify(v)
-        return Offsets(v, v, v)
-
     def of(self, side: str) -> sp.Expr:
         return self.a if side == "a" else self.b
 

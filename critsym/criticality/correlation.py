@@ -148,21 +148,10 @@ def _state_correlation(theory, K0, *, iterations: int = 2000, **hp) -> Correlati
     st = [np.broadcast_to(np.asarray(x, dtype=float), shape).reshape(n)
           for x in (fp.K_star, fp.O_T_star, fp.O_C_star)]
     st[2] = np.nan_to_num(st[2])  # O_C is not iterated where nothing depends on it
-    cross = theory.cross_feedback
-    maps = {sym: e for sym, e in zip(theory.cross_symbols, (theory.G, theory.G_T, theory.G_C),
-                                     strict=True)}
-    fs, fp_c = theory._kernels(tuple(maps[x] for x in cross), theory.state_symbols
-                               + theory.cross_symbols)
-    P = theory._constants(fp_c, vals)
-    d = len(cross)
+    d = len(theory.cross_feedback)
+    step = theory.cross_kernel(st, vals)
     diag = np.stack(st[:d])  # c = 1: the cross state equals the state
     ok = np.isfinite(st[0]) & (fp.status == "finite")
-
-    def step(x):
-        full = list(x) + [st[2]] * (3 - d)  # O_C12 = O_C when it is not iterated
-        with np.errstate(all="ignore"):
-            return np.stack([np.broadcast_to(np.asarray(f(*st, *full, *vals, *P), float), (n,))
-                             for f in fs])
 
     # directions that stay admissible below the diagonal: lower K_12 alone, or K_12 together
     # with one offset covariance (the remainder's correlation then stays <= 1)
