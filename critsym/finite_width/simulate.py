@@ -29,6 +29,7 @@ import torch
 from critsym.errors import SimulationError
 from critsym.finite_width.errors import check_width_depth
 from critsym.finite_width.spec import ModelSpec
+from critsym.stats import mean_se
 
 METHODS = ("torch", "exact", "conditional")
 
@@ -120,7 +121,7 @@ class LogNormSample:
 def _batch_se(data: np.ndarray, est, groups: int) -> float:
     groups = min(groups, data.shape[0])
     vals = np.array([est(b) for b in np.array_split(data, groups)])
-    return float(vals.std(ddof=1) / np.sqrt(groups))
+    return float(mean_se(vals)[1])
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:

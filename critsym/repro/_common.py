@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ..stats import mean_se
+
 
 def pyplot():
     import matplotlib
@@ -31,8 +33,8 @@ def log_slope_nets(J_nets, layers, offset=0.0):
     """Per-network slope of log J^{0,l} against log(l + offset); mean and SE over networks."""
     xs = np.log(np.asarray(layers, float) + offset)
     slopes = [fit_slope(xs, np.log(J_nets[layers, i]))[0] for i in range(J_nets.shape[1])]
-    s = np.asarray(slopes)
-    return float(s.mean()), float(s.std(ddof=1) / math.sqrt(len(s)))
+    m, se = mean_se(slopes)
+    return float(m), float(se)
 
 
 def show(title: str, rows: list[tuple]):

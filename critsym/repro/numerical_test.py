@@ -19,6 +19,7 @@ import torch
 from scipy import optimize
 
 from .. import apjn, derive, from_torch, mlp_block, to_torch_model
+from ..stats import mean_se
 from ._common import fit_slope, pyplot, save_figure, show
 
 SB = 0.5
@@ -36,8 +37,8 @@ def measure(sw, width, depth, n_nets, n_probes, batch, seed):
         x = torch.randn(batch, width, generator=g, dtype=torch.float64)
         r = apjn(model, x, [str(depth - 3), str(depth - 2)], n_probes=n_probes, seed=i)
         vals.append(float(r.J[-1]))
-    v = np.asarray(vals)
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))
+    m, se = mean_se(vals)
+    return float(m), float(se)
 
 
 def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:

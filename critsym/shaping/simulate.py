@@ -28,6 +28,7 @@ from ..ops.base import Op, Sequential
 from ..ops.linear import Linear
 from ..ops.norm import LayerNorm
 from ..ops.residual import Residual
+from ..stats import mean_se
 from .torch_act import torch_function
 
 
@@ -90,7 +91,7 @@ class MCResult:
 
     @staticmethod
     def _se(a):
-        return float(np.std(a, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("inf")
+        return float(mean_se(a)[1]) if len(a) > 1 else float("inf")
 
     @property
     def c_mean(self) -> float:

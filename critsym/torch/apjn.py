@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import jacrev, jvp, vjp
 
 from ..errors import SimulationError
+from ..stats import mean_se
 from .estimators import PROBES, jvp_norms, make_probes, vjp_norms
 
 
@@ -233,9 +234,7 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
         hooks.deltas = {}
     samples = (sq / torch.tensor(n_out, dtype=sq.dtype, device=sq.device)[None, :, None])
     samples = samples.permute(1, 0, 2).reshape(len(mods), -1).detach().cpu().numpy()
-    J = samples.mean(-1)
-    se = samples.std(-1, ddof=1) / math.sqrt(samples.shape[-1]) if samples.shape[-1] > 1 \
-        else np.full(len(mods), np.nan)
+    J, se = mean_se(samples)
     if not np.all(np.isfinite(J)):
         raise SimulationError("non-finite APJN values: the model's outputs or Jacobians "
                               "overflowed at this input")

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import SimulationError
 from ..ops.base import Op, as_op
+from ..stats import mean_se
 from .build import (
     build_blocks,
     check_dtype,
@@ -49,9 +50,7 @@ class ShapedResult:
     seconds: float
     c_nets: np.ndarray | None = None
 
-    @staticmethod
-    def _ms(a):
-        return a.mean(-1), a.std(-1, ddof=1) / math.sqrt(a.shape[-1])
+    _ms = staticmethod(mean_se)
 
     K = property(lambda self: self._ms(self.K_nets)[0])
     K_se = property(lambda self: self._ms(self.K_nets)[1])

@@ -27,6 +27,7 @@ import torch
 
 from ..errors import SimulationError
 from ..ops.base import Op, as_op
+from ..stats import mean_se
 from .build import (
     build,
     check_dtype,
@@ -76,12 +77,7 @@ class SimulationResult:
 
     @staticmethod
     def _mean_se(a: np.ndarray | None):
-        if a is None:
-            return None, None
-        m = a.mean(axis=-1)
-        se = a.std(axis=-1, ddof=1) / math.sqrt(a.shape[-1]) if a.shape[-1] > 1 else \
-            np.full(m.shape, np.nan)
-        return m, se
+        return (None, None) if a is None else mean_se(a)
 
     @property
     def K(self) -> np.ndarray:
