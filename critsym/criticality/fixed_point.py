@@ -38,6 +38,12 @@ def depth_scale(chi) -> np.ndarray:
         return -1.0 / np.log(chi)
 
 
+def classify_phase(chi, tol: float = 1e-9) -> np.ndarray:
+    """"ordered" (χ* < 1), "chaotic" (χ* > 1) or "critical" (|χ* − 1| ≤ tol), elementwise."""
+    c = np.asarray(chi)
+    return np.where(c > 1 + tol, "chaotic", np.where(c < 1 - tol, "ordered", "critical"))
+
+
 @dataclass(frozen=True)
 class FixedPoint:
     """Fixed point(s) of the variance map; every field has the broadcast hyperparameter shape.
@@ -65,8 +71,7 @@ class FixedPoint:
 
     def phase(self, tol: float = 1e-9) -> np.ndarray:
         """"ordered" (χ* < 1), "chaotic" (χ* > 1) or "critical" (|χ* − 1| ≤ tol)."""
-        c = np.asarray(self.chi_star)
-        out = np.where(c > 1 + tol, "chaotic", np.where(c < 1 - tol, "ordered", "critical"))
+        out = classify_phase(self.chi_star, tol)
         return out[()] if out.ndim == 0 else out
 
     @property

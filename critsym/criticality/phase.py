@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import HyperparameterError
 from .critical import critical_line
-from .fixed_point import depth_scale, fixed_point
+from .fixed_point import classify_phase, depth_scale, fixed_point
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ class PhaseGrid:
 
     @property
     def phase(self) -> np.ndarray:
-        c = self.chi_star
-        return np.where(c > 1 + 1e-9, "chaotic", np.where(c < 1 - 1e-9, "ordered", "critical"))
+        return classify_phase(self.chi_star)
 
 
 def phase_grid(theory, x: str = "sigma_w", x_values=None, y: str = "sigma_b", y_values=None, *,
