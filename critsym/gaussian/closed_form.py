@@ -117,9 +117,15 @@ def _E1(g: sp.Expr, x: sp.Symbol, depth: int = 0) -> sp.Expr | None:
     g = _normalize(g, x)
     if g is None:
         return None
+    return _sum_terms(g, lambda t: _term(t, x, depth))
+
+
+def _sum_terms(expr: sp.Expr, term) -> sp.Expr | None:
+    """Σ term(t) over the terms t of the sum ``expr``; None as soon as one term has no closed
+    form."""
     total = sp.S.Zero
-    for t in sp.Add.make_args(g):
-        r = _term(t, x, depth)
+    for t in sp.Add.make_args(expr):
+        r = term(t)
         if r is None:
             return None
         total += r
@@ -315,15 +321,17 @@ def _closed_form_2d(f: sp.Expr, V1: sp.Expr, V2: sp.Expr, C: sp.Expr) -> sp.Expr
     gxy = _normalize(gx, y)
     if gxy is None:
         return None
-    total = sp.S.Zero
-    for t in sp.Add.make_args(gxy):
+
+    def term(t):
         s = _split(t, x, y)
         if s is None:
             return None
         c, A, B = s
         r = _E2_term(A, B, x, y, rho)
-        if r is None:
-            return None
-        total += c * r
+        return None if r is None else c * r
+
+    total = _sum_terms(gxy, term)
+    if total is None:
+        return None
     return _tidy(total.subs({s1: sp.sqrt(V1), s2: sp.sqrt(V2)}).subs(
         rho, C / (sp.sqrt(V1) * sp.sqrt(V2))))
