@@ -56,7 +56,7 @@ from .torch import (
 from . import shaping
 
 # real architectures (conv ResNets, MLP-Mixer), torch import, reproductions
-from .axis_theory import O_C, O_T, AxisRunResult, AxisTheory
+from .symbols import O_C, O_T
 from .importer import ImportResult, from_torch, to_torch_model
 from .ops.axes import Transpose
 from .ops.conv import Conv
@@ -80,7 +80,7 @@ __all__ = [
     "simulate", "validate",
     # kernel shaping
     "ShapedActivation", "shaping",
-    "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
+    "AvgPool", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
