@@ -38,7 +38,7 @@ from .ops import (
     from_json,
     mlp_block,
 )
-from .symbols import K, mu, sigma_b, sigma_w
+from .symbols import O_C, O_T, K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
 from .torch import (
     APJNResult,
@@ -56,7 +56,6 @@ from .torch import (
 from . import shaping
 
 # real architectures (conv ResNets, MLP-Mixer), torch import, reproductions
-from .symbols import O_C, O_T
 from .importer import ImportResult, from_torch, to_torch_model
 from .ops.axes import Transpose
 from .ops.conv import Conv
