@@ -376,10 +376,11 @@ class Theory:
                allowed: tuple[str, ...], kw: dict) -> tuple[dict, dict]:
         """(state values by name, hyperparameters) from a call's arguments."""
         if len(args) > len(positional):
-            first = ", ".join(positional)
+            takes = (f"takes {', '.join(positional)} positionally and the rest of the state by "
+                     "keyword" if positional else "takes the state by keyword only")
             raise HyperparameterError(
-                f"{method} takes {len(positional)} positional argument(s) ({first}) and the "
-                f"rest of the state by keyword, got {len(args)} positional; e.g. "
+                f"{method} {takes}, got {len(args)} positional arguments (a positional state "
+                f"would be ambiguous between states); call e.g. "
                 f"theory.{method}({', '.join(f'{n}=...' for n in allowed)}, "
                 f"{', '.join(f'{n}=...' for n in self.hyperparameter_names)})"
             )

@@ -49,9 +49,9 @@ def test_positional_covariance_map_is_refused(mixer, tanh):
     """covariance_map(1, 1, 0.5) once read 0.5 as O_T on a multi-axis theory and as K12 on a
     single-axis one: the state is keyword-only."""
     for th, hp in ((mixer, MIX), (tanh, TANH)):
-        with pytest.raises(HyperparameterError, match="by keyword"):
+        with pytest.raises(HyperparameterError, match="keyword"):
             th.covariance_map(1.0, 1.0, 0.5, **hp)
-        with pytest.raises(HyperparameterError, match="by keyword"):
+        with pytest.raises(HyperparameterError, match="keyword"):
             th.variance_map(1.0, 0.2, **hp)
 
 
