@@ -108,3 +108,17 @@ def test_theory_and_derivation_have_no_lazy_cycles():
             "critsym.gaussian.numeric", "critsym.gaussian.lambdified"}
     g = import_graph(lazy=True)
     assert find_cycle({m: g[m] & core for m in core}) is None
+
+
+def test_criticality_uses_only_public_theory_attributes():
+    """critsym.criticality reads a Theory through its public methods only (no ``theory._x``)."""
+    private = []
+    for path in sorted((ROOT / "criticality").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                base = node.value
+                name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+                if name in ("theory", "th"):
+                    private.append(f"{path.name}:{node.lineno} {name}.{node.attr}")
+    assert not private, private
