@@ -101,6 +101,8 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
 
     Where K* = 0 the limit K → 0 is taken at K_MIN; where K grows without bound c* etc. are NaN.
     """
+    if not getattr(theory, "has_c_map", True):
+        theory.covariance_map()  # raises a DerivationError that says why
     if len(theory.state_symbols) > 1:
         return _state_correlation(theory, K0, **hp)
     fp = fixed_point(theory, K0=K0, **hp)
