@@ -106,6 +106,13 @@ def test_multi_axis_refuses_K22_and_bad_state(mixer):
         cs.Linear(sigma_w="O_T")
 
 
+@pytest.mark.parametrize("c0", [float("nan"), 1.5, -2.0])
+def test_run_refuses_a_bad_c0_for_every_state(mixer, tanh, c0):
+    for th, hp in ((mixer, MIX), (tanh, TANH)):
+        with pytest.raises(HyperparameterError, match="c0"):
+            th.run(2, c0=c0, **hp)
+
+
 @pytest.mark.parametrize("precision", [0, -1, 2.5, True, "30"])
 def test_precision_is_validated_for_every_state(mixer, tanh, precision):
     for th, hp in ((mixer, MIX), (tanh, TANH)):
