@@ -193,3 +193,20 @@ def test_pickle_round_trip_after_run(which, mixer, tanh):
     np.testing.assert_array_equal(r.J, r2.J)
     np.testing.assert_array_equal(r.c, r2.c)
     assert float(clone.fixed_point(**hp).K_star) == float(fp.K_star)
+
+
+@pytest.mark.parametrize("which", ["tanh", "mixer"])
+def test_solver_kernels_agree_with_the_maps_for_every_state(which, mixer, tanh):
+    th, hp = (tanh, TANH) if which == "tanh" else (mixer, MIX)
+    V = [np.array([hp[n], hp[n] * 1.1]) for n in th.hyperparameter_names]
+    kw = dict(zip(th.hyperparameter_names, V, strict=True))
+    s = np.array([[1.0, 2.0], [0.2, 0.5]])[:len(th.feedback_state)]
+    state = dict(zip(th.state_names, s, strict=False))
+    step, chi = th.state_kernel(V)
+    np.testing.assert_allclose(step(s)[0], th.variance_map(**state, **kw), rtol=1e-13)
+    np.testing.assert_allclose(chi(s), th.chi_J(**state, **kw), rtol=1e-13)
+    full = [state.get(n, np.zeros(2)) for n in th.state_names]
+    x = np.array([[0.5, 1.2], [0.1, 0.3]])[:len(th.cross_feedback)]
+    cross = dict(zip(th.cross_names, x, strict=False))
+    np.testing.assert_allclose(th.cross_kernel(full, V)(x)[0],
+                               th.covariance_map(**state, **cross, **kw), rtol=1e-13)
