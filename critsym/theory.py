@@ -57,6 +57,7 @@ from .symbols import (
     K,
 )
 
+K_SYM = K  # the symbol K, for methods whose keyword argument K holds a value
 #: every state and cross-state keyword, with its symbol
 _SYMBOL = {"K": K, "O_T": O_T, "O_C": O_C, "K12": K12, "O_T12": O_T12, "O_C12": O_C12,
            "K22": K22}
@@ -373,8 +374,9 @@ class Theory:
         return vals
 
     def _split(self, method: str, args: tuple, positional: tuple[str, ...],
-               allowed: tuple[str, ...], kw: dict) -> tuple[dict, dict]:
-        """(state values by name, hyperparameters) from a call's arguments."""
+               allowed: tuple[str, ...], given: dict, hp: dict) -> tuple[dict, dict]:
+        """(state values by name, hyperparameters) from a call's positional ``args``, its
+        state keywords ``given`` (those not None) and the remaining keywords ``hp``."""
         if len(args) > len(positional):
             takes = (f"takes {', '.join(positional)} positionally and the rest of the state by "
                      "keyword" if positional else "takes the state by keyword only")
@@ -385,19 +387,19 @@ class Theory:
                 f"{', '.join(f'{n}=...' for n in self.hyperparameter_names)})"
             )
         state = dict(zip(positional, args, strict=False))
-        for name in list(kw):
-            if name in _SYMBOL or name in ("K11", "K_11", "K_12", "K_22"):
-                if name not in allowed:
-                    raise HyperparameterError(
-                        f"{method} got {name}=, which is not a state variable of this theory: "
-                        f"its state is {list(self.state_names)} and {method} takes "
-                        f"{list(allowed)}"
-                    )
-                if name in state:
-                    raise HyperparameterError(f"{method} got {name} twice (by position and "
-                                              "by keyword)")
-                state[name] = kw.pop(name)
-        return state, kw
+        stray = [n for n in hp if n in _SYMBOL or n in ("K11", "K_11", "K_12", "K_22")]
+        for name, value in [*given.items(), *((n, hp[n]) for n in stray)]:
+            if name not in allowed:
+                raise HyperparameterError(
+                    f"{method} got {name}=, which is not a state variable it takes: this "
+                    f"theory's state is {list(self.state_names)} and {method} takes "
+                    f"{list(allowed)}"
+                )
+            if name in state:
+                raise HyperparameterError(f"{method} got {name} twice (by position and "
+                                          "by keyword)")
+            state[name] = value
+        return state, {n: v for n, v in hp.items() if n not in stray}
 
     @staticmethod
     def _check_K(Kv, what="K") -> np.ndarray:
@@ -463,42 +465,54 @@ class Theory:
         return evaluate_mp(expr, subs, dps)
 
     # --------------------------------------------------------------- one-step maps
-    def variance_map(self, *args, precision: int | None = None, **kw) -> np.ndarray:
+    # The state is passed by keyword (None: not given).  ``*args`` catches positional states
+    # beyond the documented ones, which are refused with a message (not read as something else).
+    def variance_map(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                     precision: int | None = None, **hp) -> np.ndarray:
         r"""K^{l+1} = F(K[, O_T, O_C]): ``variance_map(K=1.0, [O_T=..., O_C=...,] **hp)``
         (K may be passed positionally; ``precision``: mpmath digits for a scalar evaluation)."""
-        st, hp = self._split("variance_map", args, ("K",), self.state_names, kw)
+        st, hp = self._split("variance_map", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
         return self._evaluate(self.F, self.state_symbols, self._state(st, "variance_map"), hp,
                               precision)
 
-    def chi_J(self, *args, precision: int | None = None, **kw) -> np.ndarray:
+    def chi_J(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+              precision: int | None = None, **hp) -> np.ndarray:
         r"""χ_J(K[, O_T, O_C]): J^{l0,l+1} = χ_J^l J^{l0,l} (same arguments as
         :meth:`variance_map`)."""
-        st, hp = self._split("chi_J", args, ("K",), self.state_names, kw)
+        st, hp = self._split("chi_J", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
         return self._evaluate(self.chi, self.state_symbols, self._state(st, "chi_J"), hp,
                               precision)
 
-    def dF(self, *args, precision: int | None = None, **kw) -> np.ndarray:
-        """dF/dK at K (single-axis theories)."""
-        st, hp = self._split("dF", args, ("K",), self.state_names, kw)
+    def dF(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+           precision: int | None = None, **hp) -> np.ndarray:
+        """dF/dK at K, the stability of a single-axis variance map (a multi-axis theory refuses:
+        its stability is the leading eigenvalue reported by :meth:`fixed_point`)."""
+        st, hp = self._split("dF", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
         if self.multi_axis:
             raise DerivationError(
                 "dF/dK of a multi-axis block depends on the offsets and is not its stability; "
                 "use theory.fixed_point(...).dF_dK (the leading eigenvalue) or run()")
-        return self._evaluate(self.dF_dK, (K,), self._state(st, "dF"), hp, precision)
+        return self._evaluate(self.dF_dK, (K_SYM,), self._state(st, "dF"), hp, precision)
 
-    def state_map(self, *args, precision: int | None = None, **kw) -> dict[str, np.ndarray]:
+    def state_map(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                  precision: int | None = None, **hp) -> dict[str, np.ndarray]:
         """The next state {"K": K^{l+1}[, "O_T": O_T^{l+1}, "O_C": O_C^{l+1}]} (same
         arguments as :meth:`variance_map`)."""
-        st, hp = self._split("state_map", args, ("K",), self.state_names, kw)
+        st, hp = self._split("state_map", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
         s = self._state(st, "state_map")
         return {n: self._evaluate(self.state_maps[x], self.state_symbols, s, hp, precision)
                 for n, x in zip(self.state_names, self.state_symbols, strict=True)}
 
-    def offset_maps(self, *args, precision: int | None = None, **kw):
+    def offset_maps(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                    precision: int | None = None, **hp):
         """(O_T^{l+1}, O_C^{l+1}) of a multi-axis state (same arguments as
         :meth:`variance_map`)."""
         self._need_axes("offset_maps")
-        nxt = self.state_map(*args, precision=precision, **kw)
+        nxt = self.state_map(*args, K=K, O_T=O_T, O_C=O_C, precision=precision, **hp)
         return nxt["O_T"], nxt["O_C"]
 
     def _need_axes(self, method: str) -> None:
@@ -506,16 +520,18 @@ class Theory:
             raise HyperparameterError(
                 f"{method} needs a multi-axis state (K, O_T, O_C); this theory's state is (K)")
 
-    def _two_inputs(self, method: str, args: tuple, kw: dict, positional=()):
+    def _two_inputs(self, method: str, args: tuple, given: dict, hp: dict):
         allowed = self.state_names + self.cross_names + (() if self.multi_axis else ("K22",))
-        st, hp = self._split(method, args, positional, allowed, kw)
+        st, hp = self._split(method, args, (), allowed, given, hp)
         s = self._state(st, method)
         return s, self._cross(s, st), hp
 
     def _cross_args(self) -> tuple[sp.Symbol, ...]:
         return (K11, K22, K12) if not self.multi_axis else STATE + CROSS
 
-    def covariance_map(self, *args, precision: int | None = None, **kw) -> np.ndarray:
+    def covariance_map(self, *args, K: object = None, K12: object = None, O_T: object = None,
+                       O_T12: object = None, O_C: object = None, O_C12: object = None,
+                       K22: object = None, precision: int | None = None, **hp) -> np.ndarray:
         r"""K_12^{l+1} = G(state, cross state), all keyword-only:
         ``covariance_map(K=..., K12=..., [O_T=..., O_T12=..., O_C=..., O_C12=...,] **hp)``.
 
@@ -523,32 +539,37 @@ class Theory:
         c·O_T, c·O_C with c = K12/K.  Single axis: ``K22`` (the second input's variance)
         defaults to K.
         """
-        s, x, hp = self._two_inputs("covariance_map", args, kw)
+        given = _given(K=K, K12=K12, O_T=O_T, O_T12=O_T12, O_C=O_C, O_C12=O_C12, K22=K22)
+        s, x, hp = self._two_inputs("covariance_map", args, given, hp)
         return self._evaluate(self.G, self._cross_args(), s + x, hp, precision)
 
-    def cross_offset_maps(self, *args, precision: int | None = None, **kw):
+    def cross_offset_maps(self, *args, K: object = None, K12: object = None,
+                          O_T: object = None, O_T12: object = None, O_C: object = None,
+                          O_C12: object = None, precision: int | None = None, **hp):
         """(O_T12^{l+1}, O_C12^{l+1}) of a multi-axis state (arguments as
         :meth:`covariance_map`)."""
         self._need_axes("cross_offset_maps")
-        s, x, hp = self._two_inputs("cross_offset_maps", args, kw)
+        given = _given(K=K, K12=K12, O_T=O_T, O_T12=O_T12, O_C=O_C, O_C12=O_C12)
+        s, x, hp = self._two_inputs("cross_offset_maps", args, given, hp)
         return tuple(self._evaluate(e, self._cross_args(), s + x, hp, precision)
                      for e in (self.G_T, self.G_C))
 
-    def c_map(self, *args, precision: int | None = None, **kw) -> np.ndarray:
+    def c_map(self, *args, c: object = None, K: object = None, O_T: object = None,
+              O_C: object = None, O_T12: object = None, O_C12: object = None,
+              precision: int | None = None, **hp) -> np.ndarray:
         """c^{l+1} = K_12^{l+1}/K^{l+1} for two inputs of equal law and correlation c:
         ``c_map(c, K, [O_T=..., O_C=..., O_T12=..., O_C12=...,] **hp)`` (c and K may be
         positional; the cross offsets default to c·O_T, c·O_C)."""
-        st, hp = self._split("c_map", args, ("c", "K"), self.state_names + self.cross_names[1:],
-                             kw)
-        if "c" not in st:
-            if "c" not in hp:
-                raise HyperparameterError("c_map needs the correlation c (c_map(c, K=...))")
-            st["c"] = hp.pop("c")
-        c = np.asarray(st.pop("c"), dtype=float)
-        if not np.all(np.isfinite(c)) or np.any(np.abs(c) > 1 + 1e-12):
-            raise HyperparameterError(f"c must be a correlation in [-1, 1], got {c}")
+        given = _given(c=c, K=K, O_T=O_T, O_C=O_C, O_T12=O_T12, O_C12=O_C12)
+        st, hp = self._split("c_map", args, ("c", "K"),
+                             ("c",) + self.state_names + self.cross_names[1:], given, hp)
+        if st.get("c") is None:
+            raise HyperparameterError("c_map needs the correlation c (c_map(c, K=...))")
+        cv = np.asarray(st.pop("c"), dtype=float)
+        if not np.all(np.isfinite(cv)) or np.any(np.abs(cv) > 1 + 1e-12):
+            raise HyperparameterError(f"c must be a correlation in [-1, 1], got {cv}")
         s = self._state(st, "c_map")
-        x = self._cross(s, {**st, "K12": c * s[0]})
+        x = self._cross(s, {**st, "K12": cv * s[0]})
         G = self._evaluate(self.G, self._cross_args(), s + x, hp, precision)
         return G / self._evaluate(self.F, self.state_symbols, s, hp, precision)
 
@@ -771,6 +792,11 @@ def _multi_axis_latex(th: Theory) -> str:
     lines.insert(2, r"\mathcal{J}^{l_0,l} &= \prod_{l'=l_0}^{l-1} \chi_J^{l'}, \qquad "
                     r"\mathcal{J}^{l_0,l_0} = 1")
     return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}\n"
+
+
+def _given(**state) -> dict:
+    """The state keywords of a call that were given (not None)."""
+    return {k: v for k, v in state.items() if v is not None}
 
 
 __all__ = ["NumericFunction", "RunResult", "Theory", "check_precision"]
