@@ -40,6 +40,10 @@ mu = sp.Symbol("mu", real=True)
 RESERVED = {"K", "K_11", "K_22", "K_12", "K11", "K22", "K12", "O_T", "O_C", "O_T12", "O_C12"}
 
 
+#: largest magnitude of a numeric hyperparameter (squares and products of a few stay finite)
+MAX_HYPER = 1e100
+
+
 def hyper_symbol(name: str) -> sp.Symbol:
     """The sympy symbol for a hyperparameter name, with the assumptions its name implies.
 
@@ -84,5 +88,10 @@ def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
         if nonnegative and val.real < 0:
             raise HyperparameterError(
                 f"{what} is a standard deviation and must be >= 0, got {value!r}"
+            )
+        if abs(val.real) > MAX_HYPER:
+            raise HyperparameterError(
+                f"{what} = {value!r} is too large: its square (a variance) would overflow "
+                f"float64; use a value of magnitude <= {MAX_HYPER:g}"
             )
     return expr

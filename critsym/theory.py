@@ -48,6 +48,7 @@ from .symbols import (
     K11,
     K12,
     K22,
+    MAX_HYPER,
     O_C,
     O_C12,
     O_T,
@@ -358,6 +359,10 @@ class Theory:
                 ) from None
             if not np.all(np.isfinite(v)):
                 raise HyperparameterError(f"{s.name} has non-finite values; pass finite numbers")
+            if np.any(np.abs(v) > MAX_HYPER):
+                raise HyperparameterError(
+                    f"{s.name} has values of magnitude up to {np.abs(v).max():g}: squared (a "
+                    f"variance) they overflow float64; use magnitudes <= {MAX_HYPER:g}")
             if (s.is_nonnegative or s.is_positive) and np.any(v < 0):
                 raise HyperparameterError(
                     f"{s.name} must be >= 0 (it is a standard deviation), got min {v.min():g}"

@@ -210,3 +210,15 @@ def test_solver_kernels_agree_with_the_maps_for_every_state(which, mixer, tanh):
     cross = dict(zip(th.cross_names, x, strict=False))
     np.testing.assert_allclose(th.cross_kernel(full, V)(x)[0],
                                th.covariance_map(**state, **cross, **kw), rtol=1e-13)
+
+
+def test_overflowing_hyperparameters_are_refused(tanh):
+    """σ_b = 1e200 squares to 1e400: refused up front, not an OverflowError or a silent inf."""
+    with pytest.raises(HyperparameterError, match="too large"):
+        cs.Linear(sigma_b=1e200)
+    for call in (lambda: tanh.variance_map(1.0, sigma_w=1.0, sigma_b=1e200),
+                 lambda: tanh.run(3, sigma_w=1.0, sigma_b=1e200)):
+        with pytest.raises(HyperparameterError, match="overflow"):
+            call()
+    th = cs.derive(cs.Act("tanh") >> cs.Linear(sigma_b=1e100))
+    assert th.run(2, sigma_w=1.0).K[-1] == pytest.approx(1e200, rel=1e-12)
