@@ -40,10 +40,6 @@ mu = sp.Symbol("mu", real=True)
 RESERVED = {"K", "K_11", "K_22", "K_12", "K11", "K22", "K12", "O_T", "O_C", "O_T12", "O_C12"}
 
 
-#: largest magnitude of a numeric hyperparameter (squares and products of a few stay finite)
-MAX_HYPER = 1e100
-
-
 def hyper_symbol(name: str) -> sp.Symbol:
     """The sympy symbol for a hyperparameter name, with the assumptions its name implies.
 
@@ -62,6 +58,11 @@ def hyper_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
+#: Largest magnitude of a numeric hyperparameter: its square (and its square times an O(1)
+#: expectation) must stay finite in float64.
+MAX_HYPER = 1e100
+
+
 def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
     """Convert a user hyperparameter (number, name, or sympy expression) to a sympy expression.
 
@@ -76,6 +77,10 @@ def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
         v = complex(value)
         if v.imag != 0 or not math.isfinite(v.real):
             raise HyperparameterError(f"{what} must be a finite real number, got {value!r}")
+        if abs(v.real) > MAX_HYPER:
+            raise HyperparameterError(
+                f"{what} = {value!r} is too large: variances hold its square, which overflows "
+                f"float64 beyond {MAX_HYPER:g}; rescale the problem")
         expr = sp.Integer(int(value)) if float(value).is_integer() else sp.Float(float(value))
     else:
         raise HyperparameterError(
@@ -88,10 +93,5 @@ def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
         if nonnegative and val.real < 0:
             raise HyperparameterError(
                 f"{what} is a standard deviation and must be >= 0, got {value!r}"
-            )
-        if abs(val.real) > MAX_HYPER:
-            raise HyperparameterError(
-                f"{what} = {value!r} is too large: its square (a variance) would overflow "
-                f"float64; use a value of magnitude <= {MAX_HYPER:g}"
             )
     return expr

@@ -408,7 +408,7 @@ class Theory:
 
     @staticmethod
     def _check_K(Kv, what="K") -> np.ndarray:
-        Kv = np.asarray(Kv, dtype=float)
+        Kv = _numbers(Kv, what)
         if not np.all(np.isfinite(Kv)) or np.any(Kv < 0):
             raise HyperparameterError(f"{what} must be finite and >= 0 (a variance), got {Kv}")
         return Kv
@@ -436,7 +436,7 @@ class Theory:
         if cs.get("K12") is None:
             raise HyperparameterError("the covariance map needs K12 (e.g. K=1.0, K12=0.5)")
         Kv = st[0]
-        x = np.asarray(cs["K12"], dtype=float)
+        x = _numbers(cs["K12"], "K12")
         K22v = Kv if cs.get("K22") is None else self._check_K(cs["K22"], "K22")
         bounds = [np.sqrt(Kv * K22v)]
         vals = [x]
@@ -444,7 +444,7 @@ class Theory:
             with np.errstate(all="ignore"):
                 c = np.where(Kv > 0, x / np.where(Kv > 0, Kv, 1.0), 0.0)
             for o, var in ((cs.get("O_T12"), st[1]), (cs.get("O_C12"), st[2])):
-                vals.append(c * var if o is None else np.asarray(o, dtype=float))
+                vals.append(c * var if o is None else _numbers(o, "a cross offset"))
                 bounds.append(var)
         names = self.cross_names
         for v, bound, name in zip(vals, bounds, names, strict=True):
@@ -570,7 +570,7 @@ class Theory:
                              ("c",) + self.state_names + self.cross_names[1:], given, hp)
         if st.get("c") is None:
             raise HyperparameterError("c_map needs the correlation c (c_map(c, K=...))")
-        cv = np.asarray(st.pop("c"), dtype=float)
+        cv = _numbers(st.pop("c"), "c")
         if not np.all(np.isfinite(cv)) or np.any(np.abs(cv) > 1 + 1e-12):
             raise HyperparameterError(f"c must be a correlation in [-1, 1], got {cv}")
         s = self._state(st, "c_map")
@@ -653,7 +653,7 @@ class Theory:
         shape = np.broadcast_shapes(*(x.shape for x in st), *(v.shape for v in vals))
         cross = None
         if c0 is not None:
-            c0 = np.asarray(c0, dtype=float)
+            c0 = _numbers(c0, "c0")
             if not np.all(np.isfinite(c0)) or np.any(np.abs(c0) > 1):
                 raise HyperparameterError(f"c0 must be finite and lie in [-1, 1], got {c0}")
             shape = np.broadcast_shapes(shape, c0.shape)
@@ -797,6 +797,15 @@ def _multi_axis_latex(th: Theory) -> str:
     lines.insert(2, r"\mathcal{J}^{l_0,l} &= \prod_{l'=l_0}^{l-1} \chi_J^{l'}, \qquad "
                     r"\mathcal{J}^{l_0,l_0} = 1")
     return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}\n"
+
+
+def _numbers(value: object, what: str) -> np.ndarray:
+    """``value`` as a float array, else a HyperparameterError naming ``what``."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError(
+            f"{what} must be a number or an array of numbers, got {value!r}") from None
 
 
 def _given(**state) -> dict:
