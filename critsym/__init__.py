@@ -38,7 +38,7 @@ from .ops import (
     from_json,
     mlp_block,
 )
-from .symbols import O_C, O_T, K, mu, sigma_b, sigma_w
+from .symbols import K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
 from .torch import (
     APJNResult,
@@ -56,6 +56,7 @@ from .torch import (
 from . import shaping
 
 # real architectures (conv ResNets, MLP-Mixer), torch import, reproductions
+from .axis_theory import O_C, O_T, AxisRunResult, AxisTheory
 from .importer import ImportResult, from_torch, to_torch_model
 from .ops.axes import Transpose
 from .ops.conv import Conv
@@ -79,7 +80,7 @@ __all__ = [
     "simulate", "validate",
     # kernel shaping
     "ShapedActivation", "shaping",
-    "AvgPool", "BatchNorm", "Conv", "GlobalAvgPool",
+    "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
