@@ -394,6 +394,8 @@ class Theory:
         state = dict(zip(positional, args, strict=False))
         stray = [n for n in hp if n in _SYMBOL or n in ("K11", "K_11", "K_12", "K_22")]
         for name, value in [*given.items(), *((n, hp[n]) for n in stray)]:
+            if name not in allowed and name in _OFFSETS and _is_zero(value):
+                continue  # a zero offset is the single-axis state itself
             if name not in allowed:
                 raise HyperparameterError(
                     f"{method} got {name}=, which is not a state variable it takes: this "
@@ -644,10 +646,12 @@ class Theory:
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
             raise HyperparameterError(f"depth must be an integer >= 0, got {depth!r}")
         axes = self.multi_axis
-        if not axes and (O_T0 is not None or O_C0 is not None or track_O_C):
+        if not axes and (not _is_zero(O_T0) or not _is_zero(O_C0) or track_O_C):
             raise HyperparameterError(
                 "O_T0, O_C0 and track_O_C belong to a multi-axis state (K, O_T, O_C); this "
-                "theory's state is (K): give K0 only")
+                "theory's state is (K): give K0 only (zero offsets are accepted)")
+        if not axes:
+            O_T0 = O_C0 = None
         vals = self.values(hp)
         st = self._state({"K": K0, "O_T": O_T0, "O_C": O_C0}, "run", "0")
         shape = np.broadcast_shapes(*(x.shape for x in st), *(v.shape for v in vals))
@@ -806,6 +810,19 @@ def _numbers(value: object, what: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise HyperparameterError(
             f"{what} must be a number or an array of numbers, got {value!r}") from None
+
+
+_OFFSETS = frozenset({"O_T", "O_C", "O_T12", "O_C12"})
+
+
+def _is_zero(value: object) -> bool:
+    """True for None or a number / array of numbers that are all exactly 0."""
+    if value is None:
+        return True
+    try:
+        return bool(np.all(np.asarray(value, dtype=float) == 0))
+    except (TypeError, ValueError):
+        return False
 
 
 def _given(**state) -> dict:

@@ -91,6 +91,15 @@ def test_single_axis_refuses_state_it_does_not_have(tanh, call):
         call(tanh)
 
 
+def test_single_axis_accepts_zero_offsets(tanh):
+    """Zero offsets are the single-axis state itself (code written for every state may pass
+    them); only a nonzero offset is refused."""
+    ref = float(tanh.variance_map(K=1.0, **TANH))
+    assert float(tanh.variance_map(K=1.0, O_T=0.0, O_C=0, **TANH)) == ref
+    np.testing.assert_array_equal(tanh.run(3, O_T0=0.0, O_C0=0.0, **TANH).K,
+                                  tanh.run(3, **TANH).K)
+
+
 def test_multi_axis_refuses_K22_and_bad_state(mixer):
     with pytest.raises(HyperparameterError, match="K22"):
         mixer.covariance_map(K=1.0, K22=2.0, K12=0.5, **MIX)
