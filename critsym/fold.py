@@ -338,9 +338,19 @@ def fold_maps(arch, *, closed_forms: bool = True, axes: bool = False) -> dict[st
     """
     if not axes:
         out = output_variable(arch.apply(input_signal(K11, K22, K12, closed_forms=closed_forms)))
-        return {"F": out.var_a.subs(K11, K), "chi": out.jac.subs(K11, K), "G": out.cov}
-    s = input_signal(K, K, K12, closed_forms=closed_forms, off=Offsets(O_T, O_T, O_T12),
-                     noff=Offsets(O_C, O_C, O_C12))
-    out = output_variable(arch.apply(s))
-    return {"F": out.var_a, "chi": out.jac, "G": out.cov, "F_T": out.off.a, "F_C": out.noff.a,
-            "G_T": out.off.ab, "G_C": out.noff.ab}
+        maps = {"F": out.var_a.subs(K11, K), "chi": out.jac.subs(K11, K), "G": out.cov}
+    else:
+        s = input_signal(K, K, K12, closed_forms=closed_forms, off=Offsets(O_T, O_T, O_T12),
+                         noff=Offsets(O_C, O_C, O_C12))
+        out = output_variable(arch.apply(s))
+        maps = {"F": out.var_a, "chi": out.jac, "G": out.cov, "F_T": out.off.a,
+                "F_C": out.noff.a, "G_T": out.off.ab, "G_C": out.noff.ab}
+    return {k: canonical(v) for k, v in maps.items()}
+
+
+def canonical(expr: sp.Expr) -> sp.Expr:
+    """``expr`` rebuilt bottom-up from its arguments (each node evaluated): the form that pickling
+    (and any other reconstruction) gives, so a derived theory equals its unpickled copy."""
+    if expr.is_Atom:
+        return expr
+    return expr.func(*(canonical(a) for a in expr.args))
