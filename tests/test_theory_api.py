@@ -231,3 +231,22 @@ def test_overflowing_hyperparameters_are_refused(tanh):
             call()
     th = cs.derive(cs.Act("tanh") >> cs.Linear(sigma_b=1e100))
     assert th.run(2, sigma_w=1.0).K[-1] == pytest.approx(1e200, rel=1e-12)
+
+
+@pytest.mark.parametrize("block", [cs.mlp_block("tanh"),
+                                   cs.mlp_block("gelu", layernorm="pre", residual_mu=0.7)],
+                         ids=["tanh", "gelu-ln-pre-res"])
+def test_single_axis_state_is_the_multi_axis_state_without_offsets(block):
+    """Transpose >> Transpose >> block is derived on the rows × neurons state; started without
+    offsets it must follow the single-axis theory of the block exactly (same K, J, c)."""
+    one, multi = cs.derive(block), cs.derive(cs.Transpose() >> cs.Transpose() >> block)
+    assert one.state_names == ("K",) and multi.state_names == ("K", "O_T", "O_C")
+    hp = dict(sigma_w=1.2, sigma_b=0.3)
+    r1, r2 = one.run(6, K0=1.3, c0=0.4, **hp), multi.run(6, K0=1.3, c0=0.4, **hp)
+    np.testing.assert_allclose(r2.K, r1.K, rtol=1e-12)
+    np.testing.assert_allclose(r2.J, r1.J, rtol=1e-12)
+    np.testing.assert_allclose(r2.c, r1.c, rtol=1e-12, atol=1e-14)
+    assert float(multi.covariance_map(K=1.3, K12=0.5, **hp)) == pytest.approx(
+        float(one.covariance_map(K=1.3, K12=0.5, **hp)), rel=1e-12)
+    assert float(multi.fixed_point(**hp).K_star) == pytest.approx(
+        float(one.fixed_point(**hp).K_star), rel=1e-9)
