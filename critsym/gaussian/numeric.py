@@ -349,8 +349,9 @@ class _Node2:
         self._nargs = len(args)
         self._key = lam
         self._pairs = None
-        if (lam.expr.free_symbols <= {u, v} and not lam.expr.atoms(*KINKED)
-                and not _outermost_nodes(lam.expr)):
+        #: the integrand depends on (u, v) alone: equal-variance points use the finely graded rule
+        self._scaled = lam.expr.free_symbols <= {u, v} and not _outermost_nodes(lam.expr)
+        if self._scaled and not lam.expr.atoms(*KINKED):
             sep = _separate(lam.expr, u, v)
             if sep is not None:
                 self._pairs = [(_lambdify1(f, u), _lambdify1(h, v)) for f, h in sep]
@@ -433,6 +434,7 @@ class _Node2:
                 sel = np.nonzero(eq)[0]
                 out[sel[done]] = vals_eq[done]
                 todo[sel[done]] = False
+        if self._scaled:
             # other equal-variance points of this integrand: the finely graded reference rule
             ref = todo & (V1f == V2f)
             if ref.any():

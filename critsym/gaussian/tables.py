@@ -13,7 +13,7 @@ pair (x₁, x₂) = ρ(cos φ, sin φ), u = √V ρ cos φ and v = √V ρ cos(�
 a circular cross-correlation in φ: with the Fourier coefficients F̂_k(ρ), Ĝ_k(ρ) (real, the
 integrands being even in φ), a_0 = ∫ F̂_0 Ĝ_0 and a_k = 2 ∫ F̂_k Ĝ_k for k ≥ 1 (cos kθ = T_k(r)).
 The φ-rule is the trapezoid rule (spectrally accurate for periodic analytic integrands), with the
-number of points doubled until the Fourier tails fall below 1e-16 of the largest coefficient; the
+number of points doubled until the Fourier tails fall below 1e-14 of the largest coefficient; the
 ρ-rule is the panel rule of :mod:`critsym.gaussian.rules` on [0, 12] (graded towards 0, and towards
 ρ ~ 1/√V for large V).  Each a_k(V) is interpolated in u = log V by Chebyshev pieces.
 A piece in u is built on first use, and used only if it agrees with the nested 2-D quadrature
@@ -164,7 +164,7 @@ def polar_coefficients(pairs: Sequence[tuple[Fn, Fn]], V: float, max_points: int
                     spec = np.fft.rfft(vals, axis=-1).real[:, : n // 2] / n
                     head = W @ np.abs(spec).max(axis=-1)
                     tail = W @ np.abs(spec[:, n // 4:]).max(axis=-1)
-                    if tail > 1e-16 * head:
+                    if tail > 1e-14 * head:
                         converged = False
                     spectra.append(spec)
                     spectra.append(W @ (vals**2).mean(axis=-1))
