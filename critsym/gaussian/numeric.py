@@ -63,15 +63,20 @@ _MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
 
 
 def _safe_unit(x):
-    """acos/asin arguments: rounding can push a correlation of exactly ±1 just outside."""
+    """acos/asin arguments: rounding can push a correlation of exactly ±1 just outside (only
+    |x| <= 1 + 1e-9 is clipped; the common in-range case costs one pass)."""
     x = np.asarray(x, dtype=float)
-    return np.where(np.abs(x) <= 1 + 1e-9, np.clip(x, -1.0, 1.0), x)
+    if x.size and (x.max() > 1 or x.min() < -1):
+        return np.where(np.abs(x) <= 1 + 1e-9, np.clip(x, -1.0, 1.0), x)
+    return x
 
 
 def _safe_sqrt(x):
     """sqrt with rounding-level negatives (e.g. K11 K22 - K12² at c = 1) set to 0."""
     x = np.asarray(x, dtype=float)
-    return np.sqrt(np.where((x < 0) & (x > -1e-9), 0.0, x))
+    if x.size and x.min() < 0:
+        x = np.where((x < 0) & (x > -1e-9), 0.0, x)
+    return np.sqrt(x)
 
 
 NUMPY_FUNCTIONS.update(
@@ -205,19 +210,29 @@ class Compiled:
             raise NumericalError(
                 f"cannot evaluate {self.expr}: symbols {sorted(map(str, missing))} have no values"
             )
+        #: the expression is one of the arguments: no evaluation needed
+        self._arg_index = self.args.index(outer) if outer in self.args else None
         self._outer = sp.lambdify(list(self.args) + ph, outer, modules=_MODULES,
-                                  printer=_Printer)
+                                  printer=_Printer, cse=True)
         self._nodes: list[Callable] = [
             _Node1(n, self.args) if isinstance(n, GaussE) else _Node2(n, self.args) for n in nodes
         ]
 
     def __call__(self, *vals) -> np.ndarray:
-        vals = [np.asarray(v, dtype=float) for v in vals]
-        shape = np.broadcast_shapes(*(v.shape for v in vals)) if vals else ()
-        pvals = [node(*vals) for node in self._nodes]
-        with np.errstate(all="ignore"):
-            out = self._outer(*vals, *pvals)
-        return np.broadcast_to(np.asarray(out, dtype=float), shape) if np.ndim(out) == 0 else out
+        vals = [v if type(v) is np.ndarray and v.dtype == np.float64
+                else np.asarray(v, dtype=float) for v in vals]
+        if self._arg_index is not None:
+            out = vals[self._arg_index]
+        else:
+            pvals = [node(*vals) for node in self._nodes]
+            with np.errstate(all="ignore"):
+                out = self._outer(*vals, *pvals)
+        if np.ndim(out) == 0 and all(v.ndim == 0 for v in vals):
+            return np.asarray(out, dtype=float)
+        if np.ndim(out) == 0 or (len(vals) > 1 and any(v.shape != out.shape for v in vals)):
+            shape = np.broadcast_shapes(np.shape(out), *(v.shape for v in vals))
+            return np.broadcast_to(np.asarray(out, dtype=float), shape)
+        return out
 
 
 class _Node1:
@@ -275,7 +290,7 @@ class _Node1:
 
     def __call__(self, *vals):
         V = np.asarray(self.V(*vals), dtype=float)
-        if np.any(V < 0):
+        if V.size and V.min() < 0:
             raise NumericalError(f"negative variance {V.min():.3g} in a Gaussian expectation")
         if self.tabulable:
             if _TABULATE[0] and self.table is not None:

@@ -98,13 +98,17 @@ class VarianceTable:
         """Clenshaw evaluation at u = log V (u inside the range)."""
         y = (u - self.u0) / self.width
         idx = np.clip(np.floor(y).astype(np.intp), 0, self.pieces - 1)
-        return cheb.chebval(2 * (y - idx) - 1, np.moveaxis(self.coef[idx], -1, 0), tensor=False)
+        t = 2 * (y - idx) - 1
+        if t.size <= 64:  # few points: T_k(t) = cos(k arccos t) in one step, not a k-loop
+            T = np.cos(np.arccos(np.clip(t, -1, 1))[..., None] * np.arange(self.degree + 1))
+            return np.einsum("...k,...k->...", self.coef[idx], T)
+        return cheb.chebval(t, np.moveaxis(self.coef[idx], -1, 0), tensor=False)
 
     def __call__(self, V: np.ndarray, fallback: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         V = np.asarray(V, dtype=float)
-        inside = (V >= V_MIN) & (V <= V_MAX)
-        if inside.all():
+        if V.size and V.min() >= V_MIN and V.max() <= V_MAX:
             return self.eval_u(np.log(V))
+        inside = (V >= V_MIN) & (V <= V_MAX)
         out = np.empty(V.shape)
         if inside.any():
             out[inside] = self.eval_u(np.log(V[inside]))
