@@ -6,25 +6,29 @@ the rest is lambdified.  Integrands are compiled the same way, so nested expecta
 independent Gaussian variables) work through broadcasting: each level of quadrature appends one
 trailing axis of nodes.
 
-Quadrature rule (standardised variable x ~ N(0,1), z = sqrt(V) x): composite Gauss–Legendre on
-[-L, L], L = 12, with panels graded geometrically towards a centre (0, or the kink of the inner
-variable of a bivariate expectation), and every panel split at each kink point found in the
-integrand (zeros of the arguments of Heaviside, relu, elu, |.|, sign, max/min that are linear in
-x).  The neglected tail mass is 2Φ(-12) ≈ 3.6e-33.  For integrands that are smooth on each
+Quadrature rule: the panel rule of :mod:`critsym.gaussian.rules` (composite Gauss–Legendre on
+[-12, 12], panels graded towards a centre and split at every kink point of the integrand: zeros
+of the arguments of Heaviside, DiracDelta, relu, elu, |.|, sign, max/min that are linear in the
+variable).  The neglected tail mass is 2Φ(-12) ≈ 3.6e-33.  For integrands that are smooth on each
 panel (polynomially bounded, analytic within ~0.1 of the real axis after scaling) the rule is
-accurate to ~1e-13 in 1-D (336 nodes) and ~1e-11 in 2-D (224 × 224 nodes); relative accuracy
-degrades for integrands growing like e^{a x} with a ≳ 5.  :func:`evaluate_mp` integrates with
-mpmath to any requested precision instead.
+accurate to ~1e-13 in 1-D (338 nodes) and ~1e-11 in 2-D (the nested rule, 224 × 224 nodes, evaluated
+in chunks of bounded memory); at equal variances V > 1 a bivariate integrand of (u, v) alone
+also gets panels at the scale 1/sqrt(V) of its features.  Relative accuracy degrades for
+integrands growing like e^{a x} with a ≳ 5.  :func:`evaluate_mp` integrates with mpmath to any
+requested precision instead.
 
-Tabulation (speed).  A 1-D node whose integrand depends only on the bound variable, e.g.
-E_{z~N(0,V)}[tanh(z)^2], is a function of V alone: m(V) = E_x[g(sqrt(V) x)].  On first use it is
-tabulated once as piecewise Chebyshev interpolants in u = log V on [log V_MIN, log V_MAX]
-(:class:`VarianceTable`), and the table is verified against the quadrature at points between the
-interpolation nodes: it is used only if the maximum relative error is <= ``TABLE_RTOL`` (1e-10),
-else the node keeps quadrature.  Values of V above the range fall back to quadrature; below
-it (and at V = 0) the small-V series Σ_{k≤2} f^{(2k)}(0) V^k/(2^k k!) is used for analytic
-integrands (relative error ≤ ~V_MIN), quadrature otherwise.  :func:`quadrature_only` (a context
-manager) or ``set_tabulation(False)`` selects exact quadrature everywhere.
+Tabulation (speed), see :mod:`critsym.gaussian.tables`.  A 1-D node whose integrand depends only
+on the bound variable, e.g. E_{z~N(0,V)}[tanh(z)^2], is a function of V alone; on first use it is
+tabulated in u = log V (:class:`VarianceTable`) and used only if verified against the quadrature
+to ``TABLE_RTOL`` (1e-10) relative, else the node keeps quadrature.  Values of V above the range
+fall back to quadrature; below it (and at V = 0) the small-V series
+Σ_{k≤2} f^{(2k)}(0) V^k/(2^k k!) is used for analytic integrands (relative error ≤ ~V_MIN).
+A 2-D node whose integrand is a sum of products f_j(u) g_j(v) is, at equal variances, a function
+of (V, r) alone: :class:`CorrelationTable` tabulates it piece by piece in log V (built on first
+use, each piece verified against the nested rule to ``TABLE2_RTOL`` (1e-11) of the
+Cauchy–Schwarz scale Σ_j (E f_j² E g_j²)^{1/2}); other points keep quadrature.
+:func:`quadrature_only` (a context manager) or ``set_tabulation(False)`` selects quadrature
+everywhere.
 """
 
 from __future__ import annotations
