@@ -5,6 +5,8 @@
 * erf MLP (closed forms F = σ_w² (2/π) asin(2K/(1+2K)) + σ_b², χ_J = 4σ_w²/(π√(1+4K))) on a
   256×256 (σ_w, σ_b) grid, 50 layers: ``theory.run`` (K, χ_J, J for every layer) against a
   hand-written numpy loop filling the same three arrays.
+  Beside it, the same 50 layers as plain ``variance_map`` and ``chi_J`` calls (no per-layer
+  storage, no J): the cost of the compiled maps alone.
 * one layer at one point (the per-call overhead): ``variance_map`` and ``run(1)`` of the erf
   and tanh MLPs against the same formula in numpy scalars (for tanh: the erf formula, the cost of
   evaluating one closed form).
@@ -56,8 +58,19 @@ def run() -> list[Row]:
     err = max(float(np.max(np.abs(res.K - Ks) / Ks)), float(np.max(np.abs(res.chi - chis) / chis)))
     t_cs = best(lambda: th.run(DEPTH, K0=1.0, sigma_w=SW, sigma_b=SB), 7)
     t_np = best(lambda: floor_grid(SW, SB), 7)
+    hp2 = dict(sigma_w=SW, sigma_b=SB)
+
+    def maps_only():
+        K = np.ones(SW.shape)
+        for _ in range(DEPTH):
+            th.chi_J(K, **hp2)
+            K = th.variance_map(K, **hp2)
+
+    t_maps = best(maps_only, 7)
     rows = [Row("erf_grid", "erf MLP 256x256 grid, 50 layers (K, chi, J)", t_cs,
-                "numpy loop", t_np, 2.0, f"max rel. difference {err:.1e}")]
+                "numpy loop", t_np, 2.0, f"max rel. difference {err:.1e}"),
+            Row("erf_grid", "erf: variance_map + chi_J calls only, 50 layers", t_maps,
+                "numpy loop", t_np, None, "the maps without run's bookkeeping")]
     hp = dict(sigma_w=1.3, sigma_b=0.2)
     t_pt = _per_call(floor_point)
     for act in ("erf", "tanh"):
