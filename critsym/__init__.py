@@ -38,7 +38,7 @@ from .ops import (
     from_json,
     mlp_block,
 )
-from .symbols import K, mu, sigma_b, sigma_w
+from .symbols import O_C, O_T, K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
 
 # Heavy dependencies (torch, scipy.optimize, matplotlib) load on first use: the names below are
@@ -52,8 +52,7 @@ _LAZY = {
     "ShapedActivation": ".shaping", "ShapedResult": ".torch.shaped",
     "simulate_shaped": ".torch.shaped",
     # real architectures (conv ResNets, MLP-Mixer), torch import
-    "O_C": ".axis_theory", "O_T": ".axis_theory", "AxisRunResult": ".axis_theory",
-    "AxisTheory": ".axis_theory",
+    "AxisRunResult": ".axis_theory", "AxisTheory": ".axis_theory",
     "ImportResult": ".importer", "from_torch": ".importer", "to_torch_model": ".importer",
     "Transpose": ".ops.axes", "Conv": ".ops.conv",
     "channel_mixing": ".ops.mixer", "mixer_block": ".ops.mixer", "resnet_block": ".ops.mixer",
