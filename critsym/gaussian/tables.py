@@ -263,7 +263,11 @@ class CorrelationTable:
         for lo in range(0, t.size, step):
             sl = slice(lo, lo + step)
             A = cheb.chebvander(t[sl], coef.shape[0] - 1) @ coef  # (m, nk)
-            out[sl] = cheb.chebval(r[sl], A.T, tensor=False)
+            if A.shape[0] <= 64:  # few points: T_k(r) = cos(k arccos r) in one step
+                T = np.cos(np.arccos(np.clip(r[sl], -1, 1))[:, None] * np.arange(A.shape[1]))
+                out[sl] = np.einsum("mk,mk->m", A, T)
+            else:
+                out[sl] = cheb.chebval(r[sl], A.T, tensor=False)
         return out
 
     def covers(self, V: np.ndarray) -> np.ndarray:
