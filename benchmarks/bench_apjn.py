@@ -1,4 +1,4 @@
-"""Benchmark of the APJN estimators (issue #4).  Prints ratios measured in the same run.
+"""Benchmark of the APJN estimators.  Prints ratios measured in the same run.
 
     PYTHONPATH=. python benchmarks/bench_apjn.py [--device cpu|cuda] [--quick]
 

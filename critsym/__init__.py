@@ -66,7 +66,7 @@ from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
 # isort: split
-# issue 6b: criticality of multi-axis (Mixer) states
+# criticality of multi-axis (Mixer) states
 from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
 
 __all__ = [
@@ -84,6 +84,6 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
-    # issue 6b
+    # criticality of multi-axis (Mixer) states
     "StateFixedPoint", "state_fixed_point",
 ]
