@@ -10,6 +10,7 @@ them numerically::
 """
 
 from . import criticality, errors
+from ._version import __version__
 from .activations import activation_names
 from .criticality import (
     analytic_exponents,
@@ -69,6 +70,22 @@ from .torch.shaped import ShapedResult, simulate_shaped
 # criticality of multi-axis (Mixer) states
 from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
 
+#: subpackages imported on first attribute access (``critsym.finite_width``, ...)
+_LAZY_SUBMODULES = ("finite_width", "parameterization")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
+
+
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
@@ -86,4 +103,5 @@ __all__ = [
     "token_mixing", "two_layer_block",
     # criticality of multi-axis (Mixer) states
     "StateFixedPoint", "state_fixed_point",
+    "__version__", "finite_width", "parameterization",
 ]
