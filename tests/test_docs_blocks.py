@@ -72,11 +72,16 @@ def test_the_documents_have_code_blocks():
         "give every code block a language (python, bash, text)"
 
 
-@pytest.mark.parametrize("path", DOC_FILES, ids=_ids(DOC_FILES))
+def _python_blocks(path: Path) -> list[Block]:
+    return [b for b in code_blocks(path) if b.lang in ("python", "py") and not b.skip]
+
+
+PYTHON_FILES = [p for p in DOC_FILES if _python_blocks(p)]
+
+
+@pytest.mark.parametrize("path", PYTHON_FILES, ids=_ids(PYTHON_FILES))
 def test_python_blocks_run(path, tmp_path, monkeypatch):
-    blocks = [b for b in code_blocks(path) if b.lang in ("python", "py") and not b.skip]
-    if not blocks:
-        pytest.skip(f"{path.name} has no python blocks")
+    blocks = _python_blocks(path)
     import matplotlib
 
     matplotlib.use("Agg")
