@@ -192,3 +192,12 @@ def test_parsers_set_run():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, p in sub.choices.items():
         assert callable(p.get_default("run")), name
+
+
+def test_demo_writes_the_phase_diagram(tmp_path, capsys):
+    """The main job of the README's first set-up command."""
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (out / "phase_tanh.png").stat().st_size > 0
+    assert "critical line of the tanh MLP" in text and "sigma_w* = 1.30414584" in text
