@@ -55,11 +55,12 @@ def test_no_reference_to_a_theory_document_outside_the_repository():
 
 
 def test_no_process_words():
-    words = re.compile(r"\bissue\s*#?\d|\bissue\d|\bsession\b|\bthis issue\b", re.I)
+    # (character classes keep the words themselves out of this file)
+    words = re.compile(r"\biss[u]e\s*#?\d|\biss[u]e\d|\bsess[i]on\b|\bthis iss[u]e\b", re.I)
     hits = [str(p.relative_to(ROOT)) for p in _source_files()
-            if p.name != "test_docs.py" and words.search(p.read_text())]
+            if words.search(p.read_text())]
     assert not hits, hits
-    assert not list(ROOT.glob("docs/**/issue*"))
+    assert not list(ROOT.glob("docs/**/iss[u]e*"))
 
 
 def _links(path: Path):
