@@ -5,8 +5,9 @@
 * ``bash`` / ``sh`` / ``console`` blocks: each ``critsym ...`` or ``python -m critsym...``
   command line must parse with the real argument parser (it is not run: the CLI tests run the
   commands), each ``python path/to/script.py`` and ``pytest tests/...`` must name an existing file;
-* a block opts out only with the marker ``<!-- docs-test: skip (reason) -->`` on the line
-  before it, meant for illustrative output.
+* a block opts out only explicitly, for illustrative excerpts and output: with the marker
+  ``<!-- docs-test: skip (reason) -->`` on the line before it, or with ``notest`` after the
+  language (```` ```python notest ````, the convention of pytest-markdown-docs).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def code_blocks(path: Path) -> list[Block]:
             i += 1
             continue
         indent, fence = m["indent"], m["fence"]
-        lang = (m["info"].strip().split() or [""])[0].lower()
+        info = m["info"].strip().lower().split()
+        lang = (info or [""])[0]
         prev = next((ln for ln in reversed(lines[:i]) if ln.strip()), "")
         body, j = [], i + 1
         while j < len(lines) and lines[j].strip() != fence:
@@ -56,7 +58,7 @@ def code_blocks(path: Path) -> list[Block]:
         if j == len(lines):
             raise AssertionError(f"{path.name}:{i + 1}: unclosed code block")
         blocks.append(Block(path, i + 1, lang, "\n".join(body) + "\n",
-                            bool(SKIP_MARKER.search(prev))))
+                            bool(SKIP_MARKER.search(prev)) or "notest" in info[1:]))
         i = j + 1
     return blocks
 
@@ -158,10 +160,12 @@ def test_shell_commands_are_valid(block):
 def test_code_block_parser_reads_indented_fences_and_markers(tmp_path):
     md = tmp_path / "page.md"
     md.write_text("text\n\n<!-- docs-test: skip (output) -->\n```python\nraise ValueError\n```\n"
-                  "* item\n\n  ```bash\n  critsym demo \\\n    --out x\n  ```\n")
-    a, b = code_blocks(md)
+                  "* item\n\n  ```bash\n  critsym demo \\\n    --out x\n  ```\n"
+                  "```python notest\nexcerpt(...)\n```\n```python\nx = 1\n```\n")
+    a, b, c, d = code_blocks(md)
     assert (a.lang, a.skip, a.code) == ("python", True, "raise ValueError\n")
     assert (b.lang, b.skip) == ("bash", False)
+    assert (c.lang, c.skip, d.skip) == ("python", True, False)
     assert _commands(b.code) == [["critsym", "demo", "--out", "x"]]
     with pytest.raises(SystemExit):
         _check_command(["critsym", "phase", "--no-such-option"], "here")
