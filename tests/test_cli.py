@@ -52,11 +52,24 @@ def test_a_new_subcommand_plugs_in_by_registering(monkeypatch, capsys):
         p.set_defaults(run=lambda a: print(f"hello {a.name}") or 0)
         return p
 
+    def add_failing_parser(subparsers):  # sets ``func``, the argparse docs' convention
+        p = subparsers.add_parser("fail")
+        p.set_defaults(func=lambda a: (_ for _ in ()).throw(cs.CritsymError("no\nluck")))
+        return p
+
     plugin.add_parser = add_parser
+    other = types.ModuleType("critsym_test_plugin2")
+    other.add_parser = add_failing_parser
     monkeypatch.setitem(sys.modules, "critsym_test_plugin", plugin)
-    monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS, "critsym_test_plugin"])
+    monkeypatch.setitem(sys.modules, "critsym_test_plugin2", other)
+    monkeypatch.setattr(cli, "SUBCOMMANDS",
+                        [*cli.SUBCOMMANDS, "critsym_test_plugin", "critsym_test_plugin2"])
     assert cli.main(["hello", "--name", "critsym"]) == 0
     assert capsys.readouterr().out == "hello critsym\n"
+    assert cli.run_subcommand("hello", prog="hello-prog", argv=[]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+    assert cli.main(["fail"]) == cli.ERROR_STATUS
+    assert capsys.readouterr().err == "critsym: error: no luck\n"
 
 
 def test_derive_prints_the_recursions_of_a_json_file(tmp_path, capsys):

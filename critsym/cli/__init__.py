@@ -5,7 +5,8 @@
 
 A subcommand is a module listed in :data:`SUBCOMMANDS` that provides
 ``add_parser(subparsers) -> argparse.ArgumentParser``; the parser it adds sets ``run`` (a
-function of the parsed arguments returning the exit status) with ``set_defaults(run=...)``.
+function of the parsed arguments returning the exit status) with ``set_defaults(run=...)``
+(``func=`` is accepted too).
 Subcommand modules import numerical libraries (torch, matplotlib, sympy-heavy parts of
 critsym) only inside ``run``, so ``critsym --help`` stays fast.
 
@@ -53,8 +54,9 @@ def error_line(err: BaseException) -> str:
 def _run(args: argparse.Namespace) -> int:
     from ..errors import CritsymError
 
+    run = getattr(args, "run", None) or args.func  # ``func``: the argparse docs' convention
     try:
-        return int(args.run(args) or 0)
+        return int(run(args) or 0)
     except CritsymError as err:
         print(error_line(err), file=sys.stderr)
         return ERROR_STATUS
@@ -68,7 +70,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "critsym") -> int:
 def run_subcommand(name: str, prog: str, argv: Sequence[str] | None = None) -> int:
     """Run subcommand ``name`` as its own program ``prog`` (the ``python -m`` entry points)."""
     subparsers = argparse.ArgumentParser(prog=prog).add_subparsers()
-    module = next(m for m in SUBCOMMANDS if m.rsplit(".", 1)[1] == name)
-    parser = importlib.import_module(module).add_parser(subparsers)
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).add_parser(subparsers)
+        if name in subparsers.choices:
+            break
+    parser = subparsers.choices[name]
     parser.prog = prog
     return _run(parser.parse_args(sys.argv[1:] if argv is None else argv))
