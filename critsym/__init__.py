@@ -10,6 +10,7 @@ them numerically::
 """
 
 from . import criticality, errors
+from ._version import __version__
 from .activations import activation_names
 from .criticality import (
     analytic_exponents,
@@ -101,4 +102,5 @@ __all__ = [
     "token_mixing", "two_layer_block",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
+    "__version__", "finite_width", "parameterization",
 ]

@@ -176,8 +176,8 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
                          {"ordered": 1.0, "chaotic": 1.0})
     if st == "unbounded" and str(fp.growth) in ("linear", "power") and abs(chis - 1) < 1e-3:
         # χ_J − 1 ∝ K^{−γ}: γ = 1 power law, γ < 1 stretched exponential
-        # along the growth ray O_T ≈ ρ_T K of a multi-axis state (theory.md §2: at μ = 1 a
-        # Mixer's p = A/(B − Δ_T/2) per sub-block pair comes from K − O_T ≈ (1 − ρ_T) K)
+        # along the growth ray O_T ≈ ρ_T K of a multi-axis state (docs/theory.md#mlp-mixer-block:
+        # at μ = 1 a Mixer's p = A/(B − Δ_T/2) per sub-block pair comes from K − O_T ≈ (1 − ρ_T) K)
         rho = getattr(fp, "rho_T", None)
 
         def chi_ray(Kv):
