@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import sympy as sp
 
+from .budget import BudgetExceeded, time_budget
+from .errors import CritsymWarning
 from .fold import input_signal, output_variable
 from .ops.base import Op, as_op
 from .symbols import K11, K12, K22, K
@@ -18,6 +21,25 @@ def _fold(arch: Op, closed_forms: bool) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     F = out.var_a.subs(K11, K)
     chi = out.jac.subs(K11, K)
     return F, chi, out.cov
+
+
+#: Seconds of symbolic work (closed forms of the Gaussian expectations) before :func:`derive`
+#: falls back to numeric quadrature for them.
+SYMBOLIC_BUDGET_S = 30.0
+
+
+def _fold_within_budget(arch: Op) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """The closed-form fold, or, when it outlasts :data:`SYMBOLIC_BUDGET_S`, the fold with every
+    expectation left to quadrature (same recursions, evaluated numerically), with a warning."""
+    try:
+        with time_budget(SYMBOLIC_BUDGET_S):
+            return _fold(arch, True)
+    except BudgetExceeded:
+        warnings.warn(
+            f"closed forms for {arch!r} took longer than {SYMBOLIC_BUDGET_S:g} s; its Gaussian "
+            "expectations are evaluated by numeric quadrature instead (same recursions, "
+            "slower to evaluate)", CritsymWarning, stacklevel=3)
+        return _fold(arch, False)
 
 
 def derive(arch: Op):
@@ -40,7 +62,7 @@ def derive(arch: Op):
         from .axis_theory import derive_axes
 
         return derive_axes(arch)
-    F, chi, G = _fold(arch, True)
+    F, chi, G = _fold_within_budget(arch)
     return Theory(arch=arch, F=F, chi=chi, G=G)
 
 

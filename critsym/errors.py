@@ -46,3 +46,8 @@ class UnsupportedModuleError(CritsymError, TypeError):
 
 class ShapingError(CritsymError):
     """No activation transform satisfies the requested kernel-shaping targets."""
+
+
+class CritsymWarning(UserWarning):
+    """A result that is correct but was obtained differently than asked (e.g. numerically after
+    a symbolic time budget ran out), or that needs the user's attention."""

@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from .activations import check_differentiable
+from .budget import check_budget
 from .errors import DerivationError
 from .gaussian.expectation import GaussE, GaussE2, expect, expect2
 
@@ -266,6 +267,7 @@ def tidy(expr: sp.Expr, max_ops: int = 25) -> sp.Expr:
     little."""
     if expr.is_Atom:
         return expr
+    check_budget()
     best, n = expr, sp.count_ops(expr)
     cands = []
     if not expr.has(GaussE, GaussE2):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..budget import check_budget
+
 
 class GaussE(sp.Function):
     r"""E_{z ~ N(0, V)}[f(z)], args = (Lambda(z, f(z)), V).
@@ -115,6 +117,7 @@ def expect(f: sp.Expr, z: sp.Symbol, V: sp.Expr, *, closed_forms: bool = True) -
     Linearity is applied first over symbolic constant coefficients, so that
     E[(φ - m)²/s²] = (E[φ²] - 2m E[φ] + m²)/s² with each expectation in canonical form.
     """
+    check_budget()
     f = sp.sympify(f)
     if z not in f.free_symbols:
         return f
@@ -143,6 +146,7 @@ def expect2(
     *, closed_forms: bool = True,
 ) -> sp.Expr:
     """E over (u, v) ~ N(0, [[V1, C], [C, V2]]) of f(u, v); closed form when one is found."""
+    check_budget()
     f = sp.sympify(f)
     fs = f.free_symbols
     if u not in fs and v not in fs:
