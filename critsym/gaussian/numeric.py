@@ -38,7 +38,7 @@ import sympy as sp
 from sympy.printing.numpy import SciPyPrinter
 
 from ..activations import ELU, MPMATH_FUNCTIONS, NUMPY_FUNCTIONS, ReLU
-from ..errors import NumericalError
+from ..errors import DerivationError, NumericalError
 from .expectation import GaussE, GaussE2
 
 L_CUT = 12.0
@@ -456,8 +456,18 @@ class _Node2:
 
 
 def compile_expr(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Compiled:
-    """Compile ``expr`` (possibly containing Gaussian expectations) to a vectorised callable."""
-    return Compiled(expr, args)
+    """Compile ``expr`` (possibly containing Gaussian expectations) to a vectorised callable.
+
+    A form sympy cannot turn into numpy code (an unevaluated derivative, an unknown function)
+    raises :class:`~critsym.errors.DerivationError` naming it."""
+    try:
+        return Compiled(expr, args)
+    except (NotImplementedError, sp.SympifyError, SyntaxError, TypeError) as e:
+        raise DerivationError(
+            f"cannot compile {str(expr)[:200]} to numeric code ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); this block needs a form critsym's "
+            "evaluator does not support"
+        ) from e
 
 
 # ---------------------------------------------------------------- high precision (mpmath)
