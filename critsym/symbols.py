@@ -44,6 +44,11 @@ def hyper_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
+#: Largest magnitude of a numeric hyperparameter: its square (and its square times an O(1)
+#: expectation) must stay finite in float64.
+MAX_HYPER = 1e100
+
+
 def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
     """Convert a user hyperparameter (number, name, or sympy expression) to a sympy expression.
 
@@ -58,6 +63,10 @@ def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
         v = complex(value)
         if v.imag != 0 or not math.isfinite(v.real):
             raise HyperparameterError(f"{what} must be a finite real number, got {value!r}")
+        if abs(v.real) > MAX_HYPER:
+            raise HyperparameterError(
+                f"{what} = {value!r} is too large: variances hold its square, which overflows "
+                f"float64 beyond {MAX_HYPER:g}; rescale the problem")
         expr = sp.Integer(int(value)) if float(value).is_integer() else sp.Float(float(value))
     else:
         raise HyperparameterError(

@@ -202,13 +202,19 @@ class Theory:
             raise HyperparameterError(f"depth must be an integer >= 0, got {depth!r}")
         vals = self.values(hp)
         Kl = self._check_K(K0, "K0")
-        shape = np.broadcast_shapes(Kl.shape, *(v.shape for v in vals))
-        Kl = np.broadcast_to(Kl, shape).astype(float)
         cl = None
         if c0 is not None:
-            cl = np.broadcast_to(np.asarray(c0, dtype=float), shape).astype(float)
-            if np.any(np.abs(cl) > 1):
-                raise HyperparameterError(f"c0 must lie in [-1, 1], got {c0}")
+            try:
+                cl = np.asarray(c0, dtype=float)
+            except (TypeError, ValueError):
+                raise HyperparameterError(f"c0 must be a number in [-1, 1], got {c0!r}") from None
+            if not np.all(np.isfinite(cl)) or np.any(np.abs(cl) > 1):
+                raise HyperparameterError(f"c0 must be finite and lie in [-1, 1], got {c0}")
+        shape = np.broadcast_shapes(Kl.shape, *(v.shape for v in vals),
+                                    *(() if cl is None else (cl.shape,)))
+        Kl = np.broadcast_to(Kl, shape).astype(float)
+        if cl is not None:
+            cl = np.broadcast_to(cl, shape).astype(float)
         Ks, chis, Js, cs = [Kl], [], [np.ones(shape)], [cl]
         err = np.errstate(over="ignore", invalid="ignore")
         err.__enter__()
