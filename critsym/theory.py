@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .errors import HyperparameterError, NumericalError
+from .errors import HyperparameterError, NumericalError, warn_if_nan
 from .gaussian.numeric import compile_expr, evaluate_mp
 from .ops.base import Op
 from .symbols import K11, K12, K22, K
@@ -148,7 +148,11 @@ class Theory:
 
     @staticmethod
     def _check_K(Kv, what="K") -> np.ndarray:
-        Kv = np.asarray(Kv, dtype=float)
+        try:
+            Kv = np.asarray(Kv, dtype=float)
+        except (TypeError, ValueError):
+            raise HyperparameterError(f"{what} must be a number >= 0 (a variance), got {Kv!r}"
+                                      ) from None
         if not np.all(np.isfinite(Kv)) or np.any(Kv < 0):
             raise HyperparameterError(f"{what} must be finite and >= 0 (a variance), got {Kv}")
         return Kv
@@ -157,7 +161,10 @@ class Theory:
         if precision is not None:
             return self._eval_mp(expr, {K: Kv}, hp, precision)
         vals = self.values(hp)
-        return fn(self._check_K(Kv), *vals)
+        out = fn(self._check_K(Kv), *vals)
+        warn_if_nan("the map is undefined (NaN) at this K and these hyperparameters: 0/0 in it, "
+                    "e.g. a LayerNorm of a signal that vanishes (sigma_w = sigma_b = 0)", out)
+        return out
 
     def _eval_mp(self, expr, state: dict, hp: dict, dps: int):
         self.values(hp)
@@ -239,6 +246,9 @@ class Theory:
                     "without bound); use a smaller depth, or allow_nonfinite=True"
                 )
         err.__exit__(None, None, None)
+        if cl is not None:
+            warn_if_nan("c^l is undefined (NaN) where K^l = 0: both inputs were mapped to zero "
+                        "(e.g. sigma_w = sigma_b = 0)", *cs)
         return RunResult(
             K=np.stack(Ks), J=np.stack(Js),
             chi=np.stack(chis) if chis else np.zeros((0, *shape)),

@@ -25,6 +25,7 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
+from ..errors import warn_if_nan
 from ..gaussian.expectation import GaussE2
 from ..gaussian.numeric import compile_expr
 from ..symbols import K11, K12, K22
@@ -141,6 +142,9 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
         x = np.asarray(x, dtype=float)
         return x[()] if x.ndim == 0 else x
 
+    warn_if_nan("c*, χ_c are undefined (NaN) where the variance has no finite fixed point (K "
+                "grows without bound: see fixed_point(...).status) or the maps are 0/0 there",
+                cstar, Xs, X1)
     return Correlation(c_star=sc(cstar), chi_c=sc(Xs), chi_c1=sc(X1), K_star=sc(Ks))
 
 

@@ -30,6 +30,7 @@ manager) or ``set_tabulation(False)`` selects exact quadrature everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 
@@ -46,7 +47,7 @@ _HALF = np.array([1e-3, 1e-2, 0.06, 0.2, 0.45, 0.8, 1.3, 2.0, 3.0, 4.3, 6.0, 8.5
 _EDGES = np.concatenate([-_HALF[::-1], [0.0], _HALF])
 NODES_1D = 12
 NODES_2D = 8
-_MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
+_MODULES = [NUMPY_FUNCTIONS, {"functools": functools}, "scipy", "numpy"]  # Max/Min: reduce
 
 
 def _safe_unit(x):
