@@ -15,6 +15,7 @@ from scipy.special import erf
 
 import critsym as cs
 from critsym.errors import CritsymWarning
+from critsym.fold import fold_maps
 from critsym.gaussian.expectation import GaussE
 
 MU, SW, SB = 0.5, 1.1, 0.2
@@ -89,7 +90,7 @@ def test_post_ln_gelu_two_layer_block_derives_and_matches_quadrature():
 def test_spent_budget_falls_back_to_quadrature(monkeypatch):
     arch = cs.mlp_block("gelu", residual_mu=0.7)
     exact = cs.derive(arch).run(2, K0=1.0, c0=0.3, sigma_w=1.2, sigma_b=0.1)
-    derive_mod._fold.cache_clear()
+    fold_maps.cache_clear()
     monkeypatch.setattr(derive_mod, "SYMBOLIC_BUDGET_S", 0.0)
     with pytest.warns(CritsymWarning, match="numeric quadrature"):
         th = cs.derive(arch)
@@ -100,4 +101,4 @@ def test_spent_budget_falls_back_to_quadrature(monkeypatch):
     np.testing.assert_allclose(num.K, exact.K, rtol=1e-9)
     np.testing.assert_allclose(num.J, exact.J, rtol=1e-7)
     np.testing.assert_allclose(num.c, exact.c, rtol=1e-7)
-    derive_mod._fold.cache_clear()
+    fold_maps.cache_clear()

@@ -231,13 +231,16 @@ def closed_form_1d(f: sp.Expr, z: sp.Symbol, V: sp.Expr) -> sp.Expr | None:
     r = _closed_form_1d(f.xreplace({z: _Z}))
     if r is None:
         return None
+    small = _size_at_most(V, _TIDY_MAX_NODES) or _size_at_most(r, _TIDY_MAX_RESULT)
     r = r.xreplace({_SD: sp.sqrt(V)})
-    # Re-expanding after substituting a large variance (a deep block's nested statistics)
-    # multiplies it out term by term and costs minutes; the memoised form is already tidy.
-    return _tidy(r) if _size_at_most(V, _TIDY_MAX_NODES) else r
+    # Re-expanding a closed form of several terms after substituting a large variance (a deep
+    # block's nested statistics) multiplies it out term by term and costs minutes; the memoised
+    # form is already tidy.
+    return _tidy(r) if small else r
 
 
 _TIDY_MAX_NODES = 40
+_TIDY_MAX_RESULT = 8
 
 
 def _size_at_most(expr: sp.Expr, limit: int) -> bool:
