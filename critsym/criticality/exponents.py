@@ -255,8 +255,17 @@ def fit_nu(theory, name: str, critical_value: float, offsets, *, side: int = +1,
     """Fitted ν of |ξ_J| ∝ |ε|^{−ν}, ε = ``name`` − ``critical_value`` = side·offsets, with ξ_J
     measured from trajectories (:func:`measured_xi`); with ``corrections`` a term linear in |ε|
     (the next order of log ξ) is fitted too."""
-    offs = np.asarray(offsets, dtype=float)
-    if np.any(offs <= 0):
+    try:
+        offs = np.asarray(offsets, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError(f"offsets must be a list of numbers, got {offsets!r}") from None
+    need = 4 if corrections else 3  # the fitted terms plus one for the standard error
+    if offs.ndim != 1 or len(np.unique(offs)) < need:
+        raise HyperparameterError(
+            f"offsets must hold at least {need} distinct distances from the critical value "
+            f"to fit ν and its error{' with corrections' if corrections else ''}, got "
+            f"{offsets!r}; e.g. offsets=np.geomspace(1e-3, 1e-1, 8)")
+    if not np.all(np.isfinite(offs)) or np.any(offs <= 0):
         raise HyperparameterError("offsets must be positive distances from the critical value")
     xi = np.array([measured_xi(theory, depth, K0, **{**hp, name: critical_value + side * e})
                    for e in offs])
