@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from ..errors import SimulationError
 from ..ops.base import Op, as_op
 from ..stats import mean_se
 from .build import (
+    CritsymNet,
     build,
     check_dtype,
     check_positive_int,
@@ -36,7 +38,7 @@ from .build import (
     feature_shape,
     network_generators,
 )
-from .estimators import PROBES, jvp_norms_folded, make_probes, vjp_norms_folded
+from .estimators import PROBES, make_probes, vjp_norms_folded
 
 log = logging.getLogger("critsym.torch")
 
@@ -332,37 +334,63 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
 
 def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, fresh, K0, c0, l0, l,
                kind, P, hp, shape):
+    """One streaming pass over ``nc`` networks: block l's weights are drawn when the pass reaches
+    it and feed both the inputs' forward pass (K^l, c^l) and, from l0 on, the forward-mode
+    tangents of the probes (J^{l0,l}); nothing of block l is kept once block l+1 is drawn."""
     net = build(arch, width, depth, n_nets=nc, seed=seed, first_net=start, dtype=dt,
-                device=dev, ln_eps=ln_eps, in_shape=shape, **hp)
+                device=dev, ln_eps=ln_eps, in_shape=shape, stream=True, **hp)
     if fresh:  # an independent input pair per network (same K0, c0 exactly)
         X = torch.stack([make_inputs(width, K0, c0, dtype=dt, generator=g, in_shape=shape)
                          for g in network_generators(seed + 31337, start, start + nc, dev)])
     else:
         X = x.to(dev).unsqueeze(0).expand(nc, *x.shape).contiguous()  # (nc, B, N)
-    with torch.no_grad():
-        traj = net.trajectory(X)
-    flat = [h.reshape(nc, h.shape[1], -1) for h in traj]  # (nc, B, features)
-    K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in flat])  # (L+1, nc)
-    c = None
-    if x.shape[0] == 2:
-        c = torch.stack([(h[:, 0] * h[:, 1]).sum(-1) / (h[:, 0].norm(dim=-1)
-                                                        * h[:, 1].norm(dim=-1)) for h in flat])
+    net._check(X)
     pgens = network_generators(seed + 99991, start, start + nc, dev)
     n_out = math.prod(shape)  # every layer of a repeated block has the input's shape
-    # forward mode: J^{l0,l}, l >= l0 (probes folded into the batch axis, chunked)
-    h0 = traj[l0][:, 0].detach()
-    V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
     pc = _pchunk(P)
-    sq = torch.cat([jvp_norms_folded(lambda z: net.trajectory(z, start=l0), h0, V[i:i + pc])
-                    for i in range(0, P, pc)])
+    K_rows, c_rows = [], []
+    sq_rows: list[list[torch.Tensor]] = []  # per probe chunk: per layer l >= l0, (nc, chunk)
+    duals: list[torch.Tensor] = []
+    blocks = net.iter_blocks()
+    with torch.no_grad(), fwAD.dual_level():
+        h = X
+        for lay in range(depth + 1):
+            flat = h.reshape(nc, h.shape[1], -1)  # (nc, B, features)
+            K_rows.append((flat[:, 0] ** 2).mean(-1))
+            if x.shape[0] == 2:
+                c_rows.append((flat[:, 0] * flat[:, 1]).sum(-1)
+                              / (flat[:, 0].norm(dim=-1) * flat[:, 1].norm(dim=-1)))
+            if lay == l0:  # forward mode from here: probes folded into the batch axis
+                h0 = h[:, 0].detach()
+                V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
+                for i in range(0, P, pc):
+                    Vi = V[i:i + pc]
+                    primal = h0.unsqueeze(1).expand(nc, Vi.shape[0], *h0.shape[1:]).contiguous()
+                    duals.append(fwAD.make_dual(primal, Vi.movedim(0, 1).contiguous()))
+                    sq_rows.append([])
+            for rows, d in zip(sq_rows, duals, strict=True):
+                t = fwAD.unpack_dual(d).tangent
+                if t is None:
+                    raise SimulationError(f"layer {lay} does not depend on layer {l0}")
+                rows.append((t * t).reshape(nc, t.shape[1], -1).sum(-1))
+            if lay < depth:
+                block = next(blocks)
+                h = block(h)
+                duals = [block(d) for d in duals]
+                del block
+    K = torch.stack(K_rows)  # (L+1, nc)
+    c = torch.stack(c_rows) if c_rows else None
+    sq = torch.cat([torch.stack(rows).permute(2, 0, 1) for rows in sq_rows])  # (P, L+1-l0, nc)
     J = torch.full((depth + 1, nc), float("nan"), dtype=dt, device=dev)
     J[l0:] = sq.mean(0) / n_out
     Jto = None
-    if l is not None:  # reverse mode: J^{m,l} for every m <= l
-        a0 = traj[0][:, 0].detach()
+    if l is not None:  # reverse mode: J^{m,l} for every m <= l (blocks 0..l-1 drawn again)
+        a0 = X[:, 0].detach()
         U = make_probes(kind, P, a0.shape, generators=pgens, dtype=dt, device=dev)
+        held = CritsymNet(list(net.iter_blocks(0, l)), arch=arch, width=width, n_nets=nc,
+                          values=net.values, in_shape=shape)  # autograd keeps them anyway
         sqr = torch.cat([
-            vjp_norms_folded(lambda X, *d: net.trajectory(X, 0, l, list(d))[-1], a0, l + 1,
+            vjp_norms_folded(lambda X, *d: held.trajectory(X, 0, l, list(d))[-1], a0, l + 1,
                              U[i:i + pc])
             for i in range(0, P, pc)])
         Jto = (sqr.mean(0) / n_out).cpu().numpy()
