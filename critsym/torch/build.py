@@ -49,6 +49,22 @@ def check_dtype(dtype: object) -> torch.dtype:
     raise SimulationError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
 
 
+def network_range(n_nets: object = None, networks: object = None, default: int = 32) -> range:
+    """The networks of one seed to run: ``networks`` (a ``range(start, stop)`` with step 1) or
+    ``range(0, n_nets)`` (``n_nets`` defaults to ``default``); both given must agree."""
+    if networks is None:
+        return range(check_positive_int(default if n_nets is None else n_nets, "n_nets"))
+    if not isinstance(networks, range) or networks.step != 1 or networks.start < 0 \
+            or len(networks) < 1:
+        raise SimulationError(
+            f"networks must be a non-empty range(start, stop) with 0 <= start < stop and step 1, "
+            f"got {networks!r}")
+    if n_nets is not None and check_positive_int(n_nets, "n_nets") != len(networks):
+        raise SimulationError(f"n_nets={n_nets!r} disagrees with networks={networks!r} "
+                              f"({len(networks)} networks); pass only one of them")
+    return networks
+
+
 def network_generators(seed: int, start: int, stop: int, device: torch.device):
     """One generator per network index i in [start, stop), seeded from (seed, i)."""
     gens = []
