@@ -66,6 +66,10 @@ from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
 # isort: split
+# Monte Carlo sweeps (the package is callable: cs.sweep(arch, grid=...))
+from . import sweep
+
+# isort: split
 # issue 6b: criticality of multi-axis (Mixer) states
 from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
 
@@ -83,7 +87,7 @@ __all__ = [
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
-    "token_mixing", "two_layer_block",
+    "token_mixing", "two_layer_block", "sweep",
     # issue 6b
     "StateFixedPoint", "state_fixed_point",
 ]

@@ -251,7 +251,7 @@ def _is_oom(e: BaseException) -> bool:
 class _Progress:
     """A minimal progress bar on stderr (tqdm when installed)."""
 
-    def __init__(self, total: int, enabled: bool | None, desc: str):
+    def __init__(self, total: int, enabled: bool | None, desc: str, unit: str = "net"):
         if enabled is None:
             enabled = total > 1 and sys.stderr.isatty()
         self.enabled, self.total, self.n, self.desc = enabled, total, 0, desc
@@ -260,7 +260,7 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc=desc, unit="net")
+                self.bar = tqdm(total=total, desc=desc, unit=unit)
             except ImportError:
                 self.bar = None
 

@@ -52,6 +52,21 @@ def extrapolate(widths: Sequence[float], y: Sequence[float], se: Sequence[float]
         float((S * Sxy - Sx * Sy) / D)
 
 
+def score(quantity: str, layer: int, theory: float, widths: Sequence[float],
+          mc: Sequence[float], se: Sequence[float]) -> dict:
+    """One row of the rule above: the 1/N extrapolation of ``mc`` ± ``se`` over ``widths`` and
+    z = (X_∞ − theory)/SE(X_∞); not scored (z None) for K^0, c^0 or a zero standard error."""
+    mc, se = [float(v) for v in mc], [float(v) for v in se]
+    exact_input = layer == 0 and quantity in ("K", "c")
+    if exact_input or not all(s > 0 for s in se):
+        ext, ext_se, slope, z = mc[-1], 0.0, 0.0, None
+    else:
+        ext, ext_se, slope = extrapolate(widths, mc, se)
+        z = (ext - float(theory)) / ext_se
+    return dict(quantity=quantity, layer=layer, theory=float(theory), mc=mc, mc_se=se,
+                extrapolated=ext, extrapolated_se=ext_se, slope=slope, z=z)
+
+
 @dataclass(frozen=True)
 class ValidationResult:
     """Rows of (quantity, layer, theory, per-width MC ± SE, extrapolated ± SE, z)."""
@@ -175,14 +190,7 @@ def validate(arch: Op, widths: Sequence[int] = (64, 128), depth: int = 10, *,
         for layer in range(depth + 1):
             mc = [float(getattr(s, q)[layer]) for s in sims]
             se = [float(getattr(s, q + "_se")[layer]) for s in sims]
-            exact_input = layer == 0 and q in ("K", "c")
-            if exact_input or not all(s > 0 for s in se):
-                ext, ext_se, slope, z = mc[-1], 0.0, 0.0, None
-            else:
-                ext, ext_se, slope = extrapolate(widths, mc, se)
-                z = (ext - float(th[layer])) / ext_se
-            rows.append(dict(quantity=q, layer=layer, theory=float(th[layer]), mc=mc, mc_se=se,
-                             extrapolated=ext, extrapolated_se=ext_se, slope=slope, z=z))
+            rows.append(score(q, layer, float(th[layer]), widths, mc, se))
     res = ValidationResult(arch=arch, hp=dict(hp), widths=widths, depth=depth, rows=rows,
                            sims=sims, theory=theory, z_max=z_max)
     if plot is not None:
