@@ -170,3 +170,36 @@ def test_ray_backend_gives_the_identical_table(sharded):
     finally:
         ray.shutdown()
     assert_frame_equal(st.table, sharded.table, check_exact=True)
+
+
+def test_phase_command_draws_the_measured_diagram(tmp_path, capsys):
+    from critsym.sweep.cli import main
+
+    out = tmp_path / "phase.png"
+    table = tmp_path / "phase.csv"
+    rc = main(["phase", "--backend", "serial", "--width", "32", "--n", "4", "--points", "4",
+               "3", "--burn-in", "2", "--quiet", "--out", str(out), "--table", str(table)])
+    assert rc == 0 and out.stat().st_size > 10_000
+    t = read_table(table)
+    assert len(t) == 4 * 3 * 4 and set(t.layer) == {0, 1, 2, 3}
+    text = capsys.readouterr().out
+    assert "4x3 grid, width 32" in text and "theory sigma_w*" in text
+    assert main(["phase", "--out", str(tmp_path / "x.txt")]) == 2
+    assert main(["phase", "--arch", "mixer", "--out", str(out)]) == 2  # needs --mu
+    assert "needs --mu" in capsys.readouterr().err
+
+
+def test_measured_phase_grid_matches_the_table():
+    from critsym.sweep.phase import measure_phase
+
+    ph = measure_phase(ARCH, [0.8, 1.6], [0.1, 0.5, 0.9], width=16, n_nets=3, burn_in=1,
+                       progress=False)
+    assert ph.chi.shape == (3, 2)
+    t = ph.study.table
+    row = t[(t.sigma_w == 1.6) & (t.sigma_b == 0.5) & (t.layer == 2)].iloc[0]
+    assert ph.chi[1, 1] == row["J"] and ph.chi_theory[1, 1] == row["J_theory"]
+    K0 = next(iter(ph.study.results.values())).K0  # of the float32 input
+    th = cs.derive(ARCH).run(2, K0=K0, sigma_w=1.6, sigma_b=0.5)
+    assert ph.chi_theory[1, 1] == pytest.approx(th.J[2] / th.J[1], rel=1e-12)
+    fig = ph.plot()
+    assert fig.axes
