@@ -75,9 +75,13 @@ def _arch(a):
             raise CritsymError("--arch mixer needs --mu (e.g. 0.5 or 1)")
         width = a.width if a.width != 256 else 64
         tokens = a.tokens or width
-        return mixer_block(a.act or "gelu", mu=mu), {"mu": a.mu}, width, (tokens, width)
+        return (mixer_block(a.act or "gelu", mu=mu), {"mu": a.mu}, width, (tokens, width),
+                f"MLP-Mixer block ({a.act or 'gelu'}, mu = {a.mu:g}), {tokens} tokens x "
+                f"{width} channels")
     block = mlp_block(a.act or "tanh", residual_mu=None if a.mu is None else mu)
-    return block, ({} if a.mu is None else {"mu": a.mu}), a.width, None
+    name = f"MLP block ({a.act or 'tanh'}{'' if a.mu is None else f', mu = {a.mu:g}'})"
+    return block, ({} if a.mu is None else {"mu": a.mu}), a.width, None, \
+        f"{name}, width {a.width}"
 
 
 def run_phase(a: argparse.Namespace) -> int:
@@ -95,7 +99,7 @@ def run_phase(a: argparse.Namespace) -> int:
         check_output(a.table)
     if min(a.points) < 2:
         raise CritsymError("--points needs at least 2 values along each axis")
-    arch, fixed, width, in_shape = _arch(a)
+    arch, fixed, width, in_shape, name = _arch(a)
     sw = np.linspace(*a.sw, a.points[0])
     sb = np.linspace(*a.sb, a.points[1])
     t0 = time.perf_counter()
@@ -104,7 +108,8 @@ def run_phase(a: argparse.Namespace) -> int:
                        backend=a.backend, shards=a.shards, workers=a.workers,
                        address=a.address, progress=False if a.quiet else None,
                        out_table=a.table, **fixed)
-    ph.plot(out=out)
+    ph.plot(out=out, title=f"{name}: {a.n} networks per point, measured after "
+                           f"{a.burn_in} blocks")
     secs = time.perf_counter() - t0
     cl = ph.critical_line()
     print(f"{len(sw)}x{len(sb)} grid, width {width}, {a.n} networks per point, "

@@ -72,9 +72,9 @@ class MeasuredPhase:
         fig.colorbar(im, ax=ax, label=r"measured $\log \hat\chi = \log J^{l_0,l_0+1}$")
         handles = []
         if np.nanmin(Z) < 0 < np.nanmax(Z):
-            ax.contour(self.sigma_w, self.sigma_b, Z, levels=[0.0], colors="w",
-                       linestyles="--", linewidths=2)
-            handles.append(Line2D([], [], color="w", ls="--", lw=2,
+            ax.contour(self.sigma_w, self.sigma_b, Z, levels=[0.0], colors="#1a9e1a",
+                       linestyles="--", linewidths=2, zorder=4)
+            handles.append(Line2D([], [], color="#1a9e1a", ls="--", lw=2,
                                   label=r"measured $\hat\chi = 1$"))
         with np.errstate(divide="ignore", invalid="ignore"):
             T = np.log(self.chi_theory)
@@ -94,9 +94,9 @@ class MeasuredPhase:
         ax.set_xlabel(r"$\sigma_w$")
         ax.set_ylabel(r"$\sigma_b$")
         extra = ", ".join(f"{k}={v:g}" for k, v in self.hp.items())
-        ax.set_title(title or "\n".join(textwrap.wrap(
-            f"{self.arch!r}{' (' + extra + ')' if extra else ''}: width {self.width}, "
-            f"{self.n_nets} networks, l0 = {self.burn_in}", 80)), fontsize=8)
+        title = title or (f"{self.arch!r}{' (' + extra + ')' if extra else ''}: width "
+                          f"{self.width}, {self.n_nets} networks, l0 = {self.burn_in}")
+        ax.set_title("\n".join(textwrap.wrap(title, 72)), fontsize=8)
         fig.tight_layout()
         if out is not None:
             fig.savefig(out, dpi=130)
