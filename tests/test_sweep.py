@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import sys
 import time
 from pathlib import Path
 
@@ -162,14 +163,22 @@ def test_shards_and_results_pickle_with_standard_pickle():
     assert res.n_nets == 2
 
 
-def test_ray_backend_gives_the_identical_table(sharded):
+def test_ray_backend_gives_the_identical_table_and_retries(sharded, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         st = cs.sweep(ARCH, shards=3, backend="ray", **SMALL)
+        plan = st.plan
+        # Ray's workers cannot import this test module: ship its functions by value
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        flaky = execute(plan.shards, "ray", fn=functools.partial(_flaky, str(tmp_path / "m")))
     finally:
         ray.shutdown()
     assert_frame_equal(st.table, sharded.table, check_exact=True)
+    assert (tmp_path / "m").exists()  # the injected failure happened and was retried
+    for shard, res in zip(plan.shards, flaky, strict=True):
+        np.testing.assert_array_equal(res.J_nets, sharded.results[shard.task].J_nets[
+            :, shard.networks.start:shard.networks.stop])
 
 
 def test_phase_command_draws_the_measured_diagram(tmp_path, capsys):

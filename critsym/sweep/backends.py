@@ -56,6 +56,11 @@ def run_shard(shard: Shard):
         torch.set_num_threads(old)
 
 
+def _call(fn: Callable, shard: Shard):
+    """``fn(shard)``: the Ray task (``fn`` may be any picklable callable)."""
+    return fn(shard)
+
+
 def _worker_init() -> None:
     """Quiet worker processes: one OpenMP thread unless ``run_shard`` asks for more."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -135,10 +140,11 @@ class _Ray:
             ray.init(address=address, **kw)
         gpus = ray.cluster_resources().get("GPU", 0)
         num_gpus = gpus_per_shard if gpus > 0 and str(device or "cuda") != "cpu" else 0
-        self.task = ray.remote(fn).options(num_cpus=1, num_gpus=num_gpus, max_retries=0)
+        self.fn = fn
+        self.task = ray.remote(_call).options(num_cpus=1, num_gpus=num_gpus, max_retries=0)
 
     def submit(self, i: int, shard: Shard) -> None:
-        self.refs[self.task.remote(shard)] = i
+        self.refs[self.task.remote(self.fn, shard)] = i
 
     def busy(self) -> bool:
         return bool(self.refs)
