@@ -21,39 +21,46 @@ MIXER = cs.mixer_block("gelu")
 FIELDS = ("K_nets", "J_nets", "c_nets", "J_to_nets")
 
 
-def _eager_reference(arch, width, depth, n, seed, l0, l, P, in_shape=None, **hp):
+def _eager_reference(arch, width, depth, n, seed, l0, l, P, in_shape=None, device="cpu",
+                     **hp):
     """The Monte Carlo estimates computed the eager way: every block stored (``build``), the
     whole trajectory kept, then one forward-mode and one reverse-mode pass over it."""
     shape = in_shape or (width,)
-    net = cs.build(arch, width, depth, n_nets=n, seed=seed, in_shape=in_shape, **hp)
+    dev = torch.device(device)
+    net = cs.build(arch, width, depth, n_nets=n, seed=seed, in_shape=in_shape, device=dev, **hp)
     X = torch.stack([make_inputs(width, 1.0, 0.5, generator=g, in_shape=shape)
-                     for g in network_generators(seed + 31337, 0, n, torch.device("cpu"))])
+                     for g in network_generators(seed + 31337, 0, n, dev)])
     with torch.no_grad():
         traj = net.trajectory(X)
     flat = [h.reshape(n, 2, -1) for h in traj]
     K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in flat])
     c = torch.stack([(h[:, 0] * h[:, 1]).sum(-1)
                      / (h[:, 0].norm(dim=-1) * h[:, 1].norm(dim=-1)) for h in flat])
-    pg = network_generators(seed + 99991, 0, n, torch.device("cpu"))
+    pg = network_generators(seed + 99991, 0, n, dev)
     h0 = traj[l0][:, 0]
-    V = make_probes("gaussian", P, h0.shape, generators=pg)
+    V = make_probes("gaussian", P, h0.shape, generators=pg, device=dev)
     sq = torch.cat([jvp_norms_folded(lambda z: net.trajectory(z, start=l0), h0, V)])
     n_out = int(np.prod(shape))
-    J = torch.full((depth + 1, n), float("nan"), dtype=torch.float64)
+    J = torch.full((depth + 1, n), float("nan"), dtype=torch.float64, device=dev)
     J[l0:] = sq.mean(0) / n_out
-    U = make_probes("gaussian", P, X[:, 0].shape, generators=pg)
+    U = make_probes("gaussian", P, X[:, 0].shape, generators=pg, device=dev)
     sqr = torch.cat([vjp_norms_folded(lambda Y, *d: net.trajectory(Y, 0, l, list(d))[-1],
                                       X[:, 0], l + 1, U)])
-    return dict(K_nets=K.numpy(), J_nets=J.numpy(), c_nets=c.numpy(),
-                J_to_nets=(sqr.mean(0) / n_out).numpy())
+    return dict(K_nets=K.cpu().numpy(), J_nets=J.cpu().numpy(), c_nets=c.cpu().numpy(),
+                J_to_nets=(sqr.mean(0) / n_out).cpu().numpy())
 
 
-@pytest.mark.parametrize("arch,width,in_shape,hp", [
-    (MLP, 12, None, HP), (MIXER, 6, (6, 6), dict(HP, mu=0.5))])
-def test_streaming_simulate_equals_eager_build_bit_for_bit(arch, width, in_shape, hp):
-    ref = _eager_reference(arch, width, 5, 3, seed=4, l0=1, l=3, P=3, in_shape=in_shape, **hp)
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("arch,width,in_shape,hp,device", [
+    (MLP, 12, None, HP, "cpu"), (MIXER, 6, (6, 6), dict(HP, mu=0.5), "cpu"),
+    pytest.param(MLP, 256, None, HP, "cuda", marks=[pytest.mark.gpu, GPU])])
+def test_streaming_simulate_equals_eager_build_bit_for_bit(arch, width, in_shape, hp, device):
+    ref = _eager_reference(arch, width, 5, 3, seed=4, l0=1, l=3, P=3, in_shape=in_shape,
+                           device=device, **hp)
     r = cs.simulate(arch, width, 5, n_nets=3, seed=4, l0=1, l=3, n_probes=3,
-                    in_shape=in_shape, **hp)
+                    in_shape=in_shape, device=device, **hp)
     for f in FIELDS:
         np.testing.assert_array_equal(getattr(r, f), ref[f], err_msg=f)
 
