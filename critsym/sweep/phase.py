@@ -24,7 +24,7 @@ from ..errors import SimulationError
 from .study import Study, sweep
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MeasuredPhase:
     """χ̂ (measured one-block APJN) and its SE on the grid, rows = ``sigma_b``, columns =
     ``sigma_w``; ``chi_theory`` the mean-field J^{l0,l0+1} from the same input."""

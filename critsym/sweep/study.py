@@ -29,7 +29,7 @@ from .plan import Plan, make_plan
 from .table import build_table, check_output, write_table
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Study:
     """A finished sweep: ``table`` (pandas DataFrame, see :mod:`critsym.sweep.table`), the
     merged :class:`~critsym.SimulationResult` of every task and the plan."""
