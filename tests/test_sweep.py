@@ -87,6 +87,29 @@ def _flaky(marker: str, shard):
     return run_shard(shard)
 
 
+def _crash_once(marker: str, shard):
+    """Kills its worker process once (a lost worker, not an exception)."""
+    import os
+
+    m = Path(marker)
+    if shard.networks.start == 2 and not m.exists():
+        m.write_text("crashed once")
+        os._exit(3)
+    return run_shard(shard)
+
+
+@pytest.mark.slow
+def test_a_lost_local_worker_is_replaced_and_its_shards_rerun(tmp_path):
+    plan = make_plan(ARCH, {"sigma_w": [1.0, 1.4]}, (16,), 2, 6, 0, 3, {"sigma_b": 0.2},
+                     {"n_probes": 2})
+    ref = execute(plan.shards, "serial")
+    out = execute(plan.shards, "local", workers=2,
+                  fn=functools.partial(_crash_once, str(tmp_path / "marker")))
+    assert (tmp_path / "marker").exists()
+    for a, b in zip(out, ref, strict=True):
+        np.testing.assert_array_equal(a.J_nets, b.J_nets)
+
+
 def _always_fails(shard):
     raise RuntimeError("must not be called")
 
