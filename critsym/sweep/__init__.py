@@ -7,14 +7,14 @@ The package is callable: ``critsym.sweep(arch, grid=..., ...)`` is :func:`sweep`
 import sys
 import types
 
-from .backends import BACKENDS, ShardFailed, execute, run_shard
+from .backends import BACKENDS, ShardFailed, execute, run_shard, run_shard_with_theory
 from .plan import Plan, Shard, make_plan
 from .study import Study, sweep
 from .table import check_output, read_table
 
 __all__ = [
     "BACKENDS", "Plan", "Shard", "ShardFailed", "Study", "check_output", "execute",
-    "make_plan", "read_table", "run_shard", "sweep",
+    "make_plan", "read_table", "run_shard", "run_shard_with_theory", "sweep",
 ]
 
 

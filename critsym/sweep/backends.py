@@ -56,6 +56,26 @@ def run_shard(shard: Shard):
         torch.set_num_threads(old)
 
 
+_THEORIES: dict = {}
+
+
+def run_shard_with_theory(shard: Shard):
+    """(:func:`run_shard` result, its task's ``X_theory`` columns or None): the first shard of
+    each task (networks from 0) also runs the theory, so the driver does not; each process
+    derives an architecture once."""
+    from .table import theory_columns
+
+    res = run_shard(shard)
+    if shard.networks.start != 0:
+        return res, None
+    theory = _THEORIES.get(shard.arch)
+    if theory is None:
+        from ..derive import derive
+
+        theory = _THEORIES[shard.arch] = derive(shard.arch)
+    return res, theory_columns(theory, res, dict(res.hp))
+
+
 def _call(fn: Callable, shard: Shard):
     """``fn(shard)``: the Ray task (``fn`` may be any picklable callable)."""
     return fn(shard)

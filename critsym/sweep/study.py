@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import SimulationError
 from ..torch.simulate import SimulationResult
 from ..torch.validate import QUANTITIES, score
-from .backends import execute
+from .backends import execute, run_shard, run_shard_with_theory
 from .plan import Plan, make_plan
 from .table import build_table, check_output, write_table
 
@@ -83,11 +83,19 @@ class Study:
         return write_table(self.table, path)
 
 
-def _merge(plan: Plan, results: list[SimulationResult]) -> dict:
+def _merge(plan: Plan, outputs: list) -> tuple[dict, dict]:
+    """Merged result and theory columns (from the task's first shard) per task."""
     by_task: dict[tuple, list] = {}
-    for shard, res in zip(plan.shards, results, strict=True):
+    theory: dict[tuple, dict | None] = {}
+    for shard, (res, cols) in zip(plan.shards, outputs, strict=True):
         by_task.setdefault(shard.task, []).append(res)
-    return {task: SimulationResult.concat(parts) for task, parts in by_task.items()}
+        if shard.networks.start == 0:
+            theory[shard.task] = cols
+    return {task: SimulationResult.concat(parts) for task, parts in by_task.items()}, theory
+
+
+def _without_theory(shard):
+    return run_shard(shard), None
 
 
 def sweep(arch_or_archs, grid: Mapping | None = None, *, widths: int | Sequence[int] = (64,),
@@ -108,8 +116,9 @@ def sweep(arch_or_archs, grid: Mapping | None = None, *, widths: int | Sequence[
     else the connected or a new local instance).  Each shard runs :func:`critsym.simulate`
     (``n_probes``, ``K0``, ``c0``, ``l0``, ``dtype``, ``device``, ``in_shape``) with ``threads``
     torch threads; a failed shard is retried ``retries`` times, finished ones are kept (and
-    stored in ``checkpoint``, a folder, when given).  ``out``: write the table there (.parquet
-    or .csv; checked before any computing).  Returns a :class:`Study`.
+    stored in ``checkpoint``, a folder, when given).  ``theory``: also the mean-field columns,
+    computed by the first shard of each task on its worker.  ``out``: write the table there
+    (.parquet or .csv; checked before any computing).  Returns a :class:`Study`.
     """
     t0 = time.perf_counter()
     if out is not None:
@@ -124,17 +133,15 @@ def sweep(arch_or_archs, grid: Mapping | None = None, *, widths: int | Sequence[
         options["in_shape"] = tuple(in_shape)
     plan = make_plan(arch_or_archs, grid, widths, depth, n_nets, seed, shards, fixed, options,
                      threads)
-    theories = None
-    if theory:
-        from ..derive import derive
-
-        theories = {name: derive(a) for name, a in plan.archs.items()}
-    results = execute(plan.shards, backend, workers=workers, address=address, retries=retries,
+    fn = run_shard_with_theory if theory else _without_theory
+    outputs = execute(plan.shards, backend, workers=workers, address=address, retries=retries,
                       progress=progress, checkpoint=checkpoint, gpus_per_shard=gpus_per_shard,
-                      device=device)
-    merged = _merge(plan, results)
-    tasks = [(name, dict(point), merged[(name, point, w)]) for (name, point, w) in merged]
-    table = build_table(tasks, list(plan.grid), theories)
+                      device=device, fn=fn)
+    merged, theory_cols = _merge(plan, outputs)
+    tasks = [(name, dict(point), merged[(name, point, w)],
+              theory_cols[(name, point, w)] if theory else None)
+             for (name, point, w) in merged]
+    table = build_table(tasks, list(plan.grid))
     study = Study(plan, table, merged, backend, time.perf_counter() - t0)
     if out is not None:
         study.save(out)

@@ -93,18 +93,15 @@ def rows_for(arch_name: str, point: dict, grid_names: list[str], res, theory_col
     return cols
 
 
-def build_table(tasks: list[tuple], grid_names: list[str], theories: dict | None):
-    """One DataFrame from ``tasks`` = [(arch_name, point dict, merged result)] in order; the
-    fixed hyperparameters get columns after the grid's."""
+def build_table(tasks: list[tuple], grid_names: list[str]):
+    """One DataFrame from ``tasks`` = [(arch_name, point dict, merged result, theory columns or
+    None)] in order; the fixed hyperparameters get columns after the grid's."""
     import pandas as pd
 
-    fixed = sorted({k for _, _, res in tasks for k in res.hp} - set(grid_names))
+    fixed = sorted({k for _, _, res, _ in tasks for k in res.hp} - set(grid_names))
     grid_names = list(grid_names) + fixed
     frames = []
-    for name, point, res in tasks:
-        th = None
-        if theories is not None:
-            th = theory_columns(theories[name], res, dict(res.hp))
+    for name, point, res, th in tasks:
         frames.append(pd.DataFrame(rows_for(name, point, grid_names, res, th)))
     if not frames:
         raise SimulationError("the sweep produced no rows")
