@@ -140,6 +140,12 @@ def test_checkpoint_resumes_without_recomputing(tmp_path):
     again = execute(plan.shards, "serial", checkpoint=tmp_path / "ck", fn=_always_fails)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a.K_nets, b.K_nets)
+    # a point that differs only in the 8th digit is a different shard
+    close = make_plan(ARCH, {"sigma_w": [1.2 + 1e-8]}, (16,), 2, 4, 0, 2, {"sigma_b": 0.2},
+                      {"n_probes": 2})
+    with pytest.raises(ShardFailed):
+        execute(close.shards, "serial", checkpoint=tmp_path / "ck", fn=_always_fails,
+                retries=0)
 
 
 def test_output_is_checked_before_computing_and_round_trips(tmp_path, serial):

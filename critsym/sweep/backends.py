@@ -185,8 +185,9 @@ class _Ray:
 
 
 def _checkpoint_file(folder: Path, shard: Shard) -> Path:
-    h = hashlib.sha256(repr((shard.key, shard.arch, shard.fixed, shard.depth, shard.seed,
-                             shard.options, shard.threads)).encode()).hexdigest()[:20]
+    h = hashlib.sha256(repr((shard.arch_name, shard.arch, shard.point, shard.fixed,
+                             shard.width, shard.networks, shard.depth, shard.seed, shard.options,
+                             shard.threads)).encode()).hexdigest()[:20]
     return folder / f"shard-{h}.pkl"
 
 
