@@ -170,6 +170,8 @@ def test_bad_plans_are_rejected():
     with pytest.raises(SimulationError, match="backend"):
         cs.sweep(ARCH, grid={"sigma_w": [1.0]}, sigma_b=0.1, widths=8, depth=1, n_nets=2,
                  backend="dask")
+    with pytest.raises(SimulationError, match="repeats"):
+        make_plan(ARCH, {"sigma_w": [1.0, 1.0]}, 8, 1, 2, 0, 1, {"sigma_b": 0.1})
     with pytest.raises(SimulationError, match="distinct"):
         make_plan(ARCH, {}, (8, 8), 1, 2, 0, 1, {"sigma_w": 1.0, "sigma_b": 0.1})
 

@@ -125,6 +125,8 @@ def make_plan(arch_or_archs, grid: Mapping | None, widths, depth: int, n_nets: i
         if not vals:
             raise SimulationError(f"grid[{k!r}] is empty; give it at least one value")
         g[k] = tuple(_number(k, v) for v in vals)
+        if len(set(g[k])) != len(g[k]):
+            raise SimulationError(f"grid[{k!r}] repeats a value: {list(g[k])}; give each once")
     both = sorted(set(g) & set(fixed))
     if both:
         raise SimulationError(f"{both} are both in grid and fixed; give each once")
