@@ -51,12 +51,13 @@ class BuildContext:
             raise SimulationError(f"{what} = {e} does not evaluate to a real number") from None
         return out
 
-    def randn(self, *shape: int) -> torch.Tensor:
-        """Standard normal numbers of shape ``(n_nets, *shape)``, network i from generator i."""
-        return torch.stack([
-            torch.randn(*shape, generator=g, dtype=self.dtype, device=self.device)
-            for g in self.generators
-        ])
+    def randn(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        """``scale`` × standard normal numbers of shape ``(n_nets, *shape)``, network i from
+        generator i; drawn and scaled in place in one preallocated tensor (no stacked copy)."""
+        out = torch.empty(len(self.generators), *shape, dtype=self.dtype, device=self.device)
+        for row, g in zip(out, self.generators, strict=True):
+            row.normal_(generator=g)
+        return out if scale == 1.0 else out.mul_(scale)
 
 
 class _StackedLinearFn(torch.autograd.Function):
@@ -95,8 +96,8 @@ class StackedLinear(nn.Module):
     @classmethod
     def init(cls, ctx: BuildContext, fan_in: int, fan_out: int, sigma_w: float,
              sigma_b: float) -> StackedLinear:
-        w = ctx.randn(fan_out, fan_in) * (sigma_w / fan_in**0.5)
-        b = ctx.randn(fan_out) * sigma_b
+        w = ctx.randn(fan_out, fan_in, scale=sigma_w / fan_in**0.5)
+        b = ctx.randn(fan_out, scale=sigma_b)
         return cls(w, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
