@@ -32,6 +32,7 @@ from .ops import (
     LayerNorm,
     Linear,
     Op,
+    Parallel,
     Residual,
     Sequential,
     from_dict,
@@ -66,8 +67,14 @@ from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
 # isort: split
-# issue 6b: criticality of multi-axis (Mixer) states
+# criticality of multi-axis (Mixer) states
 from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
+
+# isort: split
+# every operator registered in critsym.ops (a new operator module needs no edit here)
+from . import ops as _ops
+
+globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
 
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
@@ -84,6 +91,6 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
-    # issue 6b
-    "StateFixedPoint", "state_fixed_point",
+    "StateFixedPoint", "state_fixed_point", "Parallel",
 ]
+__all__ += sorted(set(_ops.__all__) - set(__all__))
