@@ -34,6 +34,10 @@ class _Activation(sp.Function):
         s = r"%s\left(%s\right)" % (self.latex_name, printer._print(self.args[0]))
         return s if exp is None else r"%s^{%s}" % (s, exp)
 
+    def _torchcode(self, printer):
+        # resolved in torch_lambdify's namespace (_torch_functions)
+        return "%s(%s)" % (type(self).__name__, printer._print(self.args[0]))
+
 
 class ReLU(_Activation):
     r"""relu(x) = max(0, x); relu'(x) = Heaviside(x)."""

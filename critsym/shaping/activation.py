@@ -8,11 +8,11 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from ..activations import ELU, NUMPY_FUNCTIONS, ReLU, check_differentiable, x
+from ..activations import KINKED_FUNCTIONS, NUMPY_FUNCTIONS, check_differentiable, x
 from ..errors import UnknownActivationError
 from ..ops.activation import Act
 
-_KINKED = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min)
+_KINKED = KINKED_FUNCTIONS
 _MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
 
 

@@ -45,16 +45,35 @@ SHAPE_SYMBOLS = tuple(sp.Symbol(n, real=True) for n in
 @dataclass(frozen=True, init=False)
 class ShapedAct(Act):
     r"""x ↦ γ (φ(α x + β) + δ) for a base activation φ (an :class:`~critsym.Act`); the four
-    parameters are numbers or sympy expressions (hyperparameters of the architecture)."""
+    parameters are numbers or sympy expressions (hyperparameters of the architecture).
+
+    An operator like any other: it folds as the activation φ̂, round-trips through JSON, builds
+    (a torch lambdify of φ̂), exports to an ``ActModule`` and imports back from it."""
 
     base_act: Act
     input_scale: sp.Expr
     input_shift: sp.Expr
     output_shift: sp.Expr
     output_scale: sp.Expr
+    hyper_fields = ("input_scale", "input_shift", "output_shift", "output_scale")
+    latex_name = r"\hat\phi"
+
+    @classmethod
+    def serial_fields(cls) -> tuple[str, ...]:
+        return ("base_act", *cls.hyper_fields)
+
+    @classmethod
+    def examples(cls):
+        from ..ops.contract import Example
+
+        return (Example(ShapedAct("tanh", 1.2, 0.1, -0.05, 1.3) >> Linear(), dict(
+            sigma_w=1.1, sigma_b=0.2), name="ShapedAct(tanh) >> Linear"),)
 
     def __init__(self, base_act: Act | str, input_scale: object = 1.0, input_shift: object = 0.0,
                  output_shift: object = 0.0, output_scale: object = 1.0):
+        if not isinstance(base_act, (Act, str)):
+            raise ArchitectureError(f"ShapedAct takes a base activation (a name or an Act), "
+                                    f"got {base_act!r}")
         base_act = base_act if isinstance(base_act, Act) else Act(base_act)
         object.__setattr__(self, "name", "shaped")
         object.__setattr__(self, "params", ())
