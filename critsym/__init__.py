@@ -61,8 +61,9 @@ from .axis_theory import O_C, O_T, AxisRunResult, AxisTheory
 from .importer import ImportResult, from_torch, to_torch_model
 from .ops.axes import Transpose
 from .ops.conv import Conv
-from .ops.mixer import channel_mixing, mixer_block, resnet_block, token_mixing, two_layer_block
+from .ops.mixer import channel_mixing, mixer_block, token_mixing
 from .ops.pool import AvgPool, BatchNorm, GlobalAvgPool, pool_theory
+from .ops.resnet import resnet_block, two_layer_block
 from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
