@@ -173,6 +173,8 @@ class Op:
                 changes[f.name] = v.subs(values)
             elif isinstance(v, tuple) and v and all(isinstance(o, Op) for o in v):
                 changes[f.name] = tuple(o.subs(values) for o in v)
+        if self.positional_children:
+            return type(self)(*changes[self.positional_children])
         return replace(self, **changes)  # type: ignore[type-var]
 
     # serialization ------------------------------------------------------------
