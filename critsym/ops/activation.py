@@ -145,7 +145,8 @@ class Act(Op):
         num = self.numeric(ctx.values)
         spec = REGISTRY.get(self.name)
         if type(self) is Act and spec is not None and spec.export_module is not None:
-            return spec.export_module(**{k: float(v) for k, v in num.params}), fan
+            ps = {**spec.defaults, **{k: float(v) for k, v in num.params}}
+            return spec.export_module(**ps), fan
         return ActModule(num), fan
 
     @classmethod
