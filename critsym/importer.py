@@ -55,6 +55,7 @@ from .torch.modules import (  # noqa: F401 - plain modules, importable from here
     ActModule,
     ChannelsFirstLayerNorm,
     ExportContext,
+    OpModule,
     ResidualModule,
     SwapLastAxes,
 )
@@ -228,6 +229,8 @@ class Reader:
     def map(self, m: nn.Module, path: str) -> Op | None:
         """The operator for ``m`` (``None``: skipped): the operator claiming its type, else the
         patterns operators recognise by evaluation, else an error naming the submodule."""
+        if isinstance(m, OpModule):  # a stacked map that names its operator
+            return m.op
         cls = claimant(m)
         if cls is not None:
             return cls.read_torch(m, self, path)

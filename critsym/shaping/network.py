@@ -22,7 +22,6 @@ C_f'(1) = C'(1)^L, C_f''(1) = L C''(1) (when C'(1) = 1) and C_f(0) = C^{∘L}(0)
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -33,7 +32,7 @@ from ..activations import x
 from ..derive import derive
 from ..errors import ArchitectureError, HyperparameterError
 from ..ops.activation import Act
-from ..ops.base import Op, Sequential, as_op
+from ..ops.base import Op, as_op
 from ..ops.linear import Linear
 from ..symbols import as_hyper, hyper_symbol
 
@@ -121,21 +120,7 @@ def with_activation(arch: Op, act: Act) -> Op:
     arch = as_op(arch)
     if isinstance(arch, Act):
         return act
-    if isinstance(arch, Sequential):
-        return Sequential(*(with_activation(o, act) for o in arch.ops))
-    changes = {}
-    for f in dataclasses.fields(arch):
-        v = getattr(arch, f.name)
-        if isinstance(v, Op):
-            changes[f.name] = with_activation(v, act)
-        elif isinstance(v, tuple) and v and all(isinstance(o, Op) for o in v):
-            changes[f.name] = tuple(with_activation(o, act) for o in v)
-    if not changes:
-        return arch
-    new = object.__new__(type(arch))
-    for f in dataclasses.fields(arch):
-        object.__setattr__(new, f.name, changes.get(f.name, getattr(arch, f.name)))
-    return new
+    return arch.map_children(lambda o: with_activation(o, act))
 
 
 def count_activations(arch: Op) -> int:

@@ -151,6 +151,22 @@ class Elementwise(nn.Module):
         return self.name
 
 
+class OpModule(nn.Module):
+    """A stacked forward map ``fn`` computing the critsym operator ``op``, for operators that
+    need no module class of their own; :func:`critsym.from_torch` maps it back to ``op``."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], op: object):
+        super().__init__()
+        self.fn = fn
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.op)
+
+
 class NeuronLayerNorm(nn.Module):
     r"""x ↦ (x − mean(x)) / sqrt(var(x) + eps) over the last axis (γ = 1, β = 0; biased var)."""
 
