@@ -72,12 +72,13 @@ class BuildContext:
         """The numeric value of a hyperparameter expression (its symbols from ``values``)."""
         return numeric_value(expr, self.values, what)
 
-    def randn(self, *shape: int) -> torch.Tensor:
-        """Standard normal numbers of shape ``(n_nets, *shape)``, network i from generator i."""
-        return torch.stack([
-            torch.randn(*shape, generator=g, dtype=self.dtype, device=self.device)
-            for g in self.generators
-        ])
+    def randn(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        """``scale`` × standard normal numbers of shape ``(n_nets, *shape)``, network i from
+        generator i; drawn and scaled in place in one preallocated tensor (no stacked copy)."""
+        out = torch.empty(len(self.generators), *shape, dtype=self.dtype, device=self.device)
+        for row, g in zip(out, self.generators, strict=True):
+            row.normal_(generator=g)
+        return out if scale == 1.0 else out.mul_(scale)
 
 
 class _StackedLinearFn(torch.autograd.Function):
@@ -116,16 +117,15 @@ class StackedLinear(nn.Module):
     @classmethod
     def init(cls, ctx: BuildContext, fan_in: int, fan_out: int, sigma_w: float,
              sigma_b: float) -> StackedLinear:
-        g = ctx.randn(fan_out, fan_in)
         if ctx.weights == "orthogonal":
             if fan_in != fan_out:
                 raise SimulationError(f"orthogonal weights need a square layer, got "
                                       f"{fan_out}×{fan_in}; use weights='gaussian'")
-            q, r = torch.linalg.qr(g)
+            q, r = torch.linalg.qr(ctx.randn(fan_out, fan_in))
             w = sigma_w * q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
         else:
-            w = g * (sigma_w / fan_in**0.5)
-        b = ctx.randn(fan_out) * sigma_b
+            w = ctx.randn(fan_out, fan_in, scale=sigma_w / fan_in**0.5)
+        b = ctx.randn(fan_out, scale=sigma_b)
         return cls(w, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
