@@ -109,6 +109,10 @@ class Act(Op):
             out |= sp.sympify(v).free_symbols
         return out
 
+    def latex(self) -> str:
+        """φ(·) in LaTeX."""
+        return sp.latex(self.phi(x), symbol_names={x: r"\cdot"})
+
     def torch_function(self, values: dict[str, float]):
         """φ as a torch callable, hyperparameters in its parameters taken from ``values``: the
         activation table's torch function for a named φ, else a torch lambdify of φ."""

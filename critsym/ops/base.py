@@ -122,6 +122,10 @@ class Op:
         operator claims by type."""
         return None
 
+    def latex(self) -> str:
+        """The architecture in LaTeX, from the operators' ``latex_name``."""
+        return self.latex_name or rf"\mathrm{{{type(self).__name__}}}"
+
     def symbolic(self) -> Op:
         """The same operator with weight scales read from a model (numbers) replaced by the
         symbols σ_w, σ_b; children are mapped recursively."""
@@ -309,6 +313,9 @@ class Sequential(Op):
 
     def map_children(self, f) -> Op:
         return Sequential(*(f(o) for o in self.ops))
+
+    def latex(self) -> str:
+        return r" \to ".join(o.latex() for o in self.ops)
 
     torch_types = ("torch.nn.Sequential",)
 

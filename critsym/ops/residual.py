@@ -61,6 +61,9 @@ class Parallel(Op):
     def apply(self, s):
         return sum_branches(s, [(1, b.apply(s)) for b in self.branches])
 
+    def latex(self) -> str:
+        return " + ".join(rf"\left[{b.latex()}\right]" for b in self.branches)
+
     def to_torch(self, ctx, shape: tuple[int, ...]):
         """Σ_k branch_k(x); every branch must map the input shape to the same output shape."""
         from ..torch.modules import ParallelSum
@@ -137,6 +140,9 @@ class Residual(Op):
 
     def apply(self, s):
         return sum_branches(s, [(self.mu, s), (1, self.branch.apply(s))])
+
+    def latex(self) -> str:
+        return rf"{sp.latex(self.mu)}\,h + \left[{self.branch.latex()}\right]"
 
     def to_torch(self, ctx, shape: tuple[int, ...]):
         """μ·x + branch(x); the branch must keep the shape."""

@@ -62,6 +62,12 @@ def test_every_operator_is_covered():
 
 
 @pytest.mark.parametrize("ex", CASES)
+def test_latex(ex):
+    text = ex.block.latex()
+    assert isinstance(text, str) and text and "\n" not in text
+
+
+@pytest.mark.parametrize("ex", CASES)
 def test_json_round_trip(ex):
     for arch in (ex.block, ex.block.subs(ex.hp)):
         back = cs.from_json(arch.to_json())
