@@ -17,10 +17,13 @@ import torch
 
 import critsym as cs
 from critsym.errors import CritsymError
+from critsym.ops.axes import uses_axes
 from critsym.ops.base import from_dict, operators
 from critsym.ops.contract import builtin_blocks, torch_claims
 from critsym.torch.build import build_blocks, network_generators
 from critsym.torch.modules import BuildContext
+from critsym.torch.shaped import simulate_shaped
+from critsym.torch.validate import extrapolate
 
 #: registered classes exercised through other operators' examples, or never constructed
 WITHOUT_EXAMPLES = {"Sequential", "BatchNorm"}
@@ -141,6 +144,27 @@ def test_theory_against_monte_carlo(ex, single_thread):
                       **ex.hp)
     assert len(res.scored) >= 10
     assert res.passed, res.to_text()
+
+
+SHAPED_MC_CASES = [pytest.param(c.values[0], id=c.id) for c in CASES
+                   if c.values[0].theory and c.values[0].shape is not None
+                   and not uses_axes(c.values[0].block)]
+
+
+@pytest.mark.parametrize("ex", SHAPED_MC_CASES)
+def test_theory_against_monte_carlo_on_feature_maps(ex, single_thread):
+    """Blocks on (*spatial, C) maps: K^l, J^{0,l} per position against the simulation at two
+    channel counts, extrapolated in 1/C (|z| <= 4)."""
+    depth, widths = 4, (16, 32)
+    th = cs.derive(ex.block).run(depth, K0=1.0, **ex.hp)
+    sims = [simulate_shaped(ex.block, (*ex.shape[:-1], c), depth, n_nets=24, n_probes=2,
+                            seed=5, **ex.hp) for c in widths]
+    for q in ("K", "J"):
+        for layer in range(1, depth + 1):
+            ext, se, _ = extrapolate(widths, [float(getattr(s, q)[layer]) for s in sims],
+                                     [float(getattr(s, q + "_se")[layer]) for s in sims])
+            ref = float(getattr(th, q)[layer])
+            assert abs(ext - ref) <= 4 * se, (q, layer, ext, se, ref)
 
 
 @pytest.mark.parametrize("ex", CASES)
