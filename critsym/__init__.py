@@ -68,7 +68,7 @@ from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
 # isort: split
-# criticality of multi-axis (Mixer) states
+# issue 6b: criticality of multi-axis (Mixer) states
 from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
 
 # isort: split
@@ -92,6 +92,7 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
-    "StateFixedPoint", "state_fixed_point", "Parallel",
+    # issue 6b
+    "StateFixedPoint", "state_fixed_point",
 ]
 __all__ += sorted(set(_ops.__all__) - set(__all__))
