@@ -32,7 +32,6 @@ from .ops import (
     LayerNorm,
     Linear,
     Op,
-    Parallel,
     Residual,
     Sequential,
     from_dict,

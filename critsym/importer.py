@@ -421,7 +421,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     from .torch.build import CritsymNet
 
     if isinstance(module, CritsymNet):
-        parts = [imp.map(c, f"blocks.{i}") for i, c in enumerate(module.blocks)]
+        blocks = module.iter_blocks() if hasattr(module, "iter_blocks") else module.blocks
+        parts = [imp.map(c, f"blocks.{i}") for i, c in enumerate(blocks)]
         parts = [p for p in parts if p is not None]
         arch = imp.seq(parts)
     elif isinstance(module, nn.Sequential) and len(module) > 1:
