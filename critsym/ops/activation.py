@@ -166,7 +166,12 @@ class Act(Op):
             raise UnsupportedModuleError(
                 f"submodule {reader.label(path)!r}: an elementwise map {module.name!r} that is "
                 "not a critsym activation")
-        name, params = module_activation(module)
+        found = module_activation(module)
+        if found is None:
+            raise UnsupportedModuleError(
+                f"submodule {reader.label(path)!r}: {type(module).__name__} is not in the "
+                "activation table")
+        name, params = found
         return Act(name, **params)
 
     def apply(self, s):

@@ -59,7 +59,7 @@ def torch_claims() -> dict[type, type[Op]]:
     """torch module type → operator class, from every registered class's own
     ``torch_types`` (a class claims only what it declares itself, not what it inherits)."""
     ops = operators()
-    key = hash(tuple(ops))
+    key = hash(tuple(id(c) for c in ops.values()))
     if key not in _CLAIMS:
         table: dict[type, type[Op]] = {}
         for cls in ops.values():
