@@ -28,6 +28,7 @@ import sympy as sp
 
 from ..errors import HyperparameterError, NumericalError
 from ..gaussian.expectation import GaussE
+from ..stats import line_fit
 from ..symbols import K
 from .fixed_point import fixed_point
 
@@ -214,15 +215,8 @@ class Fit:
 
 def _linfit(x, y, extra=()) -> tuple[float, float]:
     """Slope of y on x (with an intercept and optional extra regressors) and its standard error."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    A = np.vstack([x, np.ones_like(x), *[np.asarray(e, float) for e in extra]]).T
-    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    r = y - A @ coef
-    dof = len(x) - A.shape[1]
-    if dof <= 0:
-        return float(coef[0]), float("nan")  # no residual degrees of freedom: no error estimate
-    cov = np.linalg.pinv(A.T @ A) * float(r @ r) / dof
-    return float(coef[0]), float(np.sqrt(cov[0, 0]))
+    fit = line_fit(x, y, extra=extra)  # NaN error without residual degrees of freedom
+    return float(fit.coef[1]), float(fit.se[1])
 
 
 def fit_p(theory, depth: int = 4000, window: tuple[int, int] | None = None, *,

@@ -17,6 +17,7 @@ from torch import nn
 
 from critsym.errors import HyperparameterError, SimulationError
 from critsym.parameterization.abc_parameterization import ABCParameterization
+from critsym.stats import regress
 
 QUANTITIES = ("h", "dh", "dW", "delta_h", "delta_f")
 
@@ -102,25 +103,15 @@ def fit_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.size < 3 or np.ptp(x) == 0:
         raise SimulationError("need at least 3 points at 2+ distinct widths to fit a slope")
-    n_par = 2
-    if groups is None:
-        xc, yc = x - x.mean(), y - y.mean()
-    else:
-        groups = np.asarray(groups)
-        xc, yc = x.copy(), y.copy()
-        labels = np.unique(groups)
-        for g in labels:
-            sel = groups == g
-            xc[sel] -= x[sel].mean()
-            yc[sel] -= y[sel].mean()
-        n_par = len(labels) + 1
-    sxx = float(xc @ xc)
-    if sxx == 0 or x.size <= n_par:
+    labels = np.unique(np.asarray(groups)) if groups is not None else np.zeros(1)
+    # one intercept per group (indicator columns) and the common slope
+    offsets = (np.asarray(groups)[:, None] == labels[None, :] if groups is not None
+               else np.ones((x.size, 1)))
+    A = np.column_stack([x, offsets.astype(float)])
+    if x.size <= A.shape[1] or np.linalg.matrix_rank(A) < A.shape[1]:
         raise SimulationError("not enough distinct widths per seed to fit a slope")
-    slope = float(xc @ yc / sxx)
-    res = yc - slope * xc
-    se = float(np.sqrt(res @ res / (x.size - n_par) / sxx))
-    return slope, se
+    fit = regress(A, y)
+    return float(fit.coef[0]), float(fit.se[0])
 
 
 @dataclass

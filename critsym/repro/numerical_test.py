@@ -19,8 +19,8 @@ import torch
 from scipy import optimize
 
 from .. import apjn, derive, from_torch, mlp_block, to_torch_model
-from ..stats import mean_se
-from ._common import fit_slope, pyplot, save_figure, show
+from ..stats import line_fit, mean_se
+from ._common import pyplot, save_figure, show
 
 SB = 0.5
 THEORY_MD = 1.3713304703
@@ -53,11 +53,9 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     m, se = chi[:, 0], chi[:, 1]
     # crossing: weighted linear fit over the 4 points nearest to χ = 1
     near = np.argsort(np.abs(m - 1))[:4]
-    b, b_se, a = fit_slope(grid[near], m[near], 1 / se[near] ** 2)
-    x = grid[near]
-    w = 1 / se[near] ** 2
-    X = np.c_[np.ones_like(x), x]
-    cov = np.linalg.inv(X.T @ np.diag(w) @ X)
+    fit = line_fit(grid[near], m[near], sigma=se[near])
+    a, b = fit.coef
+    cov = fit.cov
     sc = (1 - a) / b
     grad = np.array([-1 / b, -(1 - a) / b**2])  # d sc / d(a, b)
     sc_se = float(math.sqrt(grad @ cov @ grad))
