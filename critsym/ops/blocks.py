@@ -63,7 +63,7 @@ def derivation_documents() -> dict[str, str]:
                              mixer_block(),
                              "State (K, O_T, O_C): O_T is the per-token offset variance that "
                              "LayerNorm over channels removes, O_C the per-channel one "
-                             "(`critsym.axis_theory`)."),
+                             "(`critsym.theory`)."),
     }
     for fname, (title, arch, note) in items.items():
         th = derive(arch)
