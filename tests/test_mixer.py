@@ -1,5 +1,5 @@
 """MLP-Mixer blocks through the multi-axis fold: the maps against independent scipy
-integrals (theory.md §2), Monte Carlo of real Mixers, and errors."""
+integrals (docs/theory.md#mlp-mixer-block), Monte Carlo of real Mixers, and errors."""
 
 import math
 
@@ -38,7 +38,8 @@ def delta_T(sw, sb):
 
 
 def test_delta_T_reference_value():
-    assert delta_T(math.sqrt(2), 0.0) == pytest.approx(0.424413, abs=2e-6)  # theory.md §2
+    # docs/theory.md#mlp-mixer-block
+    assert delta_T(math.sqrt(2), 0.0) == pytest.approx(0.424413, abs=2e-6)
 
 
 @pytest.mark.parametrize("sw,sb,mu,K,OT", [(math.sqrt(2), 0.0, 1.0, 3.0, 0.5),
@@ -70,8 +71,8 @@ def test_channel_block_keeps_offsets_out_of_chi():
 def test_mixer_monte_carlo_matches_theory():
     """24² and 48² (tokens × channels) Mixers, 3 blocks (6 sub-blocks), 16 networks each: K,
     O_T and J^{0,l} extrapolated linearly in 1/N (critsym.validate's rule: the O(1/N) and
-    row-variance effects the two-variable recursion leaves out are removed, not tolerated),
-    |z| ≤ 4."""
+    row-variance effects the two-variable recursion leaves out are removed, not tolerated;
+    docs/theory.md#mlp-mixer-block), |z| ≤ 4."""
     arch = cs.mixer_block()
     hp = dict(sigma_w=math.sqrt(2), sigma_b=0.0, mu=1.0)
     widths = (24, 48)
@@ -110,7 +111,8 @@ def test_mixer_errors():
 @pytest.mark.slow
 def test_deep_mixer_exponent():
     """μ = 1, gelu (2, 0): J^{0,l} ~ l^p with p = A/(B − Δ_T/2) per sub-block at leading order
-    (theory.md §2: 1.1998); A = σ_w⁴E_q φ'², B = σ_w²E_q φ² + σ_b², q = σ_w² + σ_b²."""
+    (docs/theory.md#mlp-mixer-block: 1.1998); A = σ_w⁴E_q φ'², B = σ_w²E_q φ² + σ_b²,
+    q = σ_w² + σ_b²."""
     sw2 = 2.0
     A = sw2**2 * gauss(lambda z: dgelu(z) ** 2, sw2)
     B = sw2 * gauss(lambda z: gelu(z) ** 2, sw2)

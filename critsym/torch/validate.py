@@ -33,6 +33,7 @@ import torch
 
 from ..errors import SimulationError
 from ..ops.base import Op, as_op
+from ..stats import line_fit
 from .simulate import SimulationResult, simulate
 
 QUANTITIES = ("K", "J", "c")
@@ -55,12 +56,8 @@ def extrapolate(widths: Sequence[float], y: Sequence[float], se: Sequence[float]
     se = np.asarray(se, dtype=float)
     if len(x) == 1:
         return float(y[0]), float(se[0]), 0.0
-    w = 1.0 / se**2
-    S, Sx, Sxx = w.sum(), (w * x).sum(), (w * x * x).sum()
-    Sy, Sxy = (w * y).sum(), (w * x * y).sum()
-    D = S * Sxx - Sx * Sx
-    return float((Sxx * Sy - Sx * Sxy) / D), float(math.sqrt(Sxx / D)), \
-        float((S * Sxy - Sx * Sy) / D)
+    fit = line_fit(x, y, sigma=se)
+    return float(fit.coef[0]), float(fit.se[0]), float(fit.coef[1])
 
 
 def score(quantity: str, layer: int, theory: float, widths: Sequence[float],
