@@ -64,9 +64,10 @@ def test_local_processes_give_the_identical_table(sharded):
     assert_frame_equal(local.table, sharded.table, check_exact=True)
 
 
-def test_merged_table_validates_like_validate(serial):
-    v = serial.validate()
-    ref = cs.validate(ARCH, widths=(16, 32), depth=3, n_nets=6, n_probes=2, sigma_w=1.0,
+def test_merged_table_validates_like_validate():
+    # validate needs at least MIN_NETS = 8 networks per width
+    v = cs.sweep(ARCH, shards=1, **{**SMALL, "n_nets": 8}).validate()
+    ref = cs.validate(ARCH, widths=(16, 32), depth=3, n_nets=8, n_probes=2, sigma_w=1.0,
                       sigma_b=0.2)
     mine = v[v.sigma_w == 1.0]
     assert len(mine) == len(ref.rows)
