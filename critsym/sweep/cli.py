@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["sweep", *argv]
     a = p.parse_args(argv)
     try:
-        return a.func(a)
+        return a.run(a)
     except CritsymError as e:
         print(f"critsym sweep: error: {e}", file=sys.stderr)
         return 2
