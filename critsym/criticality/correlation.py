@@ -69,7 +69,8 @@ def chi_c(theory, c, K, **hp) -> np.ndarray:
     c = np.asarray(c, dtype=float)
     dG = _compiled_dG(theory)
     with np.errstate(all="ignore"):
-        FK = theory._F(K, *vals)
+        ok = np.isfinite(K) & (K >= 0)
+        FK = np.where(ok, theory.variance_map(np.where(ok, K, 1.0), **hp), np.nan)
 
         def at(cc):
             return K * dG(K, K, cc * K, *vals) / FK
@@ -111,15 +112,15 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
     fp = fixed_point(theory, K0=K0, **hp)
     Ks = np.where(fp.status == "zero", K_MIN, np.asarray(fp.K_star, dtype=float))
     Ks = np.where(np.isfinite(Ks), Ks, np.nan)
-    vals = theory.values(hp)
     shape = np.shape(Ks)
+    Ke = np.where(np.isfinite(Ks), Ks, 1.0)  # NaN entries are masked below
     X1 = np.broadcast_to(chi_c(theory, 1.0, Ks, **hp), shape)
     cstar = np.ones(shape)
     need = X1 > 1
     if np.any(need):
         with np.errstate(all="ignore"):
             def h(c):
-                return theory._G(Ks, Ks, c * Ks, *vals) / theory._F(Ks, *vals) - c
+                return theory.c_map(c, Ke, **hp) - c
 
             lo = np.full(shape, -1.0)
             hi = np.full(shape, 1.0 - 1e-9)
