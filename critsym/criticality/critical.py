@@ -84,7 +84,7 @@ def _jump(theory, solve_for, a, b, K0, hp, steps=60):
     ga = _log_chi(theory, solve_for, a, K0, hp)
     for _ in range(steps):
         c = 0.5 * (a + b)
-        if c in (a, b):
+        if c in (a, b) or b - a <= 1e-13 * max(1.0, abs(a)):
             break
         gc = _log_chi(theory, solve_for, c, K0, hp)
         if np.sign(gc) == np.sign(ga):
@@ -100,7 +100,8 @@ def _jump(theory, solve_for, a, b, K0, hp, steps=60):
 def _saddle_node(theory, solve_for, a, hi, below, hp, steps=60):
     """Where the attractor ``below`` (reached at x = a) stops existing, searching x in (a, hi]:
     bisection on "the orbit from a start inside its basin reaches an attractor of the same
-    kind".  Returns (x, K, χ_J) at the end (NaN if it survives to ``hi``)."""
+    kind", to 1e-11 relative.  Returns (x, K, χ_J) at the end (NaN if it survives to
+    ``hi``)."""
     st = str(below.status)
     if st == "finite":
         start = float(below.K_star)
@@ -121,7 +122,7 @@ def _saddle_node(theory, solve_for, a, hi, below, hp, steps=60):
     lo, fp_lo = a, below
     for _ in range(steps):
         c = 0.5 * (lo + hi)
-        if c in (lo, hi):
+        if c in (lo, hi) or hi - lo <= 1e-11 * max(1.0, abs(lo)):
             break
         ok, fpc = alive(c)
         if ok:

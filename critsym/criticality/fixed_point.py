@@ -8,8 +8,9 @@ With u = log K and g(u) = log F(e^u) − u, the fixed points are the roots of g.
    [K_MIN, K_MAX·s], s = max(1, K0, F(1)) (the range follows the scale of the map: a bias
    σ_b = 10⁶ puts K* at 10¹², inside the range);
 2. a bracket at every sign change of g, and, where |g| has a local minimum between two scan
-   points of the same sign, a golden-section search for the extremum of g: when it crosses
-   zero, two roots lie between the scan points (the pair near a saddle-node);
+   points of the same sign and the parabola through the three points dips at least half-way
+   to zero, a golden-section search for the extremum of g: when it crosses zero, two roots lie
+   between the scan points (the pair near a saddle-node);
 3. vectorised Illinois (modified regula falsi) iterations inside every bracket to |Δu| ≤ 1e-14.
 
 A root where g goes from + to − (F'(K*) < 1) attracts from both sides (``roots_stable``).
@@ -288,8 +289,12 @@ def _golden_pairs(m, U, G, S):
     if M < 3:
         return []
     Si, A = S[1:-1], np.abs(G)
+    with np.errstate(all="ignore"):  # vertex of the parabola through the three points
+        curv = G[2:] - 2 * G[1:-1] + G[:-2]
+        g_vertex = G[1:-1] - (G[2:] - G[:-2]) ** 2 / (8 * curv)
     cand = ((S[:-2] == Si) & (S[2:] == Si) & (np.abs(Si) == 1)
-            & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0))
+            & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0)
+            & ~(Si * g_vertex > 0.5 * A[1:-1]))
     ii, pp = np.nonzero(cand)
     if ii.size == 0:
         return []
