@@ -292,9 +292,9 @@ def _golden_pairs(m, U, G, S):
     with np.errstate(all="ignore"):  # vertex of the parabola through the three points
         curv = G[2:] - 2 * G[1:-1] + G[:-2]
         g_vertex = G[1:-1] - (G[2:] - G[:-2]) ** 2 / (8 * curv)
-    cand = ((S[:-2] == Si) & (S[2:] == Si) & (np.abs(Si) == 1)
-            & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0)
-            & ~(Si * g_vertex > 0.5 * A[1:-1]))
+        cand = ((S[:-2] == Si) & (S[2:] == Si) & (np.abs(Si) == 1)
+                & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0)
+                & ~(Si * g_vertex > 0.5 * A[1:-1]))
     ii, pp = np.nonzero(cand)
     if ii.size == 0:
         return []
@@ -368,6 +368,13 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     t = np.linspace(0.0, 1.0, M)[:, None]
     U = u_lo + t * (u_hi - u_lo)[None, :]
     G = m.g(U)
+    # a scan point on a root (K0 = 1 at the σ_w where 1 is a fixed point) would hide a second
+    # root next to it: such interior points are moved by a tenth of the spacing
+    zi, zp = np.nonzero(np.abs(G[1:-1]) <= ZERO_TOL)
+    if zi.size:
+        du = 0.1 * (u_hi - u_lo)[zp] / (M - 1)
+        U[zi + 1, zp] += du
+        G[zi + 1, zp] = m.g(U[zi + 1, zp], zp)
     S = _signs(G)
 
     u0 = np.log(np.clip(K0f, K_MIN, None))
