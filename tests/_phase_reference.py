@@ -87,6 +87,11 @@ class Block:
             return self.mu2 * K + self.sw2 * self.E1 + self.sb2
         return self.mu2 * K + self.sw2 + self.sb2 + 0 * K  # post
 
+    def chi_inf(self):
+        """χ_J as K → ∞ of an unbounded (vanilla or residual) orbit."""
+        d = self.dphi(np.array([-60.0, 60.0]))
+        return float(self.mu2 + self.sw2 * (d[0] ** 2 + d[1] ** 2) / 2)
+
     def chi(self, K):
         K = np.asarray(K, dtype=float)
         if self.form in ("vanilla", "residual"):
@@ -117,9 +122,9 @@ def attractor(blk: Block, K0: float = 1.0, decades: float = 12.0):
                                 xtol=1e-14, rtol=1e-14)
             return K, float(blk.chi(K))
         a = Ks[-1]
-    if step > 0:
-        return np.inf, float(blk.chi(1e10))
-    return 0.0, float(blk.chi(1e-12))
+    if step > 0:  # φ' tends to constants d± at ±∞: E_K φ'² → (d+² + d−²)/2
+        return np.inf, blk.chi_inf()
+    return 0.0, float(blk.chi(1e-16))
 
 
 def all_roots(blk: Block, lo=1e-5, hi=1e3):
@@ -154,11 +159,14 @@ def transitions(act, form, sb, mu, lo, hi, n=60, K0=1.0, tol=1e-5):
                 a, ga = c, gc
             else:
                 b = c
-        d = 1e-7
-        left = log_chi(act, form, a - d, sb, mu, K0)
-        right = log_chi(act, form, b + d, sb, mu, K0)
-        if abs(left) <= tol and abs(right) <= tol:
+        # continuous: |log χ_J*| small at ±1e-8, or shrinking from ±1e-6 to ±1e-8
+        sides = []
+        for x1, x2 in ((a - 1e-6, a - 1e-8), (b + 1e-6, b + 1e-8)):
+            v1, v2 = log_chi(act, form, x1, sb, mu, K0), log_chi(act, form, x2, sb, mu, K0)
+            sides.append((v1, v2, abs(v2) <= tol or abs(v2) <= 0.3 * abs(v1)))
+        if sides[0][2] and sides[1][2]:
             out.append(("continuous", 0.5 * (a + b)))
         else:
-            out.append(("jump", 0.5 * (a + b), float(np.exp(left)), float(np.exp(right))))
+            out.append(("jump", 0.5 * (a + b), float(np.exp(sides[0][1])),
+                        float(np.exp(sides[1][1]))))
     return out

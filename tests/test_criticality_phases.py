@@ -36,7 +36,12 @@ def hp_of(theory, form):
     return {"sigma_b": sb, **({"mu": mu} if "mu" in theory.hyperparameter_names else {})}
 
 
-@pytest.mark.parametrize("form", sorted(FORMS))
+# the vanilla and LN-pre forms in the default suite, the others (≈2 min) with -m slow
+SLOW_FORMS = {"vanilla_sb0", "residual", "ln_post"}
+
+
+@pytest.mark.parametrize("form", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FORMS
+                                  else f for f in sorted(FORMS)])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_transitions_match_brute_force(act, form, single_thread):
     """Every crossing of χ_J* = 1 along σ_w: same kind (continuous / jump) and location as a
@@ -49,11 +54,15 @@ def test_transitions_match_brute_force(act, form, single_thread):
     for g, r in zip(got, ref, strict=True):
         if r[0] == "continuous":
             assert isinstance(g, float), (g, r)
-            assert g == pytest.approx(r[1], abs=1e-7)
-            # verified root: χ_J* = 1 on both sides (independent maps)
-            for side in (-1e-6, 1e-6):
-                chi = attractor(Block(act, rform, g + side, sb, mu))[1]
-                assert abs(np.log(chi)) < 1e-4
+            # σ_b = 0: K* = 0 on one side, where χ_J* − 1 is quadratic (analytic φ) or
+            # ∝ √K* (elu, selu): the root is ~1e-6 sharp
+            assert g == pytest.approx(r[1], abs=5e-6 if sb == 0 else 1e-7)
+            # continuous: |log χ_J*| of the independent maps vanishes towards the root from
+            # both sides (at most ∝ √distance where K* runs off to infinity)
+            for side in (-1.0, 1.0):
+                far, near = (abs(np.log(attractor(Block(act, rform, g + side * d, sb, mu))[1]))
+                             for d in (1e-6, 1e-8))
+                assert near <= 1e-6 or near <= 0.3 * far, (side, far, near)
         else:
             assert isinstance(g, FirstOrderTransition), (g, r)
             assert g.at == pytest.approx(r[1], abs=1e-7)

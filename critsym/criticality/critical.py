@@ -6,14 +6,15 @@ hyperparameters may be arrays: every element is solved at once (a whole critical
 call).
 
 Method: a scan of ``scan`` points over the ``bracket`` for sign changes of log χ_J*, vectorised
-Illinois iterations on x to ``xtol`` inside the first one, then a check of continuity:
-|log χ_J*| ≤ ``tol`` at x ± h on both sides (h = 1e-10·max(1, |x|)).  Only a root that passes
-is a critical point.  Where log χ_J* changes sign by a jump the attractor reached from K0
-changes discontinuously (several fixed points: silu and gelu at small σ_b have a stable and an
-unstable one): this is a first-order transition, located by bisection and returned as a
-:class:`FirstOrderTransition` (χ_J* below and above the jump, and the saddle-node where the
-attractor left at the jump stops existing), never as a root; the scan then continues to the
-next sign change.
+Illinois iterations on x to ``xtol`` inside the first one, then a check of continuity on both
+sides: |log χ_J*| ≤ ``tol`` at x ± h (h = 1e-10·max(1, |x|)), or |log χ_J*| shrinking towards
+0 between x ± 100h and x ± h (the square-root approach where the stable fixed point runs off
+to K → ∞, e.g. softplus at σ_w² = 2).  Only a root that passes is a critical point.  Where
+log χ_J* changes sign by a jump the attractor reached from K0 changes discontinuously (several
+fixed points: silu and gelu at small σ_b have a stable and an unstable one): this is a first-
+order transition, located by bisection and returned as a :class:`FirstOrderTransition` (χ_J*
+below and above the jump, and the saddle-node where the attractor left at the jump stops
+existing), never as a root; the scan then continues to the next sign change.
 """
 
 from __future__ import annotations
@@ -146,12 +147,18 @@ def _transition(theory, solve_for, a, b, end, K0, hp):
 
 
 def _verified(theory, solve_for, r, K0f, flat, idx, tol):
-    """|log χ_J*| ≤ tol at r ± h for the entries ``idx`` (h = 1e-10·max(1, |r|))."""
-    h = 1e-10 * np.maximum(1.0, np.abs(r))
+    """Continuity of log χ_J* at the roots ``r`` of the entries ``idx``: on each side,
+    |log χ_J*| ≤ tol at r ± h2, or it shrinks towards 0 from r ± h1 to r ± h2 (at most 0.3
+    times, below 1e-2: the square-root approach where the fixed point runs off to K → ∞);
+    h1 = 1e-8·max(1, |r|), h2 = h1/100.  A jump keeps its size on both scales."""
+    s = np.maximum(1.0, np.abs(r))
     sub = {k: v[idx] for k, v in flat.items()}
-    gl = _log_chi(theory, solve_for, r - h, K0f[idx], sub)
-    gr = _log_chi(theory, solve_for, r + h, K0f[idx], sub)
-    return (np.abs(gl) <= tol) & (np.abs(gr) <= tol)
+    ok = np.ones(r.shape, bool)
+    for sign in (-1.0, 1.0):
+        v1 = np.abs(_log_chi(theory, solve_for, r + sign * 1e-8 * s, K0f[idx], sub))
+        v2 = np.abs(_log_chi(theory, solve_for, r + sign * 1e-10 * s, K0f[idx], sub))
+        ok &= (v2 <= tol) | ((v2 <= 0.3 * v1) & (v2 <= 1e-2))
+    return ok
 
 
 def _solve(theory, solve_for, lo, hi, scan, K0f, flat, xtol, tol, end=None):

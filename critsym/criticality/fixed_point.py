@@ -29,9 +29,9 @@ F(K) − K → B > 0 (K^l ≈ B l, residual μ = 1), ``"power"`` when F(K) − K
 K as a fixed point: status ``"neutral"``, K* = K0.
 
 χ_J* is χ_J(K*): χ_J(K_MIN) for ``"zero"`` (the K → 0 limit) and, for ``"unbounded"``, the
-K → ∞ limit from χ_J on a ladder K_j = K_MAX·s·10^{−j/2} (:func:`large_K_limit`: from the
-largest K with finite values, Aitken-extrapolated where χ_J converges geometrically in j).  Where no finite value exists χ_J*
-is NaN and the phase is ``"undetermined"`` (NaN is never a phase).
+K → ∞ limit of χ_J (:func:`large_K_limit`: from the largest K ≤ K_MAX·s with a finite value,
+Aitken-extrapolated where χ_J converges geometrically on a ladder of K).  Where no finite
+value exists χ_J* is NaN and the phase is ``"undetermined"`` (NaN is never a phase).
 """
 
 from __future__ import annotations
@@ -100,35 +100,39 @@ def _aitken(x):
 
 
 def large_K_limit(chi_at, K_top, steps: int = 25) -> np.ndarray:
-    """lim_{K→∞} χ(K) from χ on the ladder K_top·10^{−j/2}, j = 0..steps−1 (vectorised over
-    the entries of ``K_top``).  From the largest K with a finite value, up to five ladder values
-    are Aitken-extrapolated twice (each step removes one power K^{−γ} of the approach; elu's
-    χ_J = σ_w²/2 + O(K^{−1/2}) from K = 3·10³ to ~1e-7), once when only three are finite or the
-    second step is not geometric, and used as they are when already converged."""
+    """lim_{K→∞} χ(K) (vectorised over the entries of ``K_top``).
+
+    A coarse ladder K_top·10^{−j/2}, j < ``steps``, finds the largest K with a finite value
+    K_f; seven values on the fine ladder K_f·10^{−i/8} are then Aitken-extrapolated up to three
+    times (each step removes one power K^{−γ} of the approach), as long as the differences
+    shrink geometrically and are above rounding level; a converged ladder is used as it is.
+    elu/selu (χ_J = σ_w²λ²/2 + O(K^{−1/2}), quadrature NaN above K ≈ 3·10³): error ≲ 1e-8."""
     K_top = np.asarray(K_top, dtype=float)
     ladder = K_top[None, :] * 10.0 ** (-np.arange(steps)[:, None] / 2)
     with np.errstate(all="ignore"):
         vals = np.asarray(chi_at(ladder), dtype=float) * np.ones_like(ladder)
+    fin = np.isfinite(vals)
+    j0 = np.argmax(fin, axis=0)
+    Kf = ladder[j0, np.arange(K_top.size)]
+    fine = Kf[None, :] * 10.0 ** (-np.arange(7)[:, None] / 8)
+    with np.errstate(all="ignore"):
+        fv = np.asarray(chi_at(fine), dtype=float) * np.ones_like(fine)
     out = np.full(K_top.size, np.nan)
     for i in range(K_top.size):
-        fin = np.nonzero(np.isfinite(vals[:, i]))[0]
-        if fin.size == 0:
+        if not fin[:, i].any():
             continue
-        j = fin[0]
-        x = vals[j:j + 5, i]
+        x = fv[:, i]
+        if not np.all(np.isfinite(x)):
+            out[i] = vals[j0[i], i]
+            continue
         out[i] = x[0]
-        k = int(np.argmax(~np.isfinite(x))) if not np.all(np.isfinite(x)) else x.size
-        x = x[:k]
-        if x.size < 3:
-            continue
-        a, flat = _aitken(x)
-        if flat[0] or not np.isfinite(a[0]):
-            continue
-        out[i] = a[0]
-        if a.size >= 3 and np.all(np.isfinite(a[:3])):
-            b, flat2 = _aitken(a[:3])
-            if np.isfinite(b[0]) and not flat2[0]:
-                out[i] = b[0]
+        for _ in range(3):
+            if x.size < 3:
+                break
+            a, flat = _aitken(x)
+            if flat[0] or not np.all(np.isfinite(a)):
+                break
+            out[i], x = a[0], a
     return out
 
 
