@@ -23,6 +23,7 @@ from .criticality import (
     phase_grid,
     plot_phase,
     summary,
+    transitions,
 )
 from .derive import derive
 from .errors import CritsymError
@@ -66,8 +67,8 @@ from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 
 # isort: split
-# issue 6b: criticality of multi-axis (Mixer) states
-from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
+# the result type of fixed_point for multi-axis (Mixer) states
+from .criticality.state_fixed_point import StateFixedPoint
 
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
@@ -75,7 +76,7 @@ __all__ = [
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
     "analytic_exponents", "correlation", "critical_line", "critical_point", "criticality",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "phase_grid", "plot_phase",
-    "summary",
+    "summary", "transitions",
     "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
     "simulate", "validate",
     # kernel shaping
@@ -84,6 +85,5 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
     "token_mixing", "two_layer_block",
-    # issue 6b
-    "StateFixedPoint", "state_fixed_point",
+    "StateFixedPoint",
 ]
