@@ -178,6 +178,8 @@ def _solve(theory, solve_for, lo, hi, scan, K0f, flat, xtol, tol, end=None):
     for p in range(n):
         if level[p]:
             continue
+        if sg[0, p] == 0 and sg[1, p] in (-1, 1):  # χ_J* = 1 at the low end only
+            cands[p].append((0, 0))
         prev = None
         for i in range(scan):
             s = sg[i, p]
@@ -189,6 +191,8 @@ def _solve(theory, solve_for, lo, hi, scan, K0f, flat, xtol, tol, end=None):
             if prev is not None and s != sg[prev, p]:
                 cands[p].append((prev, i))
             prev = i
+        if sg[-1, p] == 0 and sg[-2, p] in (-1, 1):  # χ_J* = 1 at the high end only
+            cands[p].append((scan - 1, scan - 1))
     root = np.full(n, np.nan)
     jumps: list[list[FirstOrderTransition]] = [[] for _ in range(n)]
     pos = np.zeros(n, int)
@@ -218,7 +222,7 @@ def _solve(theory, solve_for, lo, hi, scan, K0f, flat, xtol, tol, end=None):
         for k, p in enumerate(act):
             if ok[k]:
                 root[p] = r[k]
-            else:
+            elif a[k] < b[k]:
                 sub = {kk: float(v[p]) for kk, v in flat.items()}
                 jumps[p].append(_transition(theory, solve_for, a[k], b[k], end, float(K0f[p]),
                                             sub))

@@ -4,8 +4,8 @@ All fixed points in range, with their stability, and the one a given ``K0`` flow
 
 With u = log K and g(u) = log F(e^u) − u, the fixed points are the roots of g.  The search:
 
-1. a scan of g on a log grid of ``per_decade`` points per decade over
-   [K_MIN, K_MAX·s], s = max(1, K0, F(1)) (the range follows the scale of the map: a bias
+1. a scan of g on a log grid of ``per_decade`` points per decade over [K_MIN, K_top],
+   K_top = max(K_MAX, 10³·max(K0, F(1))) (the range follows the scale of the map: a bias
    σ_b = 10⁶ puts K* at 10¹², inside the range);
 2. a bracket at every sign change of g, and, where |g| has a local minimum between two scan
    points of the same sign and the parabola through the three points dips at least half-way
@@ -29,7 +29,7 @@ F(K) − K → B > 0 (K^l ≈ B l, residual μ = 1), ``"power"`` when F(K) − K
 K as a fixed point: status ``"neutral"``, K* = K0.
 
 χ_J* is χ_J(K*): χ_J(K_MIN) for ``"zero"`` (the K → 0 limit) and, for ``"unbounded"``, the
-K → ∞ limit of χ_J (:func:`large_K_limit`: from the largest K ≤ K_MAX·s with a finite value,
+K → ∞ limit of χ_J (:func:`large_K_limit`: from the largest K ≤ K_top with a finite value,
 Aitken-extrapolated where χ_J converges geometrically on a ladder of K).  Where no finite
 value exists χ_J* is NaN and the phase is ``"undetermined"`` (NaN is never a phase).
 """
@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import HyperparameterError
 
 K_MIN = 1e-14
-#: top of the scanned range, in units of the scale s = max(1, K0, F(1)) of the map
+#: top of the scanned range (raised to 10³·max(K0, F(1)) for maps of a larger scale)
 K_MAX = 1e12
 PER_DECADE = 2
 ZERO_TOL = 1e-13
@@ -363,10 +363,11 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     m = _Map(theory, V)
     K0f = np.broadcast_to(K0, shape).reshape(n).astype(float)
 
-    # 1. scan of g on a log grid reaching K_MAX times the scale of the map
+    # 1. scan of g on a log grid reaching K_MAX, or 1e3 times the scale of the map
     F1 = m.F(np.ones(n))
-    scale = np.clip(np.nan_to_num(np.maximum(np.maximum(K0f, F1), 1.0), nan=1.0), 1.0, 1e150)
-    u_lo, u_hi = np.log(K_MIN), np.log(K_MAX * scale)
+    scale = np.nan_to_num(np.maximum(K0f, F1), nan=1.0)
+    top = np.clip(np.maximum(K_MAX, 1e3 * scale), K_MAX, 1e300)
+    u_lo, u_hi = np.log(K_MIN), np.log(top)
     decades = float(np.max(u_hi - u_lo)) / np.log(10)
     M = int(np.ceil(per_decade * decades)) + 1
     t = np.linspace(0.0, 1.0, M)[:, None]
@@ -386,96 +387,95 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     neutral = ((np.abs(g0) <= ZERO_TOL) & (np.abs(m.g(u0 + 1)) <= ZERO_TOL)
                & (np.abs(m.g(u0 - 1)) <= ZERO_TOL))
 
-    # 2. brackets: sign changes, exact zeros, pairs between scan points
-    br = []  # (point, a, b, ga, gb)
+    # 2. brackets (point, a, b, ga, gb): sign changes and pairs between scan points; runs of
+    # rounding-level g inside the range are roots (left and right signs from their ends)
     valid = (S[:-1] != 2) & (S[1:] != 2)
-    ch = valid & (S[:-1] * S[1:] < 0)
-    ii, pp = np.nonzero(ch)
-    for i, p in zip(ii, pp, strict=True):
-        br.append((p, U[i, p], U[i + 1, p], G[i, p], G[i + 1, p]))
-    exact = []  # (point, u, left sign, right sign)
-    zi, zp = np.nonzero(S == 0)
-    for i, p in zip(zi, zp, strict=True):
-        if neutral[p] or (i > 0 and S[i - 1, p] == 0):
-            continue
-        j = i
-        while j + 1 < M and S[j + 1, p] == 0:
-            j += 1
-        if i == 0 or j == M - 1:
-            # |g| at rounding level towards an end of the range (F(K) − K ≪ K): not a root
-            continue
-        ls = S[i - 1, p] if i > 0 else 0
-        rs = S[j + 1, p] if j + 1 < M else 0
-        exact.append((p, U[i, p], ls, rs))
-    br += _golden_pairs(m, U, G, S)
-    br = [b for b in br if not neutral[b[0]]]
-
-    roots: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]  # (u, left, right)
-    if br:
-        P = np.array([b[0] for b in br])
-        a, b, ga, gb = (np.array([x[k] for x in br], dtype=float) for k in (1, 2, 3, 4))
-        ur, _ = _illinois(lambda c, idx: m.g(c, P[idx]), a, b, ga, gb)
-        for k in range(len(br)):
-            roots[P[k]].append((ur[k], int(np.sign(ga[k])), int(np.sign(gb[k]))))
-    for p, u, ls, rs in exact:
-        roots[p].append((u, ls, rs))
-    for r in roots:
-        r.sort()
-    nr = max((len(r) for r in roots), default=0)
+    ii, pp = np.nonzero(valid & (S[:-1] * S[1:] < 0))
+    P = [pp]
+    A, B, GA, GB = [U[ii, pp]], [U[ii + 1, pp]], [G[ii, pp]], [G[ii + 1, pp]]
+    pairs = _golden_pairs(m, U, G, S)
+    if pairs:
+        arr = np.array(pairs, dtype=float)
+        P.append(arr[:, 0].astype(int))
+        for lst, k in zip((A, B, GA, GB), (1, 2, 3, 4), strict=True):
+            lst.append(arr[:, k])
+    P, A, B, GA, GB = (np.concatenate(x) for x in (P, A, B, GA, GB))
+    keep = ~neutral[P]
+    P, A, B, GA, GB = P[keep], A[keep], B[keep], GA[keep], GB[keep]
+    R_p, R_u, R_l, R_r = [P], [], [np.sign(GA).astype(int)], [np.sign(GB).astype(int)]
+    if P.size:
+        R_u.append(_illinois(lambda c, idx: m.g(c, P[idx]), A, B, GA, GB)[0])
+    zero = (S == 0)
+    start = zero & np.vstack([np.ones((1, n), bool), ~zero[:-1]])
+    zi, zp = np.nonzero(start[1:-1])
+    zi = zi + 1
+    if zi.size:
+        ends = []
+        for i, p in zip(zi, zp, strict=True):  # only runs inside the range: rare
+            j = i
+            while j + 1 < M and S[j + 1, p] == 0:
+                j += 1
+            ends.append(j)
+        ends = np.array(ends)
+        inner = (ends < M - 1) & ~neutral[zp]
+        zi, zp, ends = zi[inner], zp[inner], ends[inner]
+        R_p.append(zp)
+        R_u.append(U[zi, zp])
+        R_l.append(S[zi - 1, zp])
+        R_r.append(S[np.minimum(ends + 1, M - 1), zp])
+    Rp = np.concatenate(R_p)
+    Ru = np.concatenate(R_u) if R_u else np.zeros(0)
+    Rl, Rr = np.concatenate(R_l), np.concatenate(R_r)
+    order = np.lexsort((Ru, Rp))
+    Rp, Ru, Rl, Rr = Rp[order], Ru[order], Rl[order], Rr[order]
+    counts = np.bincount(Rp, minlength=n)
+    nr = max(int(counts.max()) if n else 0, 1)  # at least one (NaN) column
+    rank = np.arange(Rp.size) - np.repeat(np.cumsum(counts) - counts, counts)
     rK = np.full((n, nr), np.nan)
     rstab = np.zeros((n, nr), bool)
-    for p, r in enumerate(roots):
-        for j, (u, ls, rs) in enumerate(r):
-            rK[p, j] = np.exp(u)
-            rstab[p, j] = ls > 0 and rs < 0
+    rK[Rp, rank] = np.exp(Ru)
+    rstab[Rp, rank] = (Rl > 0) & (Rr < 0)
     rdF = np.full((n, nr), np.nan)
     rchi = np.full((n, nr), np.nan)
-    if nr:
-        have = np.isfinite(rK)
-        pi, ji = np.nonzero(have)
-        rdF[pi, ji] = m.dF(rK[pi, ji], pi)
-        rchi[pi, ji] = m.chi(rK[pi, ji], pi)
+    if Rp.size:
+        rdF[Rp, rank] = m.dF(np.exp(Ru), Rp)
+        rchi[Rp, rank] = m.chi(np.exp(Ru), Rp)
 
-    # 3. the attractor reached from K0
-    status = np.full(n, "unconverged", dtype=object)
-    Kstar = np.full(n, np.nan)
-    reached = np.full(n, -1)
-    # the ends of the range: the last scan value of g that is not at rounding level
+    # 3. the attractor reached from K0: the first root in the direction of g(log K0)
     nz = (S != 0) & (S != 2)
     first = np.argmax(nz, axis=0)
     last = M - 1 - np.argmax(nz[::-1], axis=0)
     cols = np.arange(n)
-    top_valid = (S[-1] != 2) & nz.any(axis=0)
-    zero_att = (S[first, cols] == -1) & nz.any(axis=0)
+    anynz = nz.any(axis=0)
+    top_valid = (S[-1] != 2) & anynz
+    zero_att = (S[first, cols] == -1) & anynz
     inf_att = (S[last, cols] == 1) & top_valid
-    for p in range(n):
-        if neutral[p]:
-            status[p], Kstar[p] = "neutral", K0f[p]
-            continue
-        us = np.log(rK[p, :len(roots[p])])
-        if abs(g0[p]) <= ZERO_TOL:
-            j = int(np.argmin(np.abs(us - u0[p]))) if us.size else -1
-            if j >= 0 and abs(us[j] - u0[p]) < 1e-6:
-                status[p], Kstar[p], reached[p] = "finite", rK[p, j], j
-            else:
-                status[p], Kstar[p] = "finite", K0f[p]
-            continue
-        if np.isnan(g0[p]):
-            continue
-        if g0[p] > 0:
-            above = np.nonzero(us > u0[p])[0]
-            if above.size:
-                j = int(above[0])
-                status[p], Kstar[p], reached[p] = "finite", rK[p, j], j
-            elif inf_att[p] and top_valid[p]:
-                status[p], Kstar[p] = "unbounded", np.inf
-        else:
-            below = np.nonzero(us < u0[p])[0]
-            if below.size:
-                j = int(below[-1])
-                status[p], Kstar[p], reached[p] = "finite", rK[p, j], j
-            elif S[0, p] != 2:
-                status[p], Kstar[p] = "zero", 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        us = np.log(rK)
+    status = np.full(n, "unconverged", dtype=object)
+    Kstar = np.full(n, np.nan)
+    reached = np.full(n, -1)
+    on = (np.abs(g0) <= ZERO_TOL) & ~neutral
+    near = np.abs(us - u0[:, None]) < 1e-6
+    jn = np.argmax(near, axis=1)
+    hit = on & near.any(axis=1)
+    status[on], Kstar[on] = "finite", K0f[on]
+    reached[hit], Kstar[hit] = jn[hit], rK[hit, jn[hit]]
+    up = ~neutral & ~on & (g0 > 0)
+    above = us > u0[:, None]
+    ja = np.argmax(above, axis=1)
+    ha = up & above.any(axis=1)
+    status[ha], Kstar[ha], reached[ha] = "finite", rK[ha, ja[ha]], ja[ha]
+    ub_ = up & ~above.any(axis=1) & inf_att
+    status[ub_], Kstar[ub_] = "unbounded", np.inf
+    down = ~neutral & ~on & (g0 < 0)
+    below = us < u0[:, None]
+    jb = nr - 1 - np.argmax(below[:, ::-1], axis=1)
+    hb = down & below.any(axis=1)
+    status[hb], Kstar[hb], reached[hb] = "finite", rK[hb, jb[hb]], jb[hb]
+    zr = down & ~below.any(axis=1) & (S[0] != 2)
+    status[zr], Kstar[zr] = "zero", 0.0
+    status[neutral], Kstar[neutral] = "neutral", K0f[neutral]
     attractors = rstab.sum(axis=1) + zero_att + inf_att
 
     # 4. stability and chi* at the reached point
@@ -495,10 +495,10 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     power = np.full(n, np.nan)
     ub = np.nonzero(status == "unbounded")[0]
     if ub.size:
-        Ka, Kb = 1e8 * scale[ub], 1e7 * scale[ub]
+        Ka, Kb = 1e-4 * top[ub], 1e-5 * top[ub]
         gr, rt, pw, _ = growth_law(Ka, m.F(Ka, ub), Kb, m.F(Kb, ub))
         growth[ub], rate[ub], power[ub] = gr, rt, pw
-        Ktop = K_MAX * scale[ub]
+        Ktop = top[ub]
         chi[ub] = large_K_limit(lambda Kl: m.chi(Kl, ub), Ktop)
         dF[ub] = m.dF(Ktop, ub)
 
