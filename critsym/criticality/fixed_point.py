@@ -8,9 +8,8 @@ With u = log K and g(u) = log F(e^u) − u, the fixed points are the roots of g.
    K_top = max(K_MAX, 10³·max(K0, F(1))) (the range follows the scale of the map: a bias
    σ_b = 10⁶ puts K* at 10¹², inside the range);
 2. a bracket at every sign change of g, and, where |g| has a local minimum between two scan
-   points of the same sign and the parabola through the three points dips at least half-way
-   to zero, a golden-section search for the extremum of g: when it crosses zero, two roots lie
-   between the scan points (the pair near a saddle-node);
+   points of the same sign, a golden-section search for the extremum of g: when it crosses
+   zero, two roots lie between the scan points (the pair near a saddle-node);
 3. vectorised Illinois (modified regula falsi) iterations inside every bracket to |Δu| ≤ 1e-14.
 
 A root where g goes from + to − (F'(K*) < 1) attracts from both sides (``roots_stable``).
@@ -293,12 +292,8 @@ def _golden_pairs(m, U, G, S):
     if M < 3:
         return []
     Si, A = S[1:-1], np.abs(G)
-    with np.errstate(all="ignore"):  # vertex of the parabola through the three points
-        curv = G[2:] - 2 * G[1:-1] + G[:-2]
-        g_vertex = G[1:-1] - (G[2:] - G[:-2]) ** 2 / (8 * curv)
-        cand = ((S[:-2] == Si) & (S[2:] == Si) & (np.abs(Si) == 1)
-                & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0)
-                & ~(Si * g_vertex > 0.5 * A[1:-1]))
+    cand = ((S[:-2] == Si) & (S[2:] == Si) & (np.abs(Si) == 1)
+            & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0))
     ii, pp = np.nonzero(cand)
     if ii.size == 0:
         return []
@@ -310,20 +305,24 @@ def _golden_pairs(m, U, G, S):
     x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
     f1, f2 = sg * m.g(x1, pp), sg * m.g(x2, pp)
     best_x, best_f = np.where(f1 < f2, x1, x2), np.minimum(f1, f2)
-    for _ in range(20):
-        left = f1 < f2  # minimum of sg·g in [a, x2]
-        b = np.where(left, x2, b)
-        a = np.where(left, a, x1)
-        x2n = np.where(left, x1, a + ratio * (b - a))
-        x1n = np.where(left, b - ratio * (b - a), x2)
-        newx = np.where(left, x1n, x2n)
-        fnew = sg * m.g(newx, pp)
-        f1, f2 = np.where(left, fnew, f2), np.where(left, f1, fnew)
-        x1, x2 = x1n, x2n
-        better = fnew < best_f
-        best_x, best_f = np.where(better, newx, best_x), np.where(better, fnew, best_f)
-        if np.all(best_f < 0):
+    act = np.nonzero(best_f >= 0)[0]
+    for _ in range(20):  # only candidates whose sign has not flipped yet
+        if act.size == 0:
             break
+        A_, B_, X1, X2, F1, F2 = a[act], b[act], x1[act], x2[act], f1[act], f2[act]
+        left = F1 < F2  # minimum of sg·g in [a, x2]
+        B_ = np.where(left, X2, B_)
+        A_ = np.where(left, A_, X1)
+        x2n = np.where(left, X1, A_ + ratio * (B_ - A_))
+        x1n = np.where(left, B_ - ratio * (B_ - A_), X2)
+        newx = np.where(left, x1n, x2n)
+        fnew = sg[act] * m.g(newx, pp[act])
+        f1[act], f2[act] = np.where(left, fnew, F2), np.where(left, F1, fnew)
+        a[act], b[act], x1[act], x2[act] = A_, B_, x1n, x2n
+        better = fnew < best_f[act]
+        best_x[act] = np.where(better, newx, best_x[act])
+        best_f[act] = np.where(better, fnew, best_f[act])
+        act = act[best_f[act] >= 0]
     flip = best_f < 0
     out = []
     for k in np.nonzero(flip)[0]:
@@ -495,8 +494,16 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     power = np.full(n, np.nan)
     ub = np.nonzero(status == "unbounded")[0]
     if ub.size:
-        Ka, Kb = 1e-4 * top[ub], 1e-5 * top[ub]
-        gr, rt, pw, _ = growth_law(Ka, m.F(Ka, ub), Kb, m.F(Kb, ub))
+        Ka = 1e-4 * top[ub]
+        Fa = m.F(Ka, ub)
+        # slow growth (F(K) − K ≪ K there): move down until F − K is 1e-8 of K, so that
+        # rounding of F does not read as a power law
+        slow = np.abs(Fa - Ka) < 1e-8 * Ka
+        if np.any(slow):
+            Ka = np.where(slow, np.maximum(np.abs(Fa - Ka) * 1e8, 1e3), Ka)
+            Fa = np.where(slow, m.F(Ka, ub), Fa)
+        Kb = Ka / 10
+        gr, rt, pw, _ = growth_law(Ka, Fa, Kb, m.F(Kb, ub))
         growth[ub], rate[ub], power[ub] = gr, rt, pw
         Ktop = top[ub]
         chi[ub] = large_K_limit(lambda Kl: m.chi(Kl, ub), Ktop)
