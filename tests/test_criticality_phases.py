@@ -70,8 +70,13 @@ def test_transitions_match_brute_force(act, form, single_thread):
             assert g.chi_above == pytest.approx(r[3], rel=1e-5)
 
 
-@pytest.mark.parametrize("form", sorted(FORMS))
-@pytest.mark.parametrize("act", ACTIVATIONS)
+def _slow_if(act, form):
+    """elu/selu quadrature is ~10× slower: their non-vanilla forms run with -m slow."""
+    slow = act in ("elu", "selu") and form != "vanilla"
+    return pytest.param(act, form, marks=pytest.mark.slow) if slow else (act, form)
+
+
+@pytest.mark.parametrize("act,form", [_slow_if(a, f) for a in ACTIVATIONS for f in sorted(FORMS)])
 def test_fixed_points_match_brute_force(act, form, single_thread):
     """All fixed points in [1e-5, 1e3] with their stability, and the one K0 = 1 flows to
     (its χ_J*), at four σ_w across the bracket."""
@@ -213,7 +218,8 @@ def test_summary_does_not_contradict_itself(single_thread):
 @pytest.mark.parametrize("block", [
     lambda: cs.resnet_block(),
     lambda: cs.two_layer_block("linear", "relu", layernorm="pre"),
-    lambda: cs.two_layer_block("linear", "gelu", layernorm="pre"),
+    pytest.param(lambda: cs.two_layer_block("linear", "gelu", layernorm="pre"),
+                 marks=pytest.mark.slow),
 ])
 @pytest.mark.parametrize("sb", [0.0, 0.3])
 def test_everywhere_critical_block_has_no_isolated_point(block, sb, single_thread):

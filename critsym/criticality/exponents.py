@@ -207,6 +207,8 @@ def analytic_exponents(theory, K0: object = 1.0, *, budget: float = SYMBOLIC_BUD
                 Bn = float(theory.variance_map(1.0, **hp)) - 1.0
                 p, co = An / Bn, {"A": An, "B": Bn}
             else:
+                A = within_budget(lambda: sp.simplify(A), budget) or A
+                B = within_budget(lambda: sp.simplify(B), budget) or B
                 p = within_budget(lambda: sp.simplify(A / B), budget)
                 p = A / B if p is None else p
                 co = {"A": A, "B": B}

@@ -7,9 +7,10 @@ With u = log K and g(u) = log F(e^u) − u, the fixed points are the roots of g.
 1. a scan of g on a log grid of ``per_decade`` points per decade over [K_MIN, K_top],
    K_top = max(K_MAX, 10³·max(K0, F(1))) (the range follows the scale of the map: a bias
    σ_b = 10⁶ puts K* at 10¹², inside the range);
-2. a bracket at every sign change of g, and, where |g| has a local minimum between two scan
-   points of the same sign, a golden-section search for the extremum of g: when it crosses
-   zero, two roots lie between the scan points (the pair near a saddle-node);
+2. a bracket at every sign change of g; where |g| has a local minimum between two scan
+   points of the same sign, or stays below 0.05 at both ends of a bracket (flat maps near a
+   cusp), a fine scan of 40 points and a golden-section search for the extremum of g between
+   them: roots hidden between scan points (the pair near a saddle-node) get their brackets;
 3. vectorised Illinois (modified regula falsi) iterations inside every bracket to |Δu| ≤ 1e-14.
 
 A root where g goes from + to − (F'(K*) < 1) attracts from both sides (``roots_stable``).
@@ -46,6 +47,8 @@ K_MIN = 1e-14
 K_MAX = 1e12
 PER_DECADE = 2
 ZERO_TOL = 1e-13
+#: a bracket whose ends both have |g| below this gets a fine scan for hidden roots
+REFINE_G = 0.05
 STATUSES = ("finite", "zero", "unbounded", "neutral", "unconverged")
 PHASES = ("ordered", "critical", "chaotic", "undetermined")
 _CHUNK = 16384
@@ -284,20 +287,25 @@ def _signs(g):
     return np.where(np.isnan(g), 2, s).astype(int)
 
 
-def _golden_pairs(m, U, G, S):
-    """Brackets for pairs of roots between two scan points: where |g| has a local minimum at
-    scan point i between same-sign neighbours, search the extremum of g on [u_{i−1}, u_{i+1}]
-    (golden section on −sign·g); a sign flip there gives two brackets."""
-    M = U.shape[0]
-    if M < 3:
-        return []
+def _pair_candidates(S, G):
+    """(i, p): scan points where |g| has a local minimum (≤ 1) between same-sign neighbours —
+    two roots may lie in [u_{i−1}, u_{i+1}]."""
+    if S.shape[0] < 3:
+        return np.zeros(0, int), np.zeros(0, int)
     Si, A = S[1:-1], np.abs(G)
     cand = ((S[:-2] == Si) & (S[2:] == Si) & (np.abs(Si) == 1)
             & (A[1:-1] < A[:-2]) & (A[1:-1] <= A[2:]) & (A[1:-1] <= 1.0))
     ii, pp = np.nonzero(cand)
-    if ii.size == 0:
+    return ii + 1, pp
+
+
+def _golden_pairs(m, U, G, S):
+    """Brackets for pairs of roots between two scan points: at :func:`_pair_candidates`,
+    search the extremum of g on [u_{i−1}, u_{i+1}] (golden section on −sign·g); a sign flip
+    there gives two brackets."""
+    i, pp = _pair_candidates(S, G)
+    if i.size == 0:
         return []
-    i = ii + 1
     sg = S[i, pp].astype(float)
     a, b = U[i - 1, pp], U[i + 1, pp]
     ga_, gb_ = G[i - 1, pp], G[i + 1, pp]
@@ -330,6 +338,33 @@ def _golden_pairs(m, U, G, S):
         gmv = sg[k] * gm
         out.append((p, lo, xm, ga_[k], gmv))
         out.append((p, xm, hi, gmv, gb_[k]))
+    return out
+
+
+class _Sub:
+    """The map restricted to the entries ``P`` (index k of a sub-array is entry P[k])."""
+
+    def __init__(self, m, P):
+        self.m, self.P = m, P
+
+    def g(self, u, idx=None):
+        return self.m.g(u, self.P if idx is None else self.P[idx])
+
+
+def _fine_brackets(m, P, a, b, nf: int = 40):
+    """All root brackets in the intervals [a_k, b_k] of entries P_k: sign changes on an
+    ``nf``-point grid, and pairs between its points (:func:`_golden_pairs`)."""
+    if P.size == 0:
+        return []
+    Uf = a[None, :] + np.linspace(0.0, 1.0, nf)[:, None] * (b - a)[None, :]
+    sub = _Sub(m, P)
+    Gf = sub.g(Uf)
+    Sf = _signs(Gf)
+    ok = (Sf[:-1] != 2) & (Sf[1:] != 2) & (Sf[:-1] * Sf[1:] < 0)
+    ii, kk = np.nonzero(ok)
+    out = [(P[k], Uf[i, k], Uf[i + 1, k], Gf[i, k], Gf[i + 1, k])
+           for i, k in zip(ii, kk, strict=True)]
+    out += [(P[int(k)], lo, hi, ga, gb) for k, lo, hi, ga, gb in _golden_pairs(sub, Uf, Gf, Sf)]
     return out
 
 
@@ -390,9 +425,18 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     # rounding-level g inside the range are roots (left and right signs from their ends)
     valid = (S[:-1] != 2) & (S[1:] != 2)
     ii, pp = np.nonzero(valid & (S[:-1] * S[1:] < 0))
+    # where g stays small over a scan interval (flat maps near a cusp) several roots may hide
+    # in it: such intervals and the pair candidates get a fine scan
+    small = np.minimum(np.abs(G[ii, pp]), np.abs(G[ii + 1, pp])) < REFINE_G
+    ci, cp = _pair_candidates(S, G)
+    fine = _fine_brackets(
+        m, np.concatenate([pp[small], cp]),
+        np.concatenate([U[ii[small], pp[small]], U[ci - 1, cp]]),
+        np.concatenate([U[ii[small] + 1, pp[small]], U[ci + 1, cp]]))
+    ii, pp = ii[~small], pp[~small]
     P = [pp]
     A, B, GA, GB = [U[ii, pp]], [U[ii + 1, pp]], [G[ii, pp]], [G[ii + 1, pp]]
-    pairs = _golden_pairs(m, U, G, S)
+    pairs = fine
     if pairs:
         arr = np.array(pairs, dtype=float)
         P.append(arr[:, 0].astype(int))
