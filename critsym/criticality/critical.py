@@ -7,8 +7,8 @@ call).
 
 Method: a scan of ``scan`` points over the ``bracket`` for sign changes of log χ_J*, vectorised
 Illinois iterations on x to ``xtol`` inside the first one, then a check of continuity on both
-sides: |log χ_J*| ≤ ``tol`` at x ± h (h = 1e-12·max(1, |x|)), or |log χ_J*| shrinking towards
-0 from x ± 10⁶h to x ± h (the square-root approach where the stable fixed point runs off to
+sides: |log χ_J*| ≤ ``tol`` at x ± h (h = 1e-9·max(1, |x|)), or |log χ_J*| shrinking towards
+0 from x ± 10⁴h to x ± h (the square-root approach where the stable fixed point runs off to
 K → ∞, e.g. softplus at σ_w² = 2; the cube-root one next to a cusp).  Only a root that passes
 is a critical point.  Where
 log χ_J* changes sign by a jump the attractor reached from K0 changes discontinuously (several
@@ -149,16 +149,16 @@ def _transition(theory, solve_for, a, b, end, K0, hp):
 
 def _verified(theory, solve_for, r, K0f, flat, idx, tol):
     """Continuity of log χ_J* at the roots ``r`` of the entries ``idx``: on each side,
-    v(h) = |log χ_J*(r ± h)| at h = 10^{−6, −8, −10, −12}·max(1, |r|) must reach ``tol`` or
-    fall by a factor 10 or more from the largest h to the smallest (any power law
-    |x − r|^γ with γ ≥ 1/6: the square-root approach where the fixed point runs off to K → ∞,
-    the cube-root one next to the cusp of the gelu critical line).  A jump keeps its size."""
+    v(h) = |log χ_J*(r ± h)| at h = 10^{−5, −7, −9}·max(1, |r|) must reach ``tol`` or fall by
+    a factor 10 or more from the largest h to the smallest (any power law |x − r|^γ with
+    γ ≥ 1/4: the square-root approach where the fixed point runs off to K → ∞, the cube-root
+    one next to the cusp of the gelu critical line).  A jump keeps its size."""
     s = np.maximum(1.0, np.abs(r))
     sub = {k: v[idx] for k, v in flat.items()}
     ok = np.ones(r.shape, bool)
     for sign in (-1.0, 1.0):
         v = [np.abs(_log_chi(theory, solve_for, r + sign * h * s, K0f[idx], sub))
-             for h in (1e-6, 1e-8, 1e-10, 1e-12)]
+             for h in (1e-5, 1e-7, 1e-9)]
         ok &= (v[-1] <= tol) | ((v[-1] <= 0.1 * v[0]) & (v[-1] <= v[-2]))
     return ok
 
