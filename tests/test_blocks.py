@@ -23,7 +23,7 @@ def moments(act, K):
 
 
 def expected(block, act, K, sw, sb, mu):
-    """(F, chi) from theory.md §2 / the issue's required semantics."""
+    """(F, chi) from docs/theory.md#one-block-recursions."""
     e1, e2, d2 = moments(act, K)
     _, z2, zd2 = moments(act, 1.0)
     if block == "vanilla":
@@ -62,7 +62,7 @@ def test_block_recursions(block, act):
 
 
 def test_two_layer_residual_branch():
-    """LN -> W1 -> φ -> W2 inside a residual (theory.md §2, one-axis MLP sub-block):
+    """LN -> W1 -> φ -> W2 inside a residual (docs/theory.md#one-block-recursions, MLP sub-block):
     F = μ²K + σ_w² E_q[φ²] + σ_b², χ = μ² + σ_w⁴ E_q[φ'²]/K with q = σ_w² + σ_b²."""
     arch = cs.Residual(cs.LayerNorm() >> cs.Linear() >> cs.Act("gelu") >> cs.Linear())
     th = cs.derive(arch)
@@ -78,7 +78,7 @@ def test_two_layer_residual_branch():
 
 def test_resnet_block_two_layernorms():
     """LN -> relu -> W -> LN -> relu -> W (+μ): F = μ²K + σ_w²/2 + σ_b²,
-    χ = μ² + (σ_w²/(2K))·(σ_w²/2)/(σ_w²/2 + σ_b²)  (theory.md §2)."""
+    χ = μ² + (σ_w²/(2K))·(σ_w²/2)/(σ_w²/2 + σ_b²)  (docs/theory.md#one-block-recursions)."""
     relu = cs.Act("relu")
     arch = cs.Residual(cs.LayerNorm() >> relu >> cs.Linear() >> cs.LayerNorm() >> relu
                        >> cs.Linear())
@@ -131,12 +131,12 @@ def test_correlation_map_and_chi_c(act):
     sw, sb, K = 1.4, 0.3, 0.9
     for c in [-0.4, 0.2, 0.7]:
         G = sw**2 * gauss2(p, p, K, K, c * K) + sb**2
-        assert float(th.covariance_map(K, K, c * K, sigma_w=sw, sigma_b=sb)) == pytest.approx(
+        assert float(th.covariance_map(K=K, K12=c * K, sigma_w=sw, sigma_b=sb)) == pytest.approx(
             G, rel=1e-9)
     chi = float(th.chi_J(K, sigma_w=sw, sigma_b=sb))
     if th.G.has(cs.GaussE2):  # no closed form: one-sided finite difference (smooth φ)
         h = 1e-5
-        g0, g1, g2 = (th.covariance_map(K, K, K * (1 - j * h), sigma_w=sw, sigma_b=sb)
+        g0, g1, g2 = (th.covariance_map(K=K, K12=K * (1 - j * h), sigma_w=sw, sigma_b=sb)
                       for j in range(3))
         slope = (3 * g0 - 4 * g1 + g2) / (2 * K * h)
         assert float(slope) == pytest.approx(chi, rel=1e-6)

@@ -9,7 +9,7 @@ For vanilla blocks χ_c(1) = χ_J* (Schoenholz et al.).  The stable correlation 
 χ_c(1) ≤ 1, else the root of c_map(c) − c in [−1, 1) found by vectorised bisection.
 ξ_c = −1/log χ_c(c*).
 
-Multi-axis theories (a Mixer, :class:`~critsym.axis_theory.AxisTheory`) carry a cross state
+Multi-axis theories (a Mixer, :class:`~critsym.theory.Theory`) carry a cross state
 x = (K_12, O_T12[, O_C12]) with c = K_12/K: at the state fixed point (K*, O_T*, O_C*), c* is the
 stable fixed point of the cross map (iterated from c = 0 when the diagonal x = (K*, O_T*, …) is
 unstable), and χ_c is the leading eigenvalue of the cross map's Jacobian there (by
@@ -20,19 +20,20 @@ activations).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import sympy as sp
 
+from ..errors import warn_if_nan
 from ..gaussian.expectation import GaussE2
-from ..gaussian.numeric import compile_expr
 from ..symbols import K11, K12, K22
 from .fixed_point import K_MIN, depth_scale, fixed_point
 
 
 def d_dK12(expr: sp.Expr) -> sp.Expr:
-    """∂expr/∂K_12, differentiating bivariate expectation nodes by Price's theorem."""
+    """∂expr/∂K_12, differentiating bivariate expectation nodes by Price's theorem (and, for a
+    node whose covariance or integrand holds an earlier layer's expectations, by the chain rule
+    through them: d/dK_12 E_C[f] = E_C[∂_u∂_v f] dC/dK_12 + ½E[∂_u² f] dV_1/dK_12 + …)."""
     nodes = sorted(expr.atoms(GaussE2), key=sp.default_sort_key)
     reps = {n: sp.Dummy(f"E2_{i}") for i, n in enumerate(nodes)}
     e = expr.xreplace(reps)
@@ -47,9 +48,12 @@ def d_dK12(expr: sp.Expr) -> sp.Expr:
         dn = sp.S.Zero
         for arg, integrand in ((C, sp.diff(f, u, v)), (V1, sp.diff(f, u, 2) / 2),
                                (V2, sp.diff(f, v, 2) / 2)):
-            da = sp.diff(arg, K12)
+            da = d_dK12(arg)
             if da != 0:
                 dn += da * GaussE2(sp.Lambda((u, v), integrand), V1, V2, C)
+        df = d_dK12(f)
+        if df != 0:
+            dn += GaussE2(sp.Lambda((u, v), df), V1, V2, C)
         out += de * dn
     return out.xreplace({d: n for n, d in reps.items()})
 
@@ -57,9 +61,8 @@ def d_dK12(expr: sp.Expr) -> sp.Expr:
 _DELTA0 = 1e-6
 
 
-@cache
 def _compiled_dG(theory):
-    return compile_expr(d_dK12(theory.G), (K11, K22, K12, *theory.hyperparameters))
+    return theory.lambdify(d_dK12(theory.G), state=(K11, K22, K12))
 
 
 def chi_c(theory, c, K, **hp) -> np.ndarray:
@@ -69,8 +72,7 @@ def chi_c(theory, c, K, **hp) -> np.ndarray:
     c = np.asarray(c, dtype=float)
     dG = _compiled_dG(theory)
     with np.errstate(all="ignore"):
-        ok = np.isfinite(K) & (K >= 0)
-        FK = np.where(ok, theory.variance_map(np.where(ok, K, 1.0), **hp), np.nan)
+        FK = theory.lambdify("F")(K, *vals)
 
         def at(cc):
             return K * dG(K, K, cc * K, *vals) / FK
@@ -107,20 +109,21 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
     """
     if not getattr(theory, "has_c_map", True):
         theory.covariance_map()  # raises a DerivationError that says why
-    if len(getattr(theory, "state_symbols", ())) > 1:
+    if len(theory.state_symbols) > 1:
         return _state_correlation(theory, K0, **hp)
     fp = fixed_point(theory, K0=K0, **hp)
     Ks = np.where(fp.status == "zero", K_MIN, np.asarray(fp.K_star, dtype=float))
     Ks = np.where(np.isfinite(Ks), Ks, np.nan)
+    vals = theory.values(hp)
+    Fc, Gc = theory.lambdify("F"), theory.lambdify("G")
     shape = np.shape(Ks)
-    Ke = np.where(np.isfinite(Ks), Ks, 1.0)  # NaN entries are masked below
     X1 = np.broadcast_to(chi_c(theory, 1.0, Ks, **hp), shape)
     cstar = np.ones(shape)
     need = X1 > 1
     if np.any(need):
         with np.errstate(all="ignore"):
             def h(c):
-                return theory.c_map(c, Ke, **hp) - c
+                return Gc(Ks, Ks, c * Ks, *vals) / Fc(Ks, *vals) - c
 
             lo = np.full(shape, -1.0)
             hi = np.full(shape, 1.0 - 1e-9)
@@ -137,6 +140,9 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
         x = np.asarray(x, dtype=float)
         return x[()] if x.ndim == 0 else x
 
+    warn_if_nan("c*, χ_c are undefined (NaN) where the variance has no finite fixed point (K "
+                "grows without bound: see fixed_point(...).status) or the maps are 0/0 there",
+                cstar, Xs, X1)
     return Correlation(c_star=sc(cstar), chi_c=sc(Xs), chi_c1=sc(X1), K_star=sc(Ks))
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import HyperparameterError
+from ..errors import HyperparameterError, warn_if_nan
 
 K_MIN = 1e-14
 #: top of the scanned range (raised to 10³·max(K0, F(1)) for maps of a larger scale)
@@ -241,37 +241,37 @@ def _illinois(g, a, b, ga, gb, tol=1e-14, maxiter=200):
 
 
 class _Map:
-    """F, χ_J and F' of a one-component theory at flat hyperparameter arrays, through the
-    theory's public methods; ``idx`` selects entries, evaluation is chunked."""
+    """F, χ_J and F' of a one-component theory at flat hyperparameter arrays (the theory's
+    compiled maps, :meth:`~critsym.theory.Theory.lambdify`); ``idx`` selects entries,
+    evaluation is chunked."""
 
     def __init__(self, theory, V: dict):
-        self.theory, self.V = theory, V
+        self.V = [V[nm] for nm in theory.hyperparameter_names]
+        self.fns = {k: theory.lambdify(k) for k in ("F", "chi", "dF_dK")}
 
-    def _call(self, method, K, idx):
+    def _call(self, name, K, idx):
         K = np.asarray(K, dtype=float)
-        sub = self.V if idx is None else {k: v[idx] for k, v in self.V.items()}
-        shape = np.broadcast_shapes(K.shape, *(v.shape for v in sub.values()))
-        Kb = np.broadcast_to(K, shape)
-        sb = {k: np.broadcast_to(v, shape) for k, v in sub.items()}
-        out = np.empty(shape)
-        flatK = Kb.reshape(-1)
-        flat = {k: v.reshape(-1) for k, v in sb.items()}
-        res = out.reshape(-1)
+        sub = self.V if idx is None else [v[idx] for v in self.V]
+        shape = np.broadcast_shapes(K.shape, *(v.shape for v in sub))
+        flatK = np.broadcast_to(K, shape).reshape(-1)
+        flat = [np.broadcast_to(v, shape).reshape(-1) for v in sub]
+        res = np.empty(flatK.size)
+        fn = self.fns[name]
         for s in range(0, flatK.size, _CHUNK):
             sl = slice(s, s + _CHUNK)
             with np.errstate(all="ignore"):
-                r = method(flatK[sl], **{k: v[sl] for k, v in flat.items()})
+                r = fn(flatK[sl], *(v[sl] for v in flat))
             res[sl] = np.asarray(r, dtype=float) * np.ones(flatK[sl].shape)
         return res.reshape(shape)
 
     def F(self, K, idx=None):
-        return self._call(self.theory.variance_map, K, idx)
+        return self._call("F", K, idx)
 
     def chi(self, K, idx=None):
-        return self._call(self.theory.chi_J, K, idx)
+        return self._call("chi", K, idx)
 
     def dF(self, K, idx=None):
-        return self._call(self.theory.dF, K, idx)
+        return self._call("dF_dK", K, idx)
 
     def g(self, u, idx=None):
         """log F(e^u) − u (−inf where F ≤ 0, NaN where F is not finite)."""
@@ -378,14 +378,18 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
     vector state (``theory.state_symbols``, e.g. a Mixer's (K, O_T, O_C)) are solved by
     :func:`~critsym.criticality.state_fixed_point.state_fixed_point` (extra keywords O_T0, O_C0).
     """
-    if len(getattr(theory, "state_symbols", ())) > 1:
+    if len(theory.state_symbols) > 1:
         from .state_fixed_point import state_fixed_point
 
         return state_fixed_point(theory, K0, **hp)
     hp.pop("iterations", None)  # accepted for compatibility: the search does not iterate
     vals = theory.values(hp)
     names = theory.hyperparameter_names
-    K0 = np.asarray(K0, dtype=float)
+    try:
+        K0 = np.asarray(K0, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError(f"K0 must be a number > 0 (a starting variance), got {K0!r}"
+                                  ) from None
     if not np.all(np.isfinite(K0)) or np.any(K0 <= 0):
         raise HyperparameterError(f"K0 must be finite and > 0 (a starting variance), got {K0}")
     if not isinstance(per_decade, (int, np.integer)) or per_decade < 1:
@@ -557,6 +561,9 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
         x = np.asarray(x).reshape(shape + tuple(extra))
         return x[()] if x.ndim == 0 else x
 
+    warn_if_nan("χ_J* or F'(K*) is undefined (NaN) here: the maps are 0/0 at this fixed point "
+                "(e.g. a LayerNorm of a signal that vanishes when sigma_w = sigma_b = 0), or "
+                "K* was not found (status 'unconverged')", chi, dF, Kstar)
     return FixedPoint(
         K_star=shaped(Kstar), dF_dK=shaped(dF), chi_star=shaped(chi),
         status=shaped(status.astype(str)), growth=shaped(growth.astype(str)),
