@@ -551,11 +551,12 @@ def fixed_point(theory, K0: object = 1.0, *, per_decade: int = PER_DECADE,
             Ka = np.where(slow, np.maximum(np.abs(Fa - Ka) * 1e8, 1e3), Ka)
             Fa = np.where(slow, m.F(Ka, ub), Fa)
         Kb = Ka / 10
-        gr, rt, pw, _ = growth_law(Ka, Fa, Kb, m.F(Kb, ub))
+        Fb = m.F(Kb, ub)
+        gr, rt, pw, _ = growth_law(Ka, Fa, Kb, Fb)
         growth[ub], rate[ub], power[ub] = gr, rt, pw
         Ktop = top[ub]
         chi[ub] = large_K_limit(lambda Kl: m.chi(Kl, ub), Ktop)
-        dF[ub] = m.dF(Ktop, ub)
+        dF[ub] = (Fa - Fb) / (Ka - Kb)  # the large-K slope of F
 
     def shaped(x, extra=()):
         x = np.asarray(x).reshape(shape + tuple(extra))
