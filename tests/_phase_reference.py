@@ -2,9 +2,9 @@
 
 Gaussian expectations by composite Gauss–Legendre quadrature on [−12, 12] (panels graded
 geometrically towards the kink at 0 from 1e-8, at most 0.25 wide, 12 nodes each), the one-block
-maps of theory.md §2 for the built-in activations, the attractor reached from K0 by a walk on a
-fine log grid (60 points per decade) in the direction of F(K0) − K0 with brentq refinement, and
-a dense scan of χ_J* along σ_w with bisection of every sign change.
+maps of docs/theory.md for the built-in activations, the attractor reached from K0 by a walk on
+a fine log grid (60 points per decade) in the direction of F(K0) − K0 with brentq refinement,
+and a dense scan of χ_J* along σ_w with bisection of every sign change.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def E(f, K):
 
 
 class Block:
-    """One-block maps of theory.md §2: vanilla, residual μ, LN-pre (+μ), LN-post (+μ)."""
+    """One-block maps of docs/theory.md: vanilla, residual μ, LN-pre (+μ), LN-post (+μ)."""
 
     def __init__(self, act, form, sw, sb, mu=0.0):
         self.phi, self.dphi = ACTS[act]

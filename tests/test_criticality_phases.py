@@ -1,7 +1,7 @@
 """Phase structure with several fixed points, against a brute-force reference (numpy/scipy
-quadrature of the theory.md §2 maps, tests/_phase_reference.py): all fixed points and their
-stability, the attractor reached from K0, continuous critical points versus first-order jumps
-with their saddle-nodes, on every built-in activation × block form."""
+quadrature of the one-block maps of docs/theory.md, tests/_phase_reference.py): all fixed
+points and their stability, the attractor reached from K0, continuous critical points versus
+first-order jumps with their saddle-nodes, on every built-in activation × block form."""
 
 import numpy as np
 import pytest
@@ -186,7 +186,7 @@ def test_gelu_sigma_b_zero_jump_and_transcritical_end(single_thread):
 
 
 def test_gelu_stable_critical_line_starts_at_the_cusp(single_thread):
-    """theory.md: a stable critical line exists only for σ_b² ≥ 0.1729224, from σ_w² =
+    """docs/theory.md: a stable critical line exists only for σ_b² ≥ 0.1729224, from σ_w² =
     1.983058; below, the transition is first order."""
     th = cs.derive(cs.mlp_block("gelu"))
     above = cs.critical_point(th, "sigma_w", sigma_b=np.sqrt(0.1729224 + 1e-4))
