@@ -25,6 +25,7 @@ from .criticality import (
     phase_grid,
     plot_phase,
     summary,
+    transitions,
 )
 from .derive import derive
 from .errors import CritsymError
@@ -98,7 +99,7 @@ __all__ = [
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
     "analytic_exponents", "correlation", "critical_line", "critical_point", "criticality",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "phase_grid", "plot_phase",
-    "summary",
+    "summary", "transitions",
     "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
     "simulate", "validate",
     # kernel shaping

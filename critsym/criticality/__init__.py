@@ -2,7 +2,14 @@
 critical exponents (analytic and fitted), everywhere-critical detection and a summary."""
 
 from .correlation import Correlation, chi_c, correlation
-from .critical import CriticalLine, critical_line, critical_point
+from .critical import (
+    CriticalLine,
+    FirstOrderTransition,
+    FirstOrderTransitionError,
+    critical_line,
+    critical_point,
+    transitions,
+)
 from .everywhere import EverywhereReport, everywhere_critical
 from .exponents import Exponents, Fit, analytic_exponents, fit_nu, fit_p, measured_xi
 from .fixed_point import FixedPoint, fixed_point
@@ -10,8 +17,9 @@ from .phase import PhaseGrid, phase_grid, plot_phase
 from .summary import summary
 
 __all__ = [
-    "Correlation", "CriticalLine", "EverywhereReport", "Exponents", "Fit", "FixedPoint",
+    "Correlation", "CriticalLine", "EverywhereReport", "Exponents", "Fit", "FirstOrderTransition",
+    "FirstOrderTransitionError", "FixedPoint",
     "PhaseGrid", "analytic_exponents", "chi_c", "correlation", "critical_line", "critical_point",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "measured_xi", "phase_grid",
-    "plot_phase", "summary",
+    "plot_phase", "summary", "transitions",
 ]

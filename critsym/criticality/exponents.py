@@ -38,17 +38,61 @@ CRIT_TOL = 1e-7
 @dataclass(frozen=True)
 class Exponents:
     """Analytic exponents of one class: ``p`` (J ~ (l/l0)^p), ``zeta`` = −p, ``nu`` (ν, per side),
-    ``K_law`` (the depth law of K^l) and the expansion ``coefficients``."""
+    ``K_law`` (the depth law of K^l), the expansion ``coefficients`` and a ``note`` (how they
+    were obtained when the symbolic route was cut short)."""
 
     universality: str
     p: object
     K_law: str
     coefficients: dict = field(default_factory=dict)
     nu: dict = field(default_factory=dict)
+    note: str = ""
 
     @property
     def zeta(self):
         return None if self.p is None else -self.p
+
+
+#: seconds of symbolic work (series, simplify) one analytic_exponents call may spend
+SYMBOLIC_BUDGET_S = 20.0
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def within_budget(fn, seconds: float):
+    """``fn()``, or None when it fails (sympy errors, RecursionError) or runs longer than
+    ``seconds`` (a SIGALRM timer in the main thread; elsewhere a daemon thread that is left
+    to finish in the background)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        def handler(signum, frame):
+            raise _OverBudget
+
+        old = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn()
+        except (_OverBudget, RecursionError, Exception):
+            return None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    box: list = []
+
+    def run():
+        try:
+            box.append(fn())
+        except (RecursionError, Exception):
+            pass
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(seconds)
+    return box[0] if box else None
 
 
 def gauss_series(expr: sp.Expr, order: int) -> sp.Expr:
@@ -115,12 +159,27 @@ def _num(x):
     return float(evaluate_mp(x, {}, 20))
 
 
-def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
+ZERO_K = 1e-10
+
+
+def _series_ok(co: dict) -> bool:
+    """The K → 0 series is meaningful: no DiracDelta/Heaviside (a kink at 0) and nothing
+    non-finite in its coefficients."""
+    bad = (sp.DiracDelta, sp.Heaviside, sp.Derivative, sp.Subs)
+    return all(not sp.sympify(v).has(*bad) and not sp.sympify(v).has(sp.nan, sp.zoo, sp.oo)
+               for v in co.values())
+
+
+def analytic_exponents(theory, K0: object = 1.0, *, budget: float = SYMBOLIC_BUDGET_S,
+                       tol: float = CRIT_TOL, **hp) -> Exponents:
     """The universality class and exponents at the given (critical) hyperparameters.
 
     Hyperparameters left out stay symbolic where the class can be decided from the formulas
     alone (the K* = 0 series and the LN-pre + residual μ = 1 class); with all of them given the
-    class is decided numerically from the fixed point and numbers are returned.
+    class is decided numerically from the fixed point (critical when |χ_J* − 1| ≤ ``tol``) and
+    numbers are returned.  Symbolic work (series, simplify) is limited to ``budget`` seconds;
+    past it, numbers come from the numeric maps (``note`` says so), or, with symbolic
+    hyperparameters, a :class:`HyperparameterError` asks for values.
     """
     names = theory.hyperparameter_names
     unknown = [n for n in hp if n not in names]
@@ -138,38 +197,67 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
         raise HyperparameterError(
             f"exponents of a multi-axis state {[str(x) for x in state]} are computed "
             f"numerically: give values of all of {list(names)}")
-    # class: no fixed point, K grows linearly and χ_J → 1 (structure alone)
-    B = sp.simplify(F - K) if len(state) == 1 else sp.nan
-    A = sp.simplify(sp.expand(K * (chi - 1))) if len(state) == 1 else sp.nan
-    if len(state) == 1 and B != 0 and not B.has(K) and not A.has(K):
-        p = sp.simplify(A / B)
-        return Exponents(
-            "no fixed point, chi_J -> 1 (everywhere critical: LN-pre + residual mu=1 class)",
-            _num(p) if complete else p, "K^l = K^0 + B l",
-            {"A": _num(A) if complete else A, "B": _num(B) if complete else B},
-            {"ordered": None, "chaotic": None, "note": "critical for every hyperparameter"})
+    # class: no fixed point, K grows linearly and χ_J → 1 (structure alone: F − K and
+    # K(χ_J − 1) free of K)
+    if len(state) == 1:
+        B = F - K
+        A = within_budget(lambda: sp.expand(K * (chi - 1), deep=False), budget)
+        if A is not None and B != 0 and not B.has(K) and not A.has(K):
+            if complete:  # exact from the numeric maps at any K
+                An = float(theory.chi_J(1.0, **hp)) - 1.0
+                Bn = float(theory.variance_map(1.0, **hp)) - 1.0
+                p, co = An / Bn, {"A": An, "B": Bn}
+            else:
+                A = within_budget(lambda: sp.simplify(A), budget) or A
+                B = within_budget(lambda: sp.simplify(B), budget) or B
+                p = within_budget(lambda: sp.simplify(A / B), budget)
+                p = A / B if p is None else p
+                co = {"A": A, "B": B}
+            return Exponents(
+                "no fixed point, chi_J -> 1 (everywhere critical: LN-pre + residual mu=1 class)",
+                p, "K^l = K^0 + B l", co,
+                {"ordered": None, "chaotic": None, "note": "critical for every hyperparameter"})
 
     if not complete:
-        co = zero_class_coefficients(theory, subs)
+        co = within_budget(lambda: zero_class_coefficients(theory, subs), budget)
+        if co is None or not _series_ok(co):
+            raise HyperparameterError(
+                f"no symbolic K -> 0 expansion of this block within {budget:g} s (the "
+                "activation may not be analytic at 0, e.g. elu/selu): give numeric values of "
+                f"all of {list(names)} for the numeric exponents")
         if co["F0"] != 0:
             raise HyperparameterError(
                 "symbolic exponents need F(0) = 0 (the K* = 0 class, e.g. sigma_b=0) or the "
                 "LN-pre + residual mu=1 structure; give numeric values of all of "
                 f"{list(names)} for the other classes")
-        p = sp.simplify(-co["b"] / co["a"])
-        return Exponents("K*=0 (tanh/erf class)", p, "K^l ≈ -1/(a l)", co, _nu_zero_class(co))
+        p = within_budget(lambda: sp.simplify(-co["b"] / co["a"]), budget)
+        p = -co["b"] / co["a"] if p is None else p
+        nu = within_budget(lambda: _nu_zero_class(co), budget) or {}
+        return Exponents("K*=0 (tanh/erf class)", p, "K^l ≈ -1/(a l)", co, nu)
 
     fp = fixed_point(theory, K0=K0, **hp)
     st, chis = str(fp.status), float(fp.chi_star)
-    crit = abs(chis - 1) <= CRIT_TOL
+    crit = abs(chis - 1) <= tol
+    if st == "finite" and float(fp.K_star) < ZERO_K:
+        st = "zero"  # a root at rounding level of K = 0 (the critical σ_w known to ~1e-15)
     if st == "neutral":
         return Exponents("neutral (F(K) = K: every K fixed, chi_J = 1)", 0.0, "K^l = K^0", {},
                          {})
     if st == "zero" and crit:
-        co = zero_class_coefficients(theory, subs)
-        p = -co["b"] / co["a"]
-        return Exponents("K*=0 (tanh/erf class)", _num(p), f"K^l ≈ {_num(-1 / co['a']):.6g}/l",
-                         {k: _num(v) for k, v in co.items()}, _nu_zero_class(co))
+        co = within_budget(lambda: zero_class_coefficients(theory, subs), budget)
+        cof = nu = None
+        if co is not None and _series_ok(co):
+            cof = within_budget(lambda: {k: _num(v) for k, v in co.items()}, budget)
+            nu = within_budget(lambda: _nu_zero_class(co), budget)
+        if cof is None or nu is None:
+            fit = fit_p(theory, depth=4000, K0=K0, **hp)
+            return Exponents(
+                "K*=0 class", fit.value, "K^l -> 0", {"p_stderr": fit.stderr}, {},
+                f"no symbolic K -> 0 expansion within {budget:g} s (the activation may not be "
+                "analytic at 0): p fitted to log J^{0,l} over l in [400, 4000] (fit_p)")
+        p = -cof["b"] / cof["a"]
+        return Exponents("K*=0 (tanh/erf class)", float(p), f"K^l ≈ {-1 / cof['a']:.6g}/l",
+                         cof, nu)
     if st == "finite" and crit:
         return Exponents("K*>0 critical line", 0.0, f"K^l -> K* = {float(fp.K_star):.6g}",
                          {"K_star": float(fp.K_star), "dF_dK": float(fp.dF_dK)},
@@ -195,6 +283,8 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
         return Exponents("no fixed point, chi_J -> 1 slowly (stretched exponential)", None,
                          "K^l ≈ B l", {"gamma": gamma, "B": Bn,
                                        "log_J_law": f"log J ~ l^{1 - gamma:.4g}"}, {})
+    if not np.isfinite(chis):
+        return Exponents("undetermined (chi_J* is not finite)", None, f"status {st}", {}, {})
     phase = "ordered" if chis < 1 else "chaotic"
     return Exponents(f"off-critical ({phase}, chi_J* = {chis:.6g})", None,
                      f"status {st}", {"xi_J": float(-1 / np.log(chis)) if chis > 0 else 0.0}, {})

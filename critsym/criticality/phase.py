@@ -1,8 +1,11 @@
 r"""Phase diagrams: χ_J*, ξ_J = −1/log χ_J* and K* over a 2-D hyperparameter grid, and a figure.
 
 One vectorised :func:`~critsym.criticality.fixed_point.fixed_point` call evaluates the whole
-grid.  The figure is a heatmap of log χ_J* (ordered < 0 < chaotic) or of ξ_J, with the critical
-line (χ_J* = 1, :func:`~critsym.criticality.critical.critical_line`) overlaid.
+grid (with the number of attractors of every cell: ``bistable`` where it is two or more).  The
+figure is a heatmap of log χ_J* (ordered < 0 < chaotic) or of ξ_J, with the continuous critical
+line (χ_J* = 1, :func:`~critsym.criticality.critical.critical_line`, solid), the first-order
+line where χ_J* jumps for the given K0 (dashed), the saddle-node line where the low-side
+attractor ends (dotted) and the bistable region (hatched) overlaid.
 
 Command line (one phase diagram in one command)::
 
@@ -38,6 +41,7 @@ class PhaseGrid:
     K_star: np.ndarray
     chi_star: np.ndarray
     status: np.ndarray
+    attractors: np.ndarray | None = None
 
     @property
     def xi_J(self) -> np.ndarray:
@@ -46,6 +50,26 @@ class PhaseGrid:
     @property
     def phase(self) -> np.ndarray:
         return classify_phase(self.chi_star)
+
+    @property
+    def bistable(self) -> np.ndarray:
+        """Cells with two or more attractors (the fixed point reached depends on K0)."""
+        if self.attractors is None:
+            return np.zeros(self.chi_star.shape, bool)
+        return np.asarray(self.attractors) >= 2
+
+    @property
+    def first_order(self) -> np.ndarray:
+        """Cells whose right neighbour (along x) is in the other phase (ordered ↔ chaotic)
+        while one of the two is bistable: the attractor reached from K0 jumps between them,
+        a first-order line crosses there."""
+        ph = self.phase
+        out = np.zeros(ph.shape, bool)
+        flip = (((ph[:, :-1] == "ordered") & (ph[:, 1:] == "chaotic"))
+                | ((ph[:, :-1] == "chaotic") & (ph[:, 1:] == "ordered")))
+        bi = self.bistable
+        out[:, :-1] = flip & (bi[:, :-1] | bi[:, 1:])
+        return out
 
 
 def phase_grid(theory, x: str = "sigma_w", x_values=None, y: str = "sigma_b", y_values=None, *,
@@ -59,8 +83,9 @@ def phase_grid(theory, x: str = "sigma_w", x_values=None, y: str = "sigma_b", y_
         raise HyperparameterError("x_values and y_values must be 1-D sequences of numbers")
     X, Y = np.meshgrid(xv, yv)
     fp = fixed_point(theory, K0=K0, **{**hp, x: X, y: Y})
+    att = None if fp.attractors is None else np.asarray(fp.attractors)
     return PhaseGrid(x, y, xv, yv, np.asarray(fp.K_star), np.asarray(fp.chi_star),
-                     np.asarray(fp.status))
+                     np.asarray(fp.status), att)
 
 
 def plot_phase(theory, grid: PhaseGrid, out: str | None = None, *, quantity: str = "log_chi",
@@ -95,13 +120,21 @@ def plot_phase(theory, grid: PhaseGrid, out: str | None = None, *, quantity: str
     fig, ax = plt.subplots(figsize=(6, 4.5))
     im = ax.pcolormesh(grid.x, grid.y, Z, shading="auto", **kw)
     fig.colorbar(im, ax=ax, label=label)
+    if np.any(grid.bistable):
+        ax.contourf(grid.x, grid.y, grid.bistable.astype(float), levels=[0.5, 1.5],
+                    colors="none", hatches=["//"])
+        ax.plot([], [], " ", label="hatched: bistable (fate depends on $K^0$)")
     if line:
         cl = critical_line(theory, along=grid.y_name, values=grid.y, solve_for=grid.x_name,
                            bracket=(float(grid.x.min()), float(grid.x.max())), K0=K0,
                            on_missing="nan", **hp)
         ax.plot(cl.y, cl.x, "k-", lw=1.5, label=r"critical: $\chi_J^*=1$")
-        if np.any(np.isfinite(cl.y)):
-            ax.legend(loc="upper left", fontsize=8)
+        if cl.first_order is not None and np.any(np.isfinite(cl.first_order)):
+            ax.plot(cl.first_order, cl.x, "k--", lw=1.5,
+                    label=rf"first order: $\chi_J^*$ jumps ($K^0={K0:g}$)")
+            ax.plot(cl.saddle_node, cl.x, "k:", lw=1.2, label="saddle-node")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel(grid.x_name)
     ax.set_ylabel(grid.y_name)
     ax.set_title(title or "\n".join(textwrap.wrap(repr(theory.arch), 80)), fontsize=8)

@@ -14,7 +14,8 @@ multi-axis :class:`~critsym.theory.Theory`).  Vectorised over hyperparameter gri
 4. otherwise: "zero" if K^l fell below K_MIN, else the growth law along the asymptotic ray
    O = ρK (ρ from the increments of the map at K = 10⁸): F(K)/K → r > 1 exponential,
    F(K) − K → B > 0 linear (residual μ = 1), F(K) − K ≈ B K^β power; χ_J* is then χ_J on the
-   ray at K_MAX (the large-K limit), as for one-component maps.
+   ray at K_MAX (the large-K limit), as for one-component maps.  The growth law is the one
+   classifier of one-component maps, :func:`~critsym.criticality.fixed_point.growth_law`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HyperparameterError
-from .fixed_point import K_MAX, K_MIN, FixedPoint
+from .fixed_point import K_MAX, K_MIN, FixedPoint, growth_law
 
 
 @dataclass(frozen=True)
@@ -134,22 +135,13 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
                 inc = (M1[1:] - K1 * ratio) / (M1[0] - K1)
             ratio = np.where(np.isfinite(inc) & (M1[0] > K1), np.clip(inc, 0, 1), ratio)
         F1, F2 = kern(ray(K1, ratio))[0], kern(ray(K2, ratio))[0]
-        r = F1 / K1
-        expo = r > 1 + 1e-6
-        d1, d2 = F1 - K1, F2 - K2
-        with np.errstate(all="ignore"):
-            beta = np.log(d1 / d2) / np.log(K1 / K2)
-        grows = expo | (d1 > 0)
-        lin = ~expo & (np.abs(beta) < 0.02)
+        gr, rt, pw, grows = growth_law(K1, F1, K2, F2)
         g_idx = rest[grows]
         status[g_idx] = "unbounded"
         Kstar[g_idx] = np.inf
-        growth[g_idx] = np.where(expo, "exponential", np.where(lin, "linear", "power"))[grows]
-        with np.errstate(all="ignore"):
-            q = 1 / (1 - beta)
-            Bp = ((d1 / K1**beta) * (1 - beta)) ** q
-        rate[g_idx] = np.where(expo, r, np.where(lin, d1, Bp))[grows]
-        power[g_idx] = np.where(expo, np.nan, np.where(lin, 1.0, q))[grows]
+        growth[g_idx] = gr[grows]
+        rate[g_idx] = rt[grows]
+        power[g_idx] = pw[grows]
         rho_T[g_idx] = ratio[0, grows]
         chi_at[:, g_idx] = ray(K_MAX, ratio)[:, grows]
     zi = np.nonzero(status == "zero")[0]
