@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     RESULTS.mkdir(exist_ok=True)
     text = f"{head}\n\n{table}\n"
     if sim_out:
-        text += f"\n`bench_simulate.py`:\n\n```\n{sim_out.strip()}\n```\n"
+        text += f"\n`bench_simulate.py`:\n\n```text\n{sim_out.strip()}\n```\n"
     (RESULTS / "summary.md").write_text(text)
     print(f"\nwrote {RESULTS / 'summary.md'} ({time.perf_counter() - t0:.0f} s)")
     failed = [r for r in rows if r.passed is False]
