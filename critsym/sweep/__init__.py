@@ -1,27 +1,44 @@
 """Monte Carlo sweeps over architectures × hyperparameter grids × widths, sharded over a
 backend ("serial", "local" processes, "ray"), merged exactly into one tidy table.
 
-The package is callable: ``critsym.sweep(arch, grid=..., ...)`` is :func:`sweep`.
+The package is callable: ``critsym.sweep(arch, grid=..., ...)`` is :func:`sweep`.  Its names
+load on first use, so that ``critsym sweep --help`` imports no torch.
 """
 
+import importlib
 import sys
 import types
 
-from .backends import BACKENDS, ShardFailed, execute, run_shard, run_shard_with_theory
-from .plan import Plan, Shard, make_plan
-from .study import Study, sweep
-from .table import check_output, read_table
+#: public name → the submodule that defines it
+_NAMES = {
+    "BACKENDS": "backends", "ShardFailed": "backends", "execute": "backends",
+    "run_shard": "backends", "run_shard_with_theory": "backends",
+    "Plan": "plan", "Shard": "plan", "make_plan": "plan",
+    "Study": "study", "sweep": "study",
+    "check_output": "table", "read_table": "table",
+}
 
-__all__ = [
-    "BACKENDS", "Plan", "Shard", "ShardFailed", "Study", "check_output", "execute",
-    "make_plan", "read_table", "run_shard", "run_shard_with_theory", "sweep",
-]
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'critsym.sweep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES))
 
 
 class _CallableModule(types.ModuleType):
     """``critsym.sweep(...)`` calls :func:`critsym.sweep.sweep`."""
 
-    def __call__(self, *args, **kwargs) -> Study:
+    def __call__(self, *args, **kwargs):
+        from .study import sweep
+
         return sweep(*args, **kwargs)
 
 
