@@ -44,14 +44,14 @@ def test_table_has_one_row_per_arch_point_width_layer(serial):
 
 @pytest.fixture(scope="module")
 def sharded():
-    return cs.sweep(ARCH, shards=3, **SMALL)
+    return cs.sweep(ARCH, shards=4, **SMALL)
 
 
 def test_shards_merge_to_the_chunked_serial_run(serial, sharded):
-    # shards of 3 networks repeat the chunks of one simulate call with chunk_size=3 exactly
+    # shards of 2 networks repeat the chunks of one simulate call with chunk_size=2 exactly
     t = sharded.table
     row = t[(t.sigma_w == 1.0) & (t.width == 16)]
-    sim = cs.simulate(ARCH, 16, 3, n_nets=8, n_probes=2, chunk_size=3, sigma_w=1.0,
+    sim = cs.simulate(ARCH, 16, 3, n_nets=8, n_probes=2, chunk_size=2, sigma_w=1.0,
                       sigma_b=0.2)
     np.testing.assert_array_equal(row["J"], sim.J)
     np.testing.assert_array_equal(row["c_se"], sim.c_se)
@@ -60,7 +60,7 @@ def test_shards_merge_to_the_chunked_serial_run(serial, sharded):
 
 
 def test_local_processes_give_the_identical_table(sharded):
-    local = cs.sweep(ARCH, shards=3, backend="local", workers=2, **SMALL)
+    local = cs.sweep(ARCH, shards=4, backend="local", workers=2, **SMALL)
     assert_frame_equal(local.table, sharded.table, check_exact=True)
 
 
@@ -79,10 +79,9 @@ def test_merged_table_validates_like_validate(serial):
 
 
 def _flaky(marker: str, shard):
-    """Fails once, for the first shard of the point sigma_w = 1 that does not start at network
-    0 (a file marks it)."""
+    """Fails once for the shard starting at network 2 of the first task (a file marks it)."""
     m = Path(marker)
-    if shard.networks.start > 0 and shard.point == (("sigma_w", 1.0),) and not m.exists():
+    if shard.networks.start == 2 and shard.point == (("sigma_w", 1.0),) and not m.exists():
         m.write_text("failed once")
         raise RuntimeError("injected failure")
     return run_shard(shard)
@@ -213,7 +212,7 @@ def test_ray_backend_gives_the_identical_table_and_retries(sharded, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        st = cs.sweep(ARCH, shards=3, backend="ray", **SMALL)
+        st = cs.sweep(ARCH, shards=4, backend="ray", **SMALL)
         plan = st.plan
         # Ray's workers cannot import this test module: ship its functions by value
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -228,19 +227,19 @@ def test_ray_backend_gives_the_identical_table_and_retries(sharded, tmp_path):
 
 
 def test_phase_command_draws_the_measured_diagram(tmp_path, capsys):
-    from critsym.cli import main
+    from critsym.sweep.cli import main
 
     out = tmp_path / "phase.png"
     table = tmp_path / "phase.csv"
-    rc = main(["sweep", "phase", "--backend", "serial", "--width", "32", "--n", "4", "--points",
-               "4", "3", "--burn-in", "2", "--quiet", "--out", str(out), "--table", str(table)])
+    rc = main(["phase", "--backend", "serial", "--width", "32", "--n", "4", "--points", "4",
+               "3", "--burn-in", "2", "--quiet", "--out", str(out), "--table", str(table)])
     assert rc == 0 and out.stat().st_size > 10_000
     t = read_table(table)
     assert len(t) == 4 * 3 * 4 and set(t.layer) == {0, 1, 2, 3}
     text = capsys.readouterr().out
     assert "4x3 grid, width 32" in text and "theory sigma_w*" in text
-    assert main(["sweep", "phase", "--out", str(tmp_path / "x.txt")]) == 2
-    assert main(["sweep", "phase", "--arch", "mixer", "--out", str(out)]) == 2  # needs --mu
+    assert main(["phase", "--out", str(tmp_path / "x.txt")]) == 2
+    assert main(["phase", "--arch", "mixer", "--out", str(out)]) == 2  # needs --mu
     assert "needs --mu" in capsys.readouterr().err
 
 

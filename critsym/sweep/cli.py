@@ -61,14 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "sigma_b) with the theory's critical line",
                         description=__doc__.split("\n\n")[0])
     _phase_arguments(ph)
-    ph.set_defaults(sweep_run=run_phase)
-    p.set_defaults(run=_dispatch)
+    ph.set_defaults(run=run_phase)
+    p.set_defaults(run=lambda args: p.error("choose a sweep command, e.g. 'phase'"))
     return p
-
-
-def _dispatch(a: argparse.Namespace) -> int:
-    """Run the chosen ``critsym sweep`` subcommand."""
-    return a.sweep_run(a)
 
 
 def _arch(a):
