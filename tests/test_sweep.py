@@ -181,6 +181,8 @@ def test_several_architectures_share_one_table():
                   grid={"sigma_w": [1.2]}, sigma_b=0.1, mu=0.5, widths=8, depth=2, n_nets=3,
                   c0=None, progress=False)
     assert sorted(st.table.arch.unique()) == ["res", "tanh"]
+    with pytest.raises(SimulationError, match="two widths"):
+        st.validate()
     assert "c" not in st.table.columns
     assert st.table[st.table.arch == "tanh"]["mu"].isna().all()
     assert (st.table[st.table.arch == "res"]["mu"] == 0.5).all()

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import SimulationError
 from ..torch.simulate import SimulationResult
-from ..torch.validate import QUANTITIES, score
+from ..torch.validate import MIN_NETS, QUANTITIES, score
 from .backends import execute, run_shard, run_shard_with_theory
 from .plan import Plan, make_plan
 from .table import build_table, check_output, write_table
@@ -51,12 +51,19 @@ class Study:
 
     def validate(self, z_max: float = 4.0, quantities: Sequence[str] = QUANTITIES):
         """Per (arch, point, quantity, layer): the theory (from the first width's K^0, c^0),
-        the 1/N-extrapolated Monte Carlo value ± SE over the widths, its slope and z, by the
-        rule of :func:`critsym.validate` (:func:`critsym.torch.validate.score`); a column
-        ``passed`` = |z| ≤ ``z_max`` (None where not scored)."""
+        the 1/N-extrapolated Monte Carlo value ± SE over the widths, its slope, z and the
+        reason an entry is not scored, by the rule of :func:`critsym.validate`
+        (:func:`critsym.torch.validate.score`: two widths and ``MIN_NETS`` networks at least);
+        a column ``passed`` = |z| ≤ ``z_max`` (None where not scored)."""
         import pandas as pd
 
         t = self.table
+        if t["width"].nunique() < 2:
+            raise SimulationError("validate needs at least two widths for the 1/N "
+                                  "extrapolation; sweep with e.g. widths=(64, 128)")
+        if t["n_nets"].min() < MIN_NETS:
+            raise SimulationError(f"validate needs at least {MIN_NETS} networks per width for a "
+                                  "standard error worth a z-test; sweep with more n_nets")
         keys = ["arch", *self.grid_names]
         rows = []
         for key, g in t.groupby(keys, sort=False, dropna=False):
