@@ -10,6 +10,7 @@ them numerically::
 """
 
 from . import criticality, errors
+from . import ops as _ops
 from ._version import __version__
 from .activations import activation_names
 from .criticality import (
@@ -56,8 +57,8 @@ _LAZY = {
     "AxisRunResult": ".axis_theory", "AxisTheory": ".axis_theory",
     "ImportResult": ".importer", "from_torch": ".importer", "to_torch_model": ".importer",
     "Transpose": ".ops.axes", "Conv": ".ops.conv",
-    "channel_mixing": ".ops.mixer", "mixer_block": ".ops.mixer", "resnet_block": ".ops.mixer",
-    "token_mixing": ".ops.mixer", "two_layer_block": ".ops.mixer",
+    "channel_mixing": ".ops.mixer", "mixer_block": ".ops.mixer", "resnet_block": ".ops.resnet",
+    "token_mixing": ".ops.mixer", "two_layer_block": ".ops.resnet",
     "AvgPool": ".ops.pool", "BatchNorm": ".ops.pool", "GlobalAvgPool": ".ops.pool",
     "pool_theory": ".ops.pool",
     # criticality of multi-axis (Mixer) states
@@ -65,7 +66,7 @@ _LAZY = {
     "state_fixed_point": ".criticality.state_fixed_point",
 }
 #: subpackages available as attributes (imported on first access)
-_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats")
+_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats", "sweep")
 
 
 def __getattr__(name: str):
@@ -85,6 +86,12 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
+# every operator registered in critsym.ops (a new operator module needs no edit here)
+globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
+
+# every operator registered in critsym.ops (a new operator module needs no edit here)
+globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
+
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
@@ -99,8 +106,9 @@ __all__ = [
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
-    "token_mixing", "two_layer_block",
+    "token_mixing", "two_layer_block", "sweep",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
     "__version__", "finite_width", "parameterization",
 ]
+__all__ += sorted(set(_ops.__all__) - set(__all__))

@@ -24,7 +24,7 @@ from functools import cache
 import numpy as np
 import sympy as sp
 
-from ..activations import ELU, ReLU
+from ..activations import KINKED_FUNCTIONS
 
 L_CUT = 12.0
 #: panel edges on [0, L] (mirrored), graded towards the centre
@@ -32,8 +32,9 @@ HALF_EDGES = np.array([1e-3, 1e-2, 0.06, 0.2, 0.45, 0.8, 1.3, 2.0, 3.0, 4.3, 6.0
 EDGES = np.concatenate([-HALF_EDGES[::-1], [0.0], HALF_EDGES])
 #: float64 entries per node array of one chunk of the 2-D rule (~32 MB)
 CHUNK_NODES = 1 << 22
-#: sympy functions whose argument has a kink (or jump) where it crosses a point
-KINKED = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min, sp.DiracDelta)
+#: sympy functions whose argument has a kink (or jump) where it crosses a point (the activation
+#: table's)
+KINKED = KINKED_FUNCTIONS
 
 
 @cache

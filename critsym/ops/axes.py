@@ -52,6 +52,8 @@ class Transpose(Op):
     """
 
     multi_axis: ClassVar[bool] = True
+    latex_name = r"\top"
+    torch_types = ("critsym.torch.modules.SwapLastAxes", "critsym.torch.conv.SwapAxes")
 
     def apply(self, s):
         if not s.axes:
@@ -74,6 +76,42 @@ class Transpose(Op):
                 "shape=(T, C), ...)"
             )
         return SwapAxes(), (*shape[:-2], shape[-1], shape[-2])
+
+    def export(self, ctx, fan: int):
+        from ..torch.modules import SwapLastAxes
+
+        return SwapLastAxes(), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        return Transpose()
+
+    @classmethod
+    def probe_torch(cls, module, reader, path: str):
+        """A parameter-free leaf module that transposes the last two axes (e.g. einops'
+        ``Rearrange``), tested on a probe tensor."""
+        import torch
+
+        if list(module.parameters(recurse=False)) or list(module.children()):
+            return None
+        t = torch.randn(2, 3, 5, dtype=torch.float64)
+        try:
+            with torch.no_grad():
+                y = module(t)
+        except Exception:  # noqa: BLE001 - any failure means "not a transpose"
+            return None
+        if isinstance(y, torch.Tensor) and y.shape == (2, 5, 3) and torch.equal(
+                y, t.transpose(-1, -2)):
+            return Transpose()
+        return None
+
+    @classmethod
+    def examples(cls):
+        from .contract import Example
+        from .mixer import mixer_block
+
+        return (Example(mixer_block(), dict(sigma_w=1.4, sigma_b=0.3, mu=0.5), shape=(8, 8),
+                        monte_carlo=False, name="mixer (Transpose)"),)
 
 
 def uses_axes(arch: Op) -> bool:

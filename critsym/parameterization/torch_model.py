@@ -16,19 +16,24 @@ import torch
 from torch import nn
 
 from critsym.errors import HyperparameterError, SimulationError
-from critsym.parameterization.abc import ABCParameterization
+from critsym.parameterization.abc_parameterization import ABCParameterization
 from critsym.stats import regress
 
 QUANTITIES = ("h", "dh", "dW", "delta_h", "delta_f")
 
 
 class ABCNet(nn.Module):
-    """An (L+1)-layer relu MLP of hidden width m in the abc-parameterization ``param``."""
+    """An (L+1)-layer MLP of hidden width m in the abc-parameterization ``param``; φ = ``act``
+    (a name or :class:`~critsym.Act`, relu by default: the exponent calculus assumes it)."""
 
     def __init__(self, param: ABCParameterization, width: int, d_in: int = 8, sigma: float = 1.0,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", act: object = "relu") -> None:
         super().__init__()
+        from critsym.ops.activation import Act
+
+        self.act = act if isinstance(act, Act) else Act(act)
+        self.phi = self.act.torch_function({})  # the activation table's torch function
         if isinstance(width, bool) or int(width) < 1 or int(d_in) < 1:
             raise HyperparameterError(f"width and d_in must be positive integers ({width}, {d_in})")
         if not sigma > 0:
@@ -47,7 +52,7 @@ class ABCNet(nn.Module):
         """Pre-activations h_0..h_L (h_L = f) for one input vector xi."""
         hs = [self.multipliers[0] * (self.weights[0] @ xi)]
         for l in range(1, self.param.n_layers):
-            hs.append(self.multipliers[l] * (self.weights[l] @ torch.relu(hs[-1])))
+            hs.append(self.multipliers[l] * (self.weights[l] @ self.phi(hs[-1])))
         return hs
 
     def forward(self, xi: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ hyperparameter (σ_w by default) at which the *same* simulations reject the theo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
