@@ -38,9 +38,8 @@ def test_every_registered_subcommand_is_listed(capsys):
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("derive", "demo", "phase", "repro", "derivations"):
-        assert name in out
-    assert len(cli.SUBCOMMANDS) == 5
+    for name in ("derive", "demo", "phase", "repro", "derivations", "sweep"):
+        assert f"\n    {name}" in out
 
 
 def test_a_new_subcommand_plugs_in_by_registering(monkeypatch, capsys):
@@ -198,17 +197,35 @@ def test_help_imports_neither_torch_nor_matplotlib(tmp_path, argv):
     assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
+def _subparsers(parser):
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
 def test_parsers_set_run():
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        assert callable(p.get_default("run")), name
+    """Every command, and every command of a command with its own subcommands, has a ``run``
+    (or ``func``) to call."""
+    for name in [*_subparsers(cli.build_parser()).choices]:
+        p = _subparsers(cli.build_parser(argv=[name])).choices[name]
+        nested = _subparsers(p)
+        for q in nested.choices.values() if nested else [p]:
+            assert callable(q.get_default("run") or q.get_default("func")), name
 
 
-def test_demo_writes_the_phase_diagram(tmp_path, capsys):
-    """The main job of the README's first set-up command."""
-    out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert (out / "phase_tanh.png").stat().st_size > 0
-    assert "critical line of the tanh MLP" in text and "sigma_w* = 1.30414584" in text
+def test_a_lazy_subcommand_is_imported_only_when_chosen(monkeypatch, capsys):
+    plugin = types.ModuleType("critsym_test_lazy")
+    plugin.add_parser = lambda sub: sub.add_parser("lazy").set_defaults(run=lambda a: 7)
+    monkeypatch.setattr(cli, "LAZY_SUBCOMMANDS",
+                        {**cli.LAZY_SUBCOMMANDS, "lazy": ("critsym_test_lazy", "a lazy one")})
+    monkeypatch.delitem(sys.modules, "critsym_test_lazy", raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])  # lists it without importing it
+    assert "a lazy one" in capsys.readouterr().out
+    assert "critsym_test_lazy" not in sys.modules
+    monkeypatch.setitem(sys.modules, "critsym_test_lazy", plugin)
+    assert cli.main(["lazy"]) == 7
+
+
+def test_sweep_errors_are_one_line(tmp_path, capsys):
+    out = str(tmp_path / "missing" / "phase.png")
+    assert cli.main(["sweep", "phase", "--out", out]) == cli.ERROR_STATUS
+    assert "does not exist" in _one_line_error(capsys)
