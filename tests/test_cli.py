@@ -40,6 +40,7 @@ def test_every_registered_subcommand_is_listed(capsys):
     out = capsys.readouterr().out
     for name in ("derive", "demo", "phase", "repro", "derivations", "sweep"):
         assert f"\n    {name}" in out
+    assert len(cli.SUBCOMMANDS) + len(cli.LAZY_SUBCOMMANDS) == 6
 
 
 def test_a_new_subcommand_plugs_in_by_registering(monkeypatch, capsys):

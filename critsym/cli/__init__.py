@@ -1,7 +1,7 @@
 """The ``critsym`` command: one entry point with subcommands.
 
 ``critsym derive ARCH.json``, ``critsym demo``, ``critsym phase``, ``critsym repro NAME``,
-``critsym derivations [DIR]``; ``python -m critsym`` is the same command.
+``critsym derivations [DIR]``, ``critsym sweep phase``; ``python -m critsym`` is the same command.
 
 A subcommand is a module listed in :data:`SUBCOMMANDS` that provides
 ``add_parser(subparsers) -> argparse.ArgumentParser``; the parser it adds sets ``run`` (a
@@ -30,13 +30,12 @@ SUBCOMMANDS: list[str] = [
     "critsym.cli.phase",
     "critsym.cli.repro",
     "critsym.cli.derivations",
+    "critsym.sweep.cli",
 ]
 
 #: subcommands whose modules import heavy libraries when imported: name -> (module, help).
 #: ``critsym --help`` lists them from here; the module is imported only when the command runs.
-LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "sweep": ("critsym.sweep.cli", "Monte Carlo sweeps of real networks"),
-}
+LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {}
 
 #: exit status of a command that ended with a CritsymError (same as an argparse usage error)
 ERROR_STATUS = 2
