@@ -39,8 +39,8 @@ def test_every_registered_subcommand_is_listed(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for name in ("derive", "demo", "phase", "repro", "derivations", "sweep"):
-        assert name in out
-    assert len(cli.SUBCOMMANDS) == 6
+        assert f"\n    {name}" in out
+    assert len(cli.SUBCOMMANDS) + len(cli.LAZY_SUBCOMMANDS) == 6
 
 
 def test_a_new_subcommand_plugs_in_by_registering(monkeypatch, capsys):
@@ -180,37 +180,53 @@ def test_derivations_help_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-HEAVY = ("torch", "matplotlib", "scipy")
+HEAVY = ("torch", "matplotlib", "scipy.optimize", "scipy.integrate")
 
 
-def test_help_imports_nothing_heavy_beyond_the_package(tmp_path):
-    """``critsym --help`` imports the subcommand modules only; they must not import torch,
-    matplotlib or scipy themselves (heavy imports live inside each subcommand's ``run``)."""
+@pytest.mark.parametrize("argv", [["--help"], ["phase", "--help"], ["repro", "--help"]])
+def test_help_imports_neither_torch_nor_matplotlib(tmp_path, argv):
+    """``critsym --help`` (and a subcommand's help) stays fast: the package is lazy and the
+    subcommand modules import numerical libraries only inside ``run``."""
     code = (
         "import sys\n"
-        "import critsym\n"
-        f"before = {{m for m in {HEAVY!r} if m in sys.modules}}\n"
         "from critsym.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        f"after = {{m for m in {HEAVY!r} if m in sys.modules}}\n"
-        "print(sorted(after - before))\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     r = _python("-c", code, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
+def _subparsers(parser):
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
 def test_parsers_set_run():
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        assert callable(p.get_default("run")), name
+    """Every command, and every command of a command with its own subcommands, has a ``run``
+    (or ``func``) to call."""
+    for name in [*_subparsers(cli.build_parser()).choices]:
+        p = _subparsers(cli.build_parser(argv=[name])).choices[name]
+        nested = _subparsers(p)
+        for q in nested.choices.values() if nested else [p]:
+            assert callable(q.get_default("run") or q.get_default("func")), name
 
 
-def test_demo_writes_the_phase_diagram(tmp_path, capsys):
-    """The main job of the README's first set-up command."""
-    out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert (out / "phase_tanh.png").stat().st_size > 0
-    assert "critical line of the tanh MLP" in text and "sigma_w* = 1.30414584" in text
+def test_a_lazy_subcommand_is_imported_only_when_chosen(monkeypatch, capsys):
+    plugin = types.ModuleType("critsym_test_lazy")
+    plugin.add_parser = lambda sub: sub.add_parser("lazy").set_defaults(run=lambda a: 7)
+    monkeypatch.setattr(cli, "LAZY_SUBCOMMANDS",
+                        {**cli.LAZY_SUBCOMMANDS, "lazy": ("critsym_test_lazy", "a lazy one")})
+    monkeypatch.delitem(sys.modules, "critsym_test_lazy", raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])  # lists it without importing it
+    assert "a lazy one" in capsys.readouterr().out
+    assert "critsym_test_lazy" not in sys.modules
+    monkeypatch.setitem(sys.modules, "critsym_test_lazy", plugin)
+    assert cli.main(["lazy"]) == 7
+
+
+def test_sweep_errors_are_one_line(tmp_path, capsys):
+    out = str(tmp_path / "missing" / "phase.png")
+    assert cli.main(["sweep", "phase", "--out", out]) == cli.ERROR_STATUS
+    assert "does not exist" in _one_line_error(capsys)

@@ -123,15 +123,15 @@ def _check_command(words: list[str], where: str) -> None:
 
     prog, args = words[0], words[1:]
     if prog == "critsym":
-        cli.build_parser().parse_args(args)
+        cli.build_parser(argv=args).parse_args(args)
         return
     if prog not in ("python", "python3"):
         return
     if args[:1] == ["-m"]:
         module, rest = args[1], args[2:]
         if module in MODULE_SUBCOMMANDS:
-            sub = MODULE_SUBCOMMANDS[module]
-            cli.build_parser().parse_args(([sub] if sub else []) + rest)
+            argv = ([MODULE_SUBCOMMANDS[module]] if MODULE_SUBCOMMANDS[module] else []) + rest
+            cli.build_parser(argv=argv).parse_args(argv)
         elif module == "pytest":
             for a in rest:
                 if a.startswith("tests/"):

@@ -8,7 +8,9 @@ A subcommand is a module listed in :data:`SUBCOMMANDS` that provides
 function of the parsed arguments returning the exit status) with ``set_defaults(run=...)``
 (``func=`` is accepted too).
 Subcommand modules import numerical libraries (torch, matplotlib, sympy-heavy parts of
-critsym) only inside ``run``, so ``critsym --help`` stays fast.
+critsym) only inside ``run``, so ``critsym --help`` stays fast; a module that cannot (it
+belongs to a package that imports torch) is listed in :data:`LAZY_SUBCOMMANDS` instead, and
+imported only when its command is chosen.
 
 Every :class:`critsym.errors.CritsymError` ends the command with a one-line message on stderr
 and exit status 2 (the status argparse uses for bad arguments), never a traceback.
@@ -31,19 +33,37 @@ SUBCOMMANDS: list[str] = [
     "critsym.sweep.cli",
 ]
 
+#: subcommands whose modules import heavy libraries when imported: name -> (module, help).
+#: ``critsym --help`` lists them from here; the module is imported only when the command runs.
+LAZY_SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
 #: exit status of a command that ended with a CritsymError (same as an argparse usage error)
 ERROR_STATUS = 2
 
 
-def build_parser(prog: str = "critsym") -> argparse.ArgumentParser:
-    """The argument parser with one sub-parser per module in :data:`SUBCOMMANDS`."""
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named on a command line (its first argument that is not an option)."""
+    return next((a for a in argv or () if not a.startswith("-")), None)
+
+
+def build_parser(prog: str = "critsym", argv: Sequence[str] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The argument parser with one sub-parser per module in :data:`SUBCOMMANDS`, and one per
+    entry of :data:`LAZY_SUBCOMMANDS` (its real parser only when ``argv`` chooses it)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Mean-field criticality of deep networks at initialization: derive the "
-        "recursions of an architecture, draw phase diagrams, run the reproductions.")
+        "recursions of an architecture, draw phase diagrams, run the reproductions and "
+        "Monte Carlo sweeps.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).add_parser(subparsers)
+    chosen = _chosen(argv)
+    for name, (module, help_text) in LAZY_SUBCOMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).add_parser(subparsers)
+        else:  # listed by --help; never parsed (choosing it loads the real parser)
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
@@ -65,13 +85,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None, prog: str = "critsym") -> int:
     """Run one ``critsym`` command line; returns the exit status."""
-    return _run(build_parser(prog).parse_args(argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _run(build_parser(prog, argv).parse_args(argv))
 
 
 def run_subcommand(name: str, prog: str, argv: Sequence[str] | None = None) -> int:
     """Run subcommand ``name`` as its own program ``prog`` (the ``python -m`` entry points)."""
     subparsers = argparse.ArgumentParser(prog=prog).add_subparsers()
-    for module in SUBCOMMANDS:
+    modules = [LAZY_SUBCOMMANDS[name][0]] if name in LAZY_SUBCOMMANDS else SUBCOMMANDS
+    for module in modules:
         importlib.import_module(module).add_parser(subparsers)
         if name in subparsers.choices:
             break
