@@ -11,6 +11,7 @@ them numerically::
 
 from . import criticality, errors
 from . import ops as _ops
+from ._version import __version__
 from .activations import activation_names
 from .criticality import (
     analytic_exponents,
@@ -105,5 +106,6 @@ __all__ = [
     "token_mixing", "two_layer_block",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
+    "__version__", "finite_width", "parameterization",
 ]
 __all__ += sorted(set(_ops.__all__) - set(__all__))

@@ -45,6 +45,7 @@ from functools import lru_cache
 import sympy as sp
 
 from .activations import check_differentiable
+from .budget import check_budget
 from .errors import DerivationError
 from .gaussian.expectation import GaussE, GaussE2, expect, expect2
 from .symbols import K11, K12, K22, O_C, O_C12, O_T, O_T12, K
@@ -271,6 +272,7 @@ def tidy(expr: sp.Expr, max_ops: int = 25) -> sp.Expr:
     little."""
     if expr.is_Atom:
         return expr
+    check_budget()
     best, n = expr, sp.count_ops(expr)
     cands = []
     if not expr.has(GaussE, GaussE2):

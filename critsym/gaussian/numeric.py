@@ -34,6 +34,7 @@ everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ import sympy as sp
 from sympy.printing.numpy import SciPyPrinter
 
 from ..activations import MPMATH_FUNCTIONS, NUMPY_FUNCTIONS
-from ..errors import NumericalError
+from ..errors import DerivationError, NumericalError
 from .expectation import GaussE, GaussE2
 from .rules import EDGES as _EDGES
 from .rules import KINKED, L_CUT, kink_points, mean2_grid, rule
@@ -63,7 +64,7 @@ __all__ = [
 
 NODES_1D = 12
 NODES_2D = 8
-_MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
+_MODULES = [NUMPY_FUNCTIONS, {"functools": functools}, "scipy", "numpy"]  # Max/Min: reduce
 
 
 def _safe_unit(x):
@@ -468,8 +469,18 @@ class _Node2:
 
 
 def compile_expr(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Compiled:
-    """Compile ``expr`` (possibly containing Gaussian expectations) to a vectorised callable."""
-    return Compiled(expr, args)
+    """Compile ``expr`` (possibly containing Gaussian expectations) to a vectorised callable.
+
+    A form sympy cannot turn into numpy code (an unevaluated derivative, an unknown function)
+    raises :class:`~critsym.errors.DerivationError` naming it."""
+    try:
+        return Compiled(expr, args)
+    except (NotImplementedError, sp.SympifyError, SyntaxError, TypeError) as e:
+        raise DerivationError(
+            f"cannot compile {str(expr)[:200]} to numeric code ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); this block needs a form critsym's "
+            "evaluator does not support"
+        ) from e
 
 
 # ---------------------------------------------------------------- high precision (mpmath)

@@ -22,7 +22,7 @@ rows).  Rules:
   for two inputs a, b: Cov' = (Cov − off_ab)/(s_a s_b), noff'_ab = noff_ab/(s_a s_b);
   of a non-Gaussian expression without per-row parts: the single-axis rule.
 
-For a Mixer token sub-block this gives (theory.md §2, q = σ_w² + σ_b²)
+For a Mixer token sub-block this gives (docs/theory.md#mlp-mixer-block, q = σ_w² + σ_b²)
 K' = μ²K + σ_w² E_q[φ²] + σ_b², χ = μ² + σ_w⁴ E_q[φ'²] / (K − O_T),
 O_T' = μ² O_T + Δ_T, Δ_T = σ_w² E_{b~N(0,σ_b²)}[m(b)²] + σ_b², m(b) = E_{g~N(0,σ_w²)} φ(g + b).
 

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ArchitectureError, DerivationError, SimulationError, UnsupportedModuleError
+from ..errors import (
+    ArchitectureError,
+    DerivationError,
+    HyperparameterError,
+    SimulationError,
+    UnsupportedModuleError,
+)
 from .base import Op
 
 
@@ -32,8 +38,15 @@ def pool_theory(K: object, c_spatial: object, window: int):
     """(K_pool, J factor) for a window of ``window`` positions (see the module docstring)."""
     if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
         raise ArchitectureError(f"window must be an integer >= 1, got {window!r}")
-    K = np.asarray(K, dtype=float)
-    c = np.asarray(c_spatial, dtype=float)
+    try:
+        K = np.asarray(K, dtype=float)
+        c = np.asarray(c_spatial, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError("K and c_spatial must be numbers or arrays of numbers") from None
+    if not np.all(np.isfinite(K)) or np.any(K < 0):
+        raise HyperparameterError(f"K is a variance: it must be finite and >= 0, got {K}")
+    if not np.all(np.isfinite(c)) or np.any(np.abs(c) > 1):
+        raise HyperparameterError(f"c_spatial is a correlation: it must lie in [-1, 1], got {c}")
     return K * (1 + (window - 1) * c) / window, 1.0 / window
 
 

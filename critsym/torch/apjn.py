@@ -50,6 +50,21 @@ class APJNResult:
         return dict(zip(self.layers, map(float, self.J), strict=True))
 
 
+#: Spawn key of the probe stream: ``seed`` and this key make the probes' generator seed, so the
+#: probes never replay the stream that ``torch.manual_seed(seed)`` gives the model's weights.
+PROBE_STREAM = 0x5EED_A9C1
+
+
+def probe_seed(seed: int) -> int:
+    """The seed of the probes' own generator: ``np.random.SeedSequence([seed, PROBE_STREAM])``
+    hashed to 63 bits: a hash of ``seed``, not ``seed`` itself, so the probes do not replay
+    torch's global stream after ``torch.manual_seed(seed)``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimulationError(f"seed must be an integer >= 0, got {seed!r}")
+    state = np.random.SeedSequence([int(seed), PROBE_STREAM]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
 def _resolve(model: nn.Module, layers) -> list[tuple[str, nn.Module]]:
     named = dict(model.named_modules())
     by_id = {id(m): n for n, m in named.items()}
@@ -134,6 +149,7 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
         raise SimulationError(f"probe must be one of {PROBES}, got {probe!r}")
     if batch_axis not in (0, None):
         raise SimulationError("batch_axis must be 0 or None")
+    pseed = probe_seed(seed)
     mods = _resolve(model, layers)
     names = tuple(n for n, _ in mods)
     hooks = _Hooks(mods)
@@ -161,7 +177,7 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
                 )
         ex = hooks.record[0] if mode != "vjp" else hooks.record[len(mods) - 1]
         dt, dev = ex.dtype, ex.device
-        gen = torch.Generator(device=dev).manual_seed(int(seed))
+        gen = torch.Generator(device=dev).manual_seed(pseed)
 
         def grouped(t):
             return t if batch_axis == 0 else t.unsqueeze(0)

@@ -29,9 +29,20 @@ def default_device(device: object = None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise SimulationError(f"invalid device {device!r}: {e}; use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SimulationError(f"device {device!r} asked for, but torch sees no CUDA device here "
+                              "(torch.cuda.is_available() is False); use device='cpu', or None "
+                              "to pick cuda only when there is one")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SimulationError(f"device {device!r}: there are only {torch.cuda.device_count()} "
+                              "CUDA devices")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SimulationError(f"device {device!r} asked for, but the MPS backend is not "
+                              "available; use device='cpu'")
+    return dev
 
 
 def check_positive_int(value: object, name: str) -> int:

@@ -40,6 +40,10 @@ from .estimators import PROBES, jvp_norms_folded, make_probes, vjp_norms_folded
 
 log = logging.getLogger("critsym.torch")
 
+#: Deepest network simulated: every layer's statistics are kept, and the finite-width theory the
+#: simulations check holds for depth ≪ width; deeper questions are for ``Theory.run``.
+MAX_DEPTH = 10_000
+
 
 @dataclass(frozen=True)
 class SimulationResult:
@@ -244,6 +248,11 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
     arch = as_op(arch)
     width = check_positive_int(width, "width")
     depth = check_positive_int(depth, "depth")
+    if depth > MAX_DEPTH:
+        raise SimulationError(
+            f"depth={depth} exceeds the {MAX_DEPTH} blocks a simulation runs (it would take "
+            "minutes to hours, and finite-width effects grow like depth/width); use "
+            "critsym.derive(arch).run(depth, ...) for the infinite-width trajectory")
     n_nets = check_positive_int(n_nets, "n_nets")
     shape = feature_shape(width, in_shape)
     n_probes = check_positive_int(n_probes, "n_probes")
