@@ -66,7 +66,7 @@ _LAZY = {
     "state_fixed_point": ".criticality.state_fixed_point",
 }
 #: subpackages available as attributes (imported on first access)
-_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats")
+_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats", "sweep")
 
 
 def __getattr__(name: str):
@@ -103,7 +103,7 @@ __all__ = [
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
-    "token_mixing", "two_layer_block",
+    "token_mixing", "two_layer_block", "sweep",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
     "__version__", "finite_width", "parameterization",
