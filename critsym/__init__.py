@@ -89,6 +89,9 @@ def __dir__() -> list[str]:
 # every operator registered in critsym.ops (a new operator module needs no edit here)
 globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
 
+# every operator registered in critsym.ops (a new operator module needs no edit here)
+globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
+
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
