@@ -61,7 +61,8 @@ from .importer import ImportResult, from_torch, to_torch_model
 from .ops.axes import Transpose
 from .ops.conv import Conv
 from .ops.mixer import channel_mixing, mixer_block, resnet_block, token_mixing, two_layer_block
-from .ops.pool import AvgPool, BatchNorm, GlobalAvgPool, pool_theory
+from .ops.batchnorm import BatchNorm
+from .ops.pool import AvgPool, GlobalAvgPool, pool_theory
 from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped
 

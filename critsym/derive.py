@@ -36,6 +36,10 @@ def derive(arch: Op):
     from .theory import Theory
 
     arch = as_op(arch)
+    from .batchnorm.theory import FiniteBatchTheory, split_block
+
+    if split_block(arch) is not None:  # BatchNorm(B) >> Act >> Linear: critsym.batchnorm
+        return FiniteBatchTheory(arch)
     if uses_axes(arch):  # rows × neurons state (MLP-Mixer): critsym.axis_theory
         from .axis_theory import derive_axes
 

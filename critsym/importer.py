@@ -28,7 +28,9 @@ same per-position maps):
   einops ``Rearrange``) → ``Transpose``, one that returns its input → skipped, and a container
   whose output is μ·x + (its children applied in some order)(x) → ``Residual`` (e.g. a Mixer's
   ``PreNormResidual``); a container equal to its children in order → ``Sequential``;
-* ``BatchNorm`` and anything else raise :class:`UnsupportedModuleError` naming the submodule.
+* ``nn.BatchNorm1d/2d/3d`` in training mode (γ = 1, β = 0) → ``BatchNorm()`` (infinite batch,
+  train-mode batch statistics; see :func:`critsym.ops.batchnorm.import_batchnorm`);
+* anything else raises :class:`UnsupportedModuleError` naming the submodule.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from .ops import Act, LayerNorm, Linear, Residual, Sequential
 from .ops.axes import Transpose
 from .ops.base import Op, as_op
 from .ops.conv import Conv
-from .ops.pool import BATCHNORM_REASON, AvgPool, GlobalAvgPool
+from .ops.batchnorm import import_batchnorm
+from .ops.pool import AvgPool, GlobalAvgPool
 from .symbols import sigma_b as SB
 from .symbols import sigma_w as SW
 
@@ -168,9 +171,8 @@ class _Importer:
             return Linear(sw, sb)
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             return self.conv(m, path)
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)):
-            raise UnsupportedModuleError(f"submodule {name!r} ({type(m).__name__}): "
-                                         + BATCHNORM_REASON)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            return import_batchnorm(m, name)
         if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
             return self.norm(m, name)
         if type(m) in _ACTS:

@@ -99,34 +99,3 @@ class GlobalAvgPool(Op):
             raise SimulationError(f"GlobalAvgPool(dim={self.dim}) needs shape (*spatial, C), "
                                   f"got {shape}")
         return ChannelsLastPool(None, self.dim), (shape[-1],)
-
-
-@dataclass(frozen=True)
-class BatchNorm(Op):
-    r"""BatchNorm at initialization — rejected (constructing it raises).
-
-    BatchNorm normalizes each neuron over the examples of a batch.  At infinite width and a
-    finite batch B the forward map then couples the examples: the state is the B×B Gram matrix of
-    the batch, not the per-input (K11, K22, K12) that this fold carries, and the APJN of one
-    example contains the batch-coupling terms (its gradients explode with depth at any
-    initialization, Yang et al. 2019, "A mean field theory of batch normalization").  In the
-    limit B → ∞ the per-neuron batch statistics become constants and BatchNorm acts like a
-    LayerNorm with population statistics; that is not what a trained-batch network computes.
-    Use ``LayerNorm()`` instead.
-    """
-
-    def __post_init__(self):
-        raise ArchitectureError(BATCHNORM_REASON)
-
-    def apply(self, s):  # pragma: no cover - never constructed
-        raise DerivationError(BATCHNORM_REASON)
-
-
-BATCHNORM_REASON = (
-    "BatchNorm is not supported: it normalizes over the batch, so at infinite width the state "
-    "is the whole batch's Gram matrix and one example's APJN includes batch-coupling terms "
-    "(Yang et al. 2019), which the per-input fold does not carry. Replace it with LayerNorm "
-    "(critsym.LayerNorm / torch.nn.LayerNorm, or GroupNorm(1, C) for images)."
-)
-
-

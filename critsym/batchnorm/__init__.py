@@ -1,0 +1,8 @@
+"""BatchNorm at initialization: the finite-batch theory of the BatchNorm MLP, sphere
+expectations, Monte Carlo over whole batches, and the explosion-rate report."""
+
+from .sphere import sphere_expect1, sphere_expect2
+from .theory import BatchMoments, FiniteBatchTheory, batch_moments, growth_rate
+
+__all__ = ["BatchMoments", "FiniteBatchTheory", "batch_moments", "growth_rate",
+           "sphere_expect1", "sphere_expect2"]
