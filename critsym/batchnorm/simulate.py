@@ -202,3 +202,35 @@ def validate_batch(arch: Op, widths: Sequence[int], depth: int, batch_size: int 
             rows.append(dict(quantity=q, layer=layer, theory=tv, mc=mc, mc_se=se,
                              extrapolated=ext, extrapolated_se=ext_se, z=(ext - tv) / ext_se))
     return BatchValidation(rows=rows, sims=sims, z_max=z_max)
+
+
+def validate_batch_limit(arch: Op, widths: Sequence[int], depth: int,
+                         batch_sizes: Sequence[int], *, n_nets: int = 16, n_probes: int = 2,
+                         K0: float = 1.0, seed: int = 0, z_max: float = 4.0,
+                         quantities: Sequence[str] = ("K", "J"), **hp: float) -> BatchValidation:
+    """The infinite-batch check: for each batch size the 1/N-extrapolated K^l, J^{0,l} (as in
+    :func:`validate_batch`), then a second weighted fit linear in 1/B gives the B → ∞ value,
+    scored against the fold's ``BatchNorm()`` theory (per-neuron offset O_C^0 = 0 for i.i.d.
+    examples).  ``batch_sizes`` should be large enough that O(1/B²) is below the errors."""
+    arch = as_op(arch)
+    if None not in _batch_of(arch) or len(_batch_of(arch)) != 1:
+        raise SimulationError("validate_batch_limit checks the infinite-batch rule: use an "
+                              "architecture whose BatchNorms are all BatchNorm()")
+    per_B = [validate_batch(arch, widths, depth, B, n_nets=n_nets, n_probes=n_probes, K0=K0,
+                            seed=seed + 1000 * i, quantities=quantities, **hp)
+             for i, B in enumerate(batch_sizes)]
+    th = batch_theory(arch, depth, 0, K0, **hp)
+    rows = []
+    for j, r0 in enumerate(per_B[0].rows):
+        q, layer = r0["quantity"], r0["layer"]
+        tv = float(np.asarray(getattr(th, q))[layer])
+        vals = [v.rows[j]["extrapolated"] for v in per_B]
+        ses = [v.rows[j]["extrapolated_se"] for v in per_B]
+        if r0["z"] is None:
+            rows.append(dict(quantity=q, layer=layer, theory=tv, mc=vals, mc_se=ses,
+                             extrapolated=vals[-1], extrapolated_se=0.0, z=None))
+            continue
+        ext, ext_se, _ = extrapolate(batch_sizes, vals, ses)
+        rows.append(dict(quantity=q, layer=layer, theory=tv, mc=vals, mc_se=ses,
+                         extrapolated=ext, extrapolated_se=ext_se, z=(ext - tv) / ext_se))
+    return BatchValidation(rows=rows, sims=[s for v in per_B for s in v.sims], z_max=z_max)

@@ -1,0 +1,74 @@
+"""BatchNorm networks by Monte Carlo over whole batches, against the theory after the 1/N (and,
+for the infinite-batch rule, 1/B) extrapolation; tolerances are 4 measured standard errors."""
+
+import pytest
+
+import critsym as cs
+from critsym.batchnorm import growth_rate
+from critsym.batchnorm.simulate import simulate_batch, validate_batch, validate_batch_limit
+from critsym.repro.batchnorm import measured_growth
+
+
+def preact_resnet():
+    return cs.Residual(cs.BatchNorm() >> cs.Act("relu") >> cs.Linear() >> cs.BatchNorm()
+                       >> cs.Act("relu") >> cs.Linear(), cs.mu)
+
+
+@pytest.mark.parametrize("act,B", [("relu", 8), ("tanh", 16), ("identity", 8)])
+def test_finite_batch_mlp(act, B, single_thread):
+    v = validate_batch(cs.BatchNorm(B) >> cs.Act(act) >> cs.Linear(), (128, 256), 4,
+                       n_nets=12, sigma_w=1.2, sigma_b=0.3)
+    assert v.passed, v.to_text()
+
+
+def test_infinite_batch_mlp_growth(single_thread):
+    """The per-layer growth of BatchNorm() -> relu -> W at B = 64, 128, extrapolated in 1/N and
+    then in 1/B, against pi/(pi - 1)."""
+    from critsym.torch.validate import extrapolate
+
+    Bs = (64, 128)
+    est = [measured_growth("relu", B, (128, 256), 4, 12, 0, infinite=True) for B in Bs]
+    inf, se, _ = extrapolate(Bs, [e[0] for e in est], [e[1] for e in est])
+    assert abs(inf - growth_rate("relu", None)) < 4 * se
+
+
+def test_preactivation_resnet(single_thread):
+    v = validate_batch_limit(preact_resnet(), (128, 256), 3, (32, 64), n_nets=12,
+                             sigma_w=1.0, sigma_b=0.3, mu=1.0)
+    assert v.passed, v.to_text()
+
+
+def test_simulate_batch_checks():
+    from critsym.errors import SimulationError
+
+    with pytest.raises(SimulationError, match="pass batch_size"):
+        simulate_batch(cs.BatchNorm() >> cs.Act("relu") >> cs.Linear(), 8, 1, sigma_w=1.0,
+                       sigma_b=0.0)
+    with pytest.raises(SimulationError, match="differs"):
+        simulate_batch(cs.BatchNorm(8) >> cs.Act("relu") >> cs.Linear(), 8, 1, 16,
+                       sigma_w=1.0, sigma_b=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("B", [4, 8, 16, 64])
+def test_finite_batch_mlp_wide(act, B, single_thread):
+    """Width 512 and 1024, layer by layer (K^l and J^{0,l})."""
+    v = validate_batch(cs.BatchNorm(B) >> cs.Act(act) >> cs.Linear(), (512, 1024), 4,
+                       n_nets=32, sigma_w=1.0, sigma_b=0.2)
+    assert v.passed, v.to_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act", ["relu", "tanh", "identity"])
+def test_infinite_batch_mlp_wide(act, single_thread):
+    v = validate_batch_limit(cs.BatchNorm() >> cs.Act(act) >> cs.Linear(), (512, 1024), 4,
+                             (64, 128, 256), n_nets=24, sigma_w=1.0, sigma_b=0.2)
+    assert v.passed, v.to_text()
+
+
+@pytest.mark.slow
+def test_preactivation_resnet_wide(single_thread):
+    v = validate_batch_limit(preact_resnet(), (512, 1024), 5, (64, 128, 256), n_nets=24,
+                             sigma_w=1.0, sigma_b=0.3, mu=1.0)
+    assert v.passed, v.to_text()
