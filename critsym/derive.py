@@ -39,7 +39,7 @@ def derive(arch: Op):
     from .batchnorm.theory import FiniteBatchTheory, split_block
 
     if split_block(arch) is not None:  # BatchNorm(B) >> Act >> Linear: critsym.batchnorm
-        return FiniteBatchTheory(arch)
+        return FiniteBatchTheory.from_arch(arch)
     if uses_axes(arch):  # rows × neurons state (MLP-Mixer): critsym.axis_theory
         from .axis_theory import derive_axes
 

@@ -201,3 +201,24 @@ def test_import_from_torch():
         model[1].weight.fill_(2.0)
     with pytest.raises(UnsupportedModuleError, match="affine"):
         cs.from_torch(model)
+
+
+# ----------------------------------------------------------------- BasicBlock (torchvision order)
+def test_basic_block_theory_limits_and_grid():
+    from critsym.batchnorm.resnet import BasicBlockTheory
+
+    th = BasicBlockTheory()
+    # mu = 0: x = relu(y), y ~ N(0, 1): K = 1/2, and every later block multiplies J by
+    # P(y > 0) * pi/((pi - 1) Var relu(y)) = pi^2/(pi - 1)^2
+    r = th.run(4, 1.7, sigma_w=0.8, sigma_b=0.5, mu=0.0)
+    assert np.allclose(r.K[1:], 0.5, rtol=1e-6)
+    assert np.allclose(r.chi[1:], math.pi**2 / (math.pi - 1) ** 2, rtol=5e-5)  # grid h = 0.01
+    # first block from a Gaussian input of variance K0: (mu^2 + pi/((pi - 1) K0)) / 2
+    r = th.run(3, 1.7, sigma_w=0.8, sigma_b=0.5, mu=0.9)
+    assert r.J[1] == pytest.approx((0.81 + math.pi / ((math.pi - 1) * 1.7)) / 2, rel=1e-6)
+    assert r.K[1] == pytest.approx((0.81 * 1.7 + 1) / 2, rel=1e-6)
+    # the grid: spacing h against h/2
+    fine = BasicBlockTheory(h=0.005).run(3, 1.7, sigma_w=0.8, sigma_b=0.5, mu=0.9)
+    assert np.allclose(fine.J, r.J, rtol=1e-4) and np.allclose(fine.K, r.K, rtol=1e-4)
+    # the branch factor comes from the fold: 1/((1 - 1/pi)(m2 - O)), whatever sigma_w, sigma_b
+    assert th.gain(2.0, 0.5, 0.7, 1.1) == pytest.approx(math.pi / ((math.pi - 1) * 1.5))

@@ -72,3 +72,25 @@ def test_preactivation_resnet_wide(single_thread):
     v = validate_batch_limit(preact_resnet(), (512, 1024), 5, (64, 128, 256), n_nets=24,
                              sigma_w=1.0, sigma_b=0.3, mu=1.0)
     assert v.passed, v.to_text()
+
+
+def _basic_block_check(widths, depth, batch_sizes, n_nets, mu):
+    from critsym.batchnorm.resnet import BasicBlockTheory, basic_block
+
+    hp = dict(sigma_w=1.0, sigma_b=0.3, mu=mu)
+    th = BasicBlockTheory().run(depth, 1.0, **hp)
+    return validate_batch_limit(basic_block(), widths, depth, batch_sizes, n_nets=n_nets,
+                                theory=th, **hp)
+
+
+def test_basic_block_resnet(single_thread):
+    """torchvision order (conv -> BN -> relu -> conv -> BN, add, relu) as an MLP, mu = 1."""
+    v = _basic_block_check((128, 256), 3, (32, 64), 12, 1.0)
+    assert v.passed, v.to_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mu", [1.0, 0.5])
+def test_basic_block_resnet_wide(mu, single_thread):
+    v = _basic_block_check((512, 1024), 5, (64, 128, 256), 24, mu)
+    assert v.passed, v.to_text()

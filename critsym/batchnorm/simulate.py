@@ -207,19 +207,21 @@ def validate_batch(arch: Op, widths: Sequence[int], depth: int, batch_size: int 
 def validate_batch_limit(arch: Op, widths: Sequence[int], depth: int,
                          batch_sizes: Sequence[int], *, n_nets: int = 16, n_probes: int = 2,
                          K0: float = 1.0, seed: int = 0, z_max: float = 4.0,
-                         quantities: Sequence[str] = ("K", "J"), **hp: float) -> BatchValidation:
+                         quantities: Sequence[str] = ("K", "J"), theory=None,
+                         **hp: float) -> BatchValidation:
     """The infinite-batch check: for each batch size the 1/N-extrapolated K^l, J^{0,l} (as in
     :func:`validate_batch`), then a second weighted fit linear in 1/B gives the B → ∞ value,
     scored against the fold's ``BatchNorm()`` theory (per-neuron offset O_C^0 = 0 for i.i.d.
-    examples).  ``batch_sizes`` should be large enough that O(1/B²) is below the errors."""
+    examples; or ``theory``, a :class:`~critsym.theory.RunResult`).  ``batch_sizes`` should be
+    large enough that O(1/B²) is below the errors."""
     arch = as_op(arch)
     if None not in _batch_of(arch) or len(_batch_of(arch)) != 1:
         raise SimulationError("validate_batch_limit checks the infinite-batch rule: use an "
                               "architecture whose BatchNorms are all BatchNorm()")
+    th = theory if theory is not None else batch_theory(arch, depth, 0, K0, **hp)
     per_B = [validate_batch(arch, widths, depth, B, n_nets=n_nets, n_probes=n_probes, K0=K0,
-                            seed=seed + 1000 * i, quantities=quantities, **hp)
+                            seed=seed + 1000 * i, quantities=quantities, theory=th, **hp)
              for i, B in enumerate(batch_sizes)]
-    th = batch_theory(arch, depth, 0, K0, **hp)
     rows = []
     for j, r0 in enumerate(per_B[0].rows):
         q, layer = r0["quantity"], r0["layer"]

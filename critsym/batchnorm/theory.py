@@ -53,7 +53,7 @@ from ..ops.activation import Act
 from ..ops.base import Op, Sequential
 from ..ops.batchnorm import BatchNorm
 from ..ops.linear import Linear
-from ..theory import RunResult
+from ..theory import RunResult, Theory
 from .sphere import check_batch, sphere_expect1, sphere_expect2
 
 
@@ -155,21 +155,34 @@ def split_block(arch: Op) -> tuple[BatchNorm, Act, Linear] | None:
 
 
 @dataclass(frozen=True)
-class FiniteBatchTheory:
+class FiniteBatchTheory(Theory):
     """Mean-field theory of ``BatchNorm(B) >> Act(φ) >> Linear()`` at batch size B (module doc).
 
-    ``run(depth, K0=1, c0=0, sigma_w=..., sigma_b=...)`` gives K^l and the whole-batch APJN
-    J^{0,l}; :attr:`growth` is λ(B), the same for every σ_w, σ_b.
+    As a :class:`~critsym.theory.Theory`: F = σ_w² q + σ_b² (the one-block fixed point),
+    χ_J = λ(B) (the per-layer growth from the second block on, for every σ_w, σ_b), and
+    G = σ_w² q c* + σ_b² (the covariance of two examples of the batch), so the criticality
+    tools (fixed point, phase, critical_point, summary) apply.  :meth:`run` is exact from the
+    input batch on (its first block has J^{0,1} = σ_w² E[1/v_0] d).
     """
 
-    arch: Op
+    @classmethod
+    def from_arch(cls, arch: Op) -> FiniteBatchTheory:
+        parts = split_block(arch)
+        if parts is None:
+            raise DerivationError(f"{arch!r} has no finite-batch BatchNorm")
+        _, act, lin = parts
+        mo = batch_moments(act, parts[0].batch_size)
+        sw2, sb2 = lin.sigma_w**2, lin.sigma_b**2
+        return cls(arch=arch, F=sw2 * sp.Float(mo.q) + sb2, chi=sp.Float(mo.growth),
+                   G=sw2 * sp.Float(mo.qc) + sb2)
 
     @cached_property
     def parts(self) -> tuple[BatchNorm, Act, Linear]:
-        out = split_block(self.arch)
-        if out is None:
-            raise DerivationError(f"{self.arch!r} has no finite-batch BatchNorm")
-        return out
+        return split_block(self.arch)  # type: ignore[return-value]
+
+    @cached_property
+    def general(self):
+        return self.F, self.chi, self.G
 
     @property
     def batch_size(self) -> int:
@@ -193,34 +206,23 @@ class FiniteBatchTheory:
         """lim_{B→∞} λ(B) = E φ'(z)²/Var φ(z)."""
         return self.moments_infinite.growth
 
-    @cached_property
-    def hyperparameters(self) -> tuple[sp.Symbol, ...]:
-        return tuple(sorted(self.arch.hyperparameters(), key=lambda s: s.name))
-
-    def _values(self, hp: dict) -> tuple[np.ndarray, np.ndarray]:
-        names = [s.name for s in self.hyperparameters]
-        missing, unknown = set(names) - set(hp), set(hp) - set(names)
-        if missing or unknown:
-            raise HyperparameterError(
-                f"this theory's hyperparameters are {names}; missing {sorted(missing)}, "
-                f"unknown {sorted(unknown)}")
+    def _sigmas(self, hp: dict) -> tuple[np.ndarray, np.ndarray]:
+        vals = self.values(hp)
         lin = self.parts[2]
-        vals = {s: np.asarray(hp[s.name], dtype=float) for s in self.hyperparameters}
         out = []
         for e in (lin.sigma_w, lin.sigma_b):
-            f = sp.lambdify(list(vals), e, "numpy")
-            out.append(np.asarray(f(*vals.values()), dtype=float))
-        if any(np.any(~np.isfinite(v)) or np.any(v < 0) for v in out):
-            raise HyperparameterError("sigma_w and sigma_b must be finite and >= 0")
+            f = sp.lambdify(list(self.hyperparameters), e, "numpy")
+            out.append(np.asarray(f(*vals), dtype=float))
         return out[0], out[1]
 
-    def run(self, depth: int, K0: object = 1.0, c0: object = 0.0, **hp) -> RunResult:
+    def run(self, depth: int, K0: object = 1.0, c0: object = 0.0, *,
+            allow_nonfinite: bool = False, **hp) -> RunResult:
         """K^l and J^{0,l} for ``depth`` blocks from an input batch with example variance K0 and
         pairwise correlation c0 (Gaussian per neuron; i.i.d. entries: c0 = 0).  ``c[l]`` is the
         correlation of two examples of the batch."""
         if not isinstance(depth, (int, np.integer)) or depth < 0:
             raise HyperparameterError(f"depth must be an integer >= 0, got {depth!r}")
-        sw, sb = self._values(hp)
+        sw, sb = self._sigmas(hp)
         K0 = np.asarray(K0, dtype=float)
         c0 = np.asarray(c0, dtype=float)
         if np.any(~np.isfinite(K0)) or np.any(K0 <= 0):
@@ -255,7 +257,9 @@ def explosion_line(rate: float, limit: float, B: int | None) -> str:
     """"BatchNorm: gradients grow by λ per layer for every sigma_w; no critical point"."""
     at = "infinite batch" if B is None else f"batch size {B}"
     lim = "" if B is None else f" (B -> infinity limit {limit:.6g})"
-    kind = "grow" if rate > 1 + 1e-12 else ("neither grow nor shrink" if abs(rate - 1) <= 1e-12
-                                             else "shrink")
+    if abs(rate - 1) <= 1e-12:
+        return (f"BatchNorm at {at}: gradients are preserved (factor 1 per layer) for every "
+                f"sigma_w and sigma_b{lim}; critical everywhere")
+    kind = "grow" if rate > 1 else "shrink"
     return (f"BatchNorm at {at}: gradients {kind} by a factor {rate:.6g} per layer for every "
             f"sigma_w and sigma_b{lim}; no critical point")
