@@ -59,9 +59,9 @@ from . import shaping
 from .axis_theory import O_C, O_T, AxisRunResult, AxisTheory
 from .importer import ImportResult, from_torch, to_torch_model
 from .ops.axes import Transpose
+from .ops.batchnorm import BatchNorm
 from .ops.conv import Conv
 from .ops.mixer import channel_mixing, mixer_block, resnet_block, token_mixing, two_layer_block
-from .ops.batchnorm import BatchNorm
 from .ops.pool import AvgPool, GlobalAvgPool, pool_theory
 from .shaping import ShapedActivation
 from .torch.shaped import ShapedResult, simulate_shaped

@@ -48,8 +48,8 @@ from .errors import SimulationError, UnsupportedModuleError
 from .ops import Act, LayerNorm, Linear, Residual, Sequential
 from .ops.axes import Transpose
 from .ops.base import Op, as_op
+from .ops.batchnorm import BatchNorm, conv_dim, import_batchnorm, torch_batchnorm
 from .ops.conv import Conv
-from .ops.batchnorm import import_batchnorm
 from .ops.pool import AvgPool, GlobalAvgPool
 from .symbols import sigma_b as SB
 from .symbols import sigma_w as SW
@@ -586,6 +586,8 @@ def to_torch_model(arch: Op, width: int, depth: int, *, seed: int = 0,
             return ActModule(op.subs(hp) if op.hyperparameters() else op), fan
         if isinstance(op, Transpose):
             return SwapLastAxes(), fan
+        if isinstance(op, BatchNorm):  # training mode, gamma = 1, beta = 0
+            return torch_batchnorm(fan, conv_dim(arch), dtype), fan
         if isinstance(op, AvgPool):
             return {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[op.dim](op.kernel_size), fan
         if isinstance(op, GlobalAvgPool):

@@ -222,3 +222,12 @@ def test_basic_block_theory_limits_and_grid():
     assert np.allclose(fine.J, r.J, rtol=1e-4) and np.allclose(fine.K, r.K, rtol=1e-4)
     # the branch factor comes from the fold: 1/((1 - 1/pi)(m2 - O)), whatever sigma_w, sigma_b
     assert th.gain(2.0, 0.5, 0.7, 1.1) == pytest.approx(math.pi / ((math.pi - 1) * 1.5))
+
+
+def test_torch_model_round_trip():
+    arch = cs.Conv(3) >> cs.BatchNorm() >> cs.Act("relu")
+    model = cs.to_torch_model(arch, width=6, depth=2, sigma_w=1.1, sigma_b=0.2)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
+    imp = cs.from_torch(model)
+    assert imp.block == cs.Conv(3, imp.block.ops[0].sigma_w, imp.block.ops[0].sigma_b) \
+        >> cs.BatchNorm() >> cs.Act("relu")

@@ -121,3 +121,25 @@ def import_batchnorm(m, name: str) -> BatchNorm:
                 f"submodule {name!r} ({kind}) has trained affine parameters (gamma != 1 or "
                 "beta != 0); critsym analyses initialization, where gamma = 1 and beta = 0")
     return BatchNorm()
+
+
+def conv_dim(arch: Op) -> int:
+    """The spatial dimension of the first Conv in ``arch`` (0 for an MLP)."""
+    from .conv import Conv
+
+    if isinstance(arch, Conv):
+        return arch.dim
+    for c in arch.children():
+        d = conv_dim(c)
+        if d:
+            return d
+    return 0
+
+
+def torch_batchnorm(channels: int, dim: int, dtype):
+    """A plain ``nn.BatchNorm{1,2,3}d`` (train mode, γ = 1, β = 0, eps = 1e-12) for ``dim``
+    spatial axes (0: an MLP)."""
+    from torch import nn
+
+    cls = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dim]
+    return cls(channels, eps=1e-12, dtype=dtype)
