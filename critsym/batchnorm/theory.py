@@ -75,8 +75,8 @@ class BatchMoments:
     def growth(self) -> float:
         """λ(B) = B α/((B − 3) q(1 − c*)); at B = None, E φ'(z)²/Var φ(z)."""
         if self.B is None:
-            return self.alpha / (self.q - self.qc)
-        return self.B * self.alpha / ((self.B - 3) * (self.q - self.qc))
+            return float(self.alpha / (self.q - self.qc))
+        return float(self.B * self.alpha / ((self.B - 3) * (self.q - self.qc)))
 
 
 def _numeric(act: Act):
