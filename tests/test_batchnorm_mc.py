@@ -94,3 +94,29 @@ def test_basic_block_resnet(single_thread):
 def test_basic_block_resnet_wide(mu, single_thread):
     v = _basic_block_check((512, 1024), 5, (64, 128, 256), 24, mu)
     assert v.passed, v.to_text()
+
+
+def test_repro_parser_and_plot(tmp_path):
+    import argparse
+
+    from critsym.repro import batchnorm as rb
+
+    p = argparse.ArgumentParser()
+    rb.add_parser(p.add_subparsers())
+    a = p.parse_args(["batchnorm", "--quick", "--out", str(tmp_path / "g.png")])
+    assert a.quick and callable(a.func)
+    res = {act: {"B": [8, 64], "mc": [growth_rate(act, 8), growth_rate(act, 64)],
+                 "se": [0.01, 0.01], "inf_theory": growth_rate(act, None),
+                 "inf_mc": growth_rate(act, None), "inf_se": 0.01} for act in rb.ACTS}
+    fig = rb.plot(res)
+    fig.savefig(tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_repro_quick(tmp_path, single_thread):
+    from critsym.repro import batchnorm as rb
+
+    res = rb.run(quick=True, out=str(tmp_path / "g.png"))
+    for e in res.values():
+        assert all(abs(z) < 4 for z in e["z"]) and abs(e["inf_z"]) < 4
