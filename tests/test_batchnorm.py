@@ -156,6 +156,13 @@ def test_finite_batch_theory_run():
     assert "no critical point" in th.summary() and "every sigma_w" in th.summary()
     with pytest.raises(HyperparameterError, match="missing"):
         th.run(3, sigma_w=1.0)
+    with pytest.raises(DerivationError, match="whole batch"):
+        th.covariance_map()
+    # the criticality tools: chaotic for every sigma_w, and no critical point
+    out = cs.summary(th, sigma_w=0.7, sigma_b=0.1)
+    assert out["phase"] == "chaotic" and out["chi_star"] == pytest.approx(lam)
+    with pytest.raises(cs.errors.NoCriticalPointError):
+        cs.critical_point(th, sigma_b=0.1)
 
 
 def test_errors():

@@ -176,9 +176,22 @@ class FiniteBatchTheory(Theory):
         return cls(arch=arch, F=sw2 * sp.Float(mo.q) + sb2, chi=sp.Float(mo.growth),
                    G=sw2 * sp.Float(mo.qc) + sb2)
 
+    #: the correlation of one pair of examples is not a map of (K, K_12) at finite batch
+    has_c_map = False
+
     @cached_property
     def parts(self) -> tuple[BatchNorm, Act, Linear]:
         return split_block(self.arch)  # type: ignore[return-value]
+
+    def covariance_map(self, *args, **kw):
+        """Not defined at finite batch: raises :class:`DerivationError` saying why."""
+        raise DerivationError(
+            "at a finite batch the covariance of one pair of examples depends on the whole "
+            "batch's law, not on (K11, K22, K12) alone; for the exchangeable batch of i.i.d. "
+            "examples it is sigma_w^2 q c* + sigma_b^2 after every block: see run(...).c")
+
+    def c_map(self, *args, **kw):
+        return self.covariance_map()
 
     @cached_property
     def general(self):
