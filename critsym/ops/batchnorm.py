@@ -88,7 +88,7 @@ class BatchNorm(Op):
 
     def to_torch(self, ctx, shape: tuple[int, ...]):
         """Training-mode BatchNorm over the batch axis and the spatial axes of ``shape``."""
-        from ..torch.modules import StackedBatchNorm
+        from ..batchnorm.stacked import StackedBatchNorm
 
         return StackedBatchNorm(len(shape) - 1, self.batch_size, ctx.ln_eps), shape
 
