@@ -238,3 +238,13 @@ def test_torch_model_round_trip():
     imp = cs.from_torch(model)
     assert imp.block == cs.Conv(3, imp.block.ops[0].sigma_w, imp.block.ops[0].sigma_b) \
         >> cs.BatchNorm() >> cs.Act("relu")
+
+
+def test_preactivation_resnet_power_law():
+    """mu = 1: chi = 1 + p/l asymptotically with p = pi^2/(pi - 1)^2 for every sigma_w."""
+    blk = cs.Residual(cs.BatchNorm() >> cs.Act("relu") >> cs.Linear() >> cs.BatchNorm()
+                      >> cs.Act("relu") >> cs.Linear(), cs.mu)
+    r = cs.derive(blk).run(4000, K0=1.0, O_C0=0.0, sigma_w=np.array([0.5, 3.0]), sigma_b=0.3,
+                           mu=1.0)
+    p = 4000 * (r.chi[-1] - 1)
+    assert np.allclose(p, math.pi**2 / (math.pi - 1) ** 2, rtol=1e-2)  # O(1/l) corrections
