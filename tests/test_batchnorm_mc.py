@@ -120,3 +120,15 @@ def test_repro_quick(tmp_path, single_thread):
     res = rb.run(quick=True, out=str(tmp_path / "g.png"))
     for e in res.values():
         assert all(abs(z) < 4 for z in e["z"]) and abs(e["inf_z"]) < 4
+
+
+def test_conv_batchnorm_pools_batch_and_positions(single_thread):
+    """BatchNorm() -> relu -> Conv(3) (circular) on white 8x8 maps with B = 4: at infinite width
+    the B*H*W positions of a channel are exchangeable (distinct positions share only the
+    per-channel offset), so the stack is the MLP block at batch size B*H*W = 256."""
+    H, B = 8, 4
+    hp = dict(sigma_w=1.0, sigma_b=0.2)
+    th = cs.derive(cs.BatchNorm(B * H * H) >> cs.Act("relu") >> cs.Linear()).run(4, **hp)
+    v = validate_batch(cs.BatchNorm() >> cs.Act("relu") >> cs.Conv(3), (64, 128), 4, B,
+                       n_nets=8, theory=th, spatial=(H, H), **hp)
+    assert v.passed, v.to_text()

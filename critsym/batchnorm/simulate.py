@@ -70,12 +70,13 @@ class BatchSimulation:
 
 def simulate_batch(arch: Op, width: int, depth: int, batch_size: int | None = None, *,
                    n_nets: int = 16, n_probes: int = 2, K0: float = 1.0, seed: int = 0,
-                   chunk_size: int = 8, in_shape: tuple[int, ...] | None = None,
+                   chunk_size: int = 8, spatial: tuple[int, ...] = (),
                    dtype=torch.float64, device=None, ln_eps: float = 1e-12,
                    **hp: float) -> BatchSimulation:
     """Simulate ``n_nets`` BatchNorm networks on batches of ``batch_size`` examples (see the
     module doc).  ``batch_size`` defaults to the architecture's ``BatchNorm(B)``; it is
-    required for ``BatchNorm()`` (the infinite-batch rule, approached at large B)."""
+    required for ``BatchNorm()`` (the infinite-batch rule, approached at large B).
+    ``spatial``: the spatial size of channels-last feature maps (features (*spatial, width))."""
     arch = as_op(arch)
     sizes = _batch_of(arch) - {None}
     if len(sizes) > 1:
@@ -98,7 +99,7 @@ def simulate_batch(arch: Op, width: int, depth: int, batch_size: int | None = No
     P = check_positive_int(n_probes, "n_probes")
     if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
         raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
-    shape = feature_shape(width, in_shape)
+    shape = feature_shape(width, (*spatial, width))
     n_feat = math.prod(shape)
     t0 = time.perf_counter()
     Ks, cs, Js = [], [], []
@@ -176,7 +177,7 @@ class BatchValidation:
 def validate_batch(arch: Op, widths: Sequence[int], depth: int, batch_size: int | None = None,
                    *, n_nets: int | Sequence[int] = 16, n_probes: int = 2, K0: float = 1.0,
                    seed: int = 0, z_max: float = 4.0, quantities: Sequence[str] = ("K", "J"),
-                   theory=None, **hp: float) -> BatchValidation:
+                   theory=None, spatial: tuple[int, ...] = (), **hp: float) -> BatchValidation:
     """Simulate at each width, extrapolate in 1/N (weighted least squares, as
     :func:`critsym.validate`), and score z = (MC_∞ − theory)/SE against ``theory`` (a
     :class:`~critsym.theory.RunResult`; default :func:`batch_theory`)."""
@@ -184,7 +185,7 @@ def validate_batch(arch: Op, widths: Sequence[int], depth: int, batch_size: int 
     widths = tuple(widths)
     nn = [n_nets] * len(widths) if isinstance(n_nets, int) else list(n_nets)
     sims = [simulate_batch(arch, w, depth, batch_size, n_nets=n, n_probes=n_probes, K0=K0,
-                           seed=seed + 17 * i, **hp)
+                           seed=seed + 17 * i, spatial=spatial, **hp)
             for i, (w, n) in enumerate(zip(widths, nn, strict=True))]
     B = sims[0].batch_size
     th = theory if theory is not None else batch_theory(arch, depth, B, K0, **hp)
