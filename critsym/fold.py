@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import sympy as sp
 
 from .activations import check_differentiable
 from .errors import DerivationError
 from .gaussian.expectation import GaussE, GaussE2, expect, expect2
+from .symbols import K11, K12, K22, O_C, O_C12, O_T, O_T12, K
 
 _counter = itertools.count()
 
@@ -321,3 +323,24 @@ def output_variable(s: Signal) -> GVar:
         "Linear layer (or a residual sum / LayerNorm of Gaussian parts) so that it can repeat. "
         "Rotate the composition, e.g. Act >> Linear instead of Linear >> Act."
     )
+
+
+@lru_cache(maxsize=256)
+def fold_maps(arch, *, closed_forms: bool = True, axes: bool = False) -> dict[str, sp.Expr]:
+    """The maps of one block ``arch`` (an operator with ``apply(Signal) -> Signal``), folded
+    from the block input h^l to its output.
+
+    Single-axis state: ``F`` = K^{l+1}(K), ``chi`` = χ_J(K) and ``G`` = K_12^{l+1}(K_11, K_22,
+    K_12).  Multi-axis state (``axes``): ``F``, ``chi``, ``F_T`` = O_T^{l+1}, ``F_C`` = O_C^{l+1}
+    as functions of (K, O_T, O_C), and the cross maps ``G`` = K_12^{l+1}, ``G_T`` = O_T12^{l+1},
+    ``G_C`` = O_C12^{l+1} of two inputs of equal law, functions of (K, O_T, O_C, K_12, O_T12,
+    O_C12).  ``closed_forms=False`` leaves every Gaussian expectation unevaluated (for display).
+    """
+    if not axes:
+        out = output_variable(arch.apply(input_signal(K11, K22, K12, closed_forms=closed_forms)))
+        return {"F": out.var_a.subs(K11, K), "chi": out.jac.subs(K11, K), "G": out.cov}
+    s = input_signal(K, K, K12, closed_forms=closed_forms, off=Offsets(O_T, O_T, O_T12),
+                     noff=Offsets(O_C, O_C, O_C12))
+    out = output_variable(arch.apply(s))
+    return {"F": out.var_a, "chi": out.jac, "G": out.cov, "F_T": out.off.a, "F_C": out.noff.a,
+            "G_T": out.off.ab, "G_C": out.noff.ab}

@@ -1,8 +1,10 @@
 """The standard symbols of critsym and the conversion of user hyperparameters to sympy.
 
-``K`` is the variance of one preactivation, K^l = E[(h_i^l)^2].  Hyperparameters named like the
-papers' (``sigma_w``, ``sigma_b``, ``mu``) carry the assumptions that make sympy simplify
-square roots: sigma_w > 0, sigma_b >= 0, mu real.
+``K`` is the variance of one preactivation, K^l = E[(h_i^l)^2].  A multi-axis (rows × neurons)
+state adds ``O_T`` and ``O_C``, the variances of its per-row and per-neuron components; two inputs
+add the cross terms ``K_12``, ``O_T12`` and ``O_C12`` (their covariances).  Hyperparameters
+named like the papers' (``sigma_w``, ``sigma_b``, ``mu``) carry the assumptions that make sympy
+simplify square roots: sigma_w > 0, sigma_b >= 0, mu real.
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ K = sp.Symbol("K", positive=True)
 K11 = sp.Symbol("K_11", positive=True)
 K22 = sp.Symbol("K_22", positive=True)
 K12 = sp.Symbol("K_12", real=True)
+#: per-row (per-token) and per-neuron (per-channel) offset variances of a multi-axis state
+O_T = sp.Symbol("O_T", nonnegative=True)
+O_C = sp.Symbol("O_C", nonnegative=True)
+#: their covariances between two inputs (the cross state of the correlation map)
+O_T12 = sp.Symbol("O_T12", real=True)
+O_C12 = sp.Symbol("O_C12", real=True)
+#: the state of one input and the cross state of two inputs of equal law, K first
+STATE = (K, O_T, O_C)
+CROSS = (K12, O_T12, O_C12)
+#: keyword name of each state and cross-state variable (``K12`` is the symbol ``K_12``)
+STATE_NAMES = ("K", "O_T", "O_C")
+CROSS_NAMES = ("K12", "O_T12", "O_C12")
 sigma_w = sp.Symbol("sigma_w", positive=True)
 sigma_b = sp.Symbol("sigma_b", nonnegative=True)
 mu = sp.Symbol("mu", real=True)
 
-#: symbols the engine reserves for states; a hyperparameter may not use these names
-RESERVED = {"K", "K_11", "K_22", "K_12"}
+#: names the engine reserves for states; a hyperparameter may not use these names
+RESERVED = {"K", "K_11", "K_22", "K_12", "K11", "K22", "K12", "O_T", "O_C", "O_T12", "O_C12"}
 
 
 def hyper_symbol(name: str) -> sp.Symbol:
@@ -44,6 +58,11 @@ def hyper_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
+#: Largest magnitude of a numeric hyperparameter: its square (and its square times an O(1)
+#: expectation) must stay finite in float64.
+MAX_HYPER = 1e100
+
+
 def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
     """Convert a user hyperparameter (number, name, or sympy expression) to a sympy expression.
 
@@ -58,6 +77,10 @@ def as_hyper(value: object, *, what: str, nonnegative: bool = False) -> sp.Expr:
         v = complex(value)
         if v.imag != 0 or not math.isfinite(v.real):
             raise HyperparameterError(f"{what} must be a finite real number, got {value!r}")
+        if abs(v.real) > MAX_HYPER:
+            raise HyperparameterError(
+                f"{what} = {value!r} is too large: variances hold its square, which overflows "
+                f"float64 beyond {MAX_HYPER:g}; rescale the problem")
         expr = sp.Integer(int(value)) if float(value).is_integer() else sp.Float(float(value))
     else:
         raise HyperparameterError(

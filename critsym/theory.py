@@ -1,36 +1,88 @@
 r"""The :class:`Theory` of one repeating block and its numeric evaluation.
 
-Numeric functions are compiled once per theory from the symbolic maps (never re-derived) and are
-vectorised: hyperparameters may be numpy arrays, broadcast together, so one call evaluates a
-whole grid.
+The state of a block input is a named record (:data:`~critsym.symbols.STATE_NAMES`):
+
+* ``K``: the mean square of a preactivation, K^l = E[(h_i^l)^2];
+* multi-axis blocks (rows × neurons, e.g. an MLP-Mixer) also carry ``O_T`` and ``O_C``: the
+  variances of the per-row component (constant along the neurons, the per-token offset that
+  LayerNorm over channels removes) and of the per-neuron component (constant along the rows).
+
+Two inputs of the same law add the cross state (:data:`~critsym.symbols.CROSS_NAMES`): ``K12``,
+the covariance of the two preactivations, and for multi-axis blocks ``O_T12`` and ``O_C12``, the
+covariances of their offsets.  A single-axis theory also accepts ``K22``, the second input's
+variance (default ``K``).  The maps are
+
+    K^{l+1} = F(state),   χ_J^l = χ(state),   J^{l0,l+1} = χ_J^l J^{l0,l},
+    O_T^{l+1} = F_T(state),   O_C^{l+1} = F_C(state),
+    K_12^{l+1} = G(state, cross),   O_T12^{l+1} = G_T(...),   O_C12^{l+1} = G_C(...),
+
+and c^l = K_12^l / K^l.  The single-axis state (K) is the simplest case of the same class: every
+method has the same name and keyword signature, and refuses a state variable the theory does not
+have.
+
+Numeric functions are compiled once per theory from the symbolic maps (never re-derived), with
+the Gaussian expectations that do not depend on the state evaluated once per hyperparameter point
+(a Mixer's nested integrals), and are vectorised: hyperparameters may be numpy arrays, broadcast
+together, so one call evaluates a whole grid.  The compiled functions are dropped when a theory
+is pickled and rebuilt on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
 import sympy as sp
 
-from .errors import HyperparameterError, NumericalError
+from .errors import DerivationError, HyperparameterError, NumericalError
+from .fold import fold_maps
+from .gaussian.expectation import GaussE, GaussE2
 from .gaussian.numeric import compile_expr, evaluate_mp
 from .ops.base import Op
-from .symbols import K11, K12, K22, K
+from .symbols import (
+    CROSS,
+    CROSS_NAMES,
+    K11,
+    K12,
+    K22,
+    MAX_HYPER,
+    O_C,
+    O_C12,
+    O_T,
+    O_T12,
+    STATE,
+    STATE_NAMES,
+    K,
+)
+
+K_SYM = K  # the symbol K, for methods whose keyword argument K holds a value
+#: every state and cross-state keyword, with its symbol
+_SYMBOL = {"K": K, "O_T": O_T, "O_C": O_C, "K12": K12, "O_T12": O_T12, "O_C12": O_C12,
+           "K22": K22}
+_STATE_SYMBOLS = frozenset(STATE + CROSS + (K11, K22))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RunResult:
     """Layer-by-layer mean-field trajectories; axis 0 is the layer l = 0..depth.
 
     ``K[l]`` = K^l, ``J[l]`` = J^{0,l} (J[0] = 1), ``chi[l]`` = χ_J^l (l = 0..depth-1),
-    ``c[l]`` = correlation c^l of two inputs of equal variance (None without ``c0``).
+    ``c[l]`` = correlation c^l of two inputs of equal law (None without ``c0``).  Multi-axis
+    states also carry ``O_T[l]``, ``O_C[l]`` (NaN where O_C is not iterated) and, with ``c0``,
+    the cross offsets ``O_T12[l]``, ``O_C12[l]``; single-axis results hold None there.
     """
 
     K: np.ndarray
     J: np.ndarray
     chi: np.ndarray
     c: np.ndarray | None = None
+    O_T: np.ndarray | None = None
+    O_C: np.ndarray | None = None
+    O_T12: np.ndarray | None = None
+    O_C12: np.ndarray | None = None
 
     @property
     def depth(self) -> int:
@@ -44,23 +96,145 @@ class RunResult:
         """J^{l0,l} for l = l0..depth (the product of χ_J^m for m = l0..l-1)."""
         return self.J[l0:] / self.J[l0]
 
+    def __repr__(self) -> str:
+        held = [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return f"RunResult(depth={self.depth}, shape={self.K.shape[1:]}, fields={held})"
+
+
+def check_precision(precision: object) -> int:
+    """``precision`` (mpmath decimal digits) as a positive int, else a HyperparameterError."""
+    if isinstance(precision, bool) or not isinstance(precision, numbers.Integral) \
+            or precision < 1:
+        raise HyperparameterError(
+            f"precision must be a positive integer number of decimal digits (e.g. precision=30), "
+            f"got {precision!r}; leave it out for the vectorised float64 evaluation"
+        )
+    return int(precision)
+
+
+class NumericFunction:
+    """A compiled, vectorised numpy function of ``args`` (positional, in order): the state
+    symbols it uses, then the theory's hyperparameters.  Expectations that do not depend on the
+    state are evaluated by ``constants`` once per call and passed on."""
+
+    def __init__(self, expr: sp.Expr, args: tuple[sp.Symbol, ...], fn, constants):
+        self.expr, self.args = expr, args
+        self._fn, self._constants = fn, constants
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.args)
+
+    def __call__(self, *vals) -> np.ndarray:
+        if len(vals) != len(self.args):
+            raise HyperparameterError(
+                f"this function takes {len(self.args)} positional values {list(self.arg_names)}, "
+                f"got {len(vals)}"
+            )
+        return self._fn(*vals, *self._constants(vals))
+
+    def __repr__(self) -> str:
+        return f"NumericFunction({', '.join(self.arg_names)})"
+
 
 @dataclass(frozen=True)
 class Theory:
-    """Mean-field theory of a block: symbolic maps in ``K`` and the hyperparameter symbols."""
+    """Mean-field theory of a block (see the module docstring for the state record).
+
+    ``F``, ``chi``, ``G`` always; ``F_T``, ``F_C``, ``G_T``, ``G_C`` (the offset maps and cross
+    offset maps) only for a multi-axis state, else None.
+    """
 
     arch: Op
     F: sp.Expr
     chi: sp.Expr
     G: sp.Expr
-    K: sp.Symbol = field(default=K, repr=False)
+    F_T: sp.Expr | None = None
+    F_C: sp.Expr | None = None
+    G_T: sp.Expr | None = None
+    G_C: sp.Expr | None = None
+
+    # --------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict:
+        """Only the symbolic maps: compiled functions are rebuilt lazily after unpickling."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    # --------------------------------------------------------------- the state record
+    @property
+    def multi_axis(self) -> bool:
+        """True for a rows × neurons state (K, O_T, O_C)."""
+        return self.F_T is not None
+
+    @property
+    def K(self) -> sp.Symbol:
+        """The variance symbol K."""
+        return K
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state record's fields: ("K",) or ("K", "O_T", "O_C")."""
+        return STATE_NAMES if self.multi_axis else STATE_NAMES[:1]
+
+    @property
+    def cross_names(self) -> tuple[str, ...]:
+        """The cross-state fields of two inputs: ("K12",) or ("K12", "O_T12", "O_C12")."""
+        return CROSS_NAMES if self.multi_axis else CROSS_NAMES[:1]
+
+    @property
+    def state_symbols(self) -> tuple[sp.Symbol, ...]:
+        """The state symbols, K first (what the fixed-point solvers iterate)."""
+        return STATE if self.multi_axis else (K,)
+
+    @property
+    def cross_symbols(self) -> tuple[sp.Symbol, ...]:
+        return CROSS if self.multi_axis else (K12,)
+
+    @property
+    def maps(self) -> dict[str, sp.Expr]:
+        """Every map this theory holds, by name (F, chi, G and the offset maps where present)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "arch" and getattr(self, f.name) is not None}
+
+    @cached_property
+    def state_maps(self) -> dict[sp.Symbol, sp.Expr]:
+        """The map of each state component: {K: F, O_T: F_T, O_C: F_C}."""
+        return dict(zip(self.state_symbols, (self.F, self.F_T, self.F_C), strict=False))
+
+    @cached_property
+    def cross_maps(self) -> dict[sp.Symbol, sp.Expr]:
+        """The map of each cross-state component for two inputs of equal law, as functions of
+        (state, cross state): {K12: G, O_T12: G_T, O_C12: G_C} (single axis: G(K, K, K_12))."""
+        if not self.multi_axis:
+            return {K12: self.G.xreplace({K11: K, K22: K})}
+        return {K12: self.G, O_T12: self.G_T, O_C12: self.G_C}
+
+    @cached_property
+    def feedback_state(self) -> tuple[sp.Symbol, ...]:
+        """The state components that feed back into K, χ_J or O_T (O_C only when it does)."""
+        if not self.multi_axis:
+            return (K,)
+        used = self.F.free_symbols | self.chi.free_symbols | self.F_T.free_symbols
+        return (K, O_T, O_C) if O_C in used else (K, O_T)
+
+    @cached_property
+    def cross_feedback(self) -> tuple[sp.Symbol, ...]:
+        """The cross-state components that feed back into K_12 or O_T12 (O_C12 only when it
+        does)."""
+        if not self.multi_axis:
+            return (K12,)
+        used = self.G.free_symbols | self.G_T.free_symbols
+        return (K12, O_T12, O_C12) if O_C12 in used else (K12, O_T12)
 
     # --------------------------------------------------------------- symbols
     @cached_property
     def hyperparameters(self) -> tuple[sp.Symbol, ...]:
         """The free hyperparameter symbols, sorted by name."""
-        syms = (self.F.free_symbols | self.chi.free_symbols | self.G.free_symbols
-                | self.arch.hyperparameters()) - {K, K11, K12, K22}
+        syms = set().union(*(e.free_symbols for e in self.maps.values()))
+        syms = (syms | self.arch.hyperparameters()) - _STATE_SYMBOLS
         return tuple(sorted(syms, key=lambda s: s.name))
 
     @property
@@ -69,43 +243,93 @@ class Theory:
 
     @cached_property
     def general(self) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
-        """(F, χ_J, G) with the Gaussian expectations unevaluated."""
-        from .derive import derive_general
-
-        return derive_general(self.arch)
+        """(F, χ_J, G) with the Gaussian expectations unevaluated (a multi-axis theory: its
+        closed forms, whose expectations are left nested already)."""
+        if self.multi_axis:
+            return self.F, self.chi, self.G
+        m = fold_maps(self.arch, closed_forms=False, axes=False)
+        return m["F"], m["chi"], m["G"]
 
     @cached_property
     def dF_dK(self) -> sp.Expr:
-        """dF/dK, the stability of the variance map."""
+        """∂F/∂K (at fixed offsets), the stability of a single-axis variance map."""
         return sp.diff(self.F, K)
 
     @cached_property
     def c_map_expr(self) -> sp.Expr:
-        """c^{l+1} = G(K, K, cK) / F(K) for two inputs of equal variance K."""
+        """c^{l+1} = G / F for two inputs of equal law (single axis: in terms of c = K_12/K)."""
+        if self.multi_axis:
+            return self.G / self.F
         c = sp.Symbol("c", real=True)
         return self.G.subs({K11: K, K22: K, K12: c * K}) / self.F
 
-    # --------------------------------------------------------------- compiled
-    @cached_property
-    def _args(self) -> tuple[sp.Symbol, ...]:
-        return self.hyperparameters
+    # --------------------------------------------------------------- the compile cache
+    def _kernels(self, exprs: tuple[sp.Expr, ...], state: tuple[sp.Symbol, ...]):
+        """``exprs`` compiled as functions of (state, hyperparameters, P) with every expectation
+        that depends on the hyperparameters alone replaced by a placeholder P_i, and the
+        compiled P_i(hyperparameters): state-independent integrals are then evaluated once per
+        hyperparameter point, not at every layer.  Cached per theory (the one compile cache)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        key = (exprs, state)
+        if key not in cache:
+            hyper = set(self.hyperparameters)
+            nodes = set().union(*(e.atoms(GaussE, GaussE2) for e in exprs))
+            const = [n for n in nodes if n.free_symbols <= hyper]
+            const = sorted((n for n in const if not any(m != n and m.has(n) for m in const)),
+                           key=sp.default_sort_key)
+            ph = tuple(sp.Dummy(f"P{i}") for i in range(len(const)))
+            rep = dict(zip(const, ph, strict=True))
+            args = (*state, *self.hyperparameters, *ph)
+            fs = tuple(compile_expr(e.xreplace(rep), args) for e in exprs)
+            fp = tuple(compile_expr(n, self.hyperparameters) for n in const)
+            cache[key] = fs, fp
+        return cache[key]
 
-    @cached_property
-    def _F(self):
-        return compile_expr(self.F, (K, *self._args))
+    @staticmethod
+    def _constants(fp, vals) -> list[np.ndarray]:
+        n = np.broadcast_shapes(*(np.shape(v) for v in vals))
+        with np.errstate(all="ignore"):
+            return [np.broadcast_to(np.asarray(f(*vals), dtype=float), n) for f in fp]
 
-    @cached_property
-    def _chi(self):
-        return compile_expr(self.chi, (K, *self._args))
+    def _function(self, expr: sp.Expr, state: tuple[sp.Symbol, ...]) -> NumericFunction:
+        (f,), fp = self._kernels((expr,), state)
+        nst = len(state)
+        return NumericFunction(expr, (*state, *self.hyperparameters), f,
+                               lambda vals: self._constants(fp, vals[nst:]))
 
-    @cached_property
-    def _G(self):
-        return compile_expr(self.G, (K11, K22, K12, *self._args))
+    def lambdify(self, expr: str | sp.Expr = "F",
+                 state: Sequence[sp.Symbol] | None = None) -> NumericFunction:
+        """A compiled numpy function of a map (no argument checks: for inner loops).
 
-    @cached_property
-    def _dF(self):
-        return compile_expr(self.dF_dK, (K, *self._args))
+        ``expr``: a map name (``"F"``, ``"chi"``, ``"G"``, ``"F_T"``, ``"F_C"``, ``"G_T"``,
+        ``"G_C"``, ``"dF_dK"``) or a sympy expression of the state and the hyperparameters.
+        Its positional arguments (``.args``) are the state symbols, then
+        :attr:`hyperparameters`: for F, χ and their derivatives the state (K[, O_T, O_C]); for
+        G of a single-axis theory (K_11, K_22, K_12); for the cross maps of a multi-axis theory
+        (K, O_T, O_C, K_12, O_T12, O_C12).  ``state`` overrides that list for an expression.
 
+        ``sympy.lambdify`` of a map works as well (the expectations print as calls of
+        :func:`critsym.gaussian.expectation.gauss_expectation`); this method reuses the
+        theory's compiled functions.
+        """
+        if isinstance(expr, str):
+            names = {**self.maps, "dF_dK": self.dF_dK}
+            if expr not in names:
+                raise HyperparameterError(
+                    f"unknown map {expr!r}; this theory has {sorted(names)}")
+            name, expr = expr, names[expr]
+            if state is None:
+                cross = name.startswith("G")
+                state = ((K11, K22, K12) if cross and not self.multi_axis
+                         else self.state_symbols + (self.cross_symbols if cross else ()))
+        expr = sp.sympify(expr)
+        if state is None:
+            present = expr.free_symbols & _STATE_SYMBOLS
+            state = tuple(s for s in (*self.state_symbols, *self.cross_symbols, K11, K22)
+                          if s in present)
+        return self._function(expr, tuple(state))
+
+    # --------------------------------------------------------------- argument checks
     def values(self, hp: dict) -> list[np.ndarray]:
         """Validate hyperparameter values against :attr:`hyperparameters`; arrays in order."""
         names = self.hyperparameter_names
@@ -117,8 +341,12 @@ class Theory:
                 parts.append(f"missing values for {missing}")
             if unknown:
                 parts.append(f"unknown hyperparameters {unknown}")
+            states = [n for n in unknown if n in _SYMBOL]
+            hint = (f" ({states} are state variables: this theory's state is "
+                    f"{list(self.state_names)}, its cross state {list(self.cross_names)})"
+                    if states else "")
             raise HyperparameterError(
-                f"{'; '.join(parts)}: this theory's hyperparameters are {list(names)}; "
+                f"{'; '.join(parts)}{hint}: this theory's hyperparameters are {list(names)}; "
                 f"call e.g. theory.run(depth, K0=1.0, {', '.join(f'{n}=...' for n in names)})"
             )
         vals = []
@@ -131,6 +359,10 @@ class Theory:
                 ) from None
             if not np.all(np.isfinite(v)):
                 raise HyperparameterError(f"{s.name} has non-finite values; pass finite numbers")
+            if np.any(np.abs(v) > MAX_HYPER):
+                raise HyperparameterError(
+                    f"{s.name} has values of magnitude up to {np.abs(v).max():g}: squared (a "
+                    f"variance) they overflow float64; use magnitudes <= {MAX_HYPER:g}")
             if (s.is_nonnegative or s.is_positive) and np.any(v < 0):
                 raise HyperparameterError(
                     f"{s.name} must be >= 0 (it is a standard deviation), got min {v.min():g}"
@@ -146,106 +378,370 @@ class Theory:
             ) from None
         return vals
 
+    def _split(self, method: str, args: tuple, positional: tuple[str, ...],
+               allowed: tuple[str, ...], given: dict, hp: dict) -> tuple[dict, dict]:
+        """(state values by name, hyperparameters) from a call's positional ``args``, its
+        state keywords ``given`` (those not None) and the remaining keywords ``hp``."""
+        if len(args) > len(positional):
+            takes = (f"takes {', '.join(positional)} positionally and the rest of the state by "
+                     "keyword" if positional else "takes the state by keyword only")
+            raise HyperparameterError(
+                f"{method} {takes}, got {len(args)} positional arguments (a positional state "
+                f"would be ambiguous between states); call e.g. "
+                f"theory.{method}({', '.join(f'{n}=...' for n in allowed)}, "
+                f"{', '.join(f'{n}=...' for n in self.hyperparameter_names)})"
+            )
+        state = dict(zip(positional, args, strict=False))
+        stray = [n for n in hp if n in _SYMBOL or n in ("K11", "K_11", "K_12", "K_22")]
+        for name, value in [*given.items(), *((n, hp[n]) for n in stray)]:
+            if name not in allowed:
+                raise HyperparameterError(
+                    f"{method} got {name}=, which is not a state variable it takes: this "
+                    f"theory's state is {list(self.state_names)} and {method} takes "
+                    f"{list(allowed)}"
+                )
+            if name in state:
+                raise HyperparameterError(f"{method} got {name} twice (by position and "
+                                          "by keyword)")
+            state[name] = value
+        return state, {n: v for n, v in hp.items() if n not in stray}
+
     @staticmethod
     def _check_K(Kv, what="K") -> np.ndarray:
-        Kv = np.asarray(Kv, dtype=float)
+        Kv = _numbers(Kv, what)
         if not np.all(np.isfinite(Kv)) or np.any(Kv < 0):
             raise HyperparameterError(f"{what} must be finite and >= 0 (a variance), got {Kv}")
         return Kv
 
-    def _eval(self, fn, expr, Kv, hp, precision):
-        if precision is not None:
-            return self._eval_mp(expr, {K: Kv}, hp, precision)
-        vals = self.values(hp)
-        return fn(self._check_K(Kv), *vals)
+    def _state(self, st: dict, method: str, suffix: str = "") -> list[np.ndarray]:
+        """Checked state arrays in :attr:`state_symbols` order (offsets default to 0)."""
+        if st.get("K") is None:
+            raise HyperparameterError(
+                f"{method} needs the variance K{suffix} (e.g. {method}(K{suffix}=1.0, ...))")
+        Kv = self._check_K(st["K"], "K" + suffix)
+        if not self.multi_axis:
+            return [Kv]
+        OT = self._check_K(0.0 if st.get("O_T") is None else st["O_T"], "O_T" + suffix)
+        OC = self._check_K(0.0 if st.get("O_C") is None else st["O_C"], "O_C" + suffix)
+        if np.any(OT + OC > Kv + 1e-12):
+            raise HyperparameterError(
+                "the offset variances O_T + O_C cannot exceed K (they are parts of it); "
+                f"got K={st['K']}, O_T={st.get('O_T')}, O_C={st.get('O_C')}"
+            )
+        return [Kv, OT, OC]
 
-    def _eval_mp(self, expr, state: dict, hp: dict, dps: int):
-        self.values(hp)
-        subs = {s: sp.Float(float(hp[s.name]), dps) for s in self.hyperparameters}
-        subs.update({k: sp.Float(float(v), dps) for k, v in state.items()})
+    def _cross(self, st: list[np.ndarray], cs: dict) -> list[np.ndarray]:
+        """Checked cross-state arrays in :attr:`cross_symbols` order (the cross offsets default
+        to c·O_T, c·O_C with c = K12/K); a single-axis theory's list ends with K22."""
+        if cs.get("K12") is None:
+            raise HyperparameterError("the covariance map needs K12 (e.g. K=1.0, K12=0.5)")
+        Kv = st[0]
+        x = _numbers(cs["K12"], "K12")
+        K22v = Kv if cs.get("K22") is None else self._check_K(cs["K22"], "K22")
+        bounds = [np.sqrt(Kv * K22v)]
+        vals = [x]
+        if self.multi_axis:
+            with np.errstate(all="ignore"):
+                c = np.where(Kv > 0, x / np.where(Kv > 0, Kv, 1.0), 0.0)
+            for o, var in ((cs.get("O_T12"), st[1]), (cs.get("O_C12"), st[2])):
+                vals.append(c * var if o is None else _numbers(o, "a cross offset"))
+                bounds.append(var)
+        names = self.cross_names
+        for v, bound, name in zip(vals, bounds, names, strict=True):
+            if not np.all(np.isfinite(v)) or np.any(np.abs(v) > bound * (1 + 1e-12) + 1e-300):
+                raise HyperparameterError(
+                    f"{name} must be finite with |{name}| <= its variance (a covariance of two "
+                    f"inputs); got {name}={v}"
+                )
+        return vals if self.multi_axis else [K22v, x]
+
+    def _evaluate(self, expr: sp.Expr, syms: tuple, st: list, hp: dict, precision) -> object:
+        vals = self.values(hp)
+        if precision is None:
+            return self._function(expr, syms)(*st, *vals)
+        dps = check_precision(precision)
+        point = {**dict(zip(syms, st, strict=True)),
+                 **dict(zip(self.hyperparameters, vals, strict=True))}
+        if any(np.size(v) != 1 for v in point.values()):
+            raise HyperparameterError(
+                "precision= evaluates one point with mpmath: pass scalar state and "
+                "hyperparameter values (leave precision out for arrays)")
+        subs = {s: sp.Float(float(np.asarray(v).reshape(())), dps) for s, v in point.items()}
         return evaluate_mp(expr, subs, dps)
 
-    def variance_map(self, K_: object, *, precision: int | None = None, **hp) -> np.ndarray:
-        r"""F(K) = K^{l+1} given K^l (``precision``: mpmath digits for a scalar evaluation)."""
-        return self._eval(self._F, self.F, K_, hp, precision)
+    # --------------------------------------------------------------- one-step maps
+    # The state is passed by keyword (None: not given).  ``*args`` catches positional states
+    # beyond the documented ones, which are refused with a message (not read as something else).
+    def variance_map(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                     precision: int | None = None, **hp) -> np.ndarray:
+        r"""K^{l+1} = F(K[, O_T, O_C]): ``variance_map(K=1.0, [O_T=..., O_C=...,] **hp)``
+        (K may be passed positionally; ``precision``: mpmath digits for a scalar evaluation)."""
+        st, hp = self._split("variance_map", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
+        return self._evaluate(self.F, self.state_symbols, self._state(st, "variance_map"), hp,
+                              precision)
 
-    def chi_J(self, K_: object, *, precision: int | None = None, **hp) -> np.ndarray:
-        r"""χ_J(K): J^{l0,l+1} = χ_J^l J^{l0,l}."""
-        return self._eval(self._chi, self.chi, K_, hp, precision)
+    def chi_J(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+              precision: int | None = None, **hp) -> np.ndarray:
+        r"""χ_J(K[, O_T, O_C]): J^{l0,l+1} = χ_J^l J^{l0,l} (same arguments as
+        :meth:`variance_map`)."""
+        st, hp = self._split("chi_J", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
+        return self._evaluate(self.chi, self.state_symbols, self._state(st, "chi_J"), hp,
+                              precision)
 
-    def dF(self, K_: object, **hp) -> np.ndarray:
-        """dF/dK at K."""
-        return self._dF(self._check_K(K_), *self.values(hp))
+    def dF(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+           precision: int | None = None, **hp) -> np.ndarray:
+        """dF/dK at K, the stability of a single-axis variance map (a multi-axis theory refuses:
+        its stability is the leading eigenvalue reported by :meth:`fixed_point`)."""
+        st, hp = self._split("dF", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
+        if self.multi_axis:
+            raise DerivationError(
+                "dF/dK of a multi-axis block depends on the offsets and is not its stability; "
+                "use theory.fixed_point(...).dF_dK (the leading eigenvalue) or run()")
+        return self._evaluate(self.dF_dK, (K_SYM,), self._state(st, "dF"), hp, precision)
 
-    def covariance_map(self, K11_, K22_, K12_, *, precision: int | None = None, **hp):
-        r"""G(K_11, K_22, K_12) = K_12^{l+1}."""
-        if precision is not None:
-            return self._eval_mp(self.G, {K11: K11_, K22: K22_, K12: K12_}, hp, precision)
-        return self._G(self._check_K(K11_), self._check_K(K22_), K12_, *self.values(hp))
+    def state_map(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                  precision: int | None = None, **hp) -> dict[str, np.ndarray]:
+        """The next state {"K": K^{l+1}[, "O_T": O_T^{l+1}, "O_C": O_C^{l+1}]} (same
+        arguments as :meth:`variance_map`)."""
+        st, hp = self._split("state_map", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
+        s = self._state(st, "state_map")
+        return {n: self._evaluate(self.state_maps[x], self.state_symbols, s, hp, precision)
+                for n, x in zip(self.state_names, self.state_symbols, strict=True)}
 
-    def c_map(self, c, K_, **hp) -> np.ndarray:
-        """c^{l+1} for two inputs of equal variance K^l and correlation c^l."""
-        Kv = self._check_K(K_)
-        vals = self.values(hp)
-        return self._G(Kv, Kv, np.asarray(c) * Kv, *vals) / self._F(Kv, *vals)
+    def offset_maps(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                    precision: int | None = None, **hp):
+        """(O_T^{l+1}, O_C^{l+1}) of a multi-axis state (same arguments as
+        :meth:`variance_map`)."""
+        self._need_axes("offset_maps")
+        nxt = self.state_map(*args, K=K, O_T=O_T, O_C=O_C, precision=precision, **hp)
+        return nxt["O_T"], nxt["O_C"]
+
+    def _need_axes(self, method: str) -> None:
+        if not self.multi_axis:
+            raise HyperparameterError(
+                f"{method} needs a multi-axis state (K, O_T, O_C); this theory's state is (K)")
+
+    def _two_inputs(self, method: str, args: tuple, given: dict, hp: dict):
+        allowed = self.state_names + self.cross_names + (() if self.multi_axis else ("K22",))
+        st, hp = self._split(method, args, (), allowed, given, hp)
+        s = self._state(st, method)
+        return s, self._cross(s, st), hp
+
+    def _cross_args(self) -> tuple[sp.Symbol, ...]:
+        return (K11, K22, K12) if not self.multi_axis else STATE + CROSS
+
+    def covariance_map(self, *args, K: object = None, K12: object = None, O_T: object = None,
+                       O_T12: object = None, O_C: object = None, O_C12: object = None,
+                       K22: object = None, precision: int | None = None, **hp) -> np.ndarray:
+        r"""K_12^{l+1} = G(state, cross state), all keyword-only:
+        ``covariance_map(K=..., K12=..., [O_T=..., O_T12=..., O_C=..., O_C12=...,] **hp)``.
+
+        Multi-axis: two inputs of equal law (K, O_T, O_C); ``O_T12``/``O_C12`` default to
+        c·O_T, c·O_C with c = K12/K.  Single axis: ``K22`` (the second input's variance)
+        defaults to K.
+        """
+        given = _given(K=K, K12=K12, O_T=O_T, O_T12=O_T12, O_C=O_C, O_C12=O_C12, K22=K22)
+        s, x, hp = self._two_inputs("covariance_map", args, given, hp)
+        return self._evaluate(self.G, self._cross_args(), s + x, hp, precision)
+
+    def cross_offset_maps(self, *args, K: object = None, K12: object = None,
+                          O_T: object = None, O_T12: object = None, O_C: object = None,
+                          O_C12: object = None, precision: int | None = None, **hp):
+        """(O_T12^{l+1}, O_C12^{l+1}) of a multi-axis state (arguments as
+        :meth:`covariance_map`)."""
+        self._need_axes("cross_offset_maps")
+        given = _given(K=K, K12=K12, O_T=O_T, O_T12=O_T12, O_C=O_C, O_C12=O_C12)
+        s, x, hp = self._two_inputs("cross_offset_maps", args, given, hp)
+        return tuple(self._evaluate(e, self._cross_args(), s + x, hp, precision)
+                     for e in (self.G_T, self.G_C))
+
+    def c_map(self, *args, c: object = None, K: object = None, O_T: object = None,
+              O_C: object = None, O_T12: object = None, O_C12: object = None,
+              precision: int | None = None, **hp) -> np.ndarray:
+        """c^{l+1} = K_12^{l+1}/K^{l+1} for two inputs of equal law and correlation c:
+        ``c_map(c, K, [O_T=..., O_C=..., O_T12=..., O_C12=...,] **hp)`` (c and K may be
+        positional; the cross offsets default to c·O_T, c·O_C)."""
+        given = _given(c=c, K=K, O_T=O_T, O_C=O_C, O_T12=O_T12, O_C12=O_C12)
+        st, hp = self._split("c_map", args, ("c", "K"),
+                             ("c",) + self.state_names + self.cross_names[1:], given, hp)
+        if st.get("c") is None:
+            raise HyperparameterError("c_map needs the correlation c (c_map(c, K=...))")
+        cv = _numbers(st.pop("c"), "c")
+        if not np.all(np.isfinite(cv)) or np.any(np.abs(cv) > 1 + 1e-12):
+            raise HyperparameterError(f"c must be a correlation in [-1, 1], got {cv}")
+        s = self._state(st, "c_map")
+        x = self._cross(s, {**st, "K12": cv * s[0]})
+        G = self._evaluate(self.G, self._cross_args(), s + x, hp, precision)
+        return G / self._evaluate(self.F, self.state_symbols, s, hp, precision)
+
+    # --------------------------------------------------------------- kernels for solvers
+    def state_constants(self, vals) -> list[np.ndarray]:
+        """The state-independent expectations of the state maps at hyperparameter values
+        ``vals`` (flat arrays of one length n), each broadcast to length n."""
+        return self._constants(self._state_kernels[1], vals)
+
+    @property
+    def _state_kernels(self):
+        st = self.feedback_state
+        return self._kernels(tuple(self.state_maps[x] for x in st) + (self.chi,), st)
+
+    def state_kernel(self, vals, P=None):
+        """``(step, chi)`` for hyperparameter values ``vals`` (flat arrays): ``step(s)`` maps a
+        state array of shape (len(feedback_state), n) to the next one, ``chi(s)`` gives χ_J.
+        ``P``: :meth:`state_constants` at ``vals`` (computed when not given)."""
+        fs = self._state_kernels[0]
+        if P is None:
+            P = self.state_constants(vals)
+
+        def call(f, s):
+            with np.errstate(all="ignore"):
+                return np.asarray(f(*s, *vals, *P), dtype=float) * np.ones(s.shape[1:])
+
+        def step(s):
+            return np.stack([call(f, s) for f in fs[:-1]])
+
+        def chi(s):
+            return call(fs[-1], s)
+
+        return step, chi
+
+    def cross_kernel(self, state, vals):
+        """``step(x)`` of the cross state :attr:`cross_feedback` (array of shape (d, n)) at
+        fixed state arrays ``state`` (K[, O_T, O_C]) and hyperparameter values ``vals`` (flat
+        arrays of one length n); the state-independent integrals are evaluated here, once."""
+        state = list(state)[:len(self.state_symbols)]
+        maps = self.cross_maps
+        fs, fp = self._kernels(tuple(maps[x] for x in self.cross_feedback),
+                               self.state_symbols + self.cross_symbols)
+        P = self._constants(fp, vals)
+        n = np.broadcast_shapes(*(np.shape(v) for v in (*state, *vals)))
+        rest = [state[-1]] * (len(self.cross_symbols) - len(fs))  # not fed back: any value
+
+        def step(x):
+            with np.errstate(all="ignore"):
+                return np.stack([np.broadcast_to(np.asarray(f(*state, *x, *rest, *vals, *P),
+                                                            dtype=float), n) for f in fs])
+
+        return step
 
     # --------------------------------------------------------------- trajectories
-    def run(self, depth: int, K0: object = 1.0, c0: object = None, *,
-            allow_nonfinite: bool = False, **hp) -> RunResult:
-        """Iterate the recursions for ``depth`` blocks from K^0 = ``K0`` (and c^0 = ``c0``).
+    def run(self, depth: int, K0: object = 1.0, c0: object = None, *, O_T0: object = None,
+            O_C0: object = None, track_O_C: bool = False, allow_nonfinite: bool = False,
+            **hp) -> RunResult:
+        """Iterate the state and J^{0,l} for ``depth`` blocks from K^0 = ``K0`` (multi-axis:
+        O_T^0 = ``O_T0``, O_C^0 = ``O_C0``, default 0); with ``c0`` also the cross state of two
+        inputs (K_12^0 = c0·K0, O_T12^0 = c0·O_T0, O_C12^0 = c0·O_C0) and c^l = K_12^l/K^l.
 
-        Hyperparameters may be arrays (broadcast together with ``K0``): every output then has
-        shape (depth+1, *broadcast_shape).  A non-finite value raises :class:`NumericalError`
-        unless ``allow_nonfinite``.
+        Hyperparameters may be arrays (broadcast together with the initial state): every output
+        then has shape (depth+1, *broadcast_shape).  A non-finite value raises
+        :class:`NumericalError` unless ``allow_nonfinite``.  O_C (O_C12) is iterated only if it
+        feeds back or ``track_O_C`` (else NaN).
         """
-        if not isinstance(depth, (int, np.integer)) or depth < 0:
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
             raise HyperparameterError(f"depth must be an integer >= 0, got {depth!r}")
+        axes = self.multi_axis
+        if not axes and (O_T0 is not None or O_C0 is not None or track_O_C):
+            raise HyperparameterError(
+                "O_T0, O_C0 and track_O_C belong to a multi-axis state (K, O_T, O_C); this "
+                "theory's state is (K): give K0 only")
         vals = self.values(hp)
-        Kl = self._check_K(K0, "K0")
-        shape = np.broadcast_shapes(Kl.shape, *(v.shape for v in vals))
-        Kl = np.broadcast_to(Kl, shape).astype(float)
-        cl = None
+        st = self._state({"K": K0, "O_T": O_T0, "O_C": O_C0}, "run", "0")
+        shape = np.broadcast_shapes(*(x.shape for x in st), *(v.shape for v in vals))
+        cross = None
         if c0 is not None:
-            cl = np.broadcast_to(np.asarray(c0, dtype=float), shape).astype(float)
-            if np.any(np.abs(cl) > 1):
-                raise HyperparameterError(f"c0 must lie in [-1, 1], got {c0}")
-        Ks, chis, Js, cs = [Kl], [], [np.ones(shape)], [cl]
-        err = np.errstate(over="ignore", invalid="ignore")
-        err.__enter__()
-        for layer in range(depth):
-            chi = np.broadcast_to(self._chi(Kl, *vals), shape)
-            Kn = np.broadcast_to(self._F(Kl, *vals), shape)
-            if cl is not None:
-                with np.errstate(all="ignore"):
-                    cn = self._G(Kl, Kl, cl * Kl, *vals) / Kn
-                cl = np.broadcast_to(np.clip(cn, -1.0, 1.0), shape)
-                cs.append(cl)
-            chis.append(chi)
-            Js.append(Js[-1] * chi)
-            Kl = Kn
-            Ks.append(Kl)
-            finite = np.all(np.isfinite(Kl)) and np.all(np.isfinite(Js[-1]))
-            if not allow_nonfinite and not finite:
-                err.__exit__(None, None, None)
-                raise NumericalError(
-                    f"the recursion produced non-finite values at layer {layer + 1} "
-                    "(K or J overflowed: the network is deep in the chaotic phase or K grows "
-                    "without bound); use a smaller depth, or allow_nonfinite=True"
-                )
-        err.__exit__(None, None, None)
+            c0 = _numbers(c0, "c0")
+            if not np.all(np.isfinite(c0)) or np.any(np.abs(c0) > 1):
+                raise HyperparameterError(f"c0 must be finite and lie in [-1, 1], got {c0}")
+            shape = np.broadcast_shapes(shape, c0.shape)
+        S = [np.broadcast_to(x, shape).astype(float) for x in st]
+        if c0 is not None:
+            cross = [np.broadcast_to(c0 * x, shape).astype(float) for x in S]
+        S_syms = self.state_symbols
+        used = self.F.free_symbols | self.chi.free_symbols
+        if axes:
+            used |= self.F_T.free_symbols
+            if cross is not None:
+                used |= self.G.free_symbols | self.G_T.free_symbols
+        # O_C is iterated only when it feeds back (or is asked for): in a Mixer it does not,
+        # and its map holds triply nested expectations
+        need_C = axes and (track_O_C or O_C in used)
+        need_C12 = axes and (track_O_C or O_C12 in (self.G.free_symbols | self.G_T.free_symbols))
+        a_maps = (self.F, self.chi) + ((self.F_T,) if axes else ()) \
+            + ((self.F_C,) if need_C else ())
+        fa, pa = self._kernels(a_maps, S_syms)
+        Pa = self._constants(pa, vals)
+        if cross is not None:
+            cm = self.cross_maps
+            x_maps = (cm[K12],) + ((cm[O_T12],) if axes else ()) \
+                + ((cm[O_C12],) if need_C12 else ())
+            fx, px = self._kernels(x_maps, S_syms + self.cross_symbols)
+            Px = self._constants(px, vals)
+        nan = np.full(shape, np.nan)
+        traj = [S]
+        chis, Js = [], [np.ones(shape)]
+        X = [cross]
+        cs = [None if cross is None else cross[0] / np.where(S[0] > 0, S[0], np.nan)]
+        if cross is not None:
+            cs[0] = np.broadcast_to(c0, shape).astype(float)
+        with np.errstate(all="ignore"):
+            for layer in range(depth):
+                args = (*S, *vals, *Pa)
+                chi = np.broadcast_to(fa[1](*args), shape)
+                if cross is not None:
+                    xargs = (*S, *cross, *vals, *Px)
+                    nxt = [np.broadcast_to(f(*xargs), shape) for f in fx]
+                    if axes and not need_C12:
+                        nxt.append(nan)
+                    cross = nxt
+                new = [np.broadcast_to(fa[0](*args), shape)]
+                if axes:
+                    new.append(np.broadcast_to(fa[2](*args), shape))
+                    new.append(np.broadcast_to(fa[3](*args), shape) if need_C else nan)
+                S = new
+                traj.append(S)
+                chis.append(chi)
+                Js.append(Js[-1] * chi)
+                if cross is not None:
+                    c = np.clip(cross[0] / S[0], -1.0, 1.0)
+                    cs.append(c)
+                    if not axes:  # carry the clipped correlation (rounding at |c| = 1)
+                        cross = [c * S[0]]
+                    X.append(cross)
+                finite = np.all(np.isfinite(S[0])) and np.all(np.isfinite(Js[-1]))
+                if cross is not None and axes:
+                    finite = finite and np.all(np.isfinite(cs[-1]))
+                if not allow_nonfinite and not finite:
+                    raise NumericalError(
+                        f"the recursion produced non-finite values at layer {layer + 1} "
+                        "(K or J overflowed: the network is deep in the chaotic phase or K "
+                        "grows without bound); use a smaller depth, or allow_nonfinite=True"
+                    )
+        two = cross is not None
+
+        def comp(i):
+            return np.stack([s[i] for s in traj])
+
         return RunResult(
-            K=np.stack(Ks), J=np.stack(Js),
+            K=comp(0), J=np.stack(Js),
             chi=np.stack(chis) if chis else np.zeros((0, *shape)),
-            c=np.stack(cs) if cl is not None else None,
+            c=np.stack(cs) if two else None,
+            O_T=comp(1) if axes else None, O_C=comp(2) if axes else None,
+            O_T12=np.stack([x[1] for x in X]) if two and axes else None,
+            O_C12=np.stack([x[2] for x in X]) if two and axes else None,
         )
 
     # --------------------------------------------------------------- criticality
-    def fixed_point(self, K0: object = 1.0, **hp):
-        """The fixed point K* reached from ``K0``, F'(K*), χ_J*, status and growth law
-        (vectorised): see :func:`critsym.criticality.fixed_point`."""
+    def fixed_point(self, K0: object = 1.0, **kw):
+        """The fixed point reached from ``K0`` (multi-axis: and ``O_T0``, ``O_C0``): K*, F'(K*)
+        (the leading eigenvalue for a vector state), χ_J*, status and growth law (vectorised):
+        see :func:`critsym.criticality.fixed_point`."""
         from .criticality.fixed_point import fixed_point
 
-        return fixed_point(self, K0=K0, **hp)
+        return fixed_point(self, K0=K0, **kw)
 
     def correlation(self, K0: object = 1.0, **hp):
         """c*, χ_c and ξ_c of the correlation map: see :func:`critsym.criticality.correlation`."""
@@ -256,10 +752,65 @@ class Theory:
     # --------------------------------------------------------------- export
     def latex(self) -> str:
         """A LaTeX ``align`` fragment with the variance map, χ_J, the APJN product and the
-        correlation map (general form, then the closed form where one was found)."""
+        correlation map (general form, then the closed form where one was found); for a
+        multi-axis state also the offset maps and the cross maps."""
+        if self.multi_axis:
+            return _multi_axis_latex(self)
         from .latex import theory_latex
 
         return theory_latex(self)
 
     def __repr__(self) -> str:
+        if self.multi_axis:
+            return (f"Theory({self.arch!r}: state {self.state_names}, F = {self.F}, "
+                    f"chi_J = {self.chi}, O_T' = {self.F_T}, O_C' = {self.F_C}, "
+                    f"K12' = {self.G})")
         return f"Theory({self.arch!r}: F = {self.F}, chi_J = {self.chi})"
+
+
+def _multi_axis_latex(th: Theory) -> str:
+    """LaTeX ``align`` fragment: the maps of K, χ_J, O_T, O_C and of the cross state."""
+    rows = [
+        ("K^{l+1}", th.F), (r"\chi_J^{l}", th.chi),
+        ("O_T^{l+1}", th.F_T), ("O_C^{l+1}", th.F_C),
+        ("K_{12}^{l+1}", th.G), ("O_{T,12}^{l+1}", th.G_T),
+        ("O_{C,12}^{l+1}", th.G_C),
+    ]
+    sub = {K: sp.Symbol("K^{l}"), O_T: sp.Symbol("O_T^{l}"), O_C: sp.Symbol("O_C^{l}"),
+           K12: sp.Symbol("K_{12}^{l}"), O_T12: sp.Symbol("O_{T,12}^{l}"),
+           O_C12: sp.Symbol("O_{C,12}^{l}")}
+    consts: dict[sp.Expr, sp.Symbol] = {}
+    hyper = set(th.hyperparameters)
+
+    def name(e):
+        """Large state-independent subexpressions become named constants C_i."""
+        if e.is_Atom or isinstance(e, sp.Lambda):
+            return e
+        if e.free_symbols <= hyper and sp.count_ops(e) > 8:
+            if e not in consts:
+                consts[e] = sp.Symbol(f"C_{{{len(consts) + 1}}}")
+            return consts[e]
+        return e.func(*(name(a) for a in e.args))
+
+    lines = [f"{lhs} &= {sp.latex(name(e).subs(sub))}" for lhs, e in rows]
+    lines += [f"{sp.latex(c)} &= {sp.latex(e)}" for e, c in consts.items()]
+    lines.insert(2, r"\mathcal{J}^{l_0,l} &= \prod_{l'=l_0}^{l-1} \chi_J^{l'}, \qquad "
+                    r"\mathcal{J}^{l_0,l_0} = 1")
+    return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}\n"
+
+
+def _numbers(value: object, what: str) -> np.ndarray:
+    """``value`` as a float array, else a HyperparameterError naming ``what``."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError(
+            f"{what} must be a number or an array of numbers, got {value!r}") from None
+
+
+def _given(**state) -> dict:
+    """The state keywords of a call that were given (not None)."""
+    return {k: v for k, v in state.items() if v is not None}
+
+
+__all__ = ["NumericFunction", "RunResult", "Theory", "check_precision"]

@@ -131,12 +131,12 @@ def test_correlation_map_and_chi_c(act):
     sw, sb, K = 1.4, 0.3, 0.9
     for c in [-0.4, 0.2, 0.7]:
         G = sw**2 * gauss2(p, p, K, K, c * K) + sb**2
-        assert float(th.covariance_map(K, K, c * K, sigma_w=sw, sigma_b=sb)) == pytest.approx(
+        assert float(th.covariance_map(K=K, K12=c * K, sigma_w=sw, sigma_b=sb)) == pytest.approx(
             G, rel=1e-9)
     chi = float(th.chi_J(K, sigma_w=sw, sigma_b=sb))
     if th.G.has(cs.GaussE2):  # no closed form: one-sided finite difference (smooth φ)
         h = 1e-5
-        g0, g1, g2 = (th.covariance_map(K, K, K * (1 - j * h), sigma_w=sw, sigma_b=sb)
+        g0, g1, g2 = (th.covariance_map(K=K, K12=K * (1 - j * h), sigma_w=sw, sigma_b=sb)
                       for j in range(3))
         slope = (3 * g0 - 4 * g1 + g2) / (2 * K * h)
         assert float(slope) == pytest.approx(chi, rel=1e-6)

@@ -84,9 +84,9 @@ def test_mixer_monte_carlo_matches_theory():
 def test_mixer_errors():
     th = cs.derive(cs.mixer_block())
     with pytest.raises(cs.errors.HyperparameterError, match="K12 must be finite"):
-        th.covariance_map(1.0, 1.5, sigma_w=1.0, sigma_b=0.1, mu=1.0)
+        th.covariance_map(K=1.0, K12=1.5, sigma_w=1.0, sigma_b=0.1, mu=1.0)
     with pytest.raises(cs.errors.HyperparameterError, match="O_T12"):
-        th.covariance_map(1.0, 0.5, O_T=0.2, O_T12=0.3, sigma_w=1.0, sigma_b=0.1, mu=1.0)
+        th.covariance_map(K=1.0, K12=0.5, O_T=0.2, O_T12=0.3, sigma_w=1.0, sigma_b=0.1, mu=1.0)
     with pytest.raises(cs.errors.HyperparameterError, match="c0"):
         th.run(2, c0=1.5, sigma_w=1.0, sigma_b=0.1, mu=1.0)
     with pytest.raises(cs.errors.HyperparameterError, match="cannot exceed K"):

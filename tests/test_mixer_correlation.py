@@ -63,7 +63,7 @@ def test_identical_inputs_stay_identical(th):
     np.testing.assert_allclose(r.c, 1.0, atol=1e-12)
     np.testing.assert_allclose(r.O_T12, r.O_T, atol=1e-12)
     K, OT = 1.7, 0.3
-    assert th.covariance_map(K, K, O_T=OT, **hp) == pytest.approx(
+    assert th.covariance_map(K=K, K12=K, O_T=OT, **hp) == pytest.approx(
         th.variance_map(K, O_T=OT, **hp), rel=1e-12)
     assert th.c_map(1.0, K, O_T=OT, **hp) == pytest.approx(1.0, abs=1e-12)
 
@@ -93,8 +93,9 @@ def test_correlation_fixed_point(th, mu):
     for _ in range(200):
         cross = cross_block(state, cross, sw, sb, mu)[1]
     assert co.c_star == pytest.approx(cross[0] / state[0], abs=1e-7)
-    assert float(th.c_map(co.c_star, *state, O_T12=state[1], sigma_w=sw, sigma_b=sb, mu=mu)) \
-        == pytest.approx(co.c_star, abs=1e-9)
+    c1 = th.c_map(co.c_star, K=state[0], O_T=state[1], O_T12=state[1], sigma_w=sw, sigma_b=sb,
+                  mu=mu)
+    assert float(c1) == pytest.approx(co.c_star, abs=1e-9)
     X1 = _scipy_cross_jacobian_eig(state, state, sw, sb, mu)
     assert co.chi_c1 == pytest.approx(X1, rel=1e-4)
     Xs = _scipy_cross_jacobian_eig(state, cross, sw, sb, mu)

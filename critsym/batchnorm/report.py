@@ -55,7 +55,7 @@ def explosion_report(arch: Op, depth: int = 4, **hp) -> ExplosionReport:
         chi = th.run(depth, **vals).chi[-1] * np.ones_like(sw)
         B, limit = th.batch_size, th.growth_infinite
     else:
-        kw = {"O_C0": 0.0} if hasattr(th, "state_symbols") else {}
+        kw = {"O_C0": 0.0} if getattr(th, "multi_axis", False) else {}
         chi = np.asarray(th.run(depth, K0=1.0, **kw, **vals).chi[-1])
         B, limit = None, float(np.median(chi))
     spread = float(np.max(chi) - np.min(chi))

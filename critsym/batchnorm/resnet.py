@@ -77,10 +77,11 @@ class BasicBlockTheory:
 
     def gain(self, m2: float, offset: float, sigma_w: float, sigma_b: float) -> float:
         """The branch's APJN factor for an input with E x² = m2 and per-neuron offset O."""
-        return float(self.branch.chi_J(m2, 0.0, offset, sigma_w=sigma_w, sigma_b=sigma_b))
+        return float(self.branch.chi_J(K=m2, O_T=0.0, O_C=offset, sigma_w=sigma_w,
+                                       sigma_b=sigma_b))
 
     def branch_variance(self, m2: float, offset: float, sigma_w: float, sigma_b: float) -> float:
-        return float(self.branch.variance_map(m2, 0.0, offset, sigma_w=sigma_w,
+        return float(self.branch.variance_map(K=m2, O_T=0.0, O_C=offset, sigma_w=sigma_w,
                                               sigma_b=sigma_b))
 
     def run(self, depth: int, K0: float = 1.0, *, sigma_w: float, sigma_b: float,

@@ -143,7 +143,7 @@ def batch_theory(arch: Op, depth: int, batch_size: int, K0: float = 1.0, **hp):
     if split_block(arch) is not None:
         return derive(arch).run(depth, K0=K0, c0=0.0, **hp)
     th = derive(arch)
-    if hasattr(th, "state_symbols"):
+    if getattr(th, "multi_axis", False):
         return th.run(depth, K0=K0, c0=0.0, O_C0=0.0, **hp)
     return th.run(depth, K0=K0, c0=0.0, **hp)
 

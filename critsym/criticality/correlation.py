@@ -9,7 +9,7 @@ For vanilla blocks χ_c(1) = χ_J* (Schoenholz et al.).  The stable correlation 
 χ_c(1) ≤ 1, else the root of c_map(c) − c in [−1, 1) found by vectorised bisection.
 ξ_c = −1/log χ_c(c*).
 
-Multi-axis theories (a Mixer, :class:`~critsym.axis_theory.AxisTheory`) carry a cross state
+Multi-axis theories (a Mixer, :class:`~critsym.theory.Theory`) carry a cross state
 x = (K_12, O_T12[, O_C12]) with c = K_12/K: at the state fixed point (K*, O_T*, O_C*), c* is the
 stable fixed point of the cross map (iterated from c = 0 when the diagonal x = (K*, O_T*, …) is
 unstable), and χ_c is the leading eigenvalue of the cross map's Jacobian there (by
@@ -20,13 +20,11 @@ activations).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import sympy as sp
 
 from ..gaussian.expectation import GaussE2
-from ..gaussian.numeric import compile_expr
 from ..symbols import K11, K12, K22
 from .fixed_point import K_MIN, depth_scale, fixed_point
 
@@ -57,9 +55,8 @@ def d_dK12(expr: sp.Expr) -> sp.Expr:
 _DELTA0 = 1e-6
 
 
-@cache
 def _compiled_dG(theory):
-    return compile_expr(d_dK12(theory.G), (K11, K22, K12, *theory.hyperparameters))
+    return theory.lambdify(d_dK12(theory.G), state=(K11, K22, K12))
 
 
 def chi_c(theory, c, K, **hp) -> np.ndarray:
@@ -69,7 +66,7 @@ def chi_c(theory, c, K, **hp) -> np.ndarray:
     c = np.asarray(c, dtype=float)
     dG = _compiled_dG(theory)
     with np.errstate(all="ignore"):
-        FK = theory._F(K, *vals)
+        FK = theory.lambdify("F")(K, *vals)
 
         def at(cc):
             return K * dG(K, K, cc * K, *vals) / FK
@@ -106,12 +103,13 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
     """
     if not getattr(theory, "has_c_map", True):
         theory.covariance_map()  # raises a DerivationError that says why
-    if len(getattr(theory, "state_symbols", ())) > 1:
+    if len(theory.state_symbols) > 1:
         return _state_correlation(theory, K0, **hp)
     fp = fixed_point(theory, K0=K0, **hp)
     Ks = np.where(fp.status == "zero", K_MIN, np.asarray(fp.K_star, dtype=float))
     Ks = np.where(np.isfinite(Ks), Ks, np.nan)
     vals = theory.values(hp)
+    Fc, Gc = theory.lambdify("F"), theory.lambdify("G")
     shape = np.shape(Ks)
     X1 = np.broadcast_to(chi_c(theory, 1.0, Ks, **hp), shape)
     cstar = np.ones(shape)
@@ -119,7 +117,7 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
     if np.any(need):
         with np.errstate(all="ignore"):
             def h(c):
-                return theory._G(Ks, Ks, c * Ks, *vals) / theory._F(Ks, *vals) - c
+                return Gc(Ks, Ks, c * Ks, *vals) / Fc(Ks, *vals) - c
 
             lo = np.full(shape, -1.0)
             hi = np.full(shape, 1.0 - 1e-9)

@@ -132,7 +132,7 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
     chi = theory.chi.subs(subs)
     complete = len(subs) == len(names)
 
-    state = tuple(getattr(theory, "state_symbols", (K,)))
+    state = theory.state_symbols
     if len(state) > 1 and not complete:
         raise HyperparameterError(
             f"exponents of a multi-axis state {[str(x) for x in state]} are computed "

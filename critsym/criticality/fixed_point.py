@@ -129,7 +129,7 @@ def fixed_point(theory, K0: object = 1.0, *, iterations: int = 6, **hp) -> Fixed
     vector state (``theory.state_symbols``, e.g. a Mixer's (K, O_T, O_C)) are solved by
     :func:`~critsym.criticality.state_fixed_point.state_fixed_point` (extra keywords O_T0, O_C0).
     """
-    if len(getattr(theory, "state_symbols", ())) > 1:
+    if len(theory.state_symbols) > 1:
         from .state_fixed_point import state_fixed_point
 
         return state_fixed_point(theory, K0, **hp)
@@ -140,7 +140,7 @@ def fixed_point(theory, K0: object = 1.0, *, iterations: int = 6, **hp) -> Fixed
     shape = np.broadcast_shapes(K0.shape, *(v.shape for v in vals))
     n = int(np.prod(shape))
     V = [np.broadcast_to(v, shape).reshape(n) for v in vals]
-    Fc, chic, dFc = theory._F, theory._chi, theory._dF
+    Fc, chic, dFc = theory.lambdify("F"), theory.lambdify("chi"), theory.lambdify("dF_dK")
 
     def F(K, idx=None):
         args = V if idx is None else [v[idx] for v in V]

@@ -2,7 +2,7 @@ r"""Fixed points of a vector state map s^{l+1} = M(s^l), s = (K, O_T[, O_C]) (mu
 
 Same result conventions as :func:`critsym.criticality.fixed_point` (status "finite", "zero",
 "unbounded", "unconverged"; growth law), for theories that declare ``state_symbols`` (an
-:class:`~critsym.axis_theory.AxisTheory`).  Vectorised over hyperparameter grids:
+multi-axis :class:`~critsym.theory.Theory`).  Vectorised over hyperparameter grids:
 
 1. ``iterations`` plain steps s ← M(s) from s⁰ = (K0, O_T0[, O_C0]);
 2. Newton steps s ← s − (DM − I)⁻¹ (M(s) − s) with a forward-difference Jacobian DM, a step

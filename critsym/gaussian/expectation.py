@@ -14,6 +14,15 @@ from __future__ import annotations
 import sympy as sp
 
 
+def _print_call(node: sp.Basic, printer, function: str) -> str:
+    """The code of a call of ``function`` (a dotted path, imported by ``sympy.lambdify``) that
+    evaluates ``node``: its srepr and its free symbols (see :mod:`critsym.gaussian.lambdified`)."""
+    syms = sorted(node.free_symbols, key=sp.default_sort_key)
+    code = sp.srepr(sp.Tuple(node, sp.Tuple(*syms)))
+    args = "".join(f", {printer._print(s)}" for s in syms)
+    return f"{printer._module_format(function)}({code!r}{args})"
+
+
 class GaussE(sp.Function):
     r"""E_{z ~ N(0, V)}[f(z)], args = (Lambda(z, f(z)), V).
 
@@ -57,6 +66,16 @@ class GaussE(sp.Function):
         )
         return s if exp is None else r"\left(%s\right)^{%s}" % (s, exp)
 
+    def _pythoncode(self, printer, **kwargs):
+        """``sympy.lambdify`` (math, numpy, scipy): a call of the engine's quadrature."""
+        return _print_call(self, printer, "critsym.gaussian.lambdified.gauss_expectation")
+
+    _numpycode = _pythoncode
+
+    def _mpmathcode(self, printer, **kwargs):
+        """``sympy.lambdify(..., modules="mpmath")``: a call of the mpmath quadrature."""
+        return _print_call(self, printer, "critsym.gaussian.lambdified.gauss_expectation_mp")
+
     def _sympystr(self, printer):
         lam, V = self.args
         (z,) = lam.variables
@@ -80,6 +99,16 @@ class GaussE2(sp.Function):
             r"\end{smallmatrix}\right)}\left[%s\right]"
         ) % tuple(printer._print(a) for a in (u, v, v1, c, c, v2, lam.expr))
         return s if exp is None else r"\left(%s\right)^{%s}" % (s, exp)
+
+    def _pythoncode(self, printer, **kwargs):
+        """``sympy.lambdify`` (math, numpy, scipy): a call of the engine's quadrature."""
+        return _print_call(self, printer, "critsym.gaussian.lambdified.gauss_expectation")
+
+    _numpycode = _pythoncode
+
+    def _mpmathcode(self, printer, **kwargs):
+        """``sympy.lambdify(..., modules="mpmath")``: a call of the mpmath quadrature."""
+        return _print_call(self, printer, "critsym.gaussian.lambdified.gauss_expectation_mp")
 
     def _sympystr(self, printer):
         lam, v1, v2, c = self.args
