@@ -1,25 +1,33 @@
-"""Monte Carlo APJN of a conv ResNet and an MLP-Mixer vs a plain forward pass of the same model.
+"""Monte Carlo APJN of a conv ResNet and an MLP-Mixer vs a plain torch forward of the same models.
 
     PYTHONPATH=. python benchmarks/bench_architectures.py [--quick]
 
-For each model (n_nets stacked networks, depth blocks) it times, in the same run and on the same
-device: (a) a plain forward pass of one input per network, (b) the forward-mode APJN J^{0,l} for
-every l with P Gaussian probes (one torch.func.jvp with the probes folded into the batch).
-Printed: seconds (best of 3) and the ratio (b)/(a); the ideal for forward mode is ≈ 2–3 × P
-(one primal + P tangents, each a forward pass).
+For each model (n_nets networks, depth blocks) it times, in the same run and on the same device:
+(a) a plain torch forward pass of one input through each of the n_nets networks, built as
+standard modules by ``to_torch_model`` (``nn.Conv2d`` / ``nn.Linear`` / ``nn.GroupNorm`` /
+``nn.LayerNorm`` stacks, channels-first for the convolutions), (b) critsym's own stacked forward
+of the same networks, (c) the forward-mode APJN J^{0,l} for every l with P Gaussian probes (one
+torch.func.jvp with the probes folded into the batch).  Printed: seconds (best of 3) and the
+ratios to (a); the ideal for forward mode is ≈ 2–3 × P (one primal + P tangents, each a forward
+pass).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 import critsym as cs
 from critsym.torch.estimators import jvp_norms_folded, make_probes
 from critsym.torch.shaped import block_trajectory, build_shaped
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Row, save  # noqa: E402
 
 
 def best(f, n=3):
@@ -31,9 +39,26 @@ def best(f, n=3):
     return min(ts)
 
 
-def bench(name, arch, shape, depth, n_nets, P, **hp):
+def plain_forward(arch, shape, depth, n_nets, conv, **hp):
+    """A plain torch forward of one input through each of ``n_nets`` standard-module models."""
+    width = shape[-1]
+    models = [cs.to_torch_model(arch, width, depth, seed=k, **hp) for k in range(n_nets)]
+    # critsym's shapes are channels-last; torch convolutions take (N, C, *spatial)
+    x = torch.randn(1, shape[-1], *shape[:-1]) if conv else torch.randn(1, *shape)
+    x = x.to(torch.float64)
+
+    def forward():
+        with torch.no_grad():
+            for m in models:
+                m(x)
+
+    return forward
+
+
+def bench(name, arch, shape, depth, n_nets, P, conv=False, **hp):
     net = build_shaped(arch, shape, depth, n_nets=n_nets, seed=0, **hp)
     x = torch.randn(n_nets, *shape, dtype=torch.float64)
+    plain = plain_forward(arch, shape, depth, n_nets, conv, **hp)
 
     def traj(h):
         return block_trajectory(net, h)
@@ -49,11 +74,16 @@ def bench(name, arch, shape, depth, n_nets, P, **hp):
 
     forward()
     apjn()
-    tf, ta = best(forward), best(apjn)
+    plain()
+    tp, tf, ta = best(plain), best(forward), best(apjn)
     print(f"{name:<28} shape={shape} depth={depth} nets={n_nets} probes={P}: "
-          f"forward {tf * 1e3:8.1f} ms   APJN {ta * 1e3:8.1f} ms   ratio {ta / tf:6.2f} "
-          f"(= {ta / tf / P:.2f} per probe)")
-    return ta / tf
+          f"plain torch forward {tp * 1e3:8.1f} ms   critsym forward {tf * 1e3:8.1f} ms   "
+          f"APJN {ta * 1e3:8.1f} ms   APJN / plain {ta / tp:6.2f} (= {ta / tp / P:.2f} per probe)")
+    case = f"{name} {shape}, depth {depth}, {n_nets} nets"
+    return [Row("architectures", f"{case}: APJN, {P} probes", ta, "plain torch forward", tp,
+                None, f"{ta / tp / P:.2f}x per probe"),
+            Row("architectures", f"{case}: critsym stacked forward", tf, "plain torch forward",
+                tp)]
 
 
 def main(argv=None):
@@ -67,8 +97,10 @@ def main(argv=None):
         img, tok, depth, nets, P = (16, 16, 64), (64, 64), 8, 8, 8
     hp = dict(sigma_w=math.sqrt(2), sigma_b=0.0, mu=1.0)
     print(f"device cpu, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    bench("conv ResNet block", cs.resnet_block(), img, depth, nets, P, **hp)
-    bench("MLP-Mixer block", cs.mixer_block(), tok, depth, nets, P, **hp)
+    rows = bench("conv ResNet block", cs.resnet_block(), img, depth, nets, P, conv=True, **hp)
+    rows += bench("MLP-Mixer block", cs.mixer_block(), tok, depth, nets, P, **hp)
+    save("architectures", rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ them numerically::
 """
 
 from . import criticality, errors
+from . import ops as _ops
+from ._version import __version__
 from .activations import activation_names
 from .criticality import (
     analytic_exponents,
@@ -38,37 +40,57 @@ from .ops import (
     from_json,
     mlp_block,
 )
-from .symbols import K, mu, sigma_b, sigma_w
+from .symbols import O_C, O_T, K, mu, sigma_b, sigma_w
 from .theory import RunResult, Theory
-from .torch import (
-    APJNResult,
-    CritsymNet,
-    SimulationResult,
-    ValidationResult,
-    apjn,
-    build,
-    simulate,
-    validate,
-)
 
-# isort: split
-# kernel shaping
-from . import shaping
+# Heavy dependencies (torch, scipy.optimize, matplotlib) load on first use: the names below are
+# resolved by the module ``__getattr__`` (PEP 562), so ``import critsym`` costs numpy + sympy.
+_LAZY = {
+    # Monte Carlo of real torch networks
+    "APJNResult": ".torch", "CritsymNet": ".torch", "SimulationResult": ".torch",
+    "ValidationResult": ".torch", "apjn": ".torch", "build": ".torch", "simulate": ".torch",
+    "validate": ".torch",
+    # kernel shaping
+    "ShapedActivation": ".shaping", "ShapedResult": ".torch.shaped",
+    "simulate_shaped": ".torch.shaped",
+    # real architectures (conv ResNets, MLP-Mixer), torch import
+    "AxisRunResult": ".axis_theory", "AxisTheory": ".axis_theory",
+    "ImportResult": ".importer", "from_torch": ".importer", "to_torch_model": ".importer",
+    "Transpose": ".ops.axes", "Conv": ".ops.conv",
+    "channel_mixing": ".ops.mixer", "mixer_block": ".ops.mixer", "resnet_block": ".ops.resnet",
+    "token_mixing": ".ops.mixer", "two_layer_block": ".ops.resnet",
+    "AvgPool": ".ops.pool", "BatchNorm": ".ops.batchnorm", "GlobalAvgPool": ".ops.pool",
+    "pool_theory": ".ops.pool",
+    # criticality of multi-axis (Mixer) states
+    "StateFixedPoint": ".criticality.state_fixed_point",
+    "state_fixed_point": ".criticality.state_fixed_point",
+}
+#: subpackages available as attributes (imported on first access)
+_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats", "sweep")
 
-# real architectures (conv ResNets, MLP-Mixer), torch import, reproductions
-from .axis_theory import O_C, O_T, AxisRunResult, AxisTheory
-from .importer import ImportResult, from_torch, to_torch_model
-from .ops.axes import Transpose
-from .ops.batchnorm import BatchNorm
-from .ops.conv import Conv
-from .ops.mixer import channel_mixing, mixer_block, resnet_block, token_mixing, two_layer_block
-from .ops.pool import AvgPool, GlobalAvgPool, pool_theory
-from .shaping import ShapedActivation
-from .torch.shaped import ShapedResult, simulate_shaped
 
-# isort: split
-# issue 6b: criticality of multi-axis (Mixer) states
-from .criticality.state_fixed_point import StateFixedPoint, state_fixed_point
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'critsym' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+# every operator registered in critsym.ops (a new operator module needs no edit here)
+globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
+
+# every operator registered in critsym.ops (a new operator module needs no edit here)
+globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
 
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
@@ -84,7 +106,9 @@ __all__ = [
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
-    "token_mixing", "two_layer_block",
-    # issue 6b
+    "token_mixing", "two_layer_block", "sweep",
+    # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
+    "__version__", "finite_width", "parameterization",
 ]
+__all__ += sorted(set(_ops.__all__) - set(__all__))

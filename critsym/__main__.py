@@ -1,5 +1,5 @@
-import sys
+"""``python -m critsym``: the ``critsym`` command."""
 
 from .cli import main
 
-sys.exit(main())
+raise SystemExit(main(prog="python -m critsym"))

@@ -1,5 +1,8 @@
-"""The activation registry: each activation is a sympy expression phi(x), with derivatives that
-sympy knows, a numpy implementation (through lambdify) and a torch implementation.
+"""The activation table: each activation is a sympy expression phi(x), with derivatives that
+sympy knows, a numpy implementation (through lambdify), a torch implementation, the ``torch.nn``
+module types that compute it (how their settings read as parameters, and which module to export
+to) and its kink points.  Every part of critsym (the fold, numerics, kernel shaping, torch build,
+import and export) reads this one table.
 
 Kinked activations (relu, leaky relu, elu/selu) are custom sympy functions whose derivative is a
 ``Heaviside`` step, so that phi'(x)^2 stays a finite expression and the closed-form rules can
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .errors import DerivationError, UnknownActivationError
+from .errors import DerivationError, UnknownActivationError, UnsupportedModuleError
 
 x = sp.Symbol("x", real=True)
 
@@ -30,6 +33,10 @@ class _Activation(sp.Function):
     def _latex(self, printer, exp=None):
         s = r"%s\left(%s\right)" % (self.latex_name, printer._print(self.args[0]))
         return s if exp is None else r"%s^{%s}" % (s, exp)
+
+    def _torchcode(self, printer):
+        # resolved in torch_lambdify's namespace (_torch_functions)
+        return "%s(%s)" % (type(self).__name__, printer._print(self.args[0]))
 
 
 class ReLU(_Activation):
@@ -150,9 +157,19 @@ def _mp_setup() -> None:
 _mp_setup()
 
 
+#: sympy functions with a kink (a jump in the value or a derivative) where their argument is 0
+KINKED_FUNCTIONS = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min, sp.DiracDelta)
+
+
 @dataclass(frozen=True)
 class ActivationSpec:
-    """One registry entry: how to build phi(x) from parameters, and the torch counterpart."""
+    """One table entry: how to build phi(x) from parameters, and its torch counterparts.
+
+    ``torch_modules``: dotted names of ``torch.nn`` module types computing φ; ``read_module``
+    turns such a module into parameters (raising :class:`UnsupportedModuleError` when its
+    settings are not φ); ``export_module(**params)`` builds the module to export to
+    (``None``: critsym's ``ActModule``); ``kinks``: points where φ or φ' is not smooth.
+    """
 
     name: str
     build: Callable[..., sp.Expr]
@@ -161,10 +178,45 @@ class ActivationSpec:
     #: ``torch_build(t, **params)``: the same φ applied to a torch tensor ``t`` (``None``: use
     #: a torch lambdify of ``build``)
     torch_build: Callable[..., object] | None = None
+    torch_modules: tuple[str, ...] = ()
+    read_module: Callable[..., dict] | None = None
+    export_module: Callable[..., object] | None = None
+    kinks: tuple[float, ...] = ()
 
 
 def _leaky(x_, alpha):
     return alpha * x_ + (1 - alpha) * ReLU(x_)
+
+
+def _nn(name: str) -> Callable[..., object]:
+    """A builder of ``torch.nn.<name>()`` (no arguments)."""
+    return lambda: getattr(_torch().nn, name)()
+
+
+def _read_plain(m) -> dict:
+    return {}
+
+
+def _read_gelu(m) -> dict:
+    if m.approximate != "none":
+        raise UnsupportedModuleError(
+            f"GELU(approximate={m.approximate!r}); critsym's gelu is the exact xΦ(x): use "
+            "nn.GELU() (approximate='none')")
+    return {}
+
+
+def _read_leaky(m) -> dict:
+    return {"alpha": float(m.negative_slope)}
+
+
+def _read_unit(attr: str, what: str):
+    def read(m) -> dict:
+        if float(getattr(m, attr)) != 1.0:
+            raise UnsupportedModuleError(
+                f"{type(m).__name__}({attr}={getattr(m, attr)}); critsym's {what} has {attr} = 1")
+        return {}
+
+    return read
 
 
 REGISTRY: dict[str, ActivationSpec] = {
@@ -172,39 +224,84 @@ REGISTRY: dict[str, ActivationSpec] = {
     for s in [
         ActivationSpec("identity", lambda x_: x_, doc="phi(x) = x", torch_build=lambda t: t),
         ActivationSpec("relu", lambda x_: ReLU(x_), doc="phi(x) = max(0, x)",
-                       torch_build=lambda t: _torch().relu(t)),
+                       torch_build=lambda t: _torch().relu(t),
+                       torch_modules=("torch.nn.ReLU",), read_module=_read_plain,
+                       export_module=_nn("ReLU"), kinks=(0.0,)),
         ActivationSpec(
             "leaky_relu", _leaky, {"alpha": 0.01}, "phi(x) = alpha x + (1 - alpha) relu(x)",
             lambda t, alpha: alpha * t + (1 - alpha) * _torch().relu(t),
+            torch_modules=("torch.nn.LeakyReLU",), read_module=_read_leaky,
+            export_module=lambda alpha: _torch().nn.LeakyReLU(alpha), kinks=(0.0,),
         ),
-        ActivationSpec("tanh", sp.tanh, doc="phi(x) = tanh(x)", torch_build=lambda t: t.tanh()),
+        ActivationSpec("tanh", sp.tanh, doc="phi(x) = tanh(x)", torch_build=lambda t: t.tanh(),
+                       torch_modules=("torch.nn.Tanh",), read_module=_read_plain,
+                       export_module=_nn("Tanh")),
         ActivationSpec("erf", sp.erf, doc="phi(x) = erf(x)", torch_build=lambda t: t.erf()),
         ActivationSpec(
             "gelu",
             lambda x_: x_ * (1 + sp.erf(x_ / sp.sqrt(2))) / 2,
             doc="phi(x) = x Phi(x) (exact gelu)",
             torch_build=lambda t: _torch().nn.functional.gelu(t),
+            torch_modules=("torch.nn.GELU",), read_module=_read_gelu, export_module=_nn("GELU"),
         ),
         ActivationSpec("silu", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)",
-                       torch_build=lambda t: _torch().nn.functional.silu(t)),
+                       torch_build=lambda t: _torch().nn.functional.silu(t),
+                       torch_modules=("torch.nn.SiLU",), read_module=_read_plain,
+                       export_module=_nn("SiLU")),
         ActivationSpec("swish", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)",
                        torch_build=lambda t: _torch().nn.functional.silu(t)),
         ActivationSpec("sigmoid", Sigmoid, doc="phi(x) = 1/(1+e^-x)",
-                       torch_build=lambda t: t.sigmoid()),
+                       torch_build=lambda t: t.sigmoid(),
+                       torch_modules=("torch.nn.Sigmoid",), read_module=_read_plain,
+                       export_module=_nn("Sigmoid")),
         ActivationSpec("softplus", Softplus, doc="phi(x) = log(1+e^x)",
-                       torch_build=lambda t: _torch().nn.functional.softplus(t)),
+                       torch_build=lambda t: _torch().nn.functional.softplus(t),
+                       torch_modules=("torch.nn.Softplus",),
+                       read_module=_read_unit("beta", "softplus"),
+                       export_module=_nn("Softplus")),
         ActivationSpec("elu", lambda x_: ELU(x_), doc="phi(x) = x (x>0), e^x - 1 (x<=0)",
-                       torch_build=lambda t: _torch().nn.functional.elu(t)),
+                       torch_build=lambda t: _torch().nn.functional.elu(t),
+                       torch_modules=("torch.nn.ELU",), read_module=_read_unit("alpha", "elu"),
+                       export_module=_nn("ELU"), kinks=(0.0,)),
         ActivationSpec(
             "selu", lambda x_: _SELU_SCALE * ELU(x_) + _SELU_SCALE * (_SELU_ALPHA - 1) * (
                 ELU(x_) - ReLU(x_)
             ),
             doc="phi(x) = lambda (x (x>0), alpha (e^x - 1) (x<=0))",
             torch_build=lambda t: _torch().nn.functional.selu(t),
+            torch_modules=("torch.nn.SELU",), read_module=_read_plain, export_module=_nn("SELU"),
+            kinks=(0.0,),
         ),
         ActivationSpec("sin", sp.sin, doc="phi(x) = sin(x)", torch_build=lambda t: t.sin()),
     ]
 }
+
+
+def module_activation(module) -> tuple[str, dict] | None:
+    """(name, params) of the table entry whose ``torch_modules`` holds ``type(module)``
+    or a base class of it (``None`` if none does); the module's settings are checked by the
+    entry's ``read_module``."""
+    for cls in type(module).__mro__:
+        for spec in REGISTRY.values():
+            for name in spec.torch_modules:
+                if _resolves_to(name, cls):
+                    return spec.name, spec.read_module(module) if spec.read_module else {}
+    return None
+
+
+def _resolves_to(dotted: str, cls: type) -> bool:
+    mod, _, attr = dotted.rpartition(".")
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(mod), attr) is cls
+    except (ImportError, AttributeError):
+        return False
+
+
+def activation_torch_types() -> tuple[str, ...]:
+    """Every ``torch.nn`` module type named in the table."""
+    return tuple(n for spec in REGISTRY.values() for n in spec.torch_modules)
 
 
 def activation_names() -> list[str]:
@@ -249,7 +346,15 @@ def _torch():
     return torch
 
 
+def _either(tf, mf):
+    """Apply the torch function to tensors and the math function to plain numbers."""
+    return lambda v: tf(v) if isinstance(v, _torch().Tensor) else mf(v)
+
+
 def _torch_functions() -> dict[str, Callable]:
+    """torch counterparts of the sympy functions activations are written with (lambdify)."""
+    import math
+
     torch = _torch()
     return {
         "ReLU": torch.relu,
@@ -257,7 +362,8 @@ def _torch_functions() -> dict[str, Callable]:
         "Sigmoid": torch.sigmoid,
         "Softplus": torch.nn.functional.softplus,
         "Heaviside": lambda a, h0=0.5: torch.heaviside(a, torch.full_like(a, h0)),
-        "erf": torch.erf,
+        **{n: _either(getattr(torch, n), getattr(math, n))
+           for n in ("tanh", "erf", "exp", "log", "sqrt", "sin", "cos", "sinh", "cosh", "atan")},
         "erfc": torch.erfc,
         "Abs": torch.abs,
         "sign": torch.sign,

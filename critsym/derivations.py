@@ -1,14 +1,14 @@
 """Generated derivation documents (``derivations/``): one per standard block.
 
-``python -m critsym.derivations`` rewrites the directory; ``tests/test_derivations.py`` checks
-that the committed files equal a fresh regeneration.  Other subpackages contribute documents by
-listing a ``module:function`` returning ``{filename: text}`` in :data:`PROVIDERS`.
+``critsym derivations`` (or ``python -m critsym.derivations``) rewrites the directory;
+``tests/test_derivations.py`` checks that the committed files equal a fresh regeneration.
+Other subpackages contribute documents by listing a ``module:function`` returning
+``{filename: text}`` in :data:`PROVIDERS`.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 from .derive import derive
@@ -73,5 +73,6 @@ def write(directory: str | Path = "derivations") -> list[Path]:
 
 
 if __name__ == "__main__":
-    paths = write(sys.argv[1] if len(sys.argv) > 1 else "derivations")
-    print(f"wrote {len(paths)} files")
+    from .cli import run_subcommand
+
+    raise SystemExit(run_subcommand("derivations", prog="python -m critsym.derivations"))

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import warnings
+
 import sympy as sp
 
+from .budget import BudgetExceeded, time_budget
+from .errors import CritsymWarning
 from .fold import fold_maps
 from .ops.axes import uses_axes
 from .ops.base import Op, as_op
 from .theory import Theory
+
+#: Seconds of symbolic work (closed forms of the Gaussian expectations) before :func:`derive`
+#: falls back to numeric quadrature for them.
+SYMBOLIC_BUDGET_S = 30.0
+
+
+def _maps_within_budget(arch: Op, axes: bool) -> dict[str, sp.Expr]:
+    """The closed-form maps, or, when the fold outlasts :data:`SYMBOLIC_BUDGET_S`, the maps with
+    every expectation left to quadrature (same recursions, evaluated numerically), with a
+    warning."""
+    try:
+        with time_budget(SYMBOLIC_BUDGET_S):
+            return fold_maps(arch, closed_forms=True, axes=axes)
+    except BudgetExceeded:
+        warnings.warn(
+            f"closed forms for {arch!r} took longer than {SYMBOLIC_BUDGET_S:g} s; its Gaussian "
+            "expectations are evaluated by numeric quadrature instead (same recursions, "
+            "slower to evaluate)", CritsymWarning, stacklevel=3)
+        return fold_maps(arch, closed_forms=False, axes=axes)
 
 
 def derive(arch: Op) -> Theory:
@@ -29,7 +52,7 @@ def derive(arch: Op) -> Theory:
 
     if split_block(arch) is not None:  # BatchNorm(B) >> Act >> Linear: critsym.batchnorm
         return FiniteBatchTheory.from_arch(arch)
-    return Theory(arch=arch, **fold_maps(arch, closed_forms=True, axes=uses_axes(arch)))
+    return Theory(arch=arch, **_maps_within_budget(arch, uses_axes(arch)))
 
 
 def derive_general(arch: Op) -> tuple[sp.Expr, sp.Expr, sp.Expr]:

@@ -46,3 +46,21 @@ class UnsupportedModuleError(CritsymError, TypeError):
 
 class ShapingError(CritsymError):
     """No activation transform satisfies the requested kernel-shaping targets."""
+
+
+class CritsymWarning(UserWarning):
+    """A result that is correct but was obtained differently than asked (e.g. numerically after
+    a symbolic time budget ran out), or that needs the user's attention."""
+
+
+def warn_if_nan(reason: str, *values: object) -> None:
+    """Warn (:class:`CritsymWarning`) when a returned value holds NaN: a NaN result always comes
+    with a reason, never silently."""
+    import warnings
+
+    import numpy as np
+
+    for v in values:
+        if v is not None and np.any(np.isnan(np.asarray(v, dtype=float))):
+            warnings.warn(reason, CritsymWarning, stacklevel=3)
+            return

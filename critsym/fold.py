@@ -45,6 +45,7 @@ from functools import lru_cache
 import sympy as sp
 
 from .activations import check_differentiable
+from .budget import check_budget
 from .errors import DerivationError
 from .gaussian.expectation import GaussE, GaussE2, expect, expect2
 from .symbols import K11, K12, K22, O_C, O_C12, O_T, O_T12, K
@@ -225,14 +226,17 @@ class Signal:
         return out
 
     def combine(self, other: Signal, coeff_self: sp.Expr, coeff_other: sp.Expr = 1) -> Signal:
-        """coeff_self * self + coeff_other * other (a residual sum), then merged if affine."""
+        """coeff_self * self + coeff_other * other (a sum of branches), then merged if affine.
+
+        Both signals are folded from one input state; the layer statistics of both are kept
+        (those ``other`` defined after the shared ones are appended)."""
         gv = list(self.gvars) + [g for g in other.gvars if g not in self.gvars]
         s = replace(
             self,
             expr_a=coeff_self * self.expr_a + coeff_other * other.expr_a,
             expr_b=coeff_self * self.expr_b + coeff_other * other.expr_b,
             gvars=tuple(gv),
-            defs=other.defs if len(other.defs) >= len(self.defs) else self.defs,
+            defs=self.defs + tuple(d for d in other.defs if d not in self.defs),
         )
         return s.canonical()
 
@@ -268,6 +272,7 @@ def tidy(expr: sp.Expr, max_ops: int = 25) -> sp.Expr:
     little."""
     if expr.is_Atom:
         return expr
+    check_budget()
     best, n = expr, sp.count_ops(expr)
     cands = []
     if not expr.has(GaussE, GaussE2):

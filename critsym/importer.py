@@ -9,27 +9,33 @@ Estimators (weights assumed i.i.d. at initialization).  For a layer with n weigh
     σ̂_w² = f · mean(W²),   SE(σ̂_w) = σ̂_w / √(2n)      (Var σ̂_w² = 2σ_w⁴/n for Gaussian W),
     σ̂_b² = mean(b²),       SE(σ̂_b) = σ̂_b / √(2 n_b)   (0 when the layer has no bias).
 Pooled over all layers of the repeating block (the same σ_w, σ_b everywhere):
-    σ̂_w² = Σ_layers f·ΣW² / Σ n, and likewise for σ_b.  (For non-Gaussian initializations, e.g.
+    σ̂_w² = Σ_layers f·ΣW² / Σ n, and likewise for σ_b — only when the per-layer estimates agree
+within their standard errors (a χ² test, :class:`LayerAgreement`); otherwise the result says so
+and no single-σ block is returned.  (For non-Gaussian initializations, e.g.
 torch's default uniform Kaiming, σ̂ is still the right second moment and the SE is
 σ̂·√(Var(W²)/(n E[W²]²))/2, computed from the sample kurtosis.)
 
-Mapping (channels-first torch conv nets map to critsym's channels-last ops, which compute the
-same per-position maps):
+Mapping.  Every operator declares the torch module types it claims and how it reads them
+(``Op.torch_types`` / ``Op.read_torch``) and the patterns it recognises by evaluation
+(``Op.probe_torch``); this module only walks the model and asks the registries
+(:mod:`critsym.ops.contract`).  Built in (channels-first torch conv nets map to critsym's
+channels-last ops, which compute the same per-position maps):
 
-* ``nn.Sequential`` → ``Sequential``; ``nn.Identity``, ``nn.Dropout`` (evaluation mode) → skipped;
+* ``nn.Sequential`` → ``Sequential``; ``nn.Identity``, ``nn.Dropout`` (evaluation mode) and
+  parameter-free modules returning their input → skipped;
 * ``nn.Linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, stride 1, dilation 1,
   groups 1, 'same' padding) → ``Conv`` with its padding mode;
 * ``nn.LayerNorm``, ``nn.GroupNorm(1, C)`` (γ = 1, β = 0, as at initialization) → ``LayerNorm``;
-* activation modules (ReLU, LeakyReLU, Tanh, GELU, SiLU, Sigmoid, Softplus(β=1), ELU(α=1),
-  SELU, Identity) → ``Act``;
+* the activation table's modules (ReLU, LeakyReLU, Tanh, GELU, SiLU, Sigmoid, Softplus(β=1),
+  ELU(α=1), SELU) → ``Act``;
 * ``nn.AvgPool{1,2,3}d`` → ``AvgPool``; ``nn.AdaptiveAvgPool{1,2,3}d(1)`` → ``GlobalAvgPool``;
-* a module with a child ``branch`` and a number ``mu`` (critsym's own) → ``Residual``;
-* with ``example_input``: a parameter-free module that transposes the last two axes (e.g. an
-  einops ``Rearrange``) → ``Transpose``, one that returns its input → skipped, and a container
-  whose output is μ·x + (its children applied in some order)(x) → ``Residual`` (e.g. a Mixer's
-  ``PreNormResidual``); a container equal to its children in order → ``Sequential``;
-* ``nn.BatchNorm1d/2d/3d`` in training mode (γ = 1, β = 0) → ``BatchNorm()`` (infinite batch,
-  train-mode batch statistics; see :func:`critsym.ops.batchnorm.import_batchnorm`);
+* a module with a child ``branch`` and a number ``mu`` → ``Residual``;
+* a parameter-free module that transposes the last two axes (e.g. an einops ``Rearrange``)
+  → ``Transpose``; with ``example_input``, a container whose output is μ·x + (its children
+  applied in some order)(x) → ``Residual`` (e.g. a Mixer's ``PreNormResidual``), and a
+  container equal to its children in order → ``Sequential``;
+* ``nn.BatchNorm1d/2d/3d`` in training mode (γ = 1, β = 0) → ``BatchNorm()`` (the
+  infinite-batch rule; evaluation mode is refused, see :mod:`critsym.ops.batchnorm`);
 * anything else raises :class:`UnsupportedModuleError` naming the submodule.
 """
 
@@ -37,26 +43,33 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
+import warnings
 from dataclasses import dataclass, field
 
-import sympy as sp
 import torch
 from torch import nn
 
 from .errors import SimulationError, UnsupportedModuleError
-from .ops import Act, LayerNorm, Linear, Residual, Sequential
-from .ops.axes import Transpose
+from .ops import Act, Sequential
 from .ops.base import Op, as_op
-from .ops.batchnorm import BatchNorm, conv_dim, import_batchnorm, torch_batchnorm
-from .ops.conv import Conv
-from .ops.pool import AvgPool, GlobalAvgPool
-from .symbols import sigma_b as SB
-from .symbols import sigma_w as SW
+from .ops.contract import claimant, contains, torch_probes
+from .torch.modules import (  # noqa: F401 - plain modules, importable from here as before
+    ActModule,
+    ChannelsFirstLayerNorm,
+    ExportContext,
+    OpModule,
+    ResidualModule,
+    SwapLastAxes,
+)
 
-_ACTS = {
-    nn.ReLU: "relu", nn.Tanh: "tanh", nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.SELU: "selu",
-}
+#: modules that compute the identity in evaluation mode (skipped on import)
+SKIPPED = (nn.Identity, nn.Dropout)
+#: p-value below which per-layer σ estimates are taken to differ (not pooled)
+POOL_P_MIN = 1e-4
+
+
+class PoolingWarning(UserWarning):
+    """Per-layer weight scales of an imported model differ beyond their sampling error."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +98,35 @@ class _Layer:
 
 
 @dataclass(frozen=True)
+class LayerAgreement:
+    """Whether per-layer estimates of one σ agree within their sampling errors.
+
+    χ² = Σ_i ((σ̂_i − σ̂)/SE_i)² over the k layers with a positive SE (σ̂ the pooled estimate),
+    ``p`` = P(χ²_{k−1} ≥ χ²); the estimates are pooled when ``p >= POOL_P_MIN``.
+    """
+
+    chi2: float
+    dof: int
+    p: float
+
+    @property
+    def agree(self) -> bool:
+        return self.p >= POOL_P_MIN
+
+    def __repr__(self) -> str:
+        return f"χ²={self.chi2:.3g} (dof {self.dof}, p={self.p:.2g})"
+
+
+@dataclass(frozen=True)
 class ImportResult:
     """The imported architecture and the initialization it carries.
 
     ``arch``: the whole model with per-layer numeric σ's; ``block``: its repeating unit with
-    symbolic σ_w, σ_b (None when the model is not a stack of identical blocks); ``n_blocks``;
-    ``sigma_w``, ``sigma_b``: pooled :class:`Estimate`; ``layers``: per-layer estimates
-    {path: (σ̂_w, σ̂_b)}; ``values``: the numeric hyperparameters for ``block``.
+    symbolic σ_w, σ_b (None when the model is not a stack of identical blocks, or when the
+    layers' σ's differ beyond their sampling errors); ``n_blocks``; ``sigma_w``, ``sigma_b``:
+    pooled :class:`Estimate`; ``layers``: per-layer estimates {path: (σ̂_w, σ̂_b)};
+    ``agreement``: {"sigma_w": LayerAgreement, "sigma_b": …} of the pooling check;
+    ``values``: the numeric hyperparameters for ``block``.
     """
 
     arch: Op
@@ -101,19 +136,32 @@ class ImportResult:
     sigma_b: Estimate
     layers: dict = field(default_factory=dict)
     mu: dict = field(default_factory=dict)
+    agreement: dict = field(default_factory=dict)
+
+    @property
+    def pooled(self) -> bool:
+        """True when every pooled σ agrees with its per-layer estimates."""
+        return all(a.agree for a in self.agreement.values())
 
     @property
     def values(self) -> dict[str, float]:
+        self._check_pooled()
         v = {"sigma_w": self.sigma_w.value, "sigma_b": self.sigma_b.value}
         if self.block is not None:
             names = {s.name for s in self.block.hyperparameters()}
             return {k: x for k, x in v.items() if k in names}
         return v
 
+    def _check_pooled(self) -> None:
+        bad = [k for k, a in self.agreement.items() if not a.agree]
+        if bad:
+            raise UnsupportedModuleError(_disagree_message(bad, self.layers, self.agreement))
+
     def theory(self):
         """``critsym.derive(block)`` (raises when the model has no repeating block)."""
         from .derive import derive
 
+        self._check_pooled()
         if self.block is None:
             raise UnsupportedModuleError(
                 "the model is not a stack of identical blocks; derive the blocks of "
@@ -136,14 +184,37 @@ class ImportResult:
         return self.theory().run(self.n_blocks, K0=K0, **self.values, **kw)
 
 
+def _disagree_message(names, layers, agreement) -> str:
+    idx = {"sigma_w": 0, "sigma_b": 1}
+    parts = []
+    for k in names:
+        per = ", ".join(f"{p}: {v[idx[k]]:.4g}" for p, v in layers.items())
+        parts.append(f"{k} differs between layers ({per}; {agreement[k]!r})")
+    return ("; ".join(parts) + ". The layers are not initialized alike, so one σ does not "
+            "describe the model: use result.arch (per-layer σ's) or result.layers")
+
+
 # ----------------------------------------------------------------------------- import
-class _Importer:
+class Reader:
+    """Maps torch modules to operators through the operator registries and records the weight
+    estimates; operators' ``read_torch`` / ``probe_torch`` receive it."""
+
     def __init__(self, inputs: dict[int, torch.Tensor]):
         self.layers: list[_Layer] = []
         self.inputs = inputs
         self.mus: dict[str, float] = {}
 
-    def weights(self, path, kind, w, b):
+    @staticmethod
+    def join(path: str, name: str) -> str:
+        return f"{path}.{name}" if path else name
+
+    @staticmethod
+    def label(path: str) -> str:
+        return path or "<model>"
+
+    def weights(self, path: str, kind: str, w: torch.Tensor, b: torch.Tensor | None
+                ) -> tuple[float, float]:
+        """Record one layer's weights (rows = outputs) and bias; return (σ̂_w, σ̂_b)."""
         w = w.detach().to(torch.float64)
         f = int(w[0].numel())
         sq = (w * w * f).flatten()
@@ -158,82 +229,52 @@ class _Importer:
         return sw, sb
 
     def map(self, m: nn.Module, path: str) -> Op | None:
-        name = path or "<model>"
-        own = self.critsym_module(m, path)
-        if own is not False:
-            return own
-        if isinstance(m, nn.Sequential):
-            return self.seq([self.map(c, _join(path, n)) for n, c in m.named_children()])
-        if isinstance(m, (nn.Identity, nn.Dropout)):
+        """The operator for ``m`` (``None``: skipped): the operator claiming its type, else the
+        patterns operators recognise by evaluation, else an error naming the submodule."""
+        if isinstance(m, OpModule):  # a stacked map that names its operator
+            return m.op
+        cls = claimant(m)
+        if cls is not None:
+            return cls.read_torch(m, self, path)
+        if isinstance(m, SKIPPED):
             return None
-        if isinstance(m, nn.Linear):
-            sw, sb = self.weights(path, "Linear", m.weight, m.bias)
-            return Linear(sw, sb)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            return self.conv(m, path)
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            return import_batchnorm(m, name)
-        if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
-            return self.norm(m, name)
-        if type(m) in _ACTS:
-            return Act(_ACTS[type(m)])
-        if isinstance(m, nn.GELU):
-            if m.approximate != "none":
-                raise UnsupportedModuleError(
-                    f"submodule {name!r}: GELU(approximate={m.approximate!r}); critsym's gelu is "
-                    "the exact xΦ(x): use nn.GELU() (approximate='none')")
-            return Act("gelu")
-        if isinstance(m, nn.LeakyReLU):
-            return Act("leaky_relu", alpha=float(m.negative_slope))
-        if isinstance(m, nn.ELU) and m.alpha == 1.0:
-            return Act("elu")
-        if isinstance(m, nn.Softplus) and m.beta == 1.0:
-            return Act("softplus")
-        if isinstance(m, ActModule):
-            return m.act
-        if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            st = m.stride if isinstance(m.stride, int) else m.stride[0]
-            if st != k:
-                raise UnsupportedModuleError(f"submodule {name!r}: AvgPool with stride {st} != "
-                                             f"kernel {k}; use non-overlapping windows")
-            return AvgPool(k, dim=int(type(m).__name__[-2]))
-        if isinstance(m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
-            out = m.output_size
-            if out not in (1, (1,), (1, 1), (1, 1, 1)):
-                raise UnsupportedModuleError(f"submodule {name!r}: adaptive pooling to {out}; "
-                                             "only output size 1 (global pooling) is supported")
-            return GlobalAvgPool(dim=int(type(m).__name__[-2]))
-        branch = getattr(m, "branch", None)
-        mu = getattr(m, "mu", None)
-        if isinstance(branch, nn.Module) and isinstance(mu, numbers.Real):
-            self.mus[name] = float(mu)
-            b = self.map(branch, _join(path, "branch"))
-            return Residual(b if b is not None else Act("identity"), float(mu))
-        return self.probe(m, path, name)
+        if self.is_identity(m):
+            return None
+        for cls in torch_probes():
+            op = cls.probe_torch(m, self, path)
+            if op is not None:
+                return op
+        return self.unmappable(m, path)
 
-    def critsym_module(self, m: nn.Module, path: str):
-        """critsym's own stacked modules (from :func:`critsym.build` / ``simulate_shaped``);
-        ``False`` when ``m`` is not one of them.  Stacked weights (n_nets, out, in, ...) pool
-        the estimate over all networks."""
-        from .torch.conv import ChannelsLastPool, StackedConv
-        from .torch.modules import Elementwise, NeuronLayerNorm, StackedLinear
+    @staticmethod
+    def is_identity(m: nn.Module) -> bool:
+        """A parameter-free leaf module that returns its input."""
+        if list(m.parameters(recurse=False)) or list(m.children()):
+            return False
+        t = torch.randn(2, 3, 5, dtype=torch.float64)
+        try:
+            with torch.no_grad():
+                y = m(t)
+        except Exception:  # noqa: BLE001 - any failure means "not an identity"
+            return False
+        return isinstance(y, torch.Tensor) and y.shape == t.shape and torch.equal(y, t)
 
-        if isinstance(m, StackedLinear):
-            sw, sb = self.weights(path, "Linear", m.weight.reshape(-1, m.weight.shape[-1]),
-                                  m.bias)
-            return Linear(sw, sb)
-        if isinstance(m, StackedConv):
-            w = m.weight.reshape(-1, *m.weight.shape[2:])
-            sw, sb = self.weights(path, "Conv", w, m.bias)
-            return Conv(int(m.weight.shape[-1]), sw, sb, padding=m.padding, dim=m.dim)
-        if isinstance(m, NeuronLayerNorm):
-            return LayerNorm()
-        if isinstance(m, ChannelsLastPool):
-            return GlobalAvgPool(m.dim) if m.kernel is None else AvgPool(m.kernel, m.dim)
-        if isinstance(m, Elementwise):
-            return _act_from_repr(m.name, path or "<model>")
-        return False
+    def unmappable(self, m: nn.Module, path: str):
+        name = self.label(path)
+        children = list(m.named_children())
+        for n, c in m.named_modules():  # name the first leaf that cannot be mapped
+            if n and not list(c.children()):
+                try:
+                    Reader({}).map(c, self.join(path, n))
+                except UnsupportedModuleError as e:
+                    raise UnsupportedModuleError(
+                        f"{e} (inside {name!r}, a {type(m).__name__})") from None
+        hint = "" if self.inputs.get(id(m)) is not None or not children else (
+            "; pass example_input=... so critsym can test whether it is a residual sum or a "
+            "sequence of its children")
+        raise UnsupportedModuleError(
+            f"cannot map submodule {name!r} ({type(m).__name__}) to a critsym operator{hint}. "
+            "Supported: " + ", ".join(sorted(_supported())) + ", residual and transpose patterns")
 
     def seq(self, ops):
         ops = [o for o in ops if o is not None]
@@ -241,77 +282,15 @@ class _Importer:
             return None
         return ops[0] if len(ops) == 1 else Sequential(*ops)
 
-    def conv(self, m, path):
-        name = path or "<model>"
-        d = int(type(m).__name__[-2])
-        k = set(m.kernel_size)
-        if len(k) != 1 or min(k) % 2 == 0:
-            raise UnsupportedModuleError(
-                f"submodule {name!r}: kernel {m.kernel_size}; critsym's Conv needs an odd square "
-                "kernel")
-        (k,) = k
-        pad = m.padding if isinstance(m.padding, str) else set(m.padding)
-        if set(m.stride) != {1} or set(m.dilation) != {1} or m.groups != 1 or (
-                pad != "same" and pad != {k // 2}):
-            raise UnsupportedModuleError(
-                f"submodule {name!r}: {m}; critsym's Conv is stride 1, dilation 1, groups 1 with "
-                f"'same' padding ({k // 2})")
-        if m.padding_mode not in ("circular", "zeros"):
-            raise UnsupportedModuleError(
-                f"submodule {name!r}: padding_mode {m.padding_mode!r}; use 'circular' (exact "
-                "mean field) or 'zeros'")
-        sw, sb = self.weights(path, "Conv", m.weight, m.bias)
-        return Conv(k, sw, sb, padding=m.padding_mode, dim=d)
+    def container(self, m: nn.Module, path: str):
+        """With an example input: a container whose output is its children in some order
+        (→ Sequential) or μ·x plus that (→ Residual); ``None`` otherwise."""
+        from .ops.residual import Residual
 
-    def norm(self, m, name):
-        if isinstance(m, nn.GroupNorm) and m.num_groups != 1:
-            raise UnsupportedModuleError(
-                f"submodule {name!r}: GroupNorm with {m.num_groups} groups; only GroupNorm(1, C) "
-                "(a LayerNorm over the channels) is supported")
-        w = getattr(m, "weight", None)
-        b = getattr(m, "bias", None)
-        if (w is not None and not torch.all(w == 1)) or (b is not None and not torch.all(b == 0)):
-            raise UnsupportedModuleError(
-                f"submodule {name!r}: {type(m).__name__} with γ != 1 or β != 0 (not at its "
-                "initialization); the theory assumes γ = 1, β = 0")
-        return LayerNorm()
-
-    def probe(self, m, path, name):
-        own = list(m.named_parameters(recurse=False))
         children = list(m.named_children())
         x = self.inputs.get(id(m))
-        if not own and not children:
-            t = torch.randn(2, 3, 5, dtype=torch.float64)
-            try:
-                with torch.no_grad():
-                    y = m(t)
-            except Exception:  # noqa: BLE001 - any failure means "cannot map"
-                y = None
-            if isinstance(y, torch.Tensor) and y.shape == t.shape and torch.equal(y, t):
-                return None
-            if isinstance(y, torch.Tensor) and y.shape == (2, 5, 3) and \
-                    torch.equal(y, t.transpose(-1, -2)):
-                return Transpose()
-        if children and not own and x is not None:
-            out = self.container(m, children, x, path)
-            if out is not None:
-                return out
-        for n, c in m.named_modules():  # name the first leaf that cannot be mapped
-            if n and not list(c.children()):
-                try:
-                    _Importer({}).map(c, _join(path, n))
-                except UnsupportedModuleError as e:
-                    raise UnsupportedModuleError(
-                        f"{e} (inside {name!r}, a {type(m).__name__})") from None
-        hint = "" if x is not None or not children else (
-            "; pass example_input=... so critsym can test whether it is a residual sum or a "
-            "sequence of its children")
-        raise UnsupportedModuleError(
-            f"cannot map submodule {name!r} ({type(m).__name__}) to a critsym operator{hint}. "
-            "Supported: nn.Sequential, Linear, Conv1d/2d/3d, LayerNorm, GroupNorm(1, C), "
-            "activation modules, AvgPool, AdaptiveAvgPool(1), residual and transpose patterns")
-
-    def container(self, m, children, x, path):
+        if not children or list(m.parameters(recurse=False)) or x is None:
+            return None
         with torch.no_grad():
             y = m(x)
             if not isinstance(y, torch.Tensor):
@@ -326,49 +305,59 @@ class _Importer:
                 if h.shape != y.shape:
                     continue
                 if torch.allclose(h, y, rtol=1e-6, atol=1e-9):
-                    return self.seq([self.map(c, _join(path, n)) for n, c in perm])
+                    return self.seq([self.map(c, self.join(path, n)) for n, c in perm])
                 r = (y - h).flatten().to(torch.float64)
                 xf = x.flatten().to(torch.float64)
                 if x.shape != y.shape or float(xf @ xf) == 0:
                     continue
                 mu = float(r @ xf / (xf @ xf))
                 if torch.allclose(r, mu * xf, rtol=1e-5, atol=1e-7 * float(xf.abs().max())):
-                    self.mus[path or "<model>"] = mu
-                    b = self.seq([self.map(c, _join(path, n)) for n, c in perm])
+                    self.mus[self.label(path)] = mu
+                    b = self.seq([self.map(c, self.join(path, n)) for n, c in perm])
                     return Residual(b if b is not None else Act("identity"), _round(mu))
         return None
 
-    def pooled(self):
-        w = [la for la in self.layers]
+    def pooled(self) -> tuple[Estimate, Estimate, dict]:
+        """Pooled σ̂_w, σ̂_b over all layers and the per-layer agreement check."""
+        w = self.layers
         if not w:
-            return Estimate(float("nan"), float("nan"), 0), Estimate(0.0, 0.0, 0)
+            return Estimate(float("nan"), float("nan"), 0), Estimate(0.0, 0.0, 0), {}
         nw = sum(la.n_w for la in w)
         m2 = sum(la.w_sq for la in w) / nw
         m4 = sum(la.w4 for la in w) / nw
         sw = Estimate(math.sqrt(m2), _se(m2, m4, nw), nw)
-        nb = sum(la.n_b for la in w)
+        agreement = {"sigma_w": _agreement(sw, [(la.w_sq, la.w4, la.n_w) for la in w])}
+        with_b = [la for la in w if la.n_b and la.b_sq > 0]
+        nb = sum(la.n_b for la in with_b)
         if nb == 0:
-            return sw, Estimate(0.0, 0.0, 0)
-        b2 = sum(la.b_sq for la in w) / nb
-        b4 = sum(la.b4 for la in w) / nb
-        return sw, Estimate(math.sqrt(b2), _se(b2, b4, nb), nb)
+            return sw, Estimate(0.0, 0.0, 0), agreement
+        b2 = sum(la.b_sq for la in with_b) / nb
+        b4 = sum(la.b4 for la in with_b) / nb
+        sb = Estimate(math.sqrt(b2), _se(b2, b4, nb), nb)
+        agreement["sigma_b"] = _agreement(sb, [(la.b_sq, la.b4, la.n_b) for la in with_b])
+        return sw, sb, agreement
 
 
-def _act_from_repr(text: str, name: str) -> Act:
-    """Act('tanh'), Act('leaky_relu', alpha=0.1) or Act(<sympy expression>) from its repr."""
-    import re
+def _agreement(pooled: Estimate, layers) -> LayerAgreement:
+    """χ² of the per-layer estimates (sums of s, s², count n) around the pooled one."""
+    from scipy.stats import chi2 as _chi2
 
-    m = re.fullmatch(r"Act\('(\w+)'((?:, \w+=[^,]+)*)\)", text)
-    if m:
-        params = dict(kv.split("=") for kv in m.group(2).split(", ")[1:])
-        return Act(m.group(1), **{k: float(v) for k, v in params.items()})
-    m = re.fullmatch(r"Act\((.+)\)", text)
-    if m:
-        try:
-            return Act(sp.sympify(m.group(1)))
-        except (sp.SympifyError, TypeError, ValueError):
-            pass
-    raise UnsupportedModuleError(f"submodule {name!r}: cannot read the activation {text!r}")
+    total, k = 0.0, 0
+    for s1, s2, n in layers:
+        m2, m4 = s1 / n, s2 / n
+        se = _se(m2, m4, n)
+        if se > 0:
+            total += ((math.sqrt(m2) - pooled.value) / se) ** 2
+            k += 1
+    dof = max(k - 1, 0)
+    p = float(_chi2.sf(total, dof)) if dof else 1.0
+    return LayerAgreement(total, dof, p)
+
+
+def _supported() -> set[str]:
+    from .ops.contract import torch_claims
+
+    return {t.__name__ for t in torch_claims() if t.__module__.startswith("torch.")}
 
 
 def _se(m2: float, m4: float, n: int) -> float:
@@ -384,23 +373,26 @@ def _round(mu: float) -> float:
     return float(int(r)) if r == int(r) else r
 
 
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _symbolic(op: Op) -> Op:
-    """The architecture with every Linear / Conv σ replaced by the symbols σ_w, σ_b
-    (σ_b = 0 kept for layers without a bias)."""
-    if isinstance(op, Linear):
-        return Linear(SW, SB if op.sigma_b != 0 else 0)
-    if isinstance(op, Conv):
-        return Conv(op.kernel_size, SW, SB if op.sigma_b != 0 else 0, padding=op.padding,
-                    dim=op.dim)
-    if isinstance(op, Sequential):
-        return Sequential(*(_symbolic(o) for o in op.ops))
-    if isinstance(op, Residual):
-        return Residual(_symbolic(op.branch), op.mu)
-    return op
+def _capture_inputs(module: nn.Module, example_input) -> dict[int, torch.Tensor]:
+    inputs: dict[int, torch.Tensor] = {}
+    if example_input is None:
+        return inputs
+    if not isinstance(example_input, torch.Tensor):
+        raise SimulationError("example_input must be a torch.Tensor the model accepts")
+    hooks = [mod.register_forward_pre_hook(
+        lambda mm, args: inputs.setdefault(id(mm), args[0].detach()) if args else None)
+        for mod in module.modules()]
+    try:
+        with torch.no_grad():
+            module(example_input)
+    except Exception as e:  # noqa: BLE001 - report as a shape problem
+        raise SimulationError(
+            f"the model does not accept example_input of shape "
+            f"{tuple(example_input.shape)}: {e}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    return inputs
 
 
 def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> ImportResult:
@@ -409,29 +401,16 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     ``module``: an ``nn.Sequential`` of repeated blocks (→ ``result.block``, the repeating unit
     with symbolic σ's, and ``result.n_blocks``), or a single block.  ``example_input`` (one
     batch the model accepts) lets critsym recognise custom residual / transpose modules by
-    evaluating them.  Raises :class:`UnsupportedModuleError` naming the first submodule it cannot
-    map.
+    evaluating them.  Every module is mapped by the operator that claims its type
+    (``Op.torch_types``) or recognises it (``Op.probe_torch``).  σ's are pooled over layers only
+    when the per-layer estimates agree within their sampling errors (``result.agreement``);
+    otherwise a :class:`PoolingWarning` is issued, ``result.block`` is None and ``theory()``
+    explains.  Raises :class:`UnsupportedModuleError` naming the first submodule it cannot map.
     """
     if not isinstance(module, nn.Module):
         raise UnsupportedModuleError(
             f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
-    inputs: dict[int, torch.Tensor] = {}
-    if example_input is not None:
-        if not isinstance(example_input, torch.Tensor):
-            raise SimulationError("example_input must be a torch.Tensor the model accepts")
-        hooks = [mod.register_forward_pre_hook(
-            lambda mm, args: inputs.setdefault(id(mm), args[0].detach()) if args else None)
-            for mod in module.modules()]
-        try:
-            with torch.no_grad():
-                module(example_input)
-        except Exception as e:  # noqa: BLE001 - report as a shape problem
-            raise SimulationError(
-                f"the model does not accept example_input of shape "
-                f"{tuple(example_input.shape)}: {e}") from None
-        finally:
-            for h in hooks:
-                h.remove()
+    inputs = _capture_inputs(module, example_input)
     named = list(module.named_modules())
     if any(isinstance(m, (nn.Linear, nn.LayerNorm)) for _, m in named):
         for n, m in named:
@@ -440,11 +419,12 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                     f"submodule {n!r}: Conv1d(kernel_size=1) in a model that also applies "
                     "Linear/LayerNorm to the last axis is ambiguous (in an MLP-Mixer it mixes "
                     "tokens, not channels); write the token MLP as a transpose + nn.Linear")
-    imp = _Importer(inputs)
+    imp = Reader(inputs)
     from .torch.build import CritsymNet
 
     if isinstance(module, CritsymNet):
-        parts = [imp.map(c, f"blocks.{i}") for i, c in enumerate(module.blocks)]
+        blocks = module.iter_blocks() if hasattr(module, "iter_blocks") else module.blocks
+        parts = [imp.map(c, f"blocks.{i}") for i, c in enumerate(blocks)]
         parts = [p for p in parts if p is not None]
         arch = imp.seq(parts)
     elif isinstance(module, nn.Sequential) and len(module) > 1:
@@ -457,162 +437,57 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     if arch is None:
         raise UnsupportedModuleError("the model contains no operators critsym can map "
                                      "(only identities)")
-    sw, sb = imp.pooled()
+    sw, sb, agreement = imp.pooled()
     per_layer = {la.path: (math.sqrt(la.w_sq / la.n_w),
                            math.sqrt(la.b_sq / la.n_b) if la.n_b else 0.0) for la in imp.layers}
-    syms = [_symbolic(p) for p in parts]
+    syms = [p.symbolic() for p in parts]
     if len(syms) > 1 and all(x == syms[0] for x in syms):
         block, n = syms[0], len(syms)
     elif len(syms) > 1:
         block, n = None, len(syms)
     else:
-        block, n = _symbolic(arch), 1
+        block, n = arch.symbolic(), 1
+    bad = [k for k, a in agreement.items() if not a.agree]
+    if bad:
+        warnings.warn(_disagree_message(bad, per_layer, agreement) + "; not pooled",
+                      PoolingWarning, stacklevel=2)
+        block = None
     return ImportResult(arch=arch, block=block, n_blocks=n, sigma_w=sw, sigma_b=sb,
-                        layers=per_layer, mu=imp.mus)
+                        layers=per_layer, mu=imp.mus, agreement=agreement)
 
 
 # ----------------------------------------------------------------------------- export
-class ActModule(nn.Module):
-    """An elementwise activation given by a critsym :class:`Act` (for activations without a
-    torch module, e.g. erf, sin)."""
-
-    def __init__(self, act: Act):
-        super().__init__()
-        from .activations import torch_activation, torch_lambdify
-
-        self.act = act
-        if act.name == "custom":
-            self.fn = torch_lambdify(act.phi())
-        else:
-            self.fn = torch_activation(act.name, **{k: float(v) for k, v in act.params})
-
-    def forward(self, x):
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        return repr(self.act)
-
-
-class ResidualModule(nn.Module):
-    """x ↦ μ·x + branch(x)."""
-
-    def __init__(self, branch: nn.Module, mu: float):
-        super().__init__()
-        self.branch, self.mu = branch, float(mu)
-
-    def forward(self, x):
-        return self.mu * x + self.branch(x)
-
-    def extra_repr(self) -> str:
-        return f"mu={self.mu:g}"
-
-
-class SwapLastAxes(nn.Module):
-    """(…, A, B) ↦ (…, B, A)."""
-
-    def forward(self, x):
-        return x.transpose(-1, -2)
-
-
-class ChannelsFirstLayerNorm(nn.Module):
-    """LayerNorm over the channel axis 1 of an (N, C, *spatial) map (γ = 1, β = 0)."""
-
-    def __init__(self, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, x):
-        m = x.mean(1, keepdim=True)
-        c = x - m
-        return c / torch.sqrt((c * c).mean(1, keepdim=True) + self.eps)
-
-
-_TORCH_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-               "sigmoid": nn.Sigmoid, "selu": nn.SELU}
-
-
 def to_torch_model(arch: Op, width: int, depth: int, *, seed: int = 0,
                    dtype=torch.float64, channels_first_norm: str = "groupnorm",
                    **hp: float) -> nn.Sequential:
     """A plain torch model of ``depth`` blocks ``arch`` with standard modules.
 
-    Widths: every Linear / Conv outputs ``width`` features.  Conv maps are channels-first
-    (N, C, *spatial), as torch expects; LayerNorm next to a Conv becomes ``nn.GroupNorm(1, C)``
-    (``channels_first_norm="groupnorm"``) or a per-position channel LayerNorm ("channel") —
-    the same mean-field map.  W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²).
+    Each operator exports itself (``Op.export``).  Widths: every Linear / Conv outputs
+    ``width`` features.  Conv maps are channels-first (N, C, *spatial), as torch expects;
+    LayerNorm next to a Conv becomes ``nn.GroupNorm(1, C)`` (``channels_first_norm=
+    "groupnorm"``) or a per-position channel LayerNorm ("channel") — the same mean-field map.
+    W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²).
     """
     arch = as_op(arch)
     needed = {s.name for s in arch.hyperparameters()}
     if needed - set(hp) or set(hp) - needed:
         raise SimulationError(f"hyperparameters of {arch!r} are {sorted(needed)}; got "
                               f"{sorted(hp)}")
-    g = torch.Generator().manual_seed(int(seed))
-    conv = _has(arch, Conv)
-
-    def val(e):
-        return float(sp.sympify(e).subs({s: hp[s.name] for s in sp.sympify(e).free_symbols}))
-
-    def make(op, fan):
-        if isinstance(op, Sequential):
-            mods = []
-            for o in op.ops:
-                mod, fan = make(o, fan)
-                mods.append(mod)
-            return nn.Sequential(*mods), fan
-        if isinstance(op, Residual):
-            b, f2 = make(op.branch, fan)
-            return ResidualModule(b, val(op.mu)), f2
-        if isinstance(op, Linear):
-            m = nn.Linear(fan, width, dtype=dtype)
-            _init(m, val(op.sigma_w), val(op.sigma_b), fan, g)
-            return m, width
-        if isinstance(op, Conv):
-            cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[op.dim]
-            m = cls(fan, op.channels or width, op.kernel_size, padding=op.kernel_size // 2,
-                    padding_mode=op.padding, dtype=dtype)
-            _init(m, val(op.sigma_w), val(op.sigma_b), fan * op.taps, g)
-            return m, op.channels or width
-        if isinstance(op, LayerNorm):
-            if not conv:
-                return nn.LayerNorm(fan, eps=1e-12, dtype=dtype), fan
-            if channels_first_norm == "groupnorm":
-                return nn.GroupNorm(1, fan, eps=1e-12, dtype=dtype), fan
-            return ChannelsFirstLayerNorm(1e-12), fan
-        if isinstance(op, Act):
-            if op.name in _TORCH_ACTS and not op.params:
-                return _TORCH_ACTS[op.name](), fan
-            if op.name == "leaky_relu":
-                return nn.LeakyReLU(val(dict(op.params)["alpha"])), fan
-            return ActModule(op.subs(hp) if op.hyperparameters() else op), fan
-        if isinstance(op, Transpose):
-            return SwapLastAxes(), fan
-        if isinstance(op, BatchNorm):  # training mode, gamma = 1, beta = 0
-            return torch_batchnorm(fan, conv_dim(arch), dtype), fan
-        if isinstance(op, AvgPool):
-            return {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[op.dim](op.kernel_size), fan
-        if isinstance(op, GlobalAvgPool):
-            return {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d,
-                    3: nn.AdaptiveAvgPool3d}[op.dim](1), fan
-        raise SimulationError(f"no plain torch module for {op!r}")
-
+    if channels_first_norm not in ("groupnorm", "channel"):
+        raise SimulationError(f"channels_first_norm must be 'groupnorm' or 'channel', got "
+                              f"{channels_first_norm!r}")
+    ctx = ExportContext(width=int(width), values={k: float(v) for k, v in hp.items()},
+                        generator=torch.Generator().manual_seed(int(seed)), dtype=dtype,
+                        channels_first=contains(arch, lambda o: type(o).channels_first),
+                        channels_first_norm=channels_first_norm)
     blocks = []
     for _ in range(depth):
-        m, f = make(arch, width)
+        m, f = arch.export(ctx, width)
         if f != width:
             raise SimulationError(f"block {arch!r} changes the width {width} -> {f}")
         blocks.append(m)
     return nn.Sequential(*blocks)
 
 
-def _init(m, sw, sb, fan_in, g):
-    with torch.no_grad():
-        m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64)
-                       * (sw / math.sqrt(fan_in)))
-        if m.bias is not None:
-            m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=torch.float64) * sb)
-
-
-def _has(op: Op, cls) -> bool:
-    return isinstance(op, cls) or any(_has(c, cls) for c in op.children())
-
-
+__all__ = ["Estimate", "ImportResult", "LayerAgreement", "PoolingWarning", "Reader",
+           "from_torch", "to_torch_model"]

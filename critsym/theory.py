@@ -37,7 +37,7 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .errors import DerivationError, HyperparameterError, NumericalError
+from .errors import DerivationError, HyperparameterError, NumericalError, warn_if_nan
 from .fold import fold_maps
 from .gaussian.expectation import GaussE, GaussE2
 from .gaussian.numeric import compile_expr, evaluate_mp
@@ -458,7 +458,11 @@ class Theory:
     def _evaluate(self, expr: sp.Expr, syms: tuple, st: list, hp: dict, precision) -> object:
         vals = self.values(hp)
         if precision is None:
-            return self._function(expr, syms)(*st, *vals)
+            out = self._function(expr, syms)(*st, *vals)
+            warn_if_nan("the map is undefined (NaN) at this state and these hyperparameters: "
+                        "0/0 in it, e.g. a LayerNorm of a signal that vanishes (sigma_w = "
+                        "sigma_b = 0)", out)
+            return out
         dps = check_precision(precision)
         point = {**dict(zip(syms, st, strict=True)),
                  **dict(zip(self.hyperparameters, vals, strict=True))}
@@ -721,6 +725,9 @@ class Theory:
                         "grows without bound); use a smaller depth, or allow_nonfinite=True"
                     )
         two = cross is not None
+        if two:
+            warn_if_nan("c^l is undefined (NaN) where K^l = 0: both inputs were mapped to zero "
+                        "(e.g. sigma_w = sigma_b = 0)", *cs)
 
         def comp(i):
             return np.stack([s[i] for s in traj])

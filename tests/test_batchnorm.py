@@ -234,7 +234,12 @@ def test_basic_block_theory_limits_and_grid():
 def test_torch_model_round_trip():
     arch = cs.Conv(3) >> cs.BatchNorm() >> cs.Act("relu")
     model = cs.to_torch_model(arch, width=6, depth=2, sigma_w=1.1, sigma_b=0.2)
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) == 2 and all(m.training and m.eps == 1e-12 for m in bns)
+    x = torch.randn(5, 6, 7, 7, dtype=torch.float64)
+    y = bns[0](x)  # channels-first, statistics over (N, H, W) like nn.BatchNorm2d
+    assert torch.allclose(y, nn.BatchNorm2d(6, eps=1e-12).double()(x), atol=1e-10)
+    assert torch.isfinite(model(x)).all()
     imp = cs.from_torch(model)
     assert imp.block == cs.Conv(3, imp.block.ops[0].sigma_w, imp.block.ops[0].sigma_b) \
         >> cs.BatchNorm() >> cs.Act("relu")

@@ -23,7 +23,7 @@ def moments(act, K):
 
 
 def expected(block, act, K, sw, sb, mu):
-    """(F, chi) from theory.md §2 / the issue's required semantics."""
+    """(F, chi) from docs/theory.md#one-block-recursions."""
     e1, e2, d2 = moments(act, K)
     _, z2, zd2 = moments(act, 1.0)
     if block == "vanilla":
@@ -62,7 +62,7 @@ def test_block_recursions(block, act):
 
 
 def test_two_layer_residual_branch():
-    """LN -> W1 -> φ -> W2 inside a residual (theory.md §2, one-axis MLP sub-block):
+    """LN -> W1 -> φ -> W2 inside a residual (docs/theory.md#one-block-recursions, MLP sub-block):
     F = μ²K + σ_w² E_q[φ²] + σ_b², χ = μ² + σ_w⁴ E_q[φ'²]/K with q = σ_w² + σ_b²."""
     arch = cs.Residual(cs.LayerNorm() >> cs.Linear() >> cs.Act("gelu") >> cs.Linear())
     th = cs.derive(arch)
@@ -78,7 +78,7 @@ def test_two_layer_residual_branch():
 
 def test_resnet_block_two_layernorms():
     """LN -> relu -> W -> LN -> relu -> W (+μ): F = μ²K + σ_w²/2 + σ_b²,
-    χ = μ² + (σ_w²/(2K))·(σ_w²/2)/(σ_w²/2 + σ_b²)  (theory.md §2)."""
+    χ = μ² + (σ_w²/(2K))·(σ_w²/2)/(σ_w²/2 + σ_b²)  (docs/theory.md#one-block-recursions)."""
     relu = cs.Act("relu")
     arch = cs.Residual(cs.LayerNorm() >> relu >> cs.Linear() >> cs.LayerNorm() >> relu
                        >> cs.Linear())

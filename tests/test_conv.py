@@ -14,7 +14,7 @@ from critsym.torch.modules import BuildContext
 
 
 def resnet_formula(K, sw, sb, mu):
-    """theory.md §2 (derived): LN→relu→W→LN→relu→W (+μ)."""
+    """docs/theory.md#one-block-recursions: LN→relu→W→LN→relu→W (+μ)."""
     a = sw**2 / 2
     return mu**2 * K + a + sb**2, mu**2 + (a / K) * a / (a + sb**2)
 
@@ -107,7 +107,7 @@ def test_global_pool_readout_matches_monte_carlo():
         assert abs(m - ref) <= 4 * se + 0.03 * ref, (m, se, ref)
 
 
-def test_resnet_criticality_through_issue3_api():
+def test_resnet_criticality_through_the_public_api():
     """μ = 1 ResNet: K^l = K^0 + lB, χ = 1 + A/K (A = a²/(a+σ_b²), B = a+σ_b², a = σ_w²/2), so
     J^{0,l} ~ l^{A/B}; the critical μ (χ* = 1) at fixed σ's is 1."""
     th = cs.derive(cs.resnet_block())

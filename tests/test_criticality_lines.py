@@ -33,7 +33,7 @@ def test_erf_critical_line_vs_scipy(erf):
     sw = cs.critical_point(erf, "sigma_w", sigma_b=sbs)  # the whole line in one call
     ref = np.array([erf_critical(b)[0] for b in sbs])
     np.testing.assert_allclose(sw, ref, rtol=0, atol=1e-8)
-    # theory.md: σ_w(0.5) = 1.3713304703
+    # docs/theory.md#critical-lines: σ_w(0.5) = 1.3713304703
     assert sw[2] == pytest.approx(1.3713304703, abs=2e-10)
 
 
@@ -47,7 +47,7 @@ def test_tanh_critical_line_vs_scipy(tanh):
     sw = cs.critical_point(tanh, "sigma_w", sigma_b=sbs)
     for b, s in zip(sbs, sw, strict=True):
         assert s == pytest.approx(tanh_critical(b)[0], abs=1e-8)
-    assert sw[0] == pytest.approx(1.30414584, abs=1e-8)  # theory.md
+    assert sw[0] == pytest.approx(1.30414584, abs=1e-8)  # docs/theory.md#critical-lines
     assert sw[1] == pytest.approx(1.54967391, abs=1e-8)
 
 

@@ -22,7 +22,7 @@ def test_tanh_series_symbolic(tanh):
     assert sp.simplify(ex.coefficients["b"] + 2 * sw**2) == 0
     assert ex.p == -1 and ex.zeta == 1 and "K*=0" in ex.universality
     assert ex.nu["ordered"] == 1 and ex.nu["chaotic"] == 2
-    # theory.md: χ* − 1 ≈ δ²/3 at σ_w = 1 (δ = σ_w² − 1)
+    # docs/theory.md#critical-exponents: χ* − 1 ≈ δ²/3 at σ_w = 1 (δ = σ_w² − 1)
     assert sp.simplify(ex.nu["chaotic_leading"].subs(sw, 1) - sp.Rational(1, 3)) == 0
 
 
@@ -56,7 +56,8 @@ def test_critical_line_class(tanh):
 
 
 def test_ln_pre_residual_exact_gamma_formula():
-    # theory.md §3: J^{l0,l} = Γ(l+c+A/B)Γ(l0+c)/[Γ(l0+c+A/B)Γ(l+c)], c = K0/B, relu σ_b = 0
+    # docs/theory.md#everywhere-critical, relu σ_b = 0:
+    # J^{l0,l} = Γ(l+c+A/B)Γ(l0+c)/[Γ(l0+c+A/B)Γ(l+c)], c = K0/B
     th = cs.derive(cs.mlp_block("relu", layernorm="pre", residual_mu=1))
     sw, sb, K0, l0 = 1.2, 0.0, 1.0, 5
     A, B = sw**2 / 2, sw**2 / 2 + sb**2
@@ -80,7 +81,8 @@ def test_ln_pre_residual_symbolic_and_tanh_ratio():
     assert sp.simplify(ex.p - sw**2 / (sw**2 + 2 * sb**2)) == 0
     tt = cs.derive(cs.mlp_block("tanh", layernorm="pre", residual_mu=1))
     ex = analytic_exponents(tt, sigma_w=1.0, sigma_b=0.0)
-    assert ex.p == pytest.approx(1.177807, abs=2e-6)  # theory.md: E φ'² / E φ²
+    # docs/theory.md#everywhere-critical: p = E φ'² / E φ²
+    assert ex.p == pytest.approx(1.177807, abs=2e-6)
     fit = fit_p(tt, 2000, sigma_w=1.0, sigma_b=0.0)
     assert fit.value == pytest.approx(ex.p, abs=max(5 * fit.stderr, 1e-4))
 

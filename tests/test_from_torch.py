@@ -122,7 +122,8 @@ def test_errors_name_the_submodule():
 
 
 def test_user_workflow_critical_initialization():
-    """model → import → the σ_w that makes it critical (theory.md: erf, σ_b=0.5 → 1.3713304703)."""
+    """model → import → the σ_w that makes it critical (docs/theory.md#critical-lines: erf,
+    σ_b = 0.5 → 1.3713304703)."""
     imp = cs.from_torch(cs.to_torch_model(cs.mlp_block("erf"), 64, 4, sigma_w=1.0, sigma_b=0.5))
     assert imp.critical("sigma_w", sigma_b=0.5) == pytest.approx(1.3713304703, abs=1e-7)
 

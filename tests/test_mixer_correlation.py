@@ -1,6 +1,6 @@
 """Two-input correlation map of a multi-axis (MLP-Mixer) theory: the cross state
-(K_12, O_T12) against an independent numpy/scipy recursion (theory.md §2 extended to two inputs
-of one network), c*, χ_c, and Monte Carlo of real Mixers."""
+(K_12, O_T12) against an independent numpy/scipy recursion (docs/theory.md#mlp-mixer-block,
+two inputs of one network), c*, χ_c, and Monte Carlo of real Mixers."""
 
 import math
 

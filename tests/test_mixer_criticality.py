@@ -1,6 +1,6 @@
 """Criticality API on a multi-axis (MLP-Mixer) theory: the vector fixed point (K*, O_T*),
 growth laws, critical points, phase grid, exponent and summary, against an independent scipy
-recursion (theory.md §2) and Monte Carlo of real Mixers."""
+recursion (docs/theory.md#mlp-mixer-block) and Monte Carlo of real Mixers."""
 
 import math
 
@@ -16,7 +16,7 @@ from critsym.errors import HyperparameterError
 
 
 def coefficients(sw, sb):
-    """(A, B, Δ_T) of one sub-block (theory.md §2), q = σ_w² + σ_b²."""
+    """(A, B, Δ_T) of one sub-block (docs/theory.md#mlp-mixer-block), q = σ_w² + σ_b²."""
     q = sw**2 + sb**2
     A = sw**4 * gauss(lambda z: dgelu(z) ** 2, q)
     B = sw**2 * gauss(lambda z: gelu(z) ** 2, q) + sb**2
@@ -74,7 +74,7 @@ def test_growth_laws(th):
     assert fp.phase()[0] == "critical" and fp.phase()[1] == "chaotic"
     ex = cs.analytic_exponents(th, sigma_w=sw, sigma_b=sb, mu=1.0)
     assert ex.p == pytest.approx(A / (B - D / 2), rel=1e-6)
-    assert ex.p == pytest.approx(1.1998, abs=1e-4)  # theory.md §2
+    assert ex.p == pytest.approx(1.1998, abs=1e-4)  # docs/theory.md#mlp-mixer-block
 
 
 def test_critical_point_and_phase_grid(th):

@@ -68,7 +68,8 @@ def test_numerical_test(tmp_path):
     """The σ_w where the torch model's one-step APJN crosses 1 lands on the theory's critical
     point within 4 SE (+0.02: the O(1/N) bias of χ at width 128 shifts the crossing by ≈ 1 %)."""
     r = repro.run("numerical-test", quick=True, out=str(tmp_path / "nt.png"), seed=0)
-    assert r["sigma_w_critical_theory"] == pytest.approx(r["theory_md"], abs=1e-7)
+    assert r["sigma_w_critical_theory"] == pytest.approx(r["sigma_w_critical_closed_form"],
+                                                         abs=1e-7)
     assert abs(r["sigma_w_critical_mc"] - r["sigma_w_critical_theory"]) <= \
         4 * r["sigma_w_critical_mc_se"] + 0.02
     assert math.isfinite(r["sigma_w_critical_mc_se"]) and r["sigma_w_critical_mc_se"] > 0

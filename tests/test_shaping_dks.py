@@ -1,5 +1,6 @@
 """critsym's local maps and transforms against the ``dks`` package itself (DeepMind's
-reference implementation; a test-only dependency — skipped when not installed).
+reference implementation; a test dependency in the ``test`` extra — a missing dks fails this
+module at import, it is never skipped).
 
 dks's quadrature: 100 000-node Gauss–Legendre on [-10, 10] (~1e-11 for smooth integrands,
 but only ~1e-5 where a kink of a shifted ReLU/ELU derivative falls between nodes) and
@@ -17,8 +18,12 @@ import pytest
 
 from critsym.shaping import local_maps, transform
 
-at = pytest.importorskip("dks.base.activation_transform")
-getter = pytest.importorskip("dks.base.activation_getter")
+try:
+    from dks.base import activation_getter as getter
+    from dks.base import activation_transform as at
+except ImportError as e:  # fail, not skip: the comparison must run wherever the suite runs
+    raise ImportError(
+        "tests/test_shaping_dks.py needs the dks package: pip install -e '.[test]'") from e
 logging.getLogger("absl").setLevel(logging.ERROR)
 
 DKS_NAME = {"gelu": "gelu_exact"}  # dks's "gelu" is the tanh approximation

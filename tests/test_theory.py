@@ -41,7 +41,8 @@ def test_relu_closed_form_trajectory():
 
 
 def test_ln_pre_residual_exact_apjn():
-    """LN-pre + μ=1 (theory.md §3): K^l = K^0 + lB, J^{0,l} = Π (1 + A/K^m)."""
+    """LN-pre + μ=1 (docs/theory.md#everywhere-critical): K^l = K^0 + lB,
+    J^{0,l} = Π (1 + A/K^m)."""
     th = cs.derive(cs.mlp_block("relu", "pre", 1))
     sw, sb, K0 = 1.3, 0.4, 0.5
     A, B = sw**2 / 2, sw**2 / 2 + sb**2

@@ -46,3 +46,12 @@ class StackedBatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"batch={self.batch_size}, spatial={self.n_spatial}, eps={self.eps:g}"
+
+
+class ChannelBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """``torch.nn`` BatchNorm of a channels-first map (N, C, *spatial) with any number of spatial
+    axes (what :func:`critsym.to_torch_model` exports next to convolutions)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected input (N, C, *spatial), got shape {tuple(input.shape)}")

@@ -1,5 +1,5 @@
-"""``python -m critsym.criticality --act tanh --out phase.png``: one phase diagram, one command."""
+"""``python -m critsym.criticality``: the same as ``critsym phase``."""
 
-from .phase import main
+from ..cli import run_subcommand
 
-raise SystemExit(main())
+raise SystemExit(run_subcommand("phase", prog="python -m critsym.criticality"))

@@ -24,13 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
+from ..errors import warn_if_nan
 from ..gaussian.expectation import GaussE2
 from ..symbols import K11, K12, K22
 from .fixed_point import K_MIN, depth_scale, fixed_point
 
 
 def d_dK12(expr: sp.Expr) -> sp.Expr:
-    """∂expr/∂K_12, differentiating bivariate expectation nodes by Price's theorem."""
+    """∂expr/∂K_12, differentiating bivariate expectation nodes by Price's theorem (and, for a
+    node whose covariance or integrand holds an earlier layer's expectations, by the chain rule
+    through them: d/dK_12 E_C[f] = E_C[∂_u∂_v f] dC/dK_12 + ½E[∂_u² f] dV_1/dK_12 + …)."""
     nodes = sorted(expr.atoms(GaussE2), key=sp.default_sort_key)
     reps = {n: sp.Dummy(f"E2_{i}") for i, n in enumerate(nodes)}
     e = expr.xreplace(reps)
@@ -45,9 +48,12 @@ def d_dK12(expr: sp.Expr) -> sp.Expr:
         dn = sp.S.Zero
         for arg, integrand in ((C, sp.diff(f, u, v)), (V1, sp.diff(f, u, 2) / 2),
                                (V2, sp.diff(f, v, 2) / 2)):
-            da = sp.diff(arg, K12)
+            da = d_dK12(arg)
             if da != 0:
                 dn += da * GaussE2(sp.Lambda((u, v), integrand), V1, V2, C)
+        df = d_dK12(f)
+        if df != 0:
+            dn += GaussE2(sp.Lambda((u, v), df), V1, V2, C)
         out += de * dn
     return out.xreplace({d: n for n, d in reps.items()})
 
@@ -134,6 +140,9 @@ def correlation(theory, K0: object = 1.0, *, bisections: int = 60, **hp) -> Corr
         x = np.asarray(x, dtype=float)
         return x[()] if x.ndim == 0 else x
 
+    warn_if_nan("c*, χ_c are undefined (NaN) where the variance has no finite fixed point (K "
+                "grows without bound: see fixed_point(...).status) or the maps are 0/0 there",
+                cstar, Xs, X1)
     return Correlation(c_star=sc(cstar), chi_c=sc(Xs), chi_c1=sc(X1), K_star=sc(Ks))
 
 

@@ -28,6 +28,7 @@ import sympy as sp
 
 from ..errors import HyperparameterError, NumericalError
 from ..gaussian.expectation import GaussE
+from ..stats import line_fit
 from ..symbols import K
 from .fixed_point import fixed_point
 
@@ -175,8 +176,8 @@ def analytic_exponents(theory, K0: object = 1.0, **hp) -> Exponents:
                          {"ordered": 1.0, "chaotic": 1.0})
     if st == "unbounded" and str(fp.growth) in ("linear", "power") and abs(chis - 1) < 1e-3:
         # χ_J − 1 ∝ K^{−γ}: γ = 1 power law, γ < 1 stretched exponential
-        # along the growth ray O_T ≈ ρ_T K of a multi-axis state (theory.md §2: at μ = 1 a
-        # Mixer's p = A/(B − Δ_T/2) per sub-block pair comes from K − O_T ≈ (1 − ρ_T) K)
+        # along the growth ray O_T ≈ ρ_T K of a multi-axis state (docs/theory.md#mlp-mixer-block:
+        # at μ = 1 a Mixer's p = A/(B − Δ_T/2) per sub-block pair comes from K − O_T ≈ (1 − ρ_T) K)
         rho = getattr(fp, "rho_T", None)
 
         def chi_ray(Kv):
@@ -214,15 +215,8 @@ class Fit:
 
 def _linfit(x, y, extra=()) -> tuple[float, float]:
     """Slope of y on x (with an intercept and optional extra regressors) and its standard error."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    A = np.vstack([x, np.ones_like(x), *[np.asarray(e, float) for e in extra]]).T
-    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    r = y - A @ coef
-    dof = len(x) - A.shape[1]
-    if dof <= 0:
-        return float(coef[0]), float("nan")  # no residual degrees of freedom: no error estimate
-    cov = np.linalg.pinv(A.T @ A) * float(r @ r) / dof
-    return float(coef[0]), float(np.sqrt(cov[0, 0]))
+    fit = line_fit(x, y, extra=extra)  # NaN error without residual degrees of freedom
+    return float(fit.coef[1]), float(fit.se[1])
 
 
 def fit_p(theory, depth: int = 4000, window: tuple[int, int] | None = None, *,
@@ -261,8 +255,17 @@ def fit_nu(theory, name: str, critical_value: float, offsets, *, side: int = +1,
     """Fitted ν of |ξ_J| ∝ |ε|^{−ν}, ε = ``name`` − ``critical_value`` = side·offsets, with ξ_J
     measured from trajectories (:func:`measured_xi`); with ``corrections`` a term linear in |ε|
     (the next order of log ξ) is fitted too."""
-    offs = np.asarray(offsets, dtype=float)
-    if np.any(offs <= 0):
+    try:
+        offs = np.asarray(offsets, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError(f"offsets must be a list of numbers, got {offsets!r}") from None
+    need = 4 if corrections else 3  # the fitted terms plus one for the standard error
+    if offs.ndim != 1 or len(np.unique(offs)) < need:
+        raise HyperparameterError(
+            f"offsets must hold at least {need} distinct distances from the critical value "
+            f"to fit ν and its error{' with corrections' if corrections else ''}, got "
+            f"{offsets!r}; e.g. offsets=np.geomspace(1e-3, 1e-1, 8)")
+    if not np.all(np.isfinite(offs)) or np.any(offs <= 0):
         raise HyperparameterError("offsets must be positive distances from the critical value")
     xi = np.array([measured_xi(theory, depth, K0, **{**hp, name: critical_value + side * e})
                    for e in offs])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import HyperparameterError
+from ..errors import HyperparameterError, warn_if_nan
 
 K_MIN = 1e-14
 K_MAX = 1e12
@@ -134,7 +134,11 @@ def fixed_point(theory, K0: object = 1.0, *, iterations: int = 6, **hp) -> Fixed
 
         return state_fixed_point(theory, K0, **hp)
     vals = theory.values(hp)
-    K0 = np.asarray(K0, dtype=float)
+    try:
+        K0 = np.asarray(K0, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError(f"K0 must be a number > 0 (a starting variance), got {K0!r}"
+                                  ) from None
     if not np.all(np.isfinite(K0)) or np.any(K0 <= 0):
         raise HyperparameterError(f"K0 must be finite and > 0 (a starting variance), got {K0}")
     shape = np.broadcast_shapes(K0.shape, *(v.shape for v in vals))
@@ -243,6 +247,9 @@ def fixed_point(theory, K0: object = 1.0, *, iterations: int = 6, **hp) -> Fixed
         x = np.asarray(x).reshape(shape)
         return x[()] if x.ndim == 0 else x
 
+    warn_if_nan("χ_J* or F'(K*) is undefined (NaN) here: the maps are 0/0 at this fixed point "
+                "(e.g. a LayerNorm of a signal that vanishes when sigma_w = sigma_b = 0), or "
+                "K* was not found (status 'unconverged')", chi, dF, Kstar)
     return FixedPoint(
         K_star=shaped(Kstar), dF_dK=shaped(dF), chi_star=shaped(chi),
         status=shaped(status.astype(str)), growth=shaped(growth.astype(str)),

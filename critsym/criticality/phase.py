@@ -17,7 +17,6 @@ point cost ~1 ms, so keep ``--n`` ≲ 64.)
 
 from __future__ import annotations
 
-import argparse
 import textwrap
 from dataclasses import dataclass
 
@@ -113,39 +112,7 @@ def plot_phase(theory, grid: PhaseGrid, out: str | None = None, *, quantity: str
 
 
 def main(argv=None) -> int:
-    from ..derive import derive
-    from ..ops import mlp_block
+    """``python -m critsym.criticality`` (the ``critsym phase`` subcommand)."""
+    from ..cli import run_subcommand
 
-    p = argparse.ArgumentParser(prog="python -m critsym.criticality",
-                                description="Phase diagram (sigma_w x sigma_b) of an MLP or "
-                                "MLP-Mixer block.")
-    p.add_argument("--block", choices=["mlp", "mixer"], default="mlp")
-    p.add_argument("--act", default=None, help="activation (default tanh; gelu for mixer)")
-    p.add_argument("--layernorm", choices=["pre", "post"], default=None)
-    p.add_argument("--mu", type=float, default=None, help="residual strength (omit: none)")
-    p.add_argument("--quantity", choices=["log_chi", "xi", "K"], default="log_chi")
-    p.add_argument("--sw", type=float, nargs=2, default=(0.1, 3.0), metavar=("MIN", "MAX"))
-    p.add_argument("--sb", type=float, nargs=2, default=(0.0, 1.5), metavar=("MIN", "MAX"))
-    p.add_argument("--n", type=int, default=256, help="grid points per axis")
-    p.add_argument("--K0", type=float, default=1.0)
-    p.add_argument("--out", default="phase.png")
-    a = p.parse_args(argv)
-    if a.block == "mixer":
-        from ..ops.mixer import mixer_block
-
-        if a.mu is None or a.layernorm is not None:
-            p.error("--block mixer needs --mu (e.g. 0.5) and takes no --layernorm")
-        theory = derive(mixer_block(a.act or "gelu", mu=a.mu))
-    else:
-        theory = derive(mlp_block(a.act or "tanh", layernorm=a.layernorm, residual_mu=a.mu))
-    xs = np.linspace(*a.sw, a.n)
-    ys = np.linspace(*a.sb, a.n)
-    grid = phase_grid(theory, "sigma_w", xs, "sigma_b", ys, K0=a.K0)
-    plot_phase(theory, grid, a.out, quantity=a.quantity, K0=a.K0)
-    frac = {ph: float(np.mean(grid.phase == ph)) for ph in ("ordered", "critical", "chaotic")}
-    print(f"wrote {a.out}: {theory.arch!r}; phase fractions {frac}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return run_subcommand("phase", prog="python -m critsym.criticality", argv=argv)

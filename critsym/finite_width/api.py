@@ -48,6 +48,11 @@ def gain_from_recursion(arch: object, **hp: float) -> float | None:
     return float(f)
 
 
+def _exp(x: float) -> float:
+    """e^x, +inf beyond float64's range (a kurtosis of a very deep, narrow network)."""
+    return math.exp(x) if x < 709.0 else math.inf
+
+
 def _exact_mlp_kurtosis(spec: ModelSpec, depth: int, n: int) -> float:
     """3 E[R^2]/E[R]^2 for R = |x^0|^2 prod_l Y_l: (1 + 2/n) * (E Y^2/(E Y)^2)^d."""
     a2 = spec.alpha**2
@@ -56,13 +61,13 @@ def _exact_mlp_kurtosis(spec: ModelSpec, depth: int, n: int) -> float:
     mean_y = k + a2 * (n - k)
     second = 2 * k + 2 * a2 * a2 * (n - k) + mean_y**2
     ratio = float(p @ second) / float(p @ mean_y) ** 2
-    return 3.0 * (1 + 2.0 / n) * math.exp(depth * math.log(ratio))
+    return 3.0 * (1 + 2.0 / n) * _exp(depth * math.log(ratio))
 
 
 def _exact_balanced_kurtosis(spec: ModelSpec, depth: int, n: int) -> float:
     lam = 2.0 * n / spec.c
     ratio = 1.0 + 2.0 * (n + 2 * lam) / (n + lam) ** 2
-    return 3.0 * (1 + 2.0 / n) * math.exp(depth * math.log(ratio))
+    return 3.0 * (1 + 2.0 / n) * _exp(depth * math.log(ratio))
 
 
 def log_norm(arch: object, depth: int, width: int, order: str = "leading",
@@ -120,6 +125,6 @@ def log_norm(arch: object, depth: int, width: int, order: str = "leading",
     return LogNormLaw(
         spec=spec, depth=depth, width=width, order=order, order_used=used, mean=float(total_mean),
         var=float(var), M=float(M), V=float(V), log_gain=float(log_gain), gain_source=source,
-        hypoactivation=hypo, lag1=lag1, kurtosis=float(3.0 * math.exp(var)),
+        hypoactivation=hypo, lag1=lag1, kurtosis=3.0 * _exp(float(var)),
         kurtosis_exact=kurt_exact, per_layer_mean=per_mean, per_layer_var=per_var,
     )

@@ -11,25 +11,25 @@ else raises
 "layernorm", "bias", "depth_scaled" (a branch variance that shrinks with depth: the infinite-width
 Gaussian limit holds instead), "skip" (mu != 1) or "unsupported".
 
-Operators are read by duck typing (class name and the documented attributes), so this module
-does not
-import the core and works with any operator that follows the core's conventions.
+Rules are registered per operator class with :func:`functools.singledispatch` (a registry that
+follows the class hierarchy): :func:`block_rule` maps a whole block to a :class:`ModelSpec`,
+:func:`layer_rule` describes one layer of an Act >> Linear block.  A new operator that the law
+covers registers its rule beside these; nothing here lists operator types in a ladder.
 """
 
 from __future__ import annotations
+
+from functools import singledispatch
 
 import sympy as sp
 
 from critsym.errors import HyperparameterError
 from critsym.finite_width.errors import NotApplicableError
 from critsym.finite_width.spec import ModelSpec
+from critsym.ops import Act, BalancedResidual, LayerNorm, Linear, Op, Residual, Sequential
 
 DEPTH_SYMBOLS = ("depth", "d", "L", "n_layers")
 HOMOGENEOUS = {"relu": 0.0, "leaky_relu": None, "linear": 1.0, "identity": 1.0}
-
-
-def _name(op: object) -> str:
-    return type(op).__name__
 
 
 def _number(expr: object, hp: dict, what: str) -> tuple[float, bool]:
@@ -50,57 +50,115 @@ def _number(expr: object, hp: dict, what: str) -> tuple[float, bool]:
     return float(val.real), depth_dep
 
 
-def _unwrap(arch: object) -> object:
-    while _name(arch) == "Sequential" and len(getattr(arch, "ops", ())) == 1:
+def _unwrap(arch: Op) -> Op:
+    while isinstance(arch, Sequential) and len(arch.ops) == 1:
         arch = arch.ops[0]
     return arch
 
 
-def _ops(arch: object) -> tuple:
-    return tuple(arch.ops) if _name(arch) == "Sequential" else (arch,)
-
-
-def _act_alpha(op: object, hp: dict | None = None) -> float:
-    name = str(getattr(op, "name", "")).lower()
-    params = dict(getattr(op, "params", {}) or {})
+def _act_alpha(op: Act, hp: dict | None = None) -> float:
+    """The negative-side slope of a positively 1-homogeneous activation (relu: 0)."""
+    name = op.name
+    params = dict(op.params)
     if name == "relu":
         return 0.0
-    if name in ("leaky_relu", "leakyrelu", "leaky"):
-        for key in ("alpha", "negative_slope", "slope", "a"):
-            if key in params:
-                a, _ = _number(params[key], hp or {}, f"leaky relu {key}")
-                if not 0 <= a <= 1:
-                    raise NotApplicableError(f"leaky relu slope {a} outside [0, 1]", "activation")
-                return a
-        return 0.01
+    if name == "leaky_relu":
+        a, _ = _number(params.get("alpha", 0.01), hp or {}, "leaky relu alpha")
+        if not 0 <= a <= 1:
+            raise NotApplicableError(f"leaky relu slope {a} outside [0, 1]", "activation")
+        return a
     raise NotApplicableError(
         f"activation {name!r} is not positively 1-homogeneous: the log-norm law does not apply "
         "(the norm does not decouple from the direction)", "activation")
 
 
-def _check_no_bias(lin: object, hp: dict) -> None:
-    b = getattr(lin, "sigma_b", 0)
-    bval, _ = _number(b if b is not None else 0, hp, "sigma_b")
+def _check_no_bias(lin: Linear, hp: dict) -> None:
+    bval, _ = _number(lin.sigma_b, hp, "sigma_b")
     if bval != 0:
         raise NotApplicableError("biases break positive homogeneity: the log-norm law (derived "
                                  "for bias-free networks) does not apply", "bias")
 
 
-def _act_linear(block: object, hp: dict) -> tuple[float, float, bool]:
-    ops = _ops(_unwrap(block))
-    names = [_name(o) for o in ops]
-    if any(n in ("LayerNorm", "LN") for n in names):
-        raise NotApplicableError("LayerNorm fixes the norm: the log-norm law does not apply",
-                                 "layernorm")
-    if names != ["Act", "Linear"]:
+# ----------------------------------------------------------------------------- layer rules
+@singledispatch
+def layer_rule(op: Op, hp: dict) -> tuple[str, object]:
+    """(role, value) of one layer of an Act >> Linear block: ("act", α) or ("linear",
+    (σ_w, depth dependent)); other operators are not covered."""
+    return ("other", type(op).__name__)
+
+
+@layer_rule.register
+def _(op: Act, hp: dict):
+    return ("act", op)
+
+
+@layer_rule.register
+def _(op: Linear, hp: dict):
+    return ("linear", op)
+
+
+@layer_rule.register
+def _(op: LayerNorm, hp: dict):
+    raise NotApplicableError("LayerNorm fixes the norm: the log-norm law does not apply",
+                             "layernorm")
+
+
+def _act_linear(block: Op, hp: dict) -> tuple[float, float, bool]:
+    b = _unwrap(block)
+    ops = b.ops if isinstance(b, Sequential) else (b,)
+    rules = [layer_rule(o, hp) for o in ops]  # raises for LayerNorm wherever it is
+    roles = [r for r, _ in rules]
+    if roles != ["act", "linear"]:
+        names = [type(o).__name__ for o in ops]
         raise NotApplicableError(
             f"block {names} is not Act >> Linear; the log-norm law is derived for relu/leaky-relu "
             "followed by a bias-free Linear", "unsupported")
-    act, lin = ops
+    (_, act), (_, lin) = rules
     alpha = _act_alpha(act, hp)
     _check_no_bias(lin, hp)
     sw, dep = _number(lin.sigma_w, hp, "sigma_w")
     return alpha, sw, dep
+
+
+# ----------------------------------------------------------------------------- block rules
+@singledispatch
+def block_rule(arch: Op, hp: dict) -> ModelSpec:
+    """The :class:`ModelSpec` of one repeated block (registered per operator class)."""
+    raise NotApplicableError(f"no log-norm law for {type(arch).__name__}", "unsupported")
+
+
+@block_rule.register
+def _(arch: BalancedResidual, hp: dict) -> ModelSpec:
+    sw, dep = _number(arch.sigma_w, hp, "sigma_w")
+    if dep:
+        raise NotApplicableError(_DEPTH_MSG, "depth_scaled")
+    return ModelSpec("balanced", sw * sw)
+
+
+@block_rule.register
+def _(arch: Residual, hp: dict) -> ModelSpec:
+    mu, mdep = _number(arch.mu, hp, "mu")
+    alpha, sw, dep = _act_linear(arch.branch, hp)
+    if dep or mdep:
+        raise NotApplicableError(_DEPTH_MSG, "depth_scaled")
+    if mu != 1:
+        raise NotApplicableError(f"skip weight mu = {mu} != 1: no log-norm law derived", "skip")
+    if alpha != 0:
+        raise NotApplicableError("the ResNet law is derived for relu branches only",
+                                 "activation")
+    return ModelSpec("resnet", sw * sw)
+
+
+def _mlp(arch: Op, hp: dict) -> ModelSpec:
+    alpha, sw, dep = _act_linear(arch, hp)
+    if dep:
+        raise NotApplicableError("an MLP whose weight variance depends on depth is not covered",
+                                 "unsupported")
+    return ModelSpec("mlp", sw * sw, alpha)
+
+
+for _cls in (Sequential, Act, Linear, LayerNorm):
+    block_rule.register(_cls, _mlp)
 
 
 def recognize(arch: object, **hp: float) -> ModelSpec:
@@ -110,40 +168,10 @@ def recognize(arch: object, **hp: float) -> ModelSpec:
         if arch.depth_scaled:
             raise NotApplicableError(_DEPTH_MSG, "depth_scaled")
         return arch
-    arch = _unwrap(arch)
-    kind = _name(arch)
-    if kind == "BalancedResidual":
-        alpha = _act_alpha(getattr(arch, "act", None) or _Relu())
-        if alpha != 0:
-            raise NotApplicableError("BalancedResidual is modelled with relu only", "activation")
-        sw, dep = _number(arch.sigma_w, hp, "sigma_w")
-        if dep:
-            raise NotApplicableError(_DEPTH_MSG, "depth_scaled")
-        return ModelSpec("balanced", sw * sw)
-    if kind == "Residual":
-        mu, mdep = _number(getattr(arch, "mu", 1), hp, "mu")
-        alpha, sw, dep = _act_linear(arch.branch, hp)
-        if dep or mdep:
-            raise NotApplicableError(_DEPTH_MSG, "depth_scaled")
-        if mu != 1:
-            raise NotApplicableError(f"skip weight mu = {mu} != 1: no log-norm law derived",
-                                     "skip")
-        if alpha != 0:
-            raise NotApplicableError("the ResNet law is derived for relu branches only",
-                                     "activation")
-        return ModelSpec("resnet", sw * sw)
-    if kind in ("Sequential", "Act", "Linear", "LayerNorm"):
-        alpha, sw, dep = _act_linear(arch, hp)
-        if dep:
-            raise NotApplicableError("an MLP whose weight variance depends on depth is not covered",
-                                     "unsupported")
-        return ModelSpec("mlp", sw * sw, alpha)
-    raise NotApplicableError(f"no log-norm law for {kind}", "unsupported")
-
-
-class _Relu:
-    name = "relu"
-    params: dict = {}
+    if not isinstance(arch, Op):
+        raise NotApplicableError(f"no log-norm law for {type(arch).__name__}: pass a critsym "
+                                 "architecture or a ModelSpec", "unsupported")
+    return block_rule(_unwrap(arch), hp)
 
 
 _DEPTH_MSG = ("depth-scaled residual branch (variance ~ c/(n d)): Var ln|x^d|^2 = O(1/n) at every "

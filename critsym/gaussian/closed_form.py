@@ -26,6 +26,7 @@ from functools import lru_cache
 import sympy as sp
 
 from ..activations import ReLU
+from ..budget import check_budget
 
 _MAX_DEPTH = 40
 
@@ -112,6 +113,7 @@ def _half_moment(n: int) -> sp.Expr:
 
 
 def _E1(g: sp.Expr, x: sp.Symbol, depth: int = 0) -> sp.Expr | None:
+    check_budget()
     if depth > _MAX_DEPTH:
         return None
     g = _normalize(g, x)
@@ -229,7 +231,24 @@ def closed_form_1d(f: sp.Expr, z: sp.Symbol, V: sp.Expr) -> sp.Expr | None:
     r = _closed_form_1d(f.xreplace({z: _Z}))
     if r is None:
         return None
-    return _tidy(r.xreplace({_SD: sp.sqrt(V)}))
+    small = _size_at_most(V, _TIDY_MAX_NODES) or _size_at_most(r, _TIDY_MAX_RESULT)
+    r = r.xreplace({_SD: sp.sqrt(V)})
+    # Re-expanding a closed form of several terms after substituting a large variance (a deep
+    # block's nested statistics) multiplies it out term by term and costs minutes; the memoised
+    # form is already tidy.
+    return _tidy(r) if small else r
+
+
+_TIDY_MAX_NODES = 40
+_TIDY_MAX_RESULT = 8
+
+
+def _size_at_most(expr: sp.Expr, limit: int) -> bool:
+    """Whether ``expr`` has at most ``limit`` nodes (stops counting at the limit)."""
+    for n, _ in enumerate(sp.preorder_traversal(expr), start=1):
+        if n > limit:
+            return False
+    return True
 
 
 @lru_cache(maxsize=4096)

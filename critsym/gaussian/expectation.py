@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..budget import check_budget
+
 
 def _print_call(node: sp.Basic, printer, function: str) -> str:
     """The code of a call of ``function`` (a dotted path, imported by ``sympy.lambdify``) that
@@ -144,6 +146,7 @@ def expect(f: sp.Expr, z: sp.Symbol, V: sp.Expr, *, closed_forms: bool = True) -
     Linearity is applied first over symbolic constant coefficients, so that
     E[(φ - m)²/s²] = (E[φ²] - 2m E[φ] + m²)/s² with each expectation in canonical form.
     """
+    check_budget()
     f = sp.sympify(f)
     if z not in f.free_symbols:
         return f
@@ -172,6 +175,7 @@ def expect2(
     *, closed_forms: bool = True,
 ) -> sp.Expr:
     """E over (u, v) ~ N(0, [[V1, C], [C, V2]]) of f(u, v); closed form when one is found."""
+    check_budget()
     f = sp.sympify(f)
     fs = f.free_symbols
     if u not in fs and v not in fs:

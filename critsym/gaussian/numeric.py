@@ -6,59 +6,82 @@ the rest is lambdified.  Integrands are compiled the same way, so nested expecta
 independent Gaussian variables) work through broadcasting: each level of quadrature appends one
 trailing axis of nodes.
 
-Quadrature rule (standardised variable x ~ N(0,1), z = sqrt(V) x): composite Gauss–Legendre on
-[-L, L], L = 12, with panels graded geometrically towards a centre (0, or the kink of the inner
-variable of a bivariate expectation), and every panel split at each kink point found in the
-integrand (zeros of the arguments of Heaviside, relu, elu, |.|, sign, max/min that are linear in
-x).  The neglected tail mass is 2Φ(-12) ≈ 3.6e-33.  For integrands that are smooth on each
+Quadrature rule: the panel rule of :mod:`critsym.gaussian.rules` (composite Gauss–Legendre on
+[-12, 12], panels graded towards a centre and split at every kink point of the integrand: zeros
+of the arguments of Heaviside, DiracDelta, relu, elu, |.|, sign, max/min that are linear in the
+variable).  The neglected tail mass is 2Φ(-12) ≈ 3.6e-33.  For integrands that are smooth on each
 panel (polynomially bounded, analytic within ~0.1 of the real axis after scaling) the rule is
-accurate to ~1e-13 in 1-D (336 nodes) and ~1e-11 in 2-D (224 × 224 nodes); relative accuracy
-degrades for integrands growing like e^{a x} with a ≳ 5.  :func:`evaluate_mp` integrates with
-mpmath to any requested precision instead.
+accurate to ~1e-13 in 1-D (338 nodes) and ~1e-11 in 2-D (the nested rule, 224 × 224 nodes, evaluated
+in chunks of bounded memory); at equal variances V > 1 a bivariate integrand of (u, v) alone
+also gets panels at the scale 1/sqrt(V) of its features.  Relative accuracy degrades for
+integrands growing like e^{a x} with a ≳ 5.  :func:`evaluate_mp` integrates with mpmath to any
+requested precision instead.
 
-Tabulation (speed).  A 1-D node whose integrand depends only on the bound variable, e.g.
-E_{z~N(0,V)}[tanh(z)^2], is a function of V alone: m(V) = E_x[g(sqrt(V) x)].  On first use it is
-tabulated once as piecewise Chebyshev interpolants in u = log V on [log V_MIN, log V_MAX]
-(:class:`VarianceTable`), and the table is verified against the quadrature at points between the
-interpolation nodes: it is used only if the maximum relative error is <= ``TABLE_RTOL`` (1e-10),
-else the node keeps quadrature.  Values of V above the range fall back to quadrature; below
-it (and at V = 0) the small-V series Σ_{k≤2} f^{(2k)}(0) V^k/(2^k k!) is used for analytic
-integrands (relative error ≤ ~V_MIN), quadrature otherwise.  :func:`quadrature_only` (a context
-manager) or ``set_tabulation(False)`` selects exact quadrature everywhere.
+Tabulation (speed), see :mod:`critsym.gaussian.tables`.  A 1-D node whose integrand depends only
+on the bound variable, e.g. E_{z~N(0,V)}[tanh(z)^2], is a function of V alone; on first use it is
+tabulated in u = log V (:class:`VarianceTable`) and used only if verified against the quadrature
+to ``TABLE_RTOL`` (1e-10) relative, else the node keeps quadrature.  Values of V above the range
+fall back to quadrature; below it (and at V = 0) the small-V series
+Σ_{k≤2} f^{(2k)}(0) V^k/(2^k k!) is used for analytic integrands (relative error ≤ ~V_MIN).
+A 2-D node whose integrand is a sum of products f_j(u) g_j(v) is, at equal variances, a function
+of (V, r) alone: :class:`CorrelationTable` tabulates it piece by piece in log V (built on first
+use, each piece verified against the nested rule to ``TABLE2_RTOL`` (1e-11) of the
+Cauchy–Schwarz scale Σ_j (E f_j² E g_j²)^{1/2}); other points keep quadrature.
+:func:`quadrature_only` (a context manager) or ``set_tabulation(False)`` selects quadrature
+everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
-from functools import cache
 
 import numpy as np
 import sympy as sp
 from sympy.printing.numpy import SciPyPrinter
 
-from ..activations import ELU, MPMATH_FUNCTIONS, NUMPY_FUNCTIONS, ReLU
-from ..errors import NumericalError
+from ..activations import MPMATH_FUNCTIONS, NUMPY_FUNCTIONS
+from ..errors import DerivationError, NumericalError
 from .expectation import GaussE, GaussE2
+from .rules import EDGES as _EDGES
+from .rules import KINKED, L_CUT, kink_points, mean2_grid, rule
+from .tables import (
+    TABLE2_RTOL,
+    TABLE_RTOL,
+    V_MAX,
+    V_MIN,
+    CorrelationTable,
+    VarianceTable,
+    build_table,
+)
 
-L_CUT = 12.0
-_HALF = np.array([1e-3, 1e-2, 0.06, 0.2, 0.45, 0.8, 1.3, 2.0, 3.0, 4.3, 6.0, 8.5, 12.0])
-_EDGES = np.concatenate([-_HALF[::-1], [0.0], _HALF])
+__all__ = [
+    "L_CUT", "TABLE2_RTOL", "TABLE_RTOL", "V_MAX", "V_MIN", "Compiled", "CorrelationTable",
+    "VarianceTable", "build_table", "compile_expr", "evaluate_mp", "quadrature_only",
+    "set_tabulation", "tabulation_enabled",
+]
+
 NODES_1D = 12
 NODES_2D = 8
-_MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
+_MODULES = [NUMPY_FUNCTIONS, {"functools": functools}, "scipy", "numpy"]  # Max/Min: reduce
 
 
 def _safe_unit(x):
-    """acos/asin arguments: rounding can push a correlation of exactly ±1 just outside."""
+    """acos/asin arguments: rounding can push a correlation of exactly ±1 just outside (only
+    |x| <= 1 + 1e-9 is clipped; the common in-range case costs one pass)."""
     x = np.asarray(x, dtype=float)
-    return np.where(np.abs(x) <= 1 + 1e-9, np.clip(x, -1.0, 1.0), x)
+    if x.size and (x.max() > 1 or x.min() < -1):
+        return np.where(np.abs(x) <= 1 + 1e-9, np.clip(x, -1.0, 1.0), x)
+    return x
 
 
 def _safe_sqrt(x):
     """sqrt with rounding-level negatives (e.g. K11 K22 - K12² at c = 1) set to 0."""
     x = np.asarray(x, dtype=float)
-    return np.sqrt(np.where((x < 0) & (x > -1e-9), 0.0, x))
+    if x.size and x.min() < 0:
+        x = np.where((x < 0) & (x > -1e-9), 0.0, x)
+    return np.sqrt(x)
 
 
 NUMPY_FUNCTIONS.update(
@@ -85,16 +108,12 @@ class _Printer(SciPyPrinter):
         if e.exp == -sp.S.Half:
             return "1/_safe_sqrt(%s)" % self._print(e.base)
         return super()._print_Pow(e, rational=rational)
-_KINKED = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min, sp.DiracDelta)
-
-#: tabulated range of variances and the verified relative accuracy of a table
-V_MIN, V_MAX = 1e-12, 1e12
-TABLE_RTOL = 1e-10
+_KINKED = KINKED
 _TABULATE = [True]
 
 
 def set_tabulation(enabled: bool) -> None:
-    """Globally enable (default) or disable variance tables for 1-D expectations."""
+    """Globally enable (default) or disable the variance and correlation tables."""
     _TABULATE[0] = bool(enabled)
 
 
@@ -104,81 +123,13 @@ def tabulation_enabled() -> bool:
 
 @contextlib.contextmanager
 def quadrature_only() -> Iterator[None]:
-    """Within the block every expectation is computed by quadrature (no variance tables)."""
+    """Within the block every expectation is computed by quadrature (no tables)."""
     old = _TABULATE[0]
     _TABULATE[0] = False
     try:
         yield
     finally:
         _TABULATE[0] = old
-
-
-class VarianceTable:
-    r"""m(V) = E_{x~N(0,1)}[g(\sqrt{V} x)] as piecewise Chebyshev interpolants in u = log V.
-
-    ``pieces`` equal pieces on [log V_MIN, log V_MAX], ``degree`` + 1 Chebyshev points each.
-    :attr:`max_rel_error` is the largest relative deviation from ``quad`` found at the check
-    points (three per gap between interpolation nodes) -- the table is only used when it is
-    <= :data:`TABLE_RTOL`.
-    """
-
-    def __init__(self, quad: Callable[[np.ndarray], np.ndarray], pieces: int, degree: int):
-        self.u0, self.u1 = np.log(V_MIN), np.log(V_MAX)
-        self.pieces, self.degree = pieces, degree
-        self.width = (self.u1 - self.u0) / pieces
-        n = degree + 1
-        t = np.cos(np.pi * (np.arange(n) + 0.5) / n)  # Chebyshev points of the first kind
-        left = self.u0 + self.width * np.arange(pieces)
-        u = left[:, None] + (t[None, :] + 1) * self.width / 2
-        vals = np.asarray(quad(np.exp(u)), dtype=float)
-        # c_k = (2/n) sum_j f(t_j) T_k(t_j), c_0 halved
-        T = np.cos(np.outer(np.arange(n), np.arccos(t)))
-        with np.errstate(all="ignore"):
-            coef = vals @ T.T * (2.0 / n)
-        coef[:, 0] /= 2
-        self.coef = coef
-        # verification between the nodes
-        s = np.sort(t)
-        mids = np.concatenate([s[:1] - 0.0, (s[:-1] + s[1:]) / 2, s[-1:]])
-        chk = np.concatenate([mids, (s[:-1] * 3 + s[1:]) / 4, (s[:-1] + 3 * s[1:]) / 4])
-        chk = np.clip(chk, -1, 1)
-        uc = (left[:, None] + (chk[None, :] + 1) * self.width / 2).ravel()
-        exact = np.asarray(quad(np.exp(uc)), dtype=float)
-        with np.errstate(all="ignore"):
-            approx = self.eval_u(uc)
-        with np.errstate(all="ignore"):
-            rel = np.abs(approx - exact) / np.abs(exact)
-        rel = np.where(exact == approx, 0.0, rel)
-        self.max_rel_error = float(np.max(rel)) if np.all(np.isfinite(rel)) else np.inf
-
-    @property
-    def ok(self) -> bool:
-        return self.max_rel_error <= TABLE_RTOL
-
-    def eval_u(self, u: np.ndarray) -> np.ndarray:
-        """Clenshaw evaluation at u = log V (u inside the range)."""
-        y = (u - self.u0) / self.width
-        idx = np.clip(np.floor(y).astype(np.intp), 0, self.pieces - 1)
-        t = 2 * (y - idx) - 1
-        c = self.coef[idx]
-        b1 = np.zeros_like(t)
-        b2 = np.zeros_like(t)
-        t2 = 2 * t
-        for k in range(self.degree, 0, -1):
-            b1, b2 = c[..., k] + t2 * b1 - b2, b1
-        return c[..., 0] + t * b1 - b2
-
-    def __call__(self, V: np.ndarray, fallback: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        V = np.asarray(V, dtype=float)
-        inside = (V >= V_MIN) & (V <= V_MAX)
-        if np.all(inside):
-            return self.eval_u(np.log(V))
-        out = np.empty(V.shape)
-        if np.any(inside):
-            out[inside] = self.eval_u(np.log(V[inside]))
-        if np.any(~inside):
-            out[~inside] = fallback(V[~inside])
-        return out
 
 
 def _small_V_series(lam: sp.Lambda) -> tuple[float, float, float] | None:
@@ -200,58 +151,17 @@ def _small_V_series(lam: sp.Lambda) -> tuple[float, float, float] | None:
 
 #: tables shared by every compiled node with the same integrand (keyed by its Lambda)
 _TABLES: dict[sp.Basic, VarianceTable | None] = {}
-
-
-def build_table(quad: Callable[[np.ndarray], np.ndarray]) -> VarianceTable | None:
-    """The cheapest :class:`VarianceTable` of ``quad`` meeting :data:`TABLE_RTOL`, or None."""
-    for pieces, degree in ((48, 16), (96, 20), (192, 24)):
-        tab = VarianceTable(quad, pieces, degree)
-        if tab.ok:
-            return tab
-    return None
-
-
-@cache
-def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    t, w = np.polynomial.legendre.leggauss(n)
-    return t, w
+_TABLES2: dict[sp.Basic, CorrelationTable | None] = {}
 
 
 def _nodes(kinks: Sequence[np.ndarray], n: int, shape: tuple[int, ...]):
-    """Standard-normal quadrature nodes and weights, shape ``shape + (N,)``.
-
-    Panels: the fixed mesh ``_EDGES`` (graded towards 0) with every kink point (an array
-    broadcastable to ``shape``) inserted as an extra edge; ``n`` Gauss–Legendre nodes per panel.
-    """
-    edges = np.broadcast_to(_EDGES, shape + _EDGES.shape)
-    if kinks:
-        ks = [np.clip(np.broadcast_to(np.asarray(k, dtype=float), shape), -L_CUT, L_CUT)[..., None]
-              for k in kinks]
-        ks = [np.where(np.isfinite(k), k, L_CUT) for k in ks]
-        edges = np.sort(np.concatenate([edges, *ks], axis=-1), axis=-1)
-    a, b = edges[..., :-1], edges[..., 1:]
-    t, w = _legendre(n)
-    half = (b - a)[..., None] / 2
-    mid = (b + a)[..., None] / 2
-    X = (mid + half * t).reshape(*shape, -1)
-    W = (half * w).reshape(*shape, -1) * np.exp(-0.5 * X**2) / np.sqrt(2 * np.pi)
-    return X, W
+    """Standard-normal quadrature nodes and weights, shape ``shape + (N,)`` (see
+    :func:`critsym.gaussian.rules.rule`)."""
+    return rule(kinks, n, shape)
 
 
 def _kink_points(expr: sp.Expr, x: sp.Symbol) -> list[sp.Expr]:
-    pts: list[sp.Expr] = []
-    for atom in expr.atoms(*_KINKED):
-        for arg in atom.args:
-            if not arg.has(x):
-                continue
-            a = sp.diff(arg, x)
-            if a.has(x):
-                continue  # nonlinear argument: no breakpoint (accuracy may degrade)
-            b = sp.expand(arg - a * x)
-            pt = sp.simplify(-b / a)
-            if pt != 0 and pt not in pts:
-                pts.append(pt)
-    return pts
+    return kink_points(expr, x)
 
 
 def _outermost_nodes(expr: sp.Expr) -> list[sp.Basic]:
@@ -305,19 +215,29 @@ class Compiled:
             raise NumericalError(
                 f"cannot evaluate {self.expr}: symbols {sorted(map(str, missing))} have no values"
             )
+        #: the expression is one of the arguments: no evaluation needed
+        self._arg_index = self.args.index(outer) if outer in self.args else None
         self._outer = sp.lambdify(list(self.args) + ph, outer, modules=_MODULES,
-                                  printer=_Printer)
+                                  printer=_Printer, cse=True)
         self._nodes: list[Callable] = [
             _Node1(n, self.args) if isinstance(n, GaussE) else _Node2(n, self.args) for n in nodes
         ]
 
     def __call__(self, *vals) -> np.ndarray:
-        vals = [np.asarray(v, dtype=float) for v in vals]
-        shape = np.broadcast_shapes(*(v.shape for v in vals)) if vals else ()
-        pvals = [node(*vals) for node in self._nodes]
-        with np.errstate(all="ignore"):
-            out = self._outer(*vals, *pvals)
-        return np.broadcast_to(np.asarray(out, dtype=float), shape) if np.ndim(out) == 0 else out
+        vals = [v if type(v) is np.ndarray and v.dtype == np.float64
+                else np.asarray(v, dtype=float) for v in vals]
+        if self._arg_index is not None:
+            out = vals[self._arg_index]
+        else:
+            pvals = [node(*vals) for node in self._nodes]
+            with np.errstate(all="ignore"):
+                out = self._outer(*vals, *pvals)
+        if np.ndim(out) == 0 and all(v.ndim == 0 for v in vals):
+            return np.asarray(out, dtype=float)
+        if np.ndim(out) == 0 or (len(vals) > 1 and any(v.shape != out.shape for v in vals)):
+            shape = np.broadcast_shapes(np.shape(out), *(v.shape for v in vals))
+            return np.broadcast_to(np.asarray(out, dtype=float), shape)
+        return out
 
 
 class _Node1:
@@ -375,7 +295,7 @@ class _Node1:
 
     def __call__(self, *vals):
         V = np.asarray(self.V(*vals), dtype=float)
-        if np.any(V < 0):
+        if V.size and V.min() < 0:
             raise NumericalError(f"negative variance {V.min():.3g} in a Gaussian expectation")
         if self.tabulable:
             if _TABULATE[0] and self.table is not None:
@@ -394,9 +314,35 @@ class _Node1:
         return np.sum(np.broadcast_to(f, W.shape) * W, axis=-1)
 
 
+def _separate(expr: sp.Expr, u: sp.Symbol, v: sp.Symbol) -> list[tuple[sp.Expr, sp.Expr]] | None:
+    """h(u, v) = Σ_j f_j(u) g_j(v) as [(f_j, g_j)], or None when h is not of this form."""
+    pairs: list[tuple[sp.Expr, sp.Expr]] = []
+    for term in sp.Add.make_args(expr):
+        g, f = term.as_independent(u, as_Add=False)
+        if f.has(v):
+            if term == sp.expand(term):
+                return None
+            more = _separate(sp.expand(term), u, v)
+            if more is None:
+                return None
+            pairs.extend(more)
+        else:
+            pairs.append((f, g))
+    return pairs
+
+
+def _lambdify1(e: sp.Expr, var: sp.Symbol) -> Callable[[np.ndarray], np.ndarray]:
+    return sp.lambdify(var, e, modules=_MODULES, printer=_Printer)
+
+
 class _Node2:
-    """Bivariate E[f(u, v)], u = sqrt(V1) x, v = sqrt(V2)(rho x + sqrt(1-rho^2) y): nested rules,
-    the inner mesh graded towards the line v = 0."""
+    """Bivariate E[f(u, v)], u = sqrt(V1) x, v = sqrt(V2)(rho x + sqrt(1-rho^2) y).
+
+    Separable integrands of (u, v) alone at equal variances use a :class:`CorrelationTable`
+    (verified, built per piece on first use); every other point the nested rule of
+    :func:`critsym.gaussian.rules.mean2_grid`, the inner mesh graded towards the line v = 0,
+    evaluated in chunks (bounded memory).
+    """
 
     def __init__(self, node: GaussE2, args: tuple[sp.Symbol, ...]):
         lam, V1, V2, C = node.args
@@ -413,13 +359,73 @@ class _Node2:
         self.g = Compiled(g, args + extra + (self.x, self.y))
         # kinks of u-atoms at u = k: x = k / s1; kinks of v-atoms at v = k: y = (k/s2 - r x)/rc.
         # u = 0 and v = 0 are the mesh centres, so only other kink points need a split.
-        ku = [k for k in _kink_points(lam.expr, u) if not k.has(v)]
-        kv = [k for k in _kink_points(lam.expr, v) if not k.has(u)]
+        ku = [k for k in kink_points(lam.expr, u) if not k.has(v)]
+        kv = [k for k in kink_points(lam.expr, v) if not k.has(u)]
         self.xk = [Compiled(k / self.s1, args + extra) for k in ku]
         self.yk = [
             Compiled((k / self.s2 - self.r * self.x) / self.rc, args + extra + (self.x,))
             for k in kv
         ]
+        self._nargs = len(args)
+        self._key = lam
+        self._pairs = None
+        #: the integrand depends on (u, v) alone: equal-variance points use the finely graded rule
+        self._scaled = lam.expr.free_symbols <= {u, v} and not _outermost_nodes(lam.expr)
+        if self._scaled and not lam.expr.atoms(*KINKED):
+            sep = _separate(lam.expr, u, v)
+            if sep is not None:
+                self._pairs = [(_lambdify1(f, u), _lambdify1(h, v)) for f, h in sep]
+
+    @property
+    def table(self) -> CorrelationTable | None:
+        """The correlation table of this integrand (None when it is not separable in (u, v))."""
+        if self._pairs is None:
+            return None
+        if self._key not in _TABLES2:
+            _TABLES2[self._key] = CorrelationTable(self._pairs, self._reference)
+        return _TABLES2[self._key]
+
+    def _reference(self, V: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The nested rule at equal variances V (flat), the meshes also graded at the scale
+        1/sqrt(V) of the integrand's features (for integrands of (u, v) alone)."""
+        s = np.sqrt(np.asarray(V, dtype=float))
+        r = np.asarray(r, dtype=float)
+        rc = np.sqrt(np.maximum(1 - r * r, 0.0))
+        zero = [np.zeros(V.shape)] * self._nargs
+        return self._quad_flat(zero, s, s, r, rc, scaled=True)
+
+    def _quad_flat(self, vals, s1, s2, r, rc, scaled=False):
+        """The nested rule at flat arrays (all of one length)."""
+        extra = (s1, s2, r, rc)
+        cols = [*vals, *extra]
+
+        def take(i):
+            return [c[i] for c in cols]
+
+        def kx(i):
+            with np.errstate(all="ignore"):
+                ks = [np.broadcast_to(k(*take(i)), i.shape) for k in self.xk]
+                if scaled:
+                    sc = np.where(s1[i] > 1, s1[i], np.inf)
+                    ks += [e / sc for e in _EDGES if e != 0]
+            return ks
+
+        def ky(i, X):
+            ex = [c[:, None] for c in take(i)]
+            with np.errstate(all="ignore"):
+                ks = [np.broadcast_to(k(*ex, X), X.shape) for k in self.yk]
+                if scaled:
+                    den = np.where(s2[i] * rc[i] > 1, s2[i] * rc[i], np.inf)[:, None]
+                    yc = -r[i][:, None] * X / np.where(rc[i] > 0, rc[i], 1.0)[:, None]
+                    ks += [yc + e / den for e in _EDGES if e != 0]
+            return ks
+
+        def h(i, X, Y):
+            ex = [c[i] for c in cols]
+            return self.g(*ex, X, Y)
+
+        extra_panels = (len(self.xk) + len(self.yk)) + (2 * len(_EDGES) if scaled else 0)
+        return mean2_grid(h, r, kx, ky, NODES_2D, extra_panels)
 
     def __call__(self, *vals):
         V1 = np.asarray(self.V1(*vals), float)
@@ -435,29 +441,46 @@ class _Node2:
                 f"correlation {np.abs(r).max():.6g} outside [-1, 1]: |K12| must be <= sqrt(K11 K22)"
             )
         r = np.clip(r, -1.0, 1.0)
-        rc = np.sqrt(1 - r**2)
-        shape = np.broadcast_shapes(r.shape, *(np.shape(v) for v in vals))
-        extra = (s1, s2, r, rc)
-        with np.errstate(all="ignore"):
-            xks = [k(*vals, *extra) for k in self.xk]
-        X, WX = _nodes(xks, NODES_2D, shape)
-        ex = [np.asarray(v)[..., None] for v in vals] + [np.asarray(e)[..., None] for e in extra]
-        with np.errstate(all="ignore"):
-            yc = np.where(rc[..., None] > 0, -r[..., None] * X / np.where(rc > 0, rc, 1)[..., None],
-                          0.0)
-        with np.errstate(all="ignore"):
-            yks = [k(*ex, X) for k in self.yk]
-        Y, WY = _nodes([yc, *yks], NODES_2D, X.shape)
-        ey = [np.asarray(e)[..., None] for e in ex]
-        with np.errstate(all="ignore"):
-            f = self.g(*ey, X[..., None], Y)
-        inner = np.sum(np.broadcast_to(f, WY.shape) * WY, axis=-1)
-        return np.sum(inner * WX, axis=-1)
+        shape = np.broadcast_shapes(r.shape, s1.shape, s2.shape, *(np.shape(v) for v in vals))
+        flat = [np.broadcast_to(a, shape).ravel() for a in (V1, V2, r)]
+        V1f, V2f, rf = flat
+        out = np.empty(V1f.shape)
+        todo = np.ones(V1f.shape, dtype=bool)
+        table = self.table if _TABULATE[0] else None
+        if table is not None:
+            eq = (V1f == V2f) & table.covers(V1f)
+            if eq.any():
+                vals_eq, done = table(V1f[eq], rf[eq])
+                sel = np.nonzero(eq)[0]
+                out[sel[done]] = vals_eq[done]
+                todo[sel[done]] = False
+        if self._scaled:
+            # other equal-variance points of this integrand: the finely graded reference rule
+            ref = todo & (V1f == V2f)
+            if ref.any():
+                out[ref] = self._reference(V1f[ref], rf[ref])
+                todo &= ~ref
+        if todo.any():
+            idx = np.nonzero(todo)[0]
+            bv = [np.broadcast_to(np.asarray(v, float), shape).ravel()[idx] for v in vals]
+            s1f, s2f, rr = np.sqrt(V1f[idx]), np.sqrt(V2f[idx]), rf[idx]
+            out[idx] = self._quad_flat(bv, s1f, s2f, rr, np.sqrt(1 - rr**2))
+        return out.reshape(shape)
 
 
 def compile_expr(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Compiled:
-    """Compile ``expr`` (possibly containing Gaussian expectations) to a vectorised callable."""
-    return Compiled(expr, args)
+    """Compile ``expr`` (possibly containing Gaussian expectations) to a vectorised callable.
+
+    A form sympy cannot turn into numpy code (an unevaluated derivative, an unknown function)
+    raises :class:`~critsym.errors.DerivationError` naming it."""
+    try:
+        return Compiled(expr, args)
+    except (NotImplementedError, sp.SympifyError, SyntaxError, TypeError) as e:
+        raise DerivationError(
+            f"cannot compile {str(expr)[:200]} to numeric code ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); this block needs a form critsym's "
+            "evaluator does not support"
+        ) from e
 
 
 # ---------------------------------------------------------------- high precision (mpmath)

@@ -14,10 +14,11 @@ from ..activations import (
     Sigmoid,
     Softplus,
     activation_expr,
+    activation_torch_types,
     check_differentiable,
     x,
 )
-from ..errors import DerivationError, UnknownActivationError
+from ..errors import DerivationError, UnknownActivationError, UnsupportedModuleError
 from ..symbols import as_hyper
 from .base import Op
 
@@ -42,6 +43,9 @@ class Act(Op):
     params: tuple[tuple[str, sp.Expr], ...]
     expr: str | None
     hyper_fields = ()
+    latex_name = r"\phi"
+    torch_types = (*activation_torch_types(), "critsym.torch.modules.ActModule",
+                   "critsym.torch.modules.Elementwise")
 
     def __init__(self, name_or_expr: object = "relu", params=(), expr: str | None = None,
                  **kw):
@@ -105,20 +109,84 @@ class Act(Op):
             out |= sp.sympify(v).free_symbols
         return out
 
-    def to_torch(self, ctx, shape: tuple[int, ...]):
-        """φ elementwise: the registry's torch function, or a torch lambdify of a custom φ."""
+    def latex(self) -> str:
+        """φ(·) in LaTeX."""
+        return sp.latex(self.phi(x), symbol_names={x: r"\cdot"})
+
+    def torch_function(self, values: dict[str, float]):
+        """φ as a torch callable, hyperparameters in its parameters taken from ``values``: the
+        activation table's torch function for a named φ, else a torch lambdify of φ."""
         from ..activations import torch_activation, torch_lambdify
+        from ..torch.modules import numeric_value
+
+        if self.name in REGISTRY and type(self) is Act:
+            ps = {k: numeric_value(v, values, f"{self.name} parameter {k}")
+                  for k, v in self.params}
+            return torch_activation(self.name, **ps)
+        return torch_lambdify(self.numeric(values).phi())
+
+    def numeric(self, values: dict[str, float]) -> Act:
+        """The activation with its hyperparameters replaced by numbers from ``values``."""
+        from ..torch.modules import numeric_value
+
+        hp = self.hyperparameters()
+        if not hp:
+            return self
+        return self.subs({s: numeric_value(s, values, f"{self!r}") for s in hp})
+
+    def to_torch(self, ctx, shape: tuple[int, ...]):
+        """φ elementwise: the activation table's torch function, or a torch lambdify of φ."""
         from ..torch.modules import Elementwise
 
-        if self.name == "custom":
-            fn = torch_lambdify(self.phi())
-        else:
-            ps = {k: ctx.value(v, f"{self.name} parameter {k}") for k, v in self.params}
-            fn = torch_activation(self.name, **ps)
-        return Elementwise(fn, repr(self)), shape
+        return Elementwise(self.torch_function(ctx.values), repr(self),
+                           op=self.numeric(ctx.values)), shape
+
+    def export(self, ctx, fan: int):
+        """The ``torch.nn`` module of the activation table (e.g. ``nn.Tanh``), else an
+        ``ActModule`` computing φ."""
+        from ..torch.modules import ActModule
+
+        num = self.numeric(ctx.values)
+        spec = REGISTRY.get(self.name)
+        if type(self) is Act and spec is not None and spec.export_module is not None:
+            ps = {**spec.defaults, **{k: float(v) for k, v in num.params}}
+            return spec.export_module(**ps), fan
+        return ActModule(num), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op | None:
+        from ..activations import module_activation
+        from ..torch.modules import ActModule, Elementwise
+
+        if isinstance(module, ActModule):
+            return module.act
+        if isinstance(module, Elementwise):
+            if isinstance(module.op, Op):
+                return module.op
+            raise UnsupportedModuleError(
+                f"submodule {reader.label(path)!r}: an elementwise map {module.name!r} that is "
+                "not a critsym activation")
+        found = module_activation(module)
+        if found is None:
+            raise UnsupportedModuleError(
+                f"submodule {reader.label(path)!r}: {type(module).__name__} is not in the "
+                "activation table")
+        name, params = found
+        return Act(name, **params)
 
     def apply(self, s):
         try:
             return s.map(lambda e, side: self.phi(e))
         except (TypeError, ValueError) as err:  # pragma: no cover - sympy internals
             raise DerivationError(f"cannot apply {self!r}: {err}") from err
+
+    @classmethod
+    def examples(cls):
+        from .contract import Example
+        from .linear import Linear
+
+        hp = dict(sigma_w=1.2, sigma_b=0.3)
+        return (Example(Act("erf") >> Linear(), hp, name="Act(erf) >> Linear"),
+                Example(Act("leaky_relu", alpha=0.2) >> Linear(), hp,
+                        name="Act(leaky_relu) >> Linear"),
+                Example(Act(sp.sin(x) + x / 2) >> Linear(), hp, name="Act(custom) >> Linear"))

@@ -22,7 +22,7 @@ rows).  Rules:
   for two inputs a, b: Cov' = (Cov − off_ab)/(s_a s_b), noff'_ab = noff_ab/(s_a s_b);
   of a non-Gaussian expression without per-row parts: the single-axis rule.
 
-For a Mixer token sub-block this gives (theory.md §2, q = σ_w² + σ_b²)
+For a Mixer token sub-block this gives (docs/theory.md#mlp-mixer-block, q = σ_w² + σ_b²)
 K' = μ²K + σ_w² E_q[φ²] + σ_b², χ = μ² + σ_w⁴ E_q[φ'²] / (K − O_T),
 O_T' = μ² O_T + Δ_T, Δ_T = σ_w² E_{b~N(0,σ_b²)}[m(b)²] + σ_b², m(b) = E_{g~N(0,σ_w²)} φ(g + b).
 
@@ -52,6 +52,8 @@ class Transpose(Op):
     """
 
     multi_axis: ClassVar[bool] = True
+    latex_name = r"\top"
+    torch_types = ("critsym.torch.modules.SwapLastAxes", "critsym.torch.conv.SwapAxes")
 
     def apply(self, s):
         if not s.axes:
@@ -74,6 +76,42 @@ class Transpose(Op):
                 "shape=(T, C), ...)"
             )
         return SwapAxes(), (*shape[:-2], shape[-1], shape[-2])
+
+    def export(self, ctx, fan: int):
+        from ..torch.modules import SwapLastAxes
+
+        return SwapLastAxes(), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        return Transpose()
+
+    @classmethod
+    def probe_torch(cls, module, reader, path: str):
+        """A parameter-free leaf module that transposes the last two axes (e.g. einops'
+        ``Rearrange``), tested on a probe tensor."""
+        import torch
+
+        if list(module.parameters(recurse=False)) or list(module.children()):
+            return None
+        t = torch.randn(2, 3, 5, dtype=torch.float64)
+        try:
+            with torch.no_grad():
+                y = module(t)
+        except Exception:  # noqa: BLE001 - any failure means "not a transpose"
+            return None
+        if isinstance(y, torch.Tensor) and y.shape == (2, 5, 3) and torch.equal(
+                y, t.transpose(-1, -2)):
+            return Transpose()
+        return None
+
+    @classmethod
+    def examples(cls):
+        from .contract import Example
+        from .mixer import mixer_block
+
+        return (Example(mixer_block(), dict(sigma_w=1.4, sigma_b=0.3, mu=0.5), shape=(8, 8),
+                        monte_carlo=False, name="mixer (Transpose)"),)
 
 
 def uses_axes(arch: Op) -> bool:

@@ -28,6 +28,8 @@ class BalancedResidual(Op):
 
     sigma_w: sp.Expr
     hyper_fields = ("sigma_w",)
+    latex_name = r"\mathrm{Res}_\pm"
+    torch_types = ("critsym.torch.modules.BalancedResidualModule",)
 
     def __init__(self, sigma_w: object = _sw):
         object.__setattr__(self, "sigma_w", as_hyper(sigma_w, what="sigma_w", nonnegative=True))
@@ -40,16 +42,40 @@ class BalancedResidual(Op):
 
     def to_torch(self, ctx, shape: tuple[int, ...]):
         """h + W₊ relu(h) + W₋ relu(−h), W± ~ N(0, σ_w²/(2 fan_in)), no biases."""
-        from ..torch.modules import Chain, Elementwise, ResidualSum, StackedLinear
+        from ..torch.modules import BalancedResidualModule, StackedLinear
 
         half = ctx.value(self.sigma_w, "BalancedResidual sigma_w") / 2**0.5
         n = shape[-1]
         plus = StackedLinear.init(ctx, n, n, half, 0.0)
         minus = StackedLinear.init(ctx, n, n, half, 0.0)
+        return BalancedResidualModule(plus, minus), shape
 
-        def branch(h, plus=plus, minus=minus):
-            return plus(h.clamp(min=0)) + minus((-h).clamp(min=0))
+    def export(self, ctx, fan: int):
+        """:class:`BalancedResidualModule` with two bias-free ``nn.Linear(fan, fan)``."""
+        from torch import nn
 
-        mod = ResidualSum(Chain(Elementwise(branch, "W+ relu(h) + W- relu(-h)")), 1.0)
-        mod.plus, mod.minus = plus, minus  # register the weights as submodules
-        return mod, shape
+        from ..torch.modules import BalancedResidualModule
+
+        half = ctx.value(self.sigma_w, "BalancedResidual sigma_w") / 2**0.5
+        plus, minus = (ctx.init(nn.Linear(fan, fan, bias=False, dtype=ctx.dtype), half, 0.0,
+                                fan) for _ in range(2))
+        return BalancedResidualModule(plus, minus), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        """σ̂_w = √2 · (the scale of W±), pooled over both halves."""
+        import torch
+
+        w = torch.cat([module.plus.weight, module.minus.weight], dim=-2)
+        w = w.reshape(-1, w.shape[-1])  # stacked critsym weights pool over the networks
+        sw, _ = reader.weights(path, "BalancedResidual", w * 2**0.5, None)
+        return BalancedResidual(sw)
+
+    def symbolic(self) -> Op:
+        return BalancedResidual(_sw)
+
+    @classmethod
+    def examples(cls):
+        from .contract import Example
+
+        return (Example(BalancedResidual(), dict(sigma_w=1.2), name="BalancedResidual"),)

@@ -1,14 +1,23 @@
 """The architecture language: immutable operators, composition, and (de)serialization.
 
-Every operator is a frozen dataclass holding its hyperparameters and implementing
+The operator contract.  Every operator is a frozen dataclass holding its hyperparameters; its
+module holds, side by side, everything the rest of critsym needs to know about it:
 
-* ``apply(signal)``: its variance and Jacobian rule, as a step of the derivation fold
+* ``apply(signal)``: its variance and Jacobian rule, a step of the derivation fold
   (:mod:`critsym.fold`);
-* ``to_torch(width, values, ...)``: its forward map as a real ``torch.nn.Module``
-  (:mod:`critsym.torch`).
+* ``to_torch(ctx, shape)``: its forward map for ``ctx.n_nets`` stacked networks
+  (:mod:`critsym.torch.build`; simulation, validation and kernel shaping all build through it);
+* ``export(ctx, fan)``: a plain ``torch.nn`` module (:func:`critsym.to_torch_model`);
+* ``torch_types`` and ``read_torch(module, reader, path)``: the torch module types it claims
+  on import and how it reads its hyperparameters from their weights, and ``probe_torch`` for
+  patterns recognised by evaluating a module (:func:`critsym.from_torch`);
+* ``symbolic()``: the operator with estimated weight scales replaced by the symbols σ_w, σ_b;
+* ``latex_name``; ``examples()``: instances the contract tests (tests/contract) run.
 
-Operators compose with ``>>`` into :class:`Sequential`; architectures are data: printable,
-comparable, hashable, and round-trip through plain dicts / JSON.
+Defining the class registers it (``Op.__init_subclass__``): JSON, import, export and the
+contract tests read the registry, so a new operator is one new module.  Operators compose with
+``>>`` into :class:`Sequential`; architectures are data: printable, comparable, hashable, and
+round-trip through plain dicts / JSON.
 """
 
 from __future__ import annotations
@@ -19,17 +28,33 @@ from typing import Any, ClassVar
 
 import sympy as sp
 
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, SimulationError, UnsupportedModuleError
 from ..symbols import RESERVED, hyper_symbol
 
 _REGISTRY: dict[str, type[Op]] = {}
 
 
+def operators() -> dict[str, type[Op]]:
+    """Every registered operator class, by name (a copy of the registry)."""
+    return dict(_REGISTRY)
+
+
 class Op:
-    """Base class of all layer operators."""
+    """Base class of all layer operators (see the module docstring for the contract)."""
 
     #: dataclass fields holding hyperparameters (sympy expressions)
     hyper_fields: ClassVar[tuple[str, ...]] = ()
+    #: the operator's name in LaTeX
+    latex_name: ClassVar[str] = ""
+    #: torch module types this operator claims on import, as dotted names
+    #: (``"torch.nn.Linear"``); :meth:`read_torch` turns such a module into the operator
+    torch_types: ClassVar[tuple[str, ...]] = ()
+    #: exported as a channels-first torch module (a convolution): norms next to it export as
+    #: channels-first norms
+    channels_first: ClassVar[bool] = False
+    #: the field holding a variable number of children passed positionally to the
+    #: constructor (``Sequential(*ops)``, ``Parallel(*branches)``)
+    positional_children: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -65,12 +90,69 @@ class Op:
         ``(n_nets, *batch, *out_shape)``.  Initialization must be the one the operator's
         variance rule assumes.
         """
-        from ..errors import SimulationError
-
         raise SimulationError(
             f"operator {type(self).__name__} has no torch forward map; implement "
             f"{type(self).__name__}.to_torch(ctx, shape) to simulate it"
         )
+
+    def export(self, ctx, fan: int):
+        """A plain ``torch.nn`` module computing this operator, and its output feature count.
+
+        ``ctx`` is a :class:`critsym.torch.modules.ExportContext` (numeric hyperparameters, one
+        generator, dtype, ``width``); ``fan`` is the number of input features (channels).
+        """
+        raise SimulationError(
+            f"operator {type(self).__name__} has no plain torch module; implement "
+            f"{type(self).__name__}.export(ctx, fan) to export it"
+        )
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op | None:
+        """The operator for a torch ``module`` of one of :attr:`torch_types` (``None``: the
+        module is skipped, e.g. an identity).  ``reader`` (:class:`critsym.importer.Reader`)
+        records weight estimates (``reader.weights``) and maps children (``reader.map``);
+        ``path`` names the module in error messages."""
+        raise UnsupportedModuleError(
+            f"{cls.__name__} claims {type(module).__name__} but does not read it")
+
+    @classmethod
+    def probe_torch(cls, module, reader, path: str) -> Op | None:
+        """A torch pattern this operator recognises by evaluating ``module`` (e.g. a
+        residual sum, a transpose); ``None`` when it does not match.  Runs only for modules no
+        operator claims by type."""
+        return None
+
+    def latex(self) -> str:
+        """The architecture in LaTeX, from the operators' ``latex_name``."""
+        return self.latex_name or rf"\mathrm{{{type(self).__name__}}}"
+
+    def symbolic(self) -> Op:
+        """The same operator with weight scales read from a model (numbers) replaced by the
+        symbols σ_w, σ_b; children are mapped recursively."""
+        return self.map_children(lambda o: o.symbolic())
+
+    def map_children(self, f) -> Op:
+        """The same operator with ``f`` applied to every child operator."""
+
+        changes: dict[str, Any] = {}
+        for fl in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, fl.name)
+            if isinstance(v, Op):
+                changes[fl.name] = f(v)
+            elif isinstance(v, tuple) and v and all(isinstance(o, Op) for o in v):
+                changes[fl.name] = tuple(f(o) for o in v)
+        if not changes:
+            return self
+        new = object.__new__(type(self))
+        for fl in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(new, fl.name, changes.get(fl.name, getattr(self, fl.name)))
+        return new
+
+    @classmethod
+    def examples(cls) -> tuple:
+        """:class:`critsym.ops.contract.Example` instances the contract tests run (one
+        repeating block that contains this operator, with hyperparameter values)."""
+        return ()
 
     def hyperparameters(self) -> set[sp.Symbol]:
         """The free hyperparameter symbols of this operator and its children."""
@@ -95,13 +177,21 @@ class Op:
                 changes[f.name] = v.subs(values)
             elif isinstance(v, tuple) and v and all(isinstance(o, Op) for o in v):
                 changes[f.name] = tuple(o.subs(values) for o in v)
+        if self.positional_children:
+            return type(self)(*changes[self.positional_children])
         return replace(self, **changes)  # type: ignore[type-var]
 
     # serialization ------------------------------------------------------------
+    @classmethod
+    def serial_fields(cls) -> tuple[str, ...]:
+        """The dataclass fields written by :meth:`to_dict` and passed back to the constructor
+        by :func:`from_dict` (default: all)."""
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"op": type(self).__name__}
-        for f in fields(self):  # type: ignore[arg-type]
-            d[f.name] = _encode(getattr(self, f.name))
+        for name in self.serial_fields():
+            d[name] = _encode(getattr(self, name))
         return d
 
     def to_json(self, **kw) -> str:
@@ -142,23 +232,30 @@ def from_dict(d: dict[str, Any]) -> Op:
     if cls is None:
         raise ArchitectureError(f"unknown operator {name!r}; known: {sorted(_REGISTRY)}")
     kw: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name not in d:
+    for fname in cls.serial_fields():
+        if fname not in d:
             continue
-        v = d[f.name]
-        if f.name in cls.hyper_fields:
-            kw[f.name] = _decode_hyper(v)
+        v = d[fname]
+        if fname in cls.hyper_fields:
+            kw[fname] = _decode_hyper(v)
         elif isinstance(v, dict) and "op" in v:
-            kw[f.name] = from_dict(v)
-        elif isinstance(v, list) and all(isinstance(x, dict) and "op" in x for x in v):
-            kw[f.name] = tuple(from_dict(x) for x in v)
+            kw[fname] = from_dict(v)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) and "op" in x for x in v):
+            kw[fname] = tuple(from_dict(x) for x in v)
         elif isinstance(v, list):
-            kw[f.name] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+            kw[fname] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
         else:
-            kw[f.name] = v
-    if cls is Sequential:
-        return Sequential(*kw["ops"])
-    return cls(**kw)
+            kw[fname] = v
+    unknown = set(d) - {"op"} - set(cls.serial_fields())
+    if unknown:
+        raise ArchitectureError(f"operator {name!r} has no fields {sorted(unknown)}; it has "
+                                f"{list(cls.serial_fields())}")
+    try:
+        if cls.positional_children:
+            return cls(*kw.get(cls.positional_children, ()))
+        return cls(**kw)
+    except TypeError as e:
+        raise ArchitectureError(f"cannot rebuild operator {name!r} from {d!r}: {e}") from None
 
 
 def from_json(text: str) -> Op:
@@ -175,6 +272,7 @@ class Sequential(Op):
     """Composition op_1 >> op_2 >> ... (applied left to right)."""
 
     ops: tuple[Op, ...]
+    positional_children = "ops"
 
     def __init__(self, *ops: Op):
         flat: list[Op] = []
@@ -212,6 +310,29 @@ class Sequential(Op):
 
     def subs(self, values: dict) -> Op:
         return Sequential(*(o.subs(values) for o in self.ops))
+
+    def map_children(self, f) -> Op:
+        return Sequential(*(f(o) for o in self.ops))
+
+    def latex(self) -> str:
+        return r" \to ".join(o.latex() for o in self.ops)
+
+    torch_types = ("torch.nn.Sequential",)
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op | None:
+        return reader.seq([reader.map(c, reader.join(path, n))
+                           for n, c in module.named_children()])
+
+    def export(self, ctx, fan: int):
+        """nn.Sequential of the operators' plain modules."""
+        from torch import nn
+
+        mods = []
+        for o in self.ops:
+            m, fan = o.export(ctx, fan)
+            mods.append(m)
+        return nn.Sequential(*mods), fan
 
     def to_torch(self, ctx, shape: tuple[int, ...]):
         """The operators' forward maps chained left to right."""

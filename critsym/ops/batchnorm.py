@@ -51,6 +51,9 @@ class BatchNorm(Op):
 
     batch_size: int | None
     multi_axis: ClassVar[bool] = True
+    latex_name = r"\mathrm{BN}"
+    torch_types = ("torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
+                   "torch.nn.SyncBatchNorm", "critsym.batchnorm.stacked.ChannelBatchNorm")
 
     def __init__(self, batch_size: int | None = None):
         if batch_size is not None:
@@ -92,6 +95,22 @@ class BatchNorm(Op):
 
         return StackedBatchNorm(len(shape) - 1, self.batch_size, ctx.ln_eps), shape
 
+    def export(self, ctx, fan: int):
+        """``nn.BatchNorm1d(fan)`` (eps 1e-12, training mode); next to convolutions a
+        channels-first BatchNorm over (N, C, *spatial) of any dimension."""
+        from torch import nn
+
+        from ..batchnorm.stacked import ChannelBatchNorm
+
+        if ctx.channels_first:
+            return ChannelBatchNorm(fan, eps=1e-12, dtype=ctx.dtype), fan
+        return nn.BatchNorm1d(fan, eps=1e-12, dtype=ctx.dtype), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> BatchNorm:
+        """``nn.BatchNorm1d/2d/3d`` in training mode at initialization: :func:`import_batchnorm`."""
+        return import_batchnorm(module, reader.label(path))
+
 
 def import_batchnorm(m, name: str) -> BatchNorm:
     """``nn.BatchNorm1d/2d/3d`` → :class:`BatchNorm` (the infinite-batch rule).
@@ -121,25 +140,3 @@ def import_batchnorm(m, name: str) -> BatchNorm:
                 f"submodule {name!r} ({kind}) has trained affine parameters (gamma != 1 or "
                 "beta != 0); critsym analyses initialization, where gamma = 1 and beta = 0")
     return BatchNorm()
-
-
-def conv_dim(arch: Op) -> int:
-    """The spatial dimension of the first Conv in ``arch`` (0 for an MLP)."""
-    from .conv import Conv
-
-    if isinstance(arch, Conv):
-        return arch.dim
-    for c in arch.children():
-        d = conv_dim(c)
-        if d:
-            return d
-    return 0
-
-
-def torch_batchnorm(channels: int, dim: int, dtype):
-    """A plain ``nn.BatchNorm{1,2,3}d`` (train mode, γ = 1, β = 0, eps = 1e-12) for ``dim``
-    spatial axes (0: an MLP)."""
-    from torch import nn
-
-    cls = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dim]
-    return cls(channels, eps=1e-12, dtype=dtype)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..errors import ArchitectureError, SimulationError
+from ..errors import ArchitectureError, SimulationError, UnsupportedModuleError
 from ..symbols import as_hyper
 from ..symbols import sigma_b as _sb
 from ..symbols import sigma_w as _sw
@@ -51,6 +51,10 @@ class Conv(Op):
     dim: int
     channels: int | None
     hyper_fields = ("sigma_w", "sigma_b")
+    latex_name = r"\mathrm{Conv}"
+    torch_types = ("torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d",
+                   "critsym.torch.conv.StackedConv")
+    channels_first = True
 
     def __init__(self, kernel_size: int = 3, sigma_w: object = _sw, sigma_b: object = _sb,
                  padding: str = "circular", dim: int = 2, channels: int | None = None):
@@ -100,3 +104,59 @@ class Conv(Op):
                                ctx.value(self.sigma_w, "Conv sigma_w"),
                                ctx.value(self.sigma_b, "Conv sigma_b"), self.padding)
         return mod, (*shape[:-1], c_out)
+
+    def export(self, ctx, fan: int):
+        """``nn.Conv{dim}d`` on channels-first maps, 'same' padding in the op's mode."""
+        from torch import nn
+
+        cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.dim]
+        c_out = self.channels or ctx.width
+        m = cls(fan, c_out, self.kernel_size, padding=self.kernel_size // 2,
+                padding_mode=self.padding, dtype=ctx.dtype)
+        ctx.init(m, ctx.value(self.sigma_w, "Conv sigma_w"), ctx.value(self.sigma_b,
+                                                                      "Conv sigma_b"),
+                 fan * self.taps)
+        return m, c_out
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        """An odd square kernel, stride 1, dilation 1, groups 1, 'same' padding."""
+        from ..torch.conv import StackedConv
+
+        if isinstance(module, StackedConv):
+            w = module.weight.reshape(-1, *module.weight.shape[2:])
+            sw, sb = reader.weights(path, "Conv", w, module.bias)
+            return Conv(int(module.weight.shape[-1]), sw, sb, padding=module.padding,
+                        dim=module.dim)
+        name = reader.label(path)
+        d = len(module.kernel_size)
+        k = set(module.kernel_size)
+        if len(k) != 1 or min(k) % 2 == 0:
+            raise UnsupportedModuleError(
+                f"submodule {name!r}: kernel {module.kernel_size}; critsym's Conv needs an odd "
+                "square kernel")
+        (k,) = k
+        pad = module.padding if isinstance(module.padding, str) else set(module.padding)
+        if set(module.stride) != {1} or set(module.dilation) != {1} or module.groups != 1 or (
+                pad != "same" and pad != {k // 2}):
+            raise UnsupportedModuleError(
+                f"submodule {name!r}: {module}; critsym's Conv is stride 1, dilation 1, groups 1 "
+                f"with 'same' padding ({k // 2})")
+        if module.padding_mode not in PADDINGS:
+            raise UnsupportedModuleError(
+                f"submodule {name!r}: padding_mode {module.padding_mode!r}; use 'circular' "
+                "(exact mean field) or 'zeros'")
+        sw, sb = reader.weights(path, "Conv", module.weight, module.bias)
+        return Conv(k, sw, sb, padding=module.padding_mode, dim=d)
+
+    def symbolic(self) -> Op:
+        return Conv(self.kernel_size, _sw, _sb if self.sigma_b != 0 else 0,
+                    padding=self.padding, dim=self.dim, channels=self.channels)
+
+    @classmethod
+    def examples(cls):
+        from .activation import Act
+        from .contract import Example
+
+        return (Example(Act("relu") >> Conv(3, dim=1), dict(sigma_w=1.3, sigma_b=0.1),
+                        shape=(6, 8), monte_carlo=False, name="Act(relu) >> Conv1d"),)

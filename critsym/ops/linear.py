@@ -23,6 +23,8 @@ class Linear(Op):
     sigma_w: sp.Expr
     sigma_b: sp.Expr
     hyper_fields = ("sigma_w", "sigma_b")
+    latex_name = r"W"
+    torch_types = ("torch.nn.Linear", "critsym.torch.modules.StackedLinear")
 
     def __init__(self, sigma_w: object = _sw, sigma_b: object = _sb):
         object.__setattr__(self, "sigma_w", as_hyper(sigma_w, what="sigma_w", nonnegative=True))
@@ -39,3 +41,34 @@ class Linear(Op):
         sb = ctx.value(self.sigma_b, "Linear sigma_b")
         out = (*shape[:-1], ctx.width)
         return StackedLinear.init(ctx, shape[-1], ctx.width, sw, sb), out
+
+    def export(self, ctx, fan: int):
+        """``nn.Linear(fan, width)``, W ~ N(0, σ_w²/fan), b ~ N(0, σ_b²)."""
+        from torch import nn
+
+        m = nn.Linear(fan, ctx.width, dtype=ctx.dtype)
+        ctx.init(m, ctx.value(self.sigma_w, "Linear sigma_w"),
+                 ctx.value(self.sigma_b, "Linear sigma_b"), fan)
+        return m, ctx.width
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        """σ̂_w, σ̂_b from the weights (stacked critsym weights pool over the networks)."""
+        w = module.weight
+        if w.dim() == 3:  # StackedLinear: (n_nets, out, in)
+            w = w.reshape(-1, w.shape[-1])
+        sw, sb = reader.weights(path, "Linear", w, module.bias)
+        return Linear(sw, sb)
+
+    def symbolic(self) -> Op:
+        """Linear(σ_w, σ_b) with the symbols (σ_b = 0 kept for a layer without bias)."""
+        return Linear(_sw, _sb if self.sigma_b != 0 else 0)
+
+    @classmethod
+    def examples(cls):
+        from .activation import Act
+        from .contract import Example
+
+        return (Example(Linear(), dict(sigma_w=0.9, sigma_b=0.3), name="Linear"),
+                Example(Act("tanh") >> Linear(), dict(sigma_w=1.3, sigma_b=0.2),
+                        name="Act(tanh) >> Linear"))

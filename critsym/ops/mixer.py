@@ -1,23 +1,21 @@
-r"""Constructors for real-architecture blocks, written from the ordinary operators.
+r"""MLP-Mixer blocks, written from the ordinary operators and
+:class:`~critsym.ops.axes.Transpose`.
 
-* :func:`two_layer_block` — a residual block with a two-layer branch, Linear–act–Linear or
-  Conv–act–Conv, with LayerNorm before each activation ("pre"), after it ("post") or none;
-* :func:`resnet_block` — the partial-Jacobian paper's ResNet block
-  LN → relu → conv3×3 → LN → relu → conv3×3, output + μ·identity;
-* :func:`mixer_block` — an MLP-Mixer block: x ← μx + TokenMLP(LN(x)), x ← μx + ChannelMLP(LN(x)),
-  the token MLP acting across patches through :class:`~critsym.ops.axes.Transpose`.
+* :func:`mixer_block` — x ← μx + TokenMLP(LN(x)), x ← μx + ChannelMLP(LN(x)), the token MLP
+  acting across patches through a transpose;
+* :func:`token_mixing`, :func:`channel_mixing` — its two halves.
 """
 
 from __future__ import annotations
 
-from ..errors import ArchitectureError
 from ..symbols import mu as _mu
 from ..symbols import sigma_b as _sb
 from ..symbols import sigma_w as _sw
 from .activation import Act
 from .axes import Transpose
 from .base import Op
-from .conv import Conv
+from .blocks import derivation_documents  # noqa: F401 - provider named in critsym.derivations
+from .contract import builtin_block
 from .linear import Linear
 from .norm import LayerNorm
 from .residual import Residual
@@ -27,43 +25,7 @@ def _act(act) -> Act:
     return act if isinstance(act, Act) else Act(act)
 
 
-def two_layer_block(kind: str = "linear", act: str | Act = "relu", layernorm: str | None = "pre",
-                    mu: object = _mu, sigma_w: object = _sw, sigma_b: object = _sb,
-                    kernel_size: int = 3, padding: str = "circular", dim: int = 2) -> Op:
-    """Residual(μ) around [LN] → φ → [LN] → W → [LN] → φ → [LN] → W (W = Linear or Conv).
-
-    ``layernorm="pre"`` puts LayerNorm before each activation, ``"post"`` after it, ``None``
-    omits it; ``mu=None`` returns the bare branch.
-    """
-    if kind not in ("linear", "conv"):
-        raise ArchitectureError(f"kind must be 'linear' or 'conv', got {kind!r}")
-    if layernorm not in (None, "pre", "post"):
-        raise ArchitectureError(f"layernorm must be None, 'pre' or 'post', got {layernorm!r}")
-
-    def W():
-        if kind == "linear":
-            return Linear(sigma_w, sigma_b)
-        return Conv(kernel_size, sigma_w, sigma_b, padding=padding, dim=dim)
-
-    def layer():
-        a = _act(act)
-        if layernorm == "pre":
-            return LayerNorm() >> a >> W()
-        if layernorm == "post":
-            return a >> LayerNorm() >> W()
-        return a >> W()
-
-    branch = layer() >> layer()
-    return branch if mu is None else Residual(branch, mu)
-
-
-def resnet_block(mu: object = _mu, sigma_w: object = _sw, sigma_b: object = _sb,
-                 act: str | Act = "relu", kernel_size: int = 3,
-                 padding: str = "circular") -> Op:
-    """The paper's ResNet block: LN → relu → conv → LN → relu → conv, + μ·identity."""
-    return two_layer_block("conv", act, "pre", mu, sigma_w, sigma_b, kernel_size, padding)
-
-
+@builtin_block(dict(sigma_w=1.4, sigma_b=0.3, mu=0.5), shape=(8, 8), monte_carlo=False)
 def mixer_block(act: str | Act = "gelu", mu: object = _mu, sigma_w: object = _sw,
                 sigma_b: object = _sb) -> Op:
     """An MLP-Mixer block on a tokens × channels state (channels last)::
@@ -74,6 +36,7 @@ def mixer_block(act: str | Act = "gelu", mu: object = _mu, sigma_w: object = _sw
     return token_mixing(act, mu, sigma_w, sigma_b) >> channel_mixing(act, mu, sigma_w, sigma_b)
 
 
+@builtin_block(dict(sigma_w=1.4, sigma_b=0.3, mu=0.5), shape=(8, 8), monte_carlo=False)
 def token_mixing(act: str | Act = "gelu", mu: object = _mu, sigma_w: object = _sw,
                  sigma_b: object = _sb) -> Op:
     """x ← μx + W2 φ(W1 LN(x)ᵀ)ᵀ: the MLP acts across tokens, LN over channels."""
@@ -82,36 +45,9 @@ def token_mixing(act: str | Act = "gelu", mu: object = _mu, sigma_w: object = _s
                     >> Linear(sigma_w, sigma_b) >> Transpose(), mu)
 
 
+@builtin_block(dict(sigma_w=1.4, sigma_b=0.3, mu=0.5), shape=(8, 8), monte_carlo=False)
 def channel_mixing(act: str | Act = "gelu", mu: object = _mu, sigma_w: object = _sw,
                    sigma_b: object = _sb) -> Op:
     """x ← μx + W2 φ(W1 LN(x)): the MLP acts across channels."""
     a = _act(act)
     return Residual(LayerNorm() >> Linear(sigma_w, sigma_b) >> a >> Linear(sigma_w, sigma_b), mu)
-
-
-def derivation_documents() -> dict[str, str]:
-    """Generated derivation documents for a ResNet block and a Mixer block (provider of
-    :mod:`critsym.derivations`)."""
-    from ..derive import derive
-
-    docs = {}
-    items = {
-        "resnet_block_relu": ("ResNet block: LN → relu → conv → LN → relu → conv, + μ·identity",
-                              resnet_block(),
-                              "Per position, circular padding (the conv rule is the Linear rule; "
-                              "see `critsym.ops.conv.Conv`)."),
-        "mixer_block_gelu": ("MLP-Mixer block: token mixing then channel mixing, each + μ·x",
-                             mixer_block(),
-                             "State (K, O_T, O_C): O_T is the per-token offset variance that "
-                             "LayerNorm over channels removes, O_C the per-channel one "
-                             "(`critsym.axis_theory`)."),
-    }
-    for fname, (title, arch, note) in items.items():
-        th = derive(arch)
-        docs[f"{fname}.md"] = (
-            f"# {title}\n\nArchitecture (one repeating block): `{arch!r}`\n\n{note}\n\n"
-            "Generated by `python -m critsym.derivations`; do not edit by hand.\n\n"
-            "$$\n" + th.latex() + "$$\n"
-        )
-        docs[f"{fname}.tex"] = th.latex()
-    return docs

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ..errors import UnsupportedModuleError
 from .base import Op
 
 
@@ -19,6 +20,11 @@ class LayerNorm(Op):
     projections are O(1/N)).  Before an activation this is LN on preactivations, after it LN on
     activations (the mean of φ is then subtracted).
     """
+
+    latex_name = r"\mathrm{LN}"
+    torch_types = ("torch.nn.LayerNorm", "torch.nn.GroupNorm",
+                   "critsym.torch.modules.NeuronLayerNorm",
+                   "critsym.torch.modules.ChannelsFirstLayerNorm")
 
     def apply(self, s):
         if s.axes:  # rows × neurons state: normalise over the neurons (critsym.ops.axes)
@@ -41,3 +47,45 @@ class LayerNorm(Op):
         from ..torch.modules import NeuronLayerNorm
 
         return NeuronLayerNorm(ctx.ln_eps), shape
+
+    def export(self, ctx, fan: int):
+        """``nn.LayerNorm(fan)`` (eps 1e-12); next to convolutions (channels-first maps)
+        ``nn.GroupNorm(1, C)`` or a per-position channel LayerNorm."""
+        from torch import nn
+
+        from ..torch.modules import ChannelsFirstLayerNorm
+
+        if not ctx.channels_first:
+            return nn.LayerNorm(fan, eps=1e-12, dtype=ctx.dtype), fan
+        if ctx.channels_first_norm == "groupnorm":
+            return nn.GroupNorm(1, fan, eps=1e-12, dtype=ctx.dtype), fan
+        return ChannelsFirstLayerNorm(1e-12), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        """LayerNorm / GroupNorm(1, C) at initialization (γ = 1, β = 0)."""
+        import torch
+        from torch import nn
+
+        name = reader.label(path)
+        if isinstance(module, nn.GroupNorm) and module.num_groups != 1:
+            raise UnsupportedModuleError(
+                f"submodule {name!r}: GroupNorm with {module.num_groups} groups; only "
+                "GroupNorm(1, C) (a LayerNorm over the channels) is supported")
+        w = getattr(module, "weight", None)
+        b = getattr(module, "bias", None)
+        if (w is not None and not torch.all(w == 1)) or (b is not None and not torch.all(b == 0)):
+            raise UnsupportedModuleError(
+                f"submodule {name!r}: {type(module).__name__} with γ != 1 or β != 0 (not at its "
+                "initialization); the theory assumes γ = 1, β = 0")
+        return LayerNorm()
+
+    @classmethod
+    def examples(cls):
+        from .activation import Act
+        from .contract import Example
+        from .linear import Linear
+
+        hp = dict(sigma_w=1.3, sigma_b=0.2)
+        return (Example(LayerNorm() >> Act("tanh") >> Linear(), hp, name="LN-pre tanh"),
+                Example(Act("relu") >> LayerNorm() >> Linear(), hp, name="LN-post relu"))

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ArchitectureError, DerivationError, SimulationError
+from ..errors import (
+    ArchitectureError,
+    DerivationError,
+    HyperparameterError,
+    SimulationError,
+    UnsupportedModuleError,
+)
 from .base import Op
 
 
@@ -32,8 +38,15 @@ def pool_theory(K: object, c_spatial: object, window: int):
     """(K_pool, J factor) for a window of ``window`` positions (see the module docstring)."""
     if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
         raise ArchitectureError(f"window must be an integer >= 1, got {window!r}")
-    K = np.asarray(K, dtype=float)
-    c = np.asarray(c_spatial, dtype=float)
+    try:
+        K = np.asarray(K, dtype=float)
+        c = np.asarray(c_spatial, dtype=float)
+    except (TypeError, ValueError):
+        raise HyperparameterError("K and c_spatial must be numbers or arrays of numbers") from None
+    if not np.all(np.isfinite(K)) or np.any(K < 0):
+        raise HyperparameterError(f"K is a variance: it must be finite and >= 0, got {K}")
+    if not np.all(np.isfinite(c)) or np.any(np.abs(c) > 1):
+        raise HyperparameterError(f"c_spatial is a correlation: it must lie in [-1, 1], got {c}")
     return K * (1 + (window - 1) * c) / window, 1.0 / window
 
 
@@ -43,6 +56,9 @@ class AvgPool(Op):
 
     kernel_size: int
     dim: int
+    latex_name = r"\mathrm{Pool}"
+    torch_types = ("torch.nn.AvgPool1d", "torch.nn.AvgPool2d", "torch.nn.AvgPool3d",
+                   "critsym.torch.conv.ChannelsLastPool")
 
     def __init__(self, kernel_size: int = 2, dim: int = 2):
         for name, v in (("kernel_size", kernel_size), ("dim", dim)):
@@ -74,12 +90,45 @@ class AvgPool(Op):
             )
         return ChannelsLastPool(k, self.dim), (*(n // k for n in sp_), shape[-1])
 
+    def export(self, ctx, fan: int):
+        from torch import nn
+
+        return {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[self.dim](self.kernel_size), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        """Non-overlapping average pooling (stride = kernel); critsym's stacked pools too."""
+        from ..torch.conv import ChannelsLastPool
+
+        if isinstance(module, ChannelsLastPool):
+            if module.kernel is None:
+                return GlobalAvgPool(module.dim)
+            return AvgPool(module.kernel, module.dim)
+        k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+        st = module.stride if isinstance(module.stride, int) else module.stride[0]
+        if st != k:
+            raise UnsupportedModuleError(f"submodule {reader.label(path)!r}: AvgPool with "
+                                         f"stride {st} != kernel {k}; use non-overlapping windows")
+        return AvgPool(k, dim=int(type(module).__name__[-2]))
+
+    @classmethod
+    def examples(cls):
+        from .activation import Act
+        from .contract import Example
+        from .conv import Conv
+
+        return (Example(Conv(3, 1.2, 0.1, dim=1) >> Act("relu") >> AvgPool(2, dim=1),
+                        shape=(8, 8), theory=False, monte_carlo=False, name="AvgPool1d"),)
+
 
 @dataclass(frozen=True, init=False)
 class GlobalAvgPool(Op):
     r"""Mean over all positions: (*spatial, C) ↦ (C,)."""
 
     dim: int
+    latex_name = r"\mathrm{GAP}"
+    torch_types = ("torch.nn.AdaptiveAvgPool1d", "torch.nn.AdaptiveAvgPool2d",
+                   "torch.nn.AdaptiveAvgPool3d")
 
     def __init__(self, dim: int = 2):
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
@@ -99,3 +148,27 @@ class GlobalAvgPool(Op):
             raise SimulationError(f"GlobalAvgPool(dim={self.dim}) needs shape (*spatial, C), "
                                   f"got {shape}")
         return ChannelsLastPool(None, self.dim), (shape[-1],)
+
+    def export(self, ctx, fan: int):
+        from torch import nn
+
+        return {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d,
+                3: nn.AdaptiveAvgPool3d}[self.dim](1), fan
+
+    @classmethod
+    def read_torch(cls, module, reader, path: str) -> Op:
+        out = module.output_size
+        if out not in (1, (1,), (1, 1), (1, 1, 1)):
+            raise UnsupportedModuleError(f"submodule {reader.label(path)!r}: adaptive pooling "
+                                         f"to {out}; only output size 1 (global pooling) is "
+                                         "supported")
+        return GlobalAvgPool(dim=int(type(module).__name__[-2]))
+
+    @classmethod
+    def examples(cls):
+        from .activation import Act
+        from .contract import Example
+        from .conv import Conv
+
+        return (Example(Conv(3, 1.2, 0.1, dim=1) >> Act("relu") >> GlobalAvgPool(dim=1),
+                        shape=(8, 8), theory=False, monte_carlo=False, name="GlobalAvgPool1d"),)

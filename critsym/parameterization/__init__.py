@@ -6,7 +6,7 @@
     True
 """
 
-from critsym.parameterization.abc import ABCParameterization, abc
+from critsym.parameterization.abc_parameterization import ABCParameterization, abc
 from critsym.parameterization.calculus import Exponents, exponent_calculus
 from critsym.parameterization.classify import Classification, classify
 from critsym.parameterization.plot import plot_one_step

@@ -25,10 +25,13 @@ second-order, activation-dependent effect by which IP-LLR's first step makes eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from critsym.parameterization.abc import ABCParameterization, Exps
+if TYPE_CHECKING:  # annotations only: no import cycle with the parameterization class
+    from critsym.parameterization.abc_parameterization import ABCParameterization, Exps
+
 
 HALF = sp.Rational(1, 2)
 

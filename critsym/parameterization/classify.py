@@ -19,8 +19,11 @@ layer learns, as Hajjar-Chizat-Giraud state), both measured in the tests.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from critsym.parameterization.abc import ABCParameterization
+if TYPE_CHECKING:  # annotations only: no import cycle with the parameterization class
+    from critsym.parameterization.abc_parameterization import ABCParameterization
+
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from critsym.errors import HyperparameterError
-from critsym.parameterization.abc import ABCParameterization, abc
+from critsym.parameterization.abc_parameterization import ABCParameterization, abc
 
 H = sp.Rational(1, 2)
 NAMES = ("SP", "SP-lr/m", "NTK", "muP", "IP", "IP-LLR")

@@ -16,18 +16,24 @@ import torch
 from torch import nn
 
 from critsym.errors import HyperparameterError, SimulationError
-from critsym.parameterization.abc import ABCParameterization
+from critsym.parameterization.abc_parameterization import ABCParameterization
+from critsym.stats import regress
 
 QUANTITIES = ("h", "dh", "dW", "delta_h", "delta_f")
 
 
 class ABCNet(nn.Module):
-    """An (L+1)-layer relu MLP of hidden width m in the abc-parameterization ``param``."""
+    """An (L+1)-layer MLP of hidden width m in the abc-parameterization ``param``; φ = ``act``
+    (a name or :class:`~critsym.Act`, relu by default: the exponent calculus assumes it)."""
 
     def __init__(self, param: ABCParameterization, width: int, d_in: int = 8, sigma: float = 1.0,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", act: object = "relu") -> None:
         super().__init__()
+        from critsym.ops.activation import Act
+
+        self.act = act if isinstance(act, Act) else Act(act)
+        self.phi = self.act.torch_function({})  # the activation table's torch function
         if isinstance(width, bool) or int(width) < 1 or int(d_in) < 1:
             raise HyperparameterError(f"width and d_in must be positive integers ({width}, {d_in})")
         if not sigma > 0:
@@ -46,7 +52,7 @@ class ABCNet(nn.Module):
         """Pre-activations h_0..h_L (h_L = f) for one input vector xi."""
         hs = [self.multipliers[0] * (self.weights[0] @ xi)]
         for l in range(1, self.param.n_layers):
-            hs.append(self.multipliers[l] * (self.weights[l] @ torch.relu(hs[-1])))
+            hs.append(self.multipliers[l] * (self.weights[l] @ self.phi(hs[-1])))
         return hs
 
     def forward(self, xi: torch.Tensor) -> torch.Tensor:
@@ -97,25 +103,15 @@ def fit_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.size < 3 or np.ptp(x) == 0:
         raise SimulationError("need at least 3 points at 2+ distinct widths to fit a slope")
-    n_par = 2
-    if groups is None:
-        xc, yc = x - x.mean(), y - y.mean()
-    else:
-        groups = np.asarray(groups)
-        xc, yc = x.copy(), y.copy()
-        labels = np.unique(groups)
-        for g in labels:
-            sel = groups == g
-            xc[sel] -= x[sel].mean()
-            yc[sel] -= y[sel].mean()
-        n_par = len(labels) + 1
-    sxx = float(xc @ xc)
-    if sxx == 0 or x.size <= n_par:
+    labels = np.unique(np.asarray(groups)) if groups is not None else np.zeros(1)
+    # one intercept per group (indicator columns) and the common slope
+    offsets = (np.asarray(groups)[:, None] == labels[None, :] if groups is not None
+               else np.ones((x.size, 1)))
+    A = np.column_stack([x, offsets.astype(float)])
+    if x.size <= A.shape[1] or np.linalg.matrix_rank(A) < A.shape[1]:
         raise SimulationError("not enough distinct widths per seed to fit a slope")
-    slope = float(xc @ yc / sxx)
-    res = yc - slope * xc
-    se = float(np.sqrt(res @ res / (x.size - n_par) / sxx))
-    return slope, se
+    fit = regress(A, y)
+    return float(fit.coef[0]), float(fit.se[0])
 
 
 @dataclass

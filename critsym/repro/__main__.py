@@ -1,23 +1,5 @@
-"""``python -m critsym.repro <name> --out fig.png [--quick] [--seed N]``."""
+"""``python -m critsym.repro NAME``: the same as ``critsym repro NAME``."""
 
-from __future__ import annotations
+from ..cli import run_subcommand
 
-import argparse
-import sys
-
-from . import REPROS, run
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m critsym.repro", description=__doc__)
-    p.add_argument("name", choices=sorted(REPROS))
-    p.add_argument("--out", default=None, help="PNG file to write")
-    p.add_argument("--quick", action="store_true", help="small widths/depths (CI settings)")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    run(a.name, quick=a.quick, out=a.out or f"{a.name}.png", seed=a.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+raise SystemExit(run_subcommand("repro", prog="python -m critsym.repro"))

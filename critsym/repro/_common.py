@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..stats import mean_se
+from ..stats import line_fit, mean_se
 
 
 def pyplot():
@@ -19,14 +17,12 @@ def pyplot():
 
 
 def fit_slope(x, y, w=None):
-    """Weighted least-squares slope of y on x, with its standard error."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    w = np.ones_like(x) if w is None else np.asarray(w, float)
-    X = np.c_[np.ones_like(x), x]
-    W = np.diag(w)
-    cov = np.linalg.inv(X.T @ W @ X)
-    beta = cov @ X.T @ W @ y
-    return float(beta[1]), float(math.sqrt(cov[1, 1])), float(beta[0])
+    """(slope, its standard error, intercept) of y on x: weighted by w = 1/SE² (known errors)
+    when given, else ordinary least squares with the residual variance
+    (:func:`critsym.stats.line_fit`)."""
+    sigma = None if w is None else 1.0 / np.sqrt(np.asarray(w, dtype=float))
+    fit = line_fit(x, y, sigma=sigma)
+    return float(fit.coef[1]), float(fit.se[1]), float(fit.coef[0])
 
 
 def log_slope_nets(J_nets, layers, offset=0.0):

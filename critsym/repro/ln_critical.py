@@ -1,6 +1,6 @@
 r"""Claim 1: LayerNorm on preactivations + residual μ = 1 is critical for every (σ_w, σ_b).
 
-Block h ↦ h + W φ(LN(h)) + b (tanh).  Theory (theory.md §3): K^l = K^0 + lB,
+Block h ↦ h + W φ(LN(h)) + b (tanh).  Theory (docs/theory.md#everywhere-critical): K^l = K^0 + lB,
 χ_J^l = 1 + A/K^l → 1, J^{0,l} = Γ(l+c+p)Γ(c)/[Γ(c+p)Γ(l+c)] ~ (l+c)^p with p = A/B,
 A = σ_w² E_z φ'², B = σ_w² E_z φ² + σ_b², c = K^0/B.  Controls: the same block with μ = 0.7, σ_b = 1
 (χ* = μ² + (1 − μ²)A/B ≠ 1) and a residual relu block without LayerNorm

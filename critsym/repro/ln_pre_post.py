@@ -3,8 +3,8 @@ points, side by side.
 
 (a) relu, μ = 1, (σ_w, σ_b) = (1.5, 0.5): J^{0,l} ~ l^p with
     p_pre = σ_w²/(σ_w² + 2σ_b²) (LN → φ → W) and p_post = σ_w²/((1 − 1/π)(σ_w² + σ_b²))
-    (φ → LN → W) (theory.md §3); the theory's asymptotic log-slope and the Monte Carlo
-    log-slope are compared with these formulas.
+    (φ → LN → W) (docs/theory.md#ln-post-and-plain-residual); the theory's asymptotic
+    log-slope and the Monte Carlo log-slope are compared with these formulas.
 (b) tanh, μ = 0.9, σ_b = 0.3: χ* = lim χ_J^l as a function of σ_w; the critical σ_w (χ* = 1)
     differs: LN-pre has χ* = μ² + (1 − μ²)A/B, critical at σ_w = σ_b/√(E_zφ'² − E_zφ²);
     LN-post's is found by root finding on the theory.
@@ -21,7 +21,7 @@ from .. import derive, mlp_block, simulate
 from ._common import fit_slope, log_slope_nets, pyplot, save_figure, show
 
 SW, SB = 1.5, 0.5
-TANH_D2_MINUS_E2 = 0.46440290 - 0.39429449  # theory.md §2 table (E_z φ'² − E_z φ², tanh)
+TANH_D2_MINUS_E2 = 0.46440290 - 0.39429449  # docs/theory.md#standard-normal-moments (tanh)
 
 
 def chi_star(theory, sw, sb, mu, depth=300):

@@ -6,8 +6,8 @@ r"""Claim 4: the cheap numerical criticality test on a torch model.
 network, J^{L-3,L-2} (the paper's proxy for χ*), over independent networks and inputs; a
 weighted linear fit of the points around the crossing gives the σ_w where it equals 1, with a
 delta-method standard error.  The theory's critical point is the root of χ*(σ_w) = 1 of
-``critsym.derive`` of the model imported back with :func:`critsym.from_torch`; theory.md gives
-σ_w = 1.3713304703 at σ_b = 0.5.
+``critsym.derive`` of the model imported back with :func:`critsym.from_torch`;
+docs/theory.md#critical-lines gives σ_w = 1.3713304703 at σ_b = 0.5.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import torch
 from scipy import optimize
 
 from .. import apjn, derive, from_torch, mlp_block, to_torch_model
-from ..stats import mean_se
-from ._common import fit_slope, pyplot, save_figure, show
+from ..stats import line_fit, mean_se
+from ._common import pyplot, save_figure, show
 
 SB = 0.5
-THEORY_MD = 1.3713304703
+ERF_CRITICAL_SIGMA_W = 1.3713304703
 
 
 def measure(sw, width, depth, n_nets, n_probes, batch, seed):
@@ -53,11 +53,9 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     m, se = chi[:, 0], chi[:, 1]
     # crossing: weighted linear fit over the 4 points nearest to χ = 1
     near = np.argsort(np.abs(m - 1))[:4]
-    b, b_se, a = fit_slope(grid[near], m[near], 1 / se[near] ** 2)
-    x = grid[near]
-    w = 1 / se[near] ** 2
-    X = np.c_[np.ones_like(x), x]
-    cov = np.linalg.inv(X.T @ np.diag(w) @ X)
+    fit = line_fit(grid[near], m[near], sigma=se[near])
+    a, b = fit.coef
+    cov = fit.cov
     sc = (1 - a) / b
     grad = np.array([-1 / b, -(1 - a) / b**2])  # d sc / d(a, b)
     sc_se = float(math.sqrt(grad @ cov @ grad))
@@ -71,14 +69,15 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
 
     s_th = optimize.brentq(lambda s: chi_star(s) - 1, 1.0, 2.0, xtol=1e-12)
     res = dict(sigma_w_critical_mc=float(sc), sigma_w_critical_mc_se=sc_se,
-               sigma_w_critical_theory=s_th, theory_md=THEORY_MD, grid=grid.tolist(),
+               sigma_w_critical_theory=s_th, sigma_w_critical_closed_form=ERF_CRITICAL_SIGMA_W,
+               grid=grid.tolist(),
                chi_mc=m.tolist(), chi_mc_se=se.tolist(),
                chi_theory=[chi_star(s) for s in grid], width=width, depth=depth,
                imported_block=repr(imp.block))
     rows = [(f"σ_w={s:.3f}", f"J^(L-3,L-2) = {mm:.4f} ± {ss:.4f}", f"theory χ* {t:.4f}")
             for s, mm, ss, t in zip(grid, m, se, res["chi_theory"], strict=True)]
     rows.append((f"critical σ_w: MC {sc:.4f} ± {sc_se:.4f}", f"theory {s_th:.6f}",
-                 f"theory.md {THEORY_MD}", f"z = {(sc - s_th) / sc_se:+.2f}"))
+                 f"closed form {ERF_CRITICAL_SIGMA_W}", f"z = {(sc - s_th) / sc_se:+.2f}"))
     show(f"erf MLP, σ_b={SB}, width {width}, depth {depth}, {n_nets} nets × {batch} inputs", rows)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))

@@ -8,11 +8,11 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from ..activations import ELU, NUMPY_FUNCTIONS, ReLU, check_differentiable, x
+from ..activations import NUMPY_FUNCTIONS, check_differentiable, x
 from ..errors import UnknownActivationError
+from ..gaussian.rules import kink_points
 from ..ops.activation import Act
 
-_KINKED = (sp.Heaviside, ReLU, ELU, sp.Abs, sp.sign, sp.Max, sp.Min)
 _MODULES = [NUMPY_FUNCTIONS, "scipy", "numpy"]
 
 
@@ -41,17 +41,8 @@ class BaseActivation:
 
 
 def _kinks(exprs) -> tuple[float, ...]:
-    pts: set[float] = set()
-    for e in exprs:
-        for atom in e.atoms(*_KINKED):
-            for arg in atom.args:
-                if not arg.has(x):
-                    continue
-                a = sp.diff(arg, x)
-                if a.has(x) or a == 0:
-                    continue
-                pts.add(float(-(arg - a * x).expand() / a))
-    return tuple(sorted(pts))
+    """The kink points of φ, φ', φ'' (the core's kink table, Dirac deltas included)."""
+    return tuple(sorted({float(p) for e in exprs for p in kink_points(e, x, include_zero=True)}))
 
 
 def _lambdify(e: sp.Expr):

@@ -11,7 +11,7 @@ output_shift δ) and u, v ~ N(0, q [[1, c], [c, 1]]):
 
 (derivatives under the integral: ∂/∂Σ_12 E[f(u)g(v)] = E[f'(u)g'(v)]).  At q = 1 these are
 dks's local quantities.  The end points c = 0 and c = ±1 are 1-D Gaussian means; an
-intermediate c uses the nested 2-D rule of :mod:`critsym.shaping.quadrature` (~1e-13).
+intermediate c uses the nested 2-D rule of :mod:`critsym.gaussian.rules` (~1e-13).
 Kinked activations use almost-everywhere derivatives; where φ' jumps (relu, leaky relu) φ'' has
 a Dirac part, E[φ̂''(u)φ̂''(v)] ∝ 1/√(1-c²), and ``invariants()`` reports C''(1) = ∞.
 :func:`local_map_exprs` gives the same quantities symbolically through the core's closed forms.
@@ -28,8 +28,8 @@ import sympy as sp
 from ..activations import x
 from ..errors import DerivationError, HyperparameterError
 from ..gaussian.expectation import expect, expect2
+from ..gaussian.rules import mean1, mean2, rule
 from .activation import BaseActivation, base_activation
-from .quadrature import mean1, mean2, rule
 
 #: symbols of the transform, for symbolic maps
 alpha, beta = sp.Symbol("alpha", positive=True), sp.Symbol("beta", real=True)
@@ -68,9 +68,9 @@ _RULES: dict = {}
 
 def _cached_rule(ks: tuple):
     if ks:
-        return rule(ks)
+        return rule(ks, 16)
     if () not in _RULES:
-        _RULES[()] = rule(())
+        _RULES[()] = rule((), 16)
     return _RULES[()]
 
 
@@ -102,9 +102,7 @@ class LocalMaps:
         """The 1-D Gaussian means at variance q, from one node set:
         m = E[φ̂], m2 = E[φ̂²], qs = E[φ̂ φ̂' z], d1 = E[φ̂'], d2 = E[φ̂'²], dd2 = E[φ̂''²]."""
         (h0, h1, h2), ks = self._fns(q)
-        from .quadrature import rule
-
-        X, W = rule(ks)
+        X, W = rule(ks, 16)
         with np.errstate(all="ignore"):
             v0, v1, v2 = h0(X), h1(X), h2(X)
         return {"m": float(v0 @ W), "m2": float(v0**2 @ W), "qs": float((v0 * v1 * X) @ W),
@@ -147,8 +145,6 @@ class LocalMaps:
         if key in cache:
             return cache[key]
         (h0, _, _), ks = self._fns(q)
-        from .quadrature import rule
-
         X, W = rule(ks, 24)
         with np.errstate(all="ignore"):
             fw = h0(X) * W

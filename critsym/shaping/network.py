@@ -22,7 +22,6 @@ C_f'(1) = C'(1)^L, C_f''(1) = L C''(1) (when C'(1) = 1) and C_f(0) = C^{∘L}(0)
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -33,7 +32,7 @@ from ..activations import x
 from ..derive import derive
 from ..errors import ArchitectureError, HyperparameterError
 from ..ops.activation import Act
-from ..ops.base import Op, Sequential, as_op
+from ..ops.base import Op, as_op
 from ..ops.linear import Linear
 from ..symbols import as_hyper, hyper_symbol
 
@@ -45,16 +44,35 @@ SHAPE_SYMBOLS = tuple(sp.Symbol(n, real=True) for n in
 @dataclass(frozen=True, init=False)
 class ShapedAct(Act):
     r"""x ↦ γ (φ(α x + β) + δ) for a base activation φ (an :class:`~critsym.Act`); the four
-    parameters are numbers or sympy expressions (hyperparameters of the architecture)."""
+    parameters are numbers or sympy expressions (hyperparameters of the architecture).
+
+    An operator like any other: it folds as the activation φ̂, round-trips through JSON, builds
+    (a torch lambdify of φ̂), exports to an ``ActModule`` and imports back from it."""
 
     base_act: Act
     input_scale: sp.Expr
     input_shift: sp.Expr
     output_shift: sp.Expr
     output_scale: sp.Expr
+    hyper_fields = ("input_scale", "input_shift", "output_shift", "output_scale")
+    latex_name = r"\hat\phi"
+
+    @classmethod
+    def serial_fields(cls) -> tuple[str, ...]:
+        return ("base_act", *cls.hyper_fields)
+
+    @classmethod
+    def examples(cls):
+        from ..ops.contract import Example
+
+        return (Example(ShapedAct("tanh", 1.2, 0.1, -0.05, 1.3) >> Linear(), dict(
+            sigma_w=1.1, sigma_b=0.2), name="ShapedAct(tanh) >> Linear"),)
 
     def __init__(self, base_act: Act | str, input_scale: object = 1.0, input_shift: object = 0.0,
                  output_shift: object = 0.0, output_scale: object = 1.0):
+        if not isinstance(base_act, (Act, str)):
+            raise ArchitectureError(f"ShapedAct takes a base activation (a name or an Act), "
+                                    f"got {base_act!r}")
         base_act = base_act if isinstance(base_act, Act) else Act(base_act)
         object.__setattr__(self, "name", "shaped")
         object.__setattr__(self, "params", ())
@@ -102,21 +120,7 @@ def with_activation(arch: Op, act: Act) -> Op:
     arch = as_op(arch)
     if isinstance(arch, Act):
         return act
-    if isinstance(arch, Sequential):
-        return Sequential(*(with_activation(o, act) for o in arch.ops))
-    changes = {}
-    for f in dataclasses.fields(arch):
-        v = getattr(arch, f.name)
-        if isinstance(v, Op):
-            changes[f.name] = with_activation(v, act)
-        elif isinstance(v, tuple) and v and all(isinstance(o, Op) for o in v):
-            changes[f.name] = tuple(with_activation(o, act) for o in v)
-    if not changes:
-        return arch
-    new = object.__new__(type(arch))
-    for f in dataclasses.fields(arch):
-        object.__setattr__(new, f.name, changes.get(f.name, getattr(arch, f.name)))
-    return new
+    return arch.map_children(lambda o: with_activation(o, act))
 
 
 def count_activations(arch: Op) -> int:

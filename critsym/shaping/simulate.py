@@ -1,7 +1,7 @@
 r"""A small Monte Carlo of shaped networks in torch, to validate the network maps.
 
-The block (a critsym architecture: ``Linear``, ``Act`` / ``ShapedAct``, ``LayerNorm``,
-``Residual``, ``Sequential``) is instantiated ``depth`` times at width N with independent
+The block (any critsym architecture with numeric hyperparameters; shaped activations are
+operators too) is built ``depth`` times at width N by the core's torch build, with independent
 weights, W = σ_w·O (O Haar-orthogonal, ``weights="orthogonal"``) or W_ij ~ N(0, σ_w²/N)
 (``"gaussian"``), b_i ~ N(0, σ_b²), float64.  Two inputs with per-coordinate variance K^0 and
 correlation c^0 are propagated:
@@ -17,69 +17,30 @@ from the measured spread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from ..errors import SimulationError
-from ..ops.activation import Act
-from ..ops.base import Op, Sequential
-from ..ops.linear import Linear
-from ..ops.norm import LayerNorm
-from ..ops.residual import Residual
+from ..ops.base import Op, as_op
 from ..stats import mean_se
-from .torch_act import torch_function
 
 
-def _num(v, what) -> float:
-    try:
-        return float(v)
-    except TypeError:
+def build_layers(block: Op, width: int, depth: int, weights: str, gen: torch.Generator):
+    """``depth`` draws of the block's torch forward map (the core's ``Op.to_torch`` through
+    :func:`critsym.torch.build.build_blocks`) for one network, weights from ``gen``; LayerNorm
+    without eps."""
+    from ..torch.build import build_blocks
+    from ..torch.modules import BuildContext
+
+    free = sorted(s.name for s in block.hyperparameters())
+    if free:
         raise SimulationError(
-            f"{what} = {v} is symbolic; give the architecture numbers (arch.subs({{...}}))"
-        ) from None
-
-
-@lru_cache(maxsize=64)
-def _torch_act(op: Act):
-    return torch_function(op.phi())
-
-
-def build(op: Op, width: int, weights: str, gen: torch.Generator):
-    """A torch callable h ↦ block(h) (batch of row vectors) with freshly drawn weights."""
-    if isinstance(op, Sequential):
-        fs = [build(o, width, weights, gen) for o in op.ops]
-
-        def seq(h):
-            for f in fs:
-                h = f(h)
-            return h
-
-        return seq
-    if isinstance(op, Act):
-        return _torch_act(op)
-    if isinstance(op, Linear):
-        sw, sb = _num(op.sigma_w, "sigma_w"), _num(op.sigma_b, "sigma_b")
-        g = torch.randn(width, width, generator=gen, dtype=torch.float64)
-        if weights == "orthogonal":
-            q, r = torch.linalg.qr(g)
-            W = sw * q * torch.sign(torch.diagonal(r))
-        else:
-            W = sw * g / np.sqrt(width)
-        b = sb * torch.randn(width, generator=gen, dtype=torch.float64)
-        return lambda h: h @ W.T + b
-    if isinstance(op, LayerNorm):
-        def ln(h):
-            m = h.mean(-1, keepdim=True)
-            return (h - m) / torch.sqrt(((h - m) ** 2).mean(-1, keepdim=True))
-
-        return ln
-    if isinstance(op, Residual):
-        mu = _num(op.mu, "mu")
-        br = build(op.branch, width, weights, gen)
-        return lambda h: mu * h + br(h)
-    raise SimulationError(f"the shaping simulation cannot build {op!r}")
+            f"the block has symbolic hyperparameters {free}; give the architecture numbers "
+            "(arch.subs({...}))")
+    ctx = BuildContext(n_nets=1, width=width, values={}, generators=[gen], ln_eps=0.0,
+                       weights=weights)
+    return build_blocks(block, ctx, (width,), depth)
 
 
 @dataclass(frozen=True)
@@ -120,10 +81,11 @@ def simulate(block: Op, depth: int, *, width: int = 256, c0: float = 0.0, K0: fl
         raise SimulationError(f"c0 must lie in [-1, 1], got {c0}")
     if width < 2 or depth < 1 or networks < 1 or probes < 1:
         raise SimulationError("width >= 2, depth >= 1, networks >= 1 and probes >= 1 required")
+    block = as_op(block)
     gen = torch.Generator().manual_seed(seed)
     cs, Js = [], []
     for _ in range(networks):
-        layers = [build(block, width, weights, gen) for _ in range(depth)]
+        layers = build_layers(block, width, depth, weights, gen)
         g = torch.randn(2, width, generator=gen, dtype=torch.float64)
         e1 = g[0] / g[0].norm()
         e2 = g[1] - (g[1] @ e1) * e1
@@ -131,9 +93,10 @@ def simulate(block: Op, depth: int, *, width: int = 256, c0: float = 0.0, K0: fl
         s = np.sqrt(K0 * width)
         x = torch.stack([s * e1, s * (c0 * e1 + np.sqrt(1 - c0 * c0) * e2)])
         x.requires_grad_(True)
-        h = x
+        h = x.unsqueeze(0)  # one network
         for f in layers:
             h = f(h)
+        h = h[0]
         ha, hb = h[0].detach(), h[1].detach()
         cs.append(float(ha @ hb / (ha.norm() * hb.norm())))
         tot = 0.0

@@ -32,6 +32,7 @@ from torch.func import jacrev, jvp, vjp
 
 from ..errors import SimulationError
 from ..stats import mean_se
+from .build import network_generators, network_range
 from .estimators import PROBES, jvp_norms, make_probes, vjp_norms
 
 
@@ -45,9 +46,48 @@ class APJNResult:
     J_se: np.ndarray
     mode: str
     n_probes: int
+    samples: np.ndarray | None = None
+    first_net: int = 0
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.layers, map(float, self.J), strict=True))
+
+    @property
+    def n_nets(self) -> int:
+        return 0 if self.samples is None else self.samples.shape[1] // max(self.n_probes, 1)
+
+    @property
+    def networks(self) -> range:
+        return range(self.first_net, self.first_net + self.n_nets)
+
+    @classmethod
+    def concat(cls, results: Sequence[APJNResult]) -> APJNResult:
+        """One result from shards ``apjn(..., networks=range(...))`` of one run that tile a
+        range of examples: equal to the run on all of them bit for bit."""
+        from .simulate import ordered_shards
+
+        parts = ordered_shards(results, cls, ("layers", "mode", "n_probes"))
+        if any(r.samples is None for r in parts):
+            raise SimulationError("only results of apjn(..., networks=range(...)) can be merged")
+        samples = np.concatenate([r.samples for r in parts], axis=1)
+        J, se = mean_se(samples)
+        return cls(parts[0].layers, J, se, parts[0].mode, parts[0].n_probes, samples,
+                   parts[0].first_net)
+
+
+#: Spawn key of the probe stream: ``seed`` and this key make the probes' generator seed, so the
+#: probes never replay the stream that ``torch.manual_seed(seed)`` gives the model's weights.
+PROBE_STREAM = 0x5EED_A9C1
+
+
+def probe_seed(seed: int) -> int:
+    """The seed of the probes' own generator: ``np.random.SeedSequence([seed, PROBE_STREAM])``
+    hashed to 63 bits: a hash of ``seed``, not ``seed`` itself, so the probes do not replay
+    torch's global stream after ``torch.manual_seed(seed)``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimulationError(f"seed must be an integer >= 0, got {seed!r}")
+    state = np.random.SeedSequence([int(seed), PROBE_STREAM]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
 
 
 def _resolve(model: nn.Module, layers) -> list[tuple[str, nn.Module]]:
@@ -114,11 +154,16 @@ class _Hooks:
 
 def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jvp",
          n_probes: int = 16, probe: str = "gaussian", batch_axis: int | None = 0,
-         seed: int = 0) -> APJNResult:
+         seed: int = 0, networks: range | None = None) -> APJNResult:
     r"""The APJN between submodules ``layers`` of ``model`` at input ``x`` (see module doc).
 
     ``layers``: submodule names (``dict(model.named_modules())`` keys, e.g. ``"blocks.3"``) or
     module objects, in the order the forward pass visits them.
+    ``networks=range(start, stop)``: the batch rows of ``x`` are examples start..stop-1 of a
+    larger run (e.g. independent networks or inputs); example i then takes its
+    probes from a generator seeded by (seed, i) and the result keeps its per-example
+    ``samples``, so :meth:`APJNResult.concat` of shards equals the unsplit run bit for bit
+    (modes "jvp" and "vjp", ``batch_axis=0``).
     """
     if not isinstance(model, nn.Module):
         raise SimulationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -134,6 +179,15 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
         raise SimulationError(f"probe must be one of {PROBES}, got {probe!r}")
     if batch_axis not in (0, None):
         raise SimulationError("batch_axis must be 0 or None")
+    pseed = probe_seed(seed)
+    if networks is not None:
+        if mode == "exact" or batch_axis != 0:
+            raise SimulationError("networks=range(...) needs mode 'jvp' or 'vjp' with "
+                                  "batch_axis=0 (one example per batch row)")
+        networks = network_range(None, networks)
+        if len(networks) != x.shape[0]:
+            raise SimulationError(f"networks={networks!r} has {len(networks)} entries but x "
+                                  f"has {x.shape[0]} batch rows; pass one range entry per row")
     mods = _resolve(model, layers)
     names = tuple(n for n, _ in mods)
     hooks = _Hooks(mods)
@@ -161,7 +215,9 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
                 )
         ex = hooks.record[0] if mode != "vjp" else hooks.record[len(mods) - 1]
         dt, dev = ex.dtype, ex.device
-        gen = torch.Generator(device=dev).manual_seed(int(seed))
+        gen = torch.Generator(device=dev).manual_seed(pseed)
+        gens = None if networks is None else \
+            network_generators(pseed, networks.start, networks.stop, dev)
 
         def grouped(t):
             return t if batch_axis == 0 else t.unsqueeze(0)
@@ -193,7 +249,8 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
             return APJNResult(names, J, np.zeros_like(J), mode, 0)
         if mode == "jvp" and batch_axis == 0:
             # probes folded into the batch: the model runs once on P copies of x
-            V = make_probes(probe, P, shapes[0], generator=gen, dtype=dt, device=dev)
+            V = make_probes(probe, P, shapes[0], generator=gen, generators=gens, dtype=dt,
+                            device=dev)
             d0 = torch.zeros((P * B, *shapes[0][1:]), dtype=dt, device=dev)
 
             def f0(d):
@@ -205,7 +262,8 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
         elif mode == "vjp" and batch_axis == 0:
             last = len(mods) - 1
             zeros = [torch.zeros((P * B, *s[1:]), dtype=dt, device=dev) for s in shapes]
-            U = make_probes(probe, P, shapes[last], generator=gen, dtype=dt, device=dev)
+            U = make_probes(probe, P, shapes[last], generator=gen, generators=gens, dtype=dt,
+                            device=dev)
             _, pullback = vjp(lambda *ds: run_with(dict(enumerate(ds)), xr)[last], *zeros)
             sq = sq_folded(pullback(U.reshape(zeros[last].shape)))
             n_out = [n_out[last]] * len(mods)
@@ -233,9 +291,12 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
         hooks.remove()
         hooks.deltas = {}
     samples = (sq / torch.tensor(n_out, dtype=sq.dtype, device=sq.device)[None, :, None])
-    samples = samples.permute(1, 0, 2).reshape(len(mods), -1).detach().cpu().numpy()
+    order = (1, 0, 2) if networks is None else (1, 2, 0)  # shards: example-major samples
+    samples = samples.permute(*order).reshape(len(mods), -1).detach().cpu().numpy()
     J, se = mean_se(samples)
     if not np.all(np.isfinite(J)):
         raise SimulationError("non-finite APJN values: the model's outputs or Jacobians "
                               "overflowed at this input")
-    return APJNResult(names, J, se, mode, n_probes)
+    if networks is None:
+        return APJNResult(names, J, se, mode, n_probes)
+    return APJNResult(names, J, se, mode, n_probes, samples, networks.start)

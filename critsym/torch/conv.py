@@ -26,8 +26,8 @@ class StackedConv(nn.Module):
     def init(cls, ctx, c_in: int, c_out: int, k: int, dim: int, sigma_w: float,
              sigma_b: float, padding: str) -> StackedConv:
         fan_in = c_in * k**dim
-        w = ctx.randn(c_out, c_in, *([k] * dim)) * (sigma_w / fan_in**0.5)
-        return cls(w, ctx.randn(c_out) * sigma_b, padding)
+        w = ctx.randn(c_out, c_in, *([k] * dim), scale=sigma_w / fan_in**0.5)
+        return cls(w, ctx.randn(c_out, scale=sigma_b), padding)
 
     @property
     def dim(self) -> int:

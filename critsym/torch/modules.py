@@ -4,10 +4,15 @@ Every module here acts on tensors of shape ``(n_nets, *batch, *features)``: axis
 independent networks, each with its own weights, so one batched matmul runs all of them.
 Operators (:mod:`critsym.ops`) create these modules in their ``to_torch(ctx, shape)`` method;
 new operators only need to implement that method (and may define their own modules).
+
+The plain (unstacked) modules at the end are what operators export to
+(``Op.export(ctx, fan)`` with an :class:`ExportContext`, see :func:`critsym.to_torch_model`) for
+maps ``torch.nn`` has no module for.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,13 +23,36 @@ from torch import nn
 from ..errors import SimulationError
 
 
+def numeric_value(expr: object, values: dict[str, float], what: str = "hyperparameter"
+                  ) -> float:
+    """The numeric value of a hyperparameter expression, its symbols taken from ``values``."""
+    e = sp.sympify(expr)
+    missing = sorted(s.name for s in e.free_symbols if s.name not in values)
+    if missing:
+        raise SimulationError(
+            f"no numeric value for {missing} (needed by {what}); pass them as keyword "
+            f"arguments, e.g. {', '.join(f'{m}=1.0' for m in missing)}"
+        )
+    v = e.subs({s: values[s.name] for s in e.free_symbols})
+    try:
+        out = float(v)
+    except TypeError:
+        raise SimulationError(f"{what} = {e} does not evaluate to a real number") from None
+    return out
+
+
+WEIGHT_LAWS = ("gaussian", "orthogonal")
+
+
 @dataclass
 class BuildContext:
     """What an operator needs to build its forward map.
 
     ``n_nets`` independent networks, numeric hyperparameter ``values`` (name → float), the
     hidden ``width``, one ``torch.Generator`` per network (so a network's weights do not depend on
-    how the networks are chunked), ``dtype``, ``device`` and the LayerNorm ``ln_eps``.
+    how the networks are chunked), ``dtype``, ``device``, the LayerNorm ``ln_eps`` and the
+    ``weights`` law of square Linear maps: ``"gaussian"`` (W_ij ~ N(0, σ_w²/fan_in)) or
+    ``"orthogonal"`` (W = σ_w·O, O Haar-orthogonal; kernel shaping's convention).
     """
 
     n_nets: int
@@ -34,29 +62,23 @@ class BuildContext:
     dtype: torch.dtype = torch.float64
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     ln_eps: float = 1e-12
+    weights: str = "gaussian"
+
+    def __post_init__(self):
+        if self.weights not in WEIGHT_LAWS:
+            raise SimulationError(f"weights must be one of {WEIGHT_LAWS}, got {self.weights!r}")
 
     def value(self, expr: object, what: str = "hyperparameter") -> float:
         """The numeric value of a hyperparameter expression (its symbols from ``values``)."""
-        e = sp.sympify(expr)
-        missing = sorted(s.name for s in e.free_symbols if s.name not in self.values)
-        if missing:
-            raise SimulationError(
-                f"no numeric value for {missing} (needed by {what}); pass them as keyword "
-                f"arguments, e.g. {', '.join(f'{m}=1.0' for m in missing)}"
-            )
-        v = e.subs({s: self.values[s.name] for s in e.free_symbols})
-        try:
-            out = float(v)
-        except TypeError:
-            raise SimulationError(f"{what} = {e} does not evaluate to a real number") from None
-        return out
+        return numeric_value(expr, self.values, what)
 
-    def randn(self, *shape: int) -> torch.Tensor:
-        """Standard normal numbers of shape ``(n_nets, *shape)``, network i from generator i."""
-        return torch.stack([
-            torch.randn(*shape, generator=g, dtype=self.dtype, device=self.device)
-            for g in self.generators
-        ])
+    def randn(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        """``scale`` × standard normal numbers of shape ``(n_nets, *shape)``, network i from
+        generator i; drawn and scaled in place in one preallocated tensor (no stacked copy)."""
+        out = torch.empty(len(self.generators), *shape, dtype=self.dtype, device=self.device)
+        for row, g in zip(out, self.generators, strict=True):
+            row.normal_(generator=g)
+        return out if scale == 1.0 else out.mul_(scale)
 
 
 class _StackedLinearFn(torch.autograd.Function):
@@ -95,8 +117,15 @@ class StackedLinear(nn.Module):
     @classmethod
     def init(cls, ctx: BuildContext, fan_in: int, fan_out: int, sigma_w: float,
              sigma_b: float) -> StackedLinear:
-        w = ctx.randn(fan_out, fan_in) * (sigma_w / fan_in**0.5)
-        b = ctx.randn(fan_out) * sigma_b
+        if ctx.weights == "orthogonal":
+            if fan_in != fan_out:
+                raise SimulationError(f"orthogonal weights need a square layer, got "
+                                      f"{fan_out}×{fan_in}; use weights='gaussian'")
+            q, r = torch.linalg.qr(ctx.randn(fan_out, fan_in))
+            w = sigma_w * q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+        else:
+            w = ctx.randn(fan_out, fan_in, scale=sigma_w / fan_in**0.5)
+        b = ctx.randn(fan_out, scale=sigma_b)
         return cls(w, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,18 +135,36 @@ class StackedLinear(nn.Module):
 
 
 class Elementwise(nn.Module):
-    """x ↦ φ(x) elementwise."""
+    """x ↦ φ(x) elementwise; ``op``: the critsym operator it computes (numeric), if any."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str = "phi"):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str = "phi",
+                 op: object = None):
         super().__init__()
         self.fn = fn
         self.name = name
+        self.op = op
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
 
     def extra_repr(self) -> str:
         return self.name
+
+
+class OpModule(nn.Module):
+    """A stacked forward map ``fn`` computing the critsym operator ``op``, for operators that
+    need no module class of their own; :func:`critsym.from_torch` maps it back to ``op``."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], op: object):
+        super().__init__()
+        self.fn = fn
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.op)
 
 
 class NeuronLayerNorm(nn.Module):
@@ -153,3 +200,109 @@ class ResidualSum(nn.Module):
 
 class Chain(nn.Sequential):
     """Operators applied left to right."""
+
+
+class ParallelSum(nn.Module):
+    """x ↦ Σ_k branch_k(x)."""
+
+    def __init__(self, branches: Sequence[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branches[0](x)
+        for b in self.branches[1:]:
+            out = out + b(x)
+        return out
+
+
+# ----------------------------------------------------------------------------- export
+@dataclass
+class ExportContext:
+    """What an operator needs to export a plain torch module (``Op.export(ctx, fan)``).
+
+    Numeric hyperparameter ``values``, the ``width`` every Linear / Conv outputs, one
+    ``generator`` for all weights, ``dtype``, ``channels_first`` (the model holds convolutions,
+    so maps are (N, C, *spatial)) and ``channels_first_norm`` ("groupnorm" or "channel").
+    """
+
+    width: int
+    values: dict[str, float]
+    generator: torch.Generator
+    dtype: torch.dtype = torch.float64
+    channels_first: bool = False
+    channels_first_norm: str = "groupnorm"
+
+    def value(self, expr: object, what: str = "hyperparameter") -> float:
+        return numeric_value(expr, self.values, what)
+
+    def init(self, module: nn.Module, sigma_w: float, sigma_b: float, fan_in: int) -> nn.Module:
+        """Draw ``module.weight`` ~ N(0, σ_w²/fan_in) and ``module.bias`` ~ N(0, σ_b²)."""
+        with torch.no_grad():
+            module.weight.copy_(torch.randn(module.weight.shape, generator=self.generator,
+                                            dtype=torch.float64) * (sigma_w / math.sqrt(fan_in)))
+            if module.bias is not None:
+                module.bias.copy_(torch.randn(module.bias.shape, generator=self.generator,
+                                              dtype=torch.float64) * sigma_b)
+        return module
+
+
+class ActModule(nn.Module):
+    """An elementwise activation given by a critsym :class:`~critsym.Act` (numeric parameters),
+    for activations without a torch module (erf, sin, custom and kernel-shaped φ)."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.act = act
+        self.fn = act.torch_function({})
+
+    def forward(self, x):
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.act)
+
+
+class ResidualModule(nn.Module):
+    """x ↦ μ·x + branch(x)."""
+
+    def __init__(self, branch: nn.Module, mu: float):
+        super().__init__()
+        self.branch, self.mu = branch, float(mu)
+
+    def forward(self, x):
+        return self.mu * x + self.branch(x)
+
+    def extra_repr(self) -> str:
+        return f"mu={self.mu:g}"
+
+
+class SwapLastAxes(nn.Module):
+    """(…, A, B) ↦ (…, B, A)."""
+
+    def forward(self, x):
+        return x.transpose(-1, -2)
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """LayerNorm over the channel axis 1 of an (N, C, *spatial) map (γ = 1, β = 0)."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        m = x.mean(1, keepdim=True)
+        c = x - m
+        return c / torch.sqrt((c * c).mean(1, keepdim=True) + self.eps)
+
+
+class BalancedResidualModule(nn.Module):
+    """h ↦ h + W₊ relu(h) + W₋ relu(−h) with bias-free ``nn.Linear`` maps W±."""
+
+    def __init__(self, plus: nn.Module, minus: nn.Module):
+        super().__init__()
+        self.plus, self.minus = plus, minus
+
+    def forward(self, h):
+        return h + self.plus(h.clamp(min=0)) + self.minus((-h).clamp(min=0))

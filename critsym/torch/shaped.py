@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -34,9 +35,11 @@ from .build import (
     check_positive_int,
     default_device,
     network_generators,
+    network_range,
 )
 from .estimators import jvp_norms_folded, make_probes
 from .modules import BuildContext
+from .simulate import aligned_chunks, ordered_shards
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,35 @@ class ShapedResult:
     J_nets: np.ndarray
     seconds: float
     c_nets: np.ndarray | None = None
+    first_net: int = 0
+    settings: tuple = ()
 
     _ms = staticmethod(mean_se)
+
+    @property
+    def n_nets(self) -> int:
+        return self.K_nets.shape[-1]
+
+    @property
+    def networks(self) -> range:
+        """The network indices of the seed held here (``simulate_shaped(..., networks=...)``)."""
+        return range(self.first_net, self.first_net + self.n_nets)
+
+    @classmethod
+    def concat(cls, results: Sequence[ShapedResult]) -> ShapedResult:
+        """One result from shards of one run (same ``shape`` and ``settings``) whose networks
+        tile a range; any split equals the serial run bit for bit (except ``seconds``)."""
+        parts = ordered_shards(results, cls, ("shape", "settings"))
+
+        def cat(name):
+            arrays = [getattr(r, name) for r in parts]
+            if any(a is None for a in arrays) != all(a is None for a in arrays):
+                raise SimulationError(f"some shards have {name} and others do not")
+            return None if arrays[0] is None else np.concatenate(arrays, axis=-1)
+
+        return replace(parts[0], K_nets=cat("K_nets"), O_T_nets=cat("O_T_nets"),
+                       J_nets=cat("J_nets"), c_nets=cat("c_nets"),
+                       seconds=sum(r.seconds for r in parts))
 
     K = property(lambda self: self._ms(self.K_nets)[0])
     K_se = property(lambda self: self._ms(self.K_nets)[1])
@@ -85,29 +115,55 @@ def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_net
     return nn.ModuleList(build_blocks(arch, ctx, shape, depth)).to(dev)
 
 
-def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: int = 4,
-                    K0: float = 1.0, seed: int = 0, width: int | None = None,
+def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int | None = None,
+                    n_probes: int = 4, K0: float = 1.0, seed: int = 0, width: int | None = None,
                     device=None, dtype=torch.float64, c0: float | None = None,
+                    networks: range | None = None, chunk_size: int | None = None,
                     **hp) -> ShapedResult:
     """Monte Carlo K^l, O_T^l and J^{0,l} of ``depth`` blocks on feature shape ``shape``
     (e.g. (H, W, C) channels-last images, (T, C) Mixer tokens); with ``c0`` also the
-    correlation c^l of an input pair with c^0 = c0."""
+    correlation c^l of an input pair with c^0 = c0.
+
+    ``n_nets`` networks (default 16), or the shard ``networks=range(start, stop)`` of ``seed``.
+    Networks run in chunks of ``chunk_size`` (default: all at once) whose ends are multiples
+    of ``chunk_size`` in the network index, so :meth:`ShapedResult.concat` of shards cut at
+    such multiples equals the unsplit run bit for bit."""
     t0 = time.perf_counter()
     if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
         raise SimulationError(f"K0 must be a finite number > 0, got {K0!r}")
+    if c0 is not None and not (isinstance(c0, (int, float)) and -1 <= c0 <= 1):
+        raise SimulationError(f"c0 must be a number in [-1, 1], got {c0!r}")
     n_probes = check_positive_int(n_probes, "n_probes")
+    nets = network_range(n_nets, networks, default=16)
+    step = len(nets) if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
+    dt = check_dtype(dtype)
+    parts = [_shaped_chunk(arch, shape, depth, lo, hi, n_probes=n_probes, K0=K0, seed=seed,
+                           width=width, device=device, dtype=dt, c0=c0, **hp)
+             for lo, hi in aligned_chunks(nets, step)]
+    K, OT, J, c = (None if parts[0][k] is None else np.concatenate([p[k] for p in parts], -1)
+                   for k in range(4))
+    settings = (repr(as_op(arch)), tuple(sorted((k, float(v)) for k, v in hp.items())), depth,
+                n_probes, float(K0), c0, width, str(dt), int(seed))
+    res = ShapedResult(tuple(int(s) for s in shape), K, OT, J, time.perf_counter() - t0, c,
+                       first_net=nets.start, settings=settings)
+    if not np.all(np.isfinite(res.J_nets)):
+        raise SimulationError("non-finite APJN: the network overflowed; use a smaller depth")
+    return res
+
+
+def _shaped_chunk(arch, shape, depth, lo, hi, *, n_probes, K0, seed, width, device, dtype, c0,
+                  **hp):
+    """Per-network K, O_T, J (and c) of networks lo..hi-1, each of shape (depth+1, hi-lo)."""
+    n_nets, dt = hi - lo, dtype
     net = build_shaped(arch, shape, depth, width=width, n_nets=n_nets, seed=seed,
-                       dtype=dtype, device=device, **hp)
+                       first_net=lo, dtype=dtype, device=device, **hp)
     dev = next(iter(net.parameters())).device if any(True for _ in net.parameters()) else \
         default_device(device)
-    dt = check_dtype(dtype)
     shape = tuple(int(s) for s in shape)
-    gens = network_generators(seed + 31337, 0, n_nets, dev)
+    gens = network_generators(seed + 31337, lo, hi, dev)
     x = torch.stack([torch.randn(*shape, generator=g, dtype=dt, device=dev) for g in gens])
     x = x * torch.sqrt(K0 / (x**2).flatten(1).mean(1)).reshape(-1, *[1] * len(shape))
     x = x.unsqueeze(1)  # (n, 1, *shape)
-    if c0 is not None and not (isinstance(c0, (int, float)) and -1 <= c0 <= 1):
-        raise SimulationError(f"c0 must be a number in [-1, 1], got {c0!r}")
 
     def traj(h):
         return block_trajectory(net, h)
@@ -120,14 +176,14 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
     OT = torch.stack([(h.mean(-1) ** 2 - h.var(-1, unbiased=True) / C).flatten(1).mean(1)
                       for h in hs])
     V = make_probes("gaussian", n_probes, x[:, 0].shape,
-                    generators=network_generators(seed + 99991, 0, n_nets, dev),
+                    generators=network_generators(seed + 99991, lo, hi, dev),
                     dtype=dt, device=dev)
     sq = jvp_norms_folded(traj, x[:, 0], V)  # (P, L+1, n)
     n_out = math.prod(shape)
     J = sq.mean(0) / n_out
     c_nets = None
     if c0 is not None:
-        zg = network_generators(seed + 77777, 0, n_nets, dev)
+        zg = network_generators(seed + 77777, lo, hi, dev)
         z = torch.stack([torch.randn(*shape, generator=g, dtype=dt, device=dev) for g in zg])
         xf, zf = x[:, 0].flatten(1), z.flatten(1)
         zf = zf - ((zf * xf).sum(1) / (xf * xf).sum(1))[:, None] * xf
@@ -139,11 +195,7 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int = 16, n_probes: 
             (a.flatten(1) * b.flatten(1)).sum(1) / (a.flatten(1).norm(dim=1)
                                                     * b.flatten(1).norm(dim=1))
             for a, b in zip(hs, hy, strict=True)]).cpu().numpy()
-    res = ShapedResult(shape, K.cpu().numpy(), OT.cpu().numpy(), J.cpu().numpy(),
-                       time.perf_counter() - t0, c_nets)
-    if not np.all(np.isfinite(res.J_nets)):
-        raise SimulationError("non-finite APJN: the network overflowed; use a smaller depth")
-    return res
+    return K.cpu().numpy(), OT.cpu().numpy(), J.cpu().numpy(), c_nets
 
 
 def block_trajectory(blocks, h: torch.Tensor) -> list[torch.Tensor]:

@@ -9,8 +9,11 @@ For each of ``n_nets`` independent networks (one :func:`~critsym.torch.build.bui
 * optionally J^{l0,l} for all l0 ≤ l at one chosen l (reverse mode, one backward pass).
 
 Reported values are means over networks and standard errors std/√n_nets (ddof = 1), which
-include the probe noise.  Networks are processed in chunks that fit a memory budget; an
-out-of-memory error halves the chunk and is logged.
+include the probe noise.  Networks are processed in chunks that fit a memory budget, cut at the
+multiples of the chunk size in the network index (so a shard ``networks=range(a, b)`` with a, b
+such multiples repeats the serial run's chunks exactly); an out-of-memory error halves the chunk
+and is logged.  Each chunk is one streaming pass: block l's weights are drawn when the pass
+reaches block l and dropped after it, so memory holds a few blocks, not ``depth``.
 """
 
 from __future__ import annotations
@@ -20,25 +23,33 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from ..errors import SimulationError
 from ..ops.base import Op, as_op
 from ..stats import mean_se
 from .build import (
+    CritsymNet,
     build,
     check_dtype,
     check_positive_int,
     default_device,
     feature_shape,
     network_generators,
+    network_range,
 )
-from .estimators import PROBES, jvp_norms_folded, make_probes, vjp_norms_folded
+from .estimators import PROBES, make_probes, vjp_norms_folded
 
 log = logging.getLogger("critsym.torch")
+
+#: Deepest network simulated: every layer's statistics are kept, and the finite-width theory the
+#: simulations check holds for depth ≪ width; deeper questions are for ``Theory.run``.
+MAX_DEPTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,32 @@ class SimulationResult:
     seconds: float
     chunks: list = field(default_factory=list)
     in_shape: tuple = ()
+    first_net: int = 0
+    seed: int = 0
+
+    @property
+    def networks(self) -> range:
+        """The network indices of ``seed`` held here (``simulate(..., networks=...)``)."""
+        return range(self.first_net, self.first_net + self.n_nets)
+
+    @classmethod
+    def concat(cls, results: Sequence[SimulationResult]) -> SimulationResult:
+        """One result from shards of the same simulation (same settings and seed) whose
+        ``networks`` tile one range: per-network estimates are concatenated in network order, so
+        any split equals the serial run bit for bit (only ``seconds`` and ``chunks`` differ)."""
+        parts = ordered_shards(results, cls, _SAME_SIM)
+
+        def cat(name):
+            arrays = [getattr(r, name) for r in parts]
+            return None if arrays[0] is None else np.concatenate(arrays, axis=-1)
+
+        first = parts[0]
+        devices = sorted({r.device for r in parts})
+        return replace(
+            first, n_nets=sum(r.n_nets for r in parts), K_nets=cat("K_nets"),
+            J_nets=cat("J_nets"), c_nets=cat("c_nets"), J_to_nets=cat("J_to_nets"),
+            device=devices[0] if len(devices) == 1 else ",".join(devices),
+            seconds=sum(r.seconds for r in parts), chunks=[c for r in parts for c in r.chunks])
 
     @property
     def layers(self) -> np.ndarray:
@@ -116,6 +153,47 @@ class SimulationResult:
         from ..derive import derive
 
         return derive(self.arch).run(self.depth, K0=self.K0, c0=self.c0, **self.hp)
+
+
+_SAME_SIM = ("arch", "width", "depth", "n_probes", "l0", "l_to", "hp", "K0", "c0", "dtype",
+             "probe", "in_shape", "seed")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def ordered_shards(results, cls, same: Sequence[str]) -> list:
+    """``results`` sorted by ``first_net``, checked to be shards of one run (equal ``same``
+    fields) whose networks tile one contiguous range."""
+    parts = list(results) if not isinstance(results, cls) else [results]
+    if not parts or not all(isinstance(r, cls) for r in parts):
+        raise SimulationError(f"concat needs a non-empty sequence of {cls.__name__} objects")
+    parts.sort(key=lambda r: r.first_net)
+    for r in parts[1:]:
+        diff = [f for f in same if not _same(getattr(r, f), getattr(parts[0], f))]
+        if diff:
+            raise SimulationError(
+                f"cannot merge shards of different runs: they differ in {diff}; run every "
+                "shard with the same settings and seed, changing only networks=range(...)")
+    for a, b in zip(parts, parts[1:]):
+        end = a.first_net + a.n_nets
+        if end != b.first_net:
+            how = "overlap" if b.first_net < end else "leave a gap"
+            raise SimulationError(f"shards must tile one range of networks: networks "
+                                  f"{a.networks} and {b.networks} {how}")
+    return parts
+
+
+def aligned_chunks(networks: range, chunk_size: int) -> list[tuple[int, int]]:
+    """``networks`` cut at the multiples of ``chunk_size`` (in the network index): the chunks a
+    run processes.  A shard whose ends are such multiples gets exactly the serial run's
+    chunks, hence (same device type and torch thread count) the same numbers bit for bit."""
+    cuts = range((networks.start // chunk_size + 1) * chunk_size, networks.stop, chunk_size)
+    edges = [networks.start, *cuts, networks.stop]
+    return list(zip(edges, edges[1:]))
 
 
 def make_inputs(width: int, K0: float = 1.0, c0: float | None = 0.5, seed: int = 0,
@@ -177,7 +255,7 @@ def _is_oom(e: BaseException) -> bool:
 class _Progress:
     """A minimal progress bar on stderr (tqdm when installed)."""
 
-    def __init__(self, total: int, enabled: bool | None, desc: str):
+    def __init__(self, total: int, enabled: bool | None, desc: str, unit: str = "net"):
         if enabled is None:
             enabled = total > 1 and sys.stderr.isatty()
         self.enabled, self.total, self.n, self.desc = enabled, total, 0, desc
@@ -186,7 +264,7 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc=desc, unit="net")
+                self.bar = tqdm(total=total, desc=desc, unit=unit)
             except ImportError:
                 self.bar = None
 
@@ -210,23 +288,38 @@ class _Progress:
 
 
 def _per_net_bytes(arch: Op, width: int, depth: int, dtype, n_in: int, n_probes: int,
-                   hp: dict, shape: tuple[int, ...]) -> int:
+                   hp: dict, shape: tuple[int, ...], l_to: int | None) -> int:
+    """Memory per network of one streaming pass: two blocks' weights and a block's intermediate
+    values for the inputs and the probe tangents (reverse mode holds blocks 0..l_to-1 and their
+    activations)."""
     blk = build(arch, width, 1, n_nets=1, seed=0, dtype=torch.float32, device="cpu",
                 in_shape=shape, **hp)
     n_params = sum(p.numel() for p in blk.parameters())
+    n_ops = sum(1 for _ in blk.blocks[0].modules())  # intermediate tensors per block, roughly
     item = torch.empty((), dtype=dtype).element_size()
-    acts = (depth + 1) * math.prod(shape) * (n_in + 4 * max(n_probes, 1))
-    return int((depth * n_params + acts) * item)
+    feat = math.prod(shape)
+    P = max(n_probes, 1)
+    total = 2 * n_params + n_ops * feat * (n_in + 2 * P) + P * feat
+    if l_to:
+        total += l_to * (n_params + n_ops * feat * 2 * P)
+    return int(total * item)
 
 
-def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: int = 4,
+def simulate(arch: Op, width: int, depth: int, *, n_nets: int | None = None, n_probes: int = 4,
              inputs: object = None, K0: float = 1.0, c0: float | None = 0.5, l0: int = 0,
              l: int | None = None, seed: int = 0, device: object = None,
              dtype: object = torch.float64, probe: str = "gaussian", exact: bool = False,
              chunk_size: int | None = None, max_memory: int | None = None,
              ln_eps: float = 1e-12, progress: bool | None = None,
-             in_shape: tuple[int, ...] | None = None, **hp: float) -> SimulationResult:
-    r"""Simulate ``n_nets`` networks of ``depth`` blocks ``arch`` at width ``width``.
+             in_shape: tuple[int, ...] | None = None, networks: range | None = None,
+             **hp: float) -> SimulationResult:
+    r"""Simulate ``n_nets`` (default 32) networks of ``depth`` blocks ``arch`` at width ``width``.
+
+    ``networks=range(start, stop)`` instead runs networks start..stop-1 of ``seed`` (a shard):
+    network i draws its weights, input and probes from generators seeded by (seed, i), so
+    :meth:`SimulationResult.concat` of shards that tile range(0, n), cut at multiples of
+    ``chunk_size`` (``chunk_size=1``: anywhere), equals ``simulate(..., n_nets=n)`` with the same
+    ``chunk_size`` bit for bit (same device type and torch thread count).
 
     ``inputs``: h^0 of shape (width,) or (2, width), the same for every network (results are then
     conditional on it); by default each network gets its own random input pair with K^0 = ``K0``
@@ -244,7 +337,13 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
     arch = as_op(arch)
     width = check_positive_int(width, "width")
     depth = check_positive_int(depth, "depth")
-    n_nets = check_positive_int(n_nets, "n_nets")
+    if depth > MAX_DEPTH:
+        raise SimulationError(
+            f"depth={depth} exceeds the {MAX_DEPTH} blocks a simulation runs (it would take "
+            "minutes to hours, and finite-width effects grow like depth/width); use "
+            "critsym.derive(arch).run(depth, ...) for the infinite-width trajectory")
+    nets = network_range(n_nets, networks)
+    n_nets = len(nets)
     shape = feature_shape(width, in_shape)
     n_probes = check_positive_int(n_probes, "n_probes")
     dt = check_dtype(dtype)
@@ -271,16 +370,16 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
                 max_memory = int(0.4 * torch.cuda.mem_get_info(dev)[0])
             else:
                 max_memory = 2 * 2**30
-        per_net = _per_net_bytes(arch, width, depth, dt, x.shape[0], P, hp, shape)
-        chunk_size = max(1, min(n_nets, max_memory // max(per_net, 1)))
+        per_net = _per_net_bytes(arch, width, depth, dt, x.shape[0], P, hp, shape, l)
+        chunk_size = max(1, max_memory // max(per_net, 1))
     chunk_size = check_positive_int(chunk_size, "chunk_size")
 
     K_parts, J_parts, c_parts, Jto_parts, chunks = [], [], [], [], []
     bar = _Progress(n_nets, progress, f"simulate N={width}")
-    start = 0
+    start = nets.start
     try:
-        while start < n_nets:
-            nc = min(chunk_size, n_nets - start)
+        while start < nets.stop:
+            nc = aligned_chunks(range(start, nets.stop), chunk_size)[0][1] - start
             try:
                 out = _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x,
                                  inputs is None, K0, c0, l0, l, kind, P, hp, shape)
@@ -313,6 +412,7 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
         hp=dict(hp), K0=K0_emp, c0=c0_emp, K_nets=cat(K_parts), J_nets=cat(J_parts),
         c_nets=cat(c_parts), J_to_nets=cat(Jto_parts), device=str(dev), dtype=str(dt),
         probe=kind, seconds=time.perf_counter() - t_start, chunks=chunks, in_shape=shape,
+        first_net=nets.start, seed=int(seed),
     )
     for name in ("K_nets", "J_nets", "c_nets", "J_to_nets"):
         a = getattr(res, name)
@@ -332,37 +432,63 @@ def simulate(arch: Op, width: int, depth: int, *, n_nets: int = 32, n_probes: in
 
 def _run_chunk(arch, width, depth, nc, start, seed, dev, dt, ln_eps, x, fresh, K0, c0, l0, l,
                kind, P, hp, shape):
+    """One streaming pass over ``nc`` networks: block l's weights are drawn when the pass reaches
+    it and feed both the inputs' forward pass (K^l, c^l) and, from l0 on, the forward-mode
+    tangents of the probes (J^{l0,l}); nothing of block l is kept once block l+1 is drawn."""
     net = build(arch, width, depth, n_nets=nc, seed=seed, first_net=start, dtype=dt,
-                device=dev, ln_eps=ln_eps, in_shape=shape, **hp)
+                device=dev, ln_eps=ln_eps, in_shape=shape, stream=True, **hp)
     if fresh:  # an independent input pair per network (same K0, c0 exactly)
         X = torch.stack([make_inputs(width, K0, c0, dtype=dt, generator=g, in_shape=shape)
                          for g in network_generators(seed + 31337, start, start + nc, dev)])
     else:
         X = x.to(dev).unsqueeze(0).expand(nc, *x.shape).contiguous()  # (nc, B, N)
-    with torch.no_grad():
-        traj = net.trajectory(X)
-    flat = [h.reshape(nc, h.shape[1], -1) for h in traj]  # (nc, B, features)
-    K = torch.stack([(h[:, 0] ** 2).mean(-1) for h in flat])  # (L+1, nc)
-    c = None
-    if x.shape[0] == 2:
-        c = torch.stack([(h[:, 0] * h[:, 1]).sum(-1) / (h[:, 0].norm(dim=-1)
-                                                        * h[:, 1].norm(dim=-1)) for h in flat])
+    net._check(X)
     pgens = network_generators(seed + 99991, start, start + nc, dev)
     n_out = math.prod(shape)  # every layer of a repeated block has the input's shape
-    # forward mode: J^{l0,l}, l >= l0 (probes folded into the batch axis, chunked)
-    h0 = traj[l0][:, 0].detach()
-    V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
     pc = _pchunk(P)
-    sq = torch.cat([jvp_norms_folded(lambda z: net.trajectory(z, start=l0), h0, V[i:i + pc])
-                    for i in range(0, P, pc)])
+    K_rows, c_rows = [], []
+    sq_rows: list[list[torch.Tensor]] = []  # per probe chunk: per layer l >= l0, (nc, chunk)
+    duals: list[torch.Tensor] = []
+    blocks = net.iter_blocks()
+    with torch.no_grad(), fwAD.dual_level():
+        h = X
+        for lay in range(depth + 1):
+            flat = h.reshape(nc, h.shape[1], -1)  # (nc, B, features)
+            K_rows.append((flat[:, 0] ** 2).mean(-1))
+            if x.shape[0] == 2:
+                c_rows.append((flat[:, 0] * flat[:, 1]).sum(-1)
+                              / (flat[:, 0].norm(dim=-1) * flat[:, 1].norm(dim=-1)))
+            if lay == l0:  # forward mode from here: probes folded into the batch axis
+                h0 = h[:, 0].detach()
+                V = make_probes(kind, P, h0.shape, generators=pgens, dtype=dt, device=dev)
+                for i in range(0, P, pc):
+                    Vi = V[i:i + pc]
+                    primal = h0.unsqueeze(1).expand(nc, Vi.shape[0], *h0.shape[1:]).contiguous()
+                    duals.append(fwAD.make_dual(primal, Vi.movedim(0, 1).contiguous()))
+                    sq_rows.append([])
+            for rows, d in zip(sq_rows, duals, strict=True):
+                t = fwAD.unpack_dual(d).tangent
+                if t is None:
+                    raise SimulationError(f"layer {lay} does not depend on layer {l0}")
+                rows.append((t * t).reshape(nc, t.shape[1], -1).sum(-1))
+            if lay < depth:
+                block = next(blocks)
+                h = block(h)
+                duals = [block(d) for d in duals]
+                del block
+    K = torch.stack(K_rows)  # (L+1, nc)
+    c = torch.stack(c_rows) if c_rows else None
+    sq = torch.cat([torch.stack(rows).permute(2, 0, 1) for rows in sq_rows])  # (P, L+1-l0, nc)
     J = torch.full((depth + 1, nc), float("nan"), dtype=dt, device=dev)
     J[l0:] = sq.mean(0) / n_out
     Jto = None
-    if l is not None:  # reverse mode: J^{m,l} for every m <= l
-        a0 = traj[0][:, 0].detach()
+    if l is not None:  # reverse mode: J^{m,l} for every m <= l (blocks 0..l-1 drawn again)
+        a0 = X[:, 0].detach()
         U = make_probes(kind, P, a0.shape, generators=pgens, dtype=dt, device=dev)
+        held = CritsymNet(list(net.iter_blocks(0, l)), arch=arch, width=width, n_nets=nc,
+                          values=net.values, in_shape=shape)  # autograd keeps them anyway
         sqr = torch.cat([
-            vjp_norms_folded(lambda X, *d: net.trajectory(X, 0, l, list(d))[-1], a0, l + 1,
+            vjp_norms_folded(lambda X, *d: held.trajectory(X, 0, l, list(d))[-1], a0, l + 1,
                              U[i:i + pc])
             for i in range(0, P, pc)])
         Jto = (sqr.mean(0) / n_out).cpu().numpy()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from critsym.errors import HyperparameterError
+from critsym.parameterization.calculus import exponent_calculus
+from critsym.parameterization.classify import classify
 
 Exps = tuple[sp.Rational, ...]
 
@@ -117,13 +119,9 @@ class ABCParameterization:
 
     def exponents(self, nonlinear: bool = False):  # -> Exponents
         """Width exponents after one SGD step (see :mod:`critsym.parameterization.calculus`)."""
-        from critsym.parameterization.calculus import exponent_calculus
-
         return exponent_calculus(self, nonlinear=nonlinear)
 
     def classify(self, nonlinear: bool = True):  # -> Classification
-        from critsym.parameterization.classify import classify
-
         return classify(self, nonlinear=nonlinear)
 
     def table(self) -> str:

@@ -1,22 +1,31 @@
-"""Command line: ``critsym demo``, ``critsym derive ARCH.json``.
-
-Thin layer over the public API (argparse only)."""
+"""``critsym demo --out DIR``: derivations, their numbers, a criticality report, a phase diagram."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from . import derive, from_json, mlp_block
-from .errors import CritsymError
+from .paths import check_output_dir
 
 
-def _demo(args) -> int:
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "demo", help="print derivations and numbers, write a phase diagram",
+        description="Derive two blocks (plain and LaTeX), print their recursions at one point, "
+        "a criticality report and the tanh critical line, and write a 256 x 256 phase diagram "
+        "to DIR/phase_tanh.png.")
+    p.add_argument("--out", default="critsym-demo", metavar="DIR",
+                   help="directory for figures (created if missing; default critsym-demo)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    out = check_output_dir(args.out)
     import numpy as np
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from .. import derive, mlp_block
+    from ..criticality import critical_point, phase_grid, plot_phase, summary
+
     print("critsym demo: mean-field theory of deep networks at initialization\n")
     for title, arch, hp in [
         ("tanh MLP block", mlp_block("tanh"), dict(sigma_w=1.3, sigma_b=0.2)),
@@ -35,7 +44,6 @@ def _demo(args) -> int:
             print(f"     l = {layer:2d}: K^l = {r.K[layer]:.6f}  J^(0,l) = {r.J[layer]:.6f}  "
                   f"c^l = {r.c[layer]:.6f}")
         print()
-    from .criticality import critical_point, phase_grid, plot_phase, summary
 
     th = derive(mlp_block("tanh"))
     print("== criticality report, tanh MLP at sigma_w = 1.3, sigma_b = 0.2")
@@ -51,32 +59,3 @@ def _demo(args) -> int:
     plot_phase(th, grid, str(png))
     print(f"\nwrote {png} (log chi_J* over a 256 x 256 (sigma_w, sigma_b) grid, critical line)")
     return 0
-
-
-def _derive(args) -> int:
-    arch = from_json(Path(args.arch).read_text())
-    th = derive(arch)
-    print(th.latex() if args.latex else f"F = {th.F}\nchi_J = {th.chi}\nG = {th.G}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="critsym", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="print derivations and numbers, write figures")
-    d.add_argument("--out", default="critsym-demo", help="directory for figures")
-    d.set_defaults(fn=_demo)
-    r = sub.add_parser("derive", help="derive the recursions of an architecture JSON file")
-    r.add_argument("arch", help="JSON file written by Op.to_json()")
-    r.add_argument("--latex", action="store_true")
-    r.set_defaults(fn=_derive)
-    args = p.parse_args(argv)
-    try:
-        return args.fn(args)
-    except CritsymError as e:
-        print(f"critsym: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,117 @@
+r"""Registries built from the operator contract (:mod:`critsym.ops.base`).
+
+* :func:`torch_claims` — torch module type → the operator class that claims it on import
+  (from each class's own ``torch_types``), looked up along the module type's MRO;
+* :func:`torch_probes` — operator classes that recognise torch patterns by evaluation;
+* :func:`builtin_block` / :func:`builtin_blocks` — the block constructors (``mlp_block``,
+  ``resnet_block`` …) with one example each, for the contract tests;
+* :class:`Example` — one repeating block with hyperparameter values, what an operator's
+  ``examples()`` returns.
+
+Every consumer (importer, exporter, contract tests) iterates these; none lists operator types.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .base import Op, operators
+
+
+@dataclass(frozen=True)
+class Example:
+    """A repeating block exercising an operator, for the contract tests.
+
+    ``block``: the architecture; ``hp``: numeric values of its hyperparameters; ``shape``: the
+    per-example feature shape for the torch build (None: ``(width,)``); ``theory``: the block
+    derives (False for operators that change the shape, e.g. pooling); ``monte_carlo``: run the
+    theory-vs-simulation check (single-axis blocks only); ``slow``: that check is expensive
+    (runs under ``-m slow``); ``width``: the width of the torch build checks.
+    """
+
+    block: Op
+    hp: dict = field(default_factory=dict)
+    shape: tuple[int, ...] | None = None
+    theory: bool = True
+    monte_carlo: bool = True
+    slow: bool = False
+    width: int = 8
+    name: str = ""
+
+    def label(self) -> str:
+        return self.name or repr(self.block)[:60]
+
+
+def _resolve(dotted: str):
+    mod, _, attr = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError):  # a type this torch version lacks (e.g. nn.RMSNorm)
+        return None
+
+
+_CLAIMS: dict[int, dict[type, type[Op]]] = {}
+
+
+def torch_claims() -> dict[type, type[Op]]:
+    """torch module type → operator class, from every registered class's own
+    ``torch_types`` (a class claims only what it declares itself, not what it inherits)."""
+    ops = operators()
+    key = hash(tuple(id(c) for c in ops.values()))
+    if key not in _CLAIMS:
+        table: dict[type, type[Op]] = {}
+        for cls in ops.values():
+            for dotted in cls.__dict__.get("torch_types", ()):
+                t = _resolve(dotted)
+                if t is not None:
+                    table[t] = cls
+        _CLAIMS.clear()
+        _CLAIMS[key] = table
+    return _CLAIMS[key]
+
+
+def claimant(module) -> type[Op] | None:
+    """The operator class claiming ``type(module)`` (or its nearest base class)."""
+    table = torch_claims()
+    for t in type(module).__mro__:
+        if t in table:
+            return table[t]
+    return None
+
+
+def torch_probes() -> list[type[Op]]:
+    """Operator classes that define their own ``probe_torch`` (registration order)."""
+    return [cls for cls in operators().values() if "probe_torch" in cls.__dict__]
+
+
+_BLOCKS: dict[str, tuple[Callable[..., Op], Example]] = {}
+
+
+def builtin_block(hp: dict, shape: tuple[int, ...] | None = None, *, monte_carlo: bool = True,
+                  slow: bool = False, width: int = 8, **kw):
+    """Register a block constructor with one example (called without arguments, or with
+    ``kw``) for the contract tests."""
+
+    def deco(fn):
+        _BLOCKS[fn.__name__] = (fn, dict(hp=hp, shape=shape, monte_carlo=monte_carlo,
+                                         slow=slow, width=width, kw=kw))
+        return fn
+
+    return deco
+
+
+def builtin_blocks() -> dict[str, Example]:
+    """The registered block constructors' examples, by constructor name."""
+    out = {}
+    for name, (fn, spec) in _BLOCKS.items():
+        out[name] = Example(fn(**spec["kw"]), spec["hp"], spec["shape"],
+                            monte_carlo=spec["monte_carlo"], slow=spec["slow"],
+                            width=spec["width"], name=name)
+    return out
+
+
+def contains(arch: Op, predicate: Callable[[Op], bool]) -> bool:
+    """True when ``predicate`` holds for ``arch`` or any operator inside it."""
+    return predicate(arch) or any(contains(c, predicate) for c in arch.children())
