@@ -38,9 +38,9 @@ def test_every_registered_subcommand_is_listed(capsys):
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("derive", "demo", "phase", "repro", "derivations"):
+    for name in ("derive", "demo", "phase", "repro", "derivations", "sweep"):
         assert name in out
-    assert len(cli.SUBCOMMANDS) == 5
+    assert len(cli.SUBCOMMANDS) == 6
 
 
 def test_a_new_subcommand_plugs_in_by_registering(monkeypatch, capsys):

@@ -13,6 +13,7 @@ from test_mixer import dgelu, gauss, gelu
 
 import critsym as cs
 from critsym.errors import HyperparameterError
+from critsym.torch.validate import extrapolate
 
 
 def coefficients(sw, sb):
@@ -104,27 +105,39 @@ def test_summary_and_errors(th):
 
 
 def test_fixed_point_monte_carlo(th):
-    """48 tokens × 48 channels, 16 Mixers at μ = 0.5: after 6 blocks the state is at the fixed
-    point (distance × μ^24); K* and O_T* within 4 SE plus the finite-size allowance of
-    tests/test_mixer.py (5 % for K, 10 % for O_T)."""
+    """32² and 64² (tokens × channels) Mixers, 16 each, at μ = 0.5: after 6 blocks the state is
+    at the fixed point (distance × μ^24); K* and O_T* from the 1/N-extrapolated means
+    (critsym.validate's rule), |z| ≤ 4."""
     hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
     fp = th.fixed_point(**hp)
-    sim = cs.simulate_shaped(cs.mixer_block(), (48, 48), 6, n_nets=16, n_probes=4, seed=5, **hp)
-    assert abs(sim.K[-1] - fp.K_star) <= 4 * sim.K_se[-1] + 0.05 * fp.K_star
-    assert abs(sim.O_T[-1] - fp.O_T_star) <= 4 * sim.O_T_se[-1] + 0.10 * fp.O_T_star
+    widths = (32, 64)
+    sims = [cs.simulate_shaped(cs.mixer_block(), (w, w), 6, n_nets=16, n_probes=4, seed=5 + i,
+                               **hp) for i, w in enumerate(widths)]
+    for q, ref in (("K", fp.K_star), ("O_T", fp.O_T_star)):
+        a, sa, _ = extrapolate(widths, [getattr(s, q)[-1] for s in sims],
+                               [getattr(s, q + "_se")[-1] for s in sims])
+        assert abs(a - float(ref)) <= 4 * sa, (q, a, sa, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the two-variable Mixer recursion at mu < 1: "
-                   "simulation gives chi_J per block ~10 % above theory (J^{0,6}: 6.08 +- 0.26 "
-                   "at 64x64, 5.85 +- 0.26 at 96x96, theory 3.19); the token-to-token spread of "
-                   "the LayerNorm variance (critsym/ops/axes.py) is left out")
-def test_fixed_point_chi_monte_carlo_mu_half(th):
-    """At μ = 0.5 the APJN grows by χ_J* per block once at the fixed point; J^{0,6} of 16
-    Mixers (64 × 64) against the theory within 4 SE + 5 %."""
+#: The measured Mixer gap at μ = 0.5 (σ_w = 1.2, σ_b = 0.3): J^{0,6}_sim / J^{0,6}_theory of
+#: 64 × 64 Mixers.  Measured over 320 networks (seeds 100–119, 16 networks each, 4 probes):
+#: 1.868 ± 0.022 (mean ± standard error); the theory leaves out the token-to-token spread of the
+#: LayerNorm variance (critsym/ops/axes.py).
+GAP_RATIO, GAP_RATIO_SE = 1.868, 0.022
+
+
+def test_fixed_point_chi_gap_mu_half_is_as_measured(th):
+    """Characterisation of the known gap: at μ = 0.5 the APJN grows faster than the theory's
+    χ_J* per block.  J_sim/J_theory of 64 fresh Mixers (seed 5) must agree with the measured
+    ratio within 4 combined standard errors (its own and the band's): a change of the theory or
+    the simulation by more than about 10 % fails this test, in either direction — a closed gap
+    too, which should then become an ordinary agreement test."""
     hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
-    sim = cs.simulate_shaped(cs.mixer_block(), (64, 64), 6, n_nets=16, n_probes=4, seed=5, **hp)
+    sim = cs.simulate_shaped(cs.mixer_block(), (64, 64), 6, n_nets=64, n_probes=4, seed=5, **hp)
     J = th.run(6, **hp).J
-    assert abs(sim.J[6] - J[6]) <= 4 * sim.J_se[6] + 0.05 * J[6]
+    ratio, se = sim.J[6] / J[6], sim.J_se[6] / J[6]
+    assert abs(ratio - GAP_RATIO) <= 4 * np.hypot(se, GAP_RATIO_SE), (ratio, se)
+    assert ratio > 1.5  # the gap itself: far outside the Monte Carlo error of the ratio
 
 
 def test_vector_solver_agrees_with_1d_solver_on_a_1d_block():

@@ -20,7 +20,7 @@ pd = pytest.importorskip("pandas")
 from pandas.testing import assert_frame_equal  # noqa: E402
 
 ARCH = cs.mlp_block("tanh")
-SMALL = dict(grid={"sigma_w": [1.0, 1.4]}, sigma_b=0.2, widths=(16, 32), depth=3, n_nets=6,
+SMALL = dict(grid={"sigma_w": [1.0, 1.4]}, sigma_b=0.2, widths=(16, 32), depth=3, n_nets=8,
              n_probes=2, progress=False)
 
 
@@ -36,7 +36,7 @@ def test_table_has_one_row_per_arch_point_width_layer(serial):
     for q in ("K", "J", "c"):
         assert {q, q + "_se", q + "_theory"} <= set(t.columns)
     row = t[(t.sigma_w == 1.4) & (t.width == 32) & (t.layer == 3)].iloc[0]
-    sim = cs.simulate(ARCH, 32, 3, n_nets=6, n_probes=2, seed=17, sigma_w=1.4, sigma_b=0.2)
+    sim = cs.simulate(ARCH, 32, 3, n_nets=8, n_probes=2, seed=17, sigma_w=1.4, sigma_b=0.2)
     assert row["K"] == sim.K[3] and row["J_se"] == sim.J_se[3] and row["c"] == sim.c[3]
     th = cs.derive(ARCH).run(3, K0=sim.K0, c0=sim.c0, sigma_w=1.4, sigma_b=0.2)
     assert row["K_theory"] == pytest.approx(th.K[3], rel=1e-14)
@@ -44,14 +44,14 @@ def test_table_has_one_row_per_arch_point_width_layer(serial):
 
 @pytest.fixture(scope="module")
 def sharded():
-    return cs.sweep(ARCH, shards=3, **SMALL)
+    return cs.sweep(ARCH, shards=4, **SMALL)
 
 
 def test_shards_merge_to_the_chunked_serial_run(serial, sharded):
     # shards of 2 networks repeat the chunks of one simulate call with chunk_size=2 exactly
     t = sharded.table
     row = t[(t.sigma_w == 1.0) & (t.width == 16)]
-    sim = cs.simulate(ARCH, 16, 3, n_nets=6, n_probes=2, chunk_size=2, sigma_w=1.0,
+    sim = cs.simulate(ARCH, 16, 3, n_nets=8, n_probes=2, chunk_size=2, sigma_w=1.0,
                       sigma_b=0.2)
     np.testing.assert_array_equal(row["J"], sim.J)
     np.testing.assert_array_equal(row["c_se"], sim.c_se)
@@ -60,13 +60,13 @@ def test_shards_merge_to_the_chunked_serial_run(serial, sharded):
 
 
 def test_local_processes_give_the_identical_table(sharded):
-    local = cs.sweep(ARCH, shards=3, backend="local", workers=2, **SMALL)
+    local = cs.sweep(ARCH, shards=4, backend="local", workers=2, **SMALL)
     assert_frame_equal(local.table, sharded.table, check_exact=True)
 
 
 def test_merged_table_validates_like_validate(serial):
     v = serial.validate()
-    ref = cs.validate(ARCH, widths=(16, 32), depth=3, n_nets=6, n_probes=2, sigma_w=1.0,
+    ref = cs.validate(ARCH, widths=(16, 32), depth=3, n_nets=8, n_probes=2, sigma_w=1.0,
                       sigma_b=0.2)
     mine = v[v.sigma_w == 1.0]
     assert len(mine) == len(ref.rows)
@@ -210,7 +210,7 @@ def test_ray_backend_gives_the_identical_table_and_retries(sharded, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        st = cs.sweep(ARCH, shards=3, backend="ray", **SMALL)
+        st = cs.sweep(ARCH, shards=4, backend="ray", **SMALL)
         plan = st.plan
         # Ray's workers cannot import this test module: ship its functions by value
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -1,7 +1,7 @@
 """The ``critsym`` command: one entry point with subcommands.
 
 ``critsym derive ARCH.json``, ``critsym demo``, ``critsym phase``, ``critsym repro NAME``,
-``critsym derivations [DIR]``; ``python -m critsym`` is the same command.
+``critsym derivations [DIR]``, ``critsym sweep phase``; ``python -m critsym`` is the same command.
 
 A subcommand is a module listed in :data:`SUBCOMMANDS` that provides
 ``add_parser(subparsers) -> argparse.ArgumentParser``; the parser it adds sets ``run`` (a
@@ -28,6 +28,7 @@ SUBCOMMANDS: list[str] = [
     "critsym.cli.phase",
     "critsym.cli.repro",
     "critsym.cli.derivations",
+    "critsym.sweep.cli",
 ]
 
 #: exit status of a command that ended with a CritsymError (same as an argparse usage error)

@@ -52,7 +52,7 @@ def _phase_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``sweep`` (with its subcommand ``phase``) to a ``critsym`` subparsers object; the
-    parsed namespace's ``func`` runs it and returns the exit status."""
+    parsed namespace's ``run`` runs it and returns the exit status."""
     p = subparsers.add_parser("sweep", help="Monte Carlo sweeps of real networks",
                               description="Monte Carlo sweeps of real networks.")
     sub = p.add_subparsers(dest="sweep_command", metavar="COMMAND")
@@ -61,7 +61,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "sigma_b) with the theory's critical line",
                         description=__doc__.split("\n\n")[0])
     _phase_arguments(ph)
-    ph.set_defaults(func=run_phase)
+    ph.set_defaults(run=run_phase)
+    p.set_defaults(run=lambda args: p.error("choose a sweep command, e.g. 'phase'"))
     return p
 
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["sweep", *argv]
     a = p.parse_args(argv)
     try:
-        return a.func(a)
+        return a.run(a)
     except CritsymError as e:
         print(f"critsym sweep: error: {e}", file=sys.stderr)
         return 2
