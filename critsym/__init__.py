@@ -60,7 +60,7 @@ _LAZY = {
     "Transpose": ".ops.axes", "Conv": ".ops.conv",
     "channel_mixing": ".ops.mixer", "mixer_block": ".ops.mixer", "resnet_block": ".ops.resnet",
     "token_mixing": ".ops.mixer", "two_layer_block": ".ops.resnet",
-    "AvgPool": ".ops.pool", "BatchNorm": ".ops.pool", "GlobalAvgPool": ".ops.pool",
+    "AvgPool": ".ops.pool", "BatchNorm": ".ops.batchnorm", "GlobalAvgPool": ".ops.pool",
     "pool_theory": ".ops.pool",
     # criticality of multi-axis (Mixer) states
     "StateFixedPoint": ".criticality.state_fixed_point",

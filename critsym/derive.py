@@ -48,6 +48,10 @@ def derive(arch: Op) -> Theory:
     (K, O_T, O_C) and its offset and cross maps (see :class:`~critsym.theory.Theory`).
     """
     arch = as_op(arch)
+    from .batchnorm.theory import FiniteBatchTheory, split_block
+
+    if split_block(arch) is not None:  # BatchNorm(B) >> Act >> Linear: critsym.batchnorm
+        return FiniteBatchTheory.from_arch(arch)
     return Theory(arch=arch, **_maps_within_budget(arch, uses_axes(arch)))
 
 

@@ -34,7 +34,9 @@ channels-last ops, which compute the same per-position maps):
   → ``Transpose``; with ``example_input``, a container whose output is μ·x + (its children
   applied in some order)(x) → ``Residual`` (e.g. a Mixer's ``PreNormResidual``), and a
   container equal to its children in order → ``Sequential``;
-* ``BatchNorm`` and anything else raise :class:`UnsupportedModuleError` naming the submodule.
+* ``nn.BatchNorm1d/2d/3d`` in training mode (γ = 1, β = 0) → ``BatchNorm()`` (the
+  infinite-batch rule; evaluation mode is refused, see :mod:`critsym.ops.batchnorm`);
+* anything else raises :class:`UnsupportedModuleError` naming the submodule.
 """
 
 from __future__ import annotations

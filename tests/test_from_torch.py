@@ -100,8 +100,8 @@ def test_user_mixer_with_custom_modules():
 
 
 def test_errors_name_the_submodule():
-    with pytest.raises(UnsupportedModuleError, match=r"'1'.*BatchNorm.*LayerNorm"):
-        cs.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)))
+    with pytest.raises(UnsupportedModuleError, match=r"'1'.*BatchNorm.*evaluation mode"):
+        cs.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)).eval())
     with pytest.raises(UnsupportedModuleError, match=r"'0.lstm'"):
         m = nn.Sequential(nn.Module())
         m[0].lstm = nn.LSTM(3, 3)

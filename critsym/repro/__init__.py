@@ -10,7 +10,9 @@ the numbers it asserts; each ``run(quick, out, seed)`` returns them as a dict.
 * ``conv-mixer``   — a convolutional ResNet and an MLP-Mixer: J^{0,l} vs l for several
   initializations, theory lines over Monte Carlo points;
 * ``numerical-test`` — the cheap numerical criticality test on a torch model: scan σ_w, measure
-  the one-step APJN deep in the network, pick the σ_w where it crosses 1, compare with theory.
+  the one-step APJN deep in the network, pick the σ_w where it crosses 1, compare with theory;
+* ``batchnorm``    — per-layer gradient growth of a BatchNorm MLP vs batch size, theory and
+  simulation (B = 4 … 64 and B → ∞).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ REPROS = {
     "ln-pre-post": "critsym.repro.ln_pre_post",
     "conv-mixer": "critsym.repro.conv_mixer",
     "numerical-test": "critsym.repro.numerical_test",
+    "batchnorm": "critsym.repro.batchnorm",
 }
 
 
