@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
+from pandas.testing import assert_frame_equal
 
 import critsym as cs
 from critsym.errors import SimulationError
 from critsym.sweep import ShardFailed, execute, make_plan, read_table, run_shard
-
-pd = pytest.importorskip("pandas")
-from pandas.testing import assert_frame_equal  # noqa: E402
 
 ARCH = cs.mlp_block("tanh")
 SMALL = dict(grid={"sigma_w": [1.0, 1.4]}, sigma_b=0.2, widths=(16, 32), depth=3, n_nets=8,
@@ -209,7 +208,6 @@ def test_shards_and_results_pickle_with_standard_pickle():
 
 
 def test_ray_backend_gives_the_identical_table_and_retries(sharded, tmp_path):
-    ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         st = cs.sweep(ARCH, shards=4, backend="ray", **SMALL)
