@@ -215,6 +215,21 @@ def test_summary_does_not_contradict_itself(single_thread):
     assert s["critical_sigma_w"] == pytest.approx(sw, abs=1e-12)
 
 
+@pytest.mark.parametrize("branch", [
+    lambda: cs.LayerNorm() >> cs.Act("relu") >> cs.Linear() >> cs.Act("relu") >> cs.Linear(),
+    lambda: cs.LayerNorm() >> cs.Linear() >> cs.Act("gelu") >> cs.Linear(),
+])
+@pytest.mark.parametrize("sb", [0.0, 0.3])
+def test_hand_written_pre_ln_residual_is_critical_everywhere(branch, sb, single_thread):
+    """Two layers behind one LayerNorm, μ = 1: χ_J* = 1 for every σ_w.  The former solver
+    returned the bracket edge σ_w = 0.001 here as a critical point."""
+    th = cs.derive(cs.Residual(branch(), 1))
+    with pytest.raises(NoCriticalPointError, match="critical everywhere"):
+        cs.critical_point(th, "sigma_w", sigma_b=sb)
+    fp = cs.fixed_point(th, sigma_w=np.array([0.5, 3.0]), sigma_b=sb)
+    np.testing.assert_allclose(fp.chi_star, 1.0, atol=1e-12)
+
+
 @pytest.mark.parametrize("block", [
     lambda: cs.resnet_block(),
     lambda: cs.two_layer_block("linear", "relu", layernorm="pre"),
