@@ -24,7 +24,7 @@ import torch
 
 import critsym as cs
 from critsym.torch.estimators import jvp_norms_folded, make_probes
-from critsym.torch.shaped import block_trajectory, build_shaped
+from critsym.torch.feature_maps import block_trajectory, build_maps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Row, save  # noqa: E402
@@ -56,7 +56,7 @@ def plain_forward(arch, shape, depth, n_nets, conv, **hp):
 
 
 def bench(name, arch, shape, depth, n_nets, P, conv=False, **hp):
-    net = build_shaped(arch, shape, depth, n_nets=n_nets, seed=0, **hp)
+    net = build_maps(arch, shape, depth, n_nets=n_nets, seed=0, **hp)
     x = torch.randn(n_nets, *shape, dtype=torch.float64)
     plain = plain_forward(arch, shape, depth, n_nets, conv, **hp)
 

@@ -51,9 +51,12 @@ _LAZY = {
     "APJNResult": ".torch", "CritsymNet": ".torch", "SimulationResult": ".torch",
     "ValidationResult": ".torch", "apjn": ".torch", "build": ".torch", "simulate": ".torch",
     "validate": ".torch",
+    # Monte Carlo on multi-axis feature maps (conv images, Mixer tokens); the Shaped* / *_shaped
+    # spellings are the old names of the same objects, kept for existing scripts
+    "MapsResult": ".torch.feature_maps", "simulate_maps": ".torch.feature_maps",
+    "ShapedResult": ".torch.feature_maps", "simulate_shaped": ".torch.feature_maps",
     # kernel shaping
-    "ShapedActivation": ".shaping", "ShapedResult": ".torch.shaped",
-    "simulate_shaped": ".torch.shaped",
+    "ShapedActivation": ".shaping",
     # real architectures (conv ResNets, MLP-Mixer), torch import
     "AxisRunResult": ".axis_theory", "AxisTheory": ".axis_theory",
     "ImportResult": ".importer", "from_torch": ".importer", "to_torch_model": ".importer",
@@ -90,9 +93,6 @@ def __dir__() -> list[str]:
 # every operator registered in critsym.ops (a new operator module needs no edit here)
 globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
 
-# every operator registered in critsym.ops (a new operator module needs no edit here)
-globals().update({n: getattr(_ops, n) for n in _ops.__all__ if n not in globals()})
-
 __all__ = [
     "Act", "CritsymError", "GaussE", "GaussE2", "K", "LayerNorm", "Linear", "Op", "Residual",
     "RunResult", "Sequential", "Theory", "activation_names", "derive", "errors", "expect",
@@ -105,8 +105,8 @@ __all__ = [
     # kernel shaping
     "ShapedActivation", "shaping",
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
-    "ImportResult", "O_C", "O_T", "ShapedResult", "Transpose", "channel_mixing", "from_torch",
-    "mixer_block", "pool_theory", "resnet_block", "simulate_shaped", "to_torch_model",
+    "ImportResult", "O_C", "O_T", "MapsResult", "Transpose", "channel_mixing", "from_torch",
+    "mixer_block", "pool_theory", "resnet_block", "simulate_maps", "to_torch_model",
     "token_mixing", "two_layer_block", "sweep",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",

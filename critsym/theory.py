@@ -688,61 +688,71 @@ class Theory:
                 + ((cm[O_C12],) if need_C12 else ())
             fx, px = self._kernels(x_maps, S_syms + self.cross_symbols)
             Px = self._constants(px, vals)
+        # every output is preallocated as (depth+1, *shape) and written in place, layer by layer
+        two = cross is not None
         nan = np.full(shape, np.nan)
-        traj = [S]
-        chis, Js = [], [np.ones(shape)]
-        X = [cross]
-        cs = [None if cross is None else cross[0] / np.where(S[0] > 0, S[0], np.nan)]
-        if cross is not None:
-            cs[0] = np.broadcast_to(c0, shape).astype(float)
+
+        def out(n=depth + 1):
+            return np.empty((n, *shape))
+
+        Ks, Js, chis = out(), out(), out(depth)
+        Ks[0], Js[0] = S[0], 1.0
+        if axes:
+            OTs, OCs = out(), out()
+            OTs[0], OCs[0] = S[1], S[2]
+        if two:
+            cs = out()
+            cs[0] = np.broadcast_to(c0, shape)
+            if axes:
+                XTs, XCs = out(), out()
+                XTs[0], XCs[0] = cross[1], cross[2]
+
+        def state(layer):
+            # views (0-d arrays for a scalar point: ``[layer, ...]``), never copies
+            return ([Ks[layer, ...], OTs[layer, ...], OCs[layer, ...]] if axes
+                    else [Ks[layer, ...]])
+
+        S = state(0)
         with np.errstate(all="ignore"):
             for layer in range(depth):
                 args = (*S, *vals, *Pa)
-                chi = np.broadcast_to(fa[1](*args), shape)
-                if cross is not None:
+                chis[layer] = fa[1](*args)
+                if two:
                     xargs = (*S, *cross, *vals, *Px)
-                    nxt = [np.broadcast_to(f(*xargs), shape) for f in fx]
+                    cross = [np.broadcast_to(f(*xargs), shape) for f in fx]
                     if axes and not need_C12:
-                        nxt.append(nan)
-                    cross = nxt
-                new = [np.broadcast_to(fa[0](*args), shape)]
+                        cross.append(nan)
+                Ks[layer + 1] = fa[0](*args)
                 if axes:
-                    new.append(np.broadcast_to(fa[2](*args), shape))
-                    new.append(np.broadcast_to(fa[3](*args), shape) if need_C else nan)
-                S = new
-                traj.append(S)
-                chis.append(chi)
-                Js.append(Js[-1] * chi)
-                if cross is not None:
-                    c = np.clip(cross[0] / S[0], -1.0, 1.0)
-                    cs.append(c)
-                    if not axes:  # carry the clipped correlation (rounding at |c| = 1)
+                    OTs[layer + 1] = fa[2](*args)
+                    OCs[layer + 1] = fa[3](*args) if need_C else np.nan
+                S = state(layer + 1)
+                np.multiply(Js[layer], chis[layer], out=Js[layer + 1, ...])
+                finite = np.isfinite(S[0]).all() and np.isfinite(Js[layer + 1]).all()
+                if two:
+                    c = cs[layer + 1, ...]
+                    np.divide(cross[0], S[0], out=c)
+                    np.clip(c, -1.0, 1.0, out=c)
+                    if axes:
+                        XTs[layer + 1] = cross[1]
+                        XCs[layer + 1] = cross[2]
+                        finite = finite and np.isfinite(c).all()
+                    else:  # carry the clipped correlation (rounding at |c| = 1)
                         cross = [c * S[0]]
-                    X.append(cross)
-                finite = np.all(np.isfinite(S[0])) and np.all(np.isfinite(Js[-1]))
-                if cross is not None and axes:
-                    finite = finite and np.all(np.isfinite(cs[-1]))
                 if not allow_nonfinite and not finite:
                     raise NumericalError(
                         f"the recursion produced non-finite values at layer {layer + 1} "
                         "(K or J overflowed: the network is deep in the chaotic phase or K "
                         "grows without bound); use a smaller depth, or allow_nonfinite=True"
                     )
-        two = cross is not None
         if two:
             warn_if_nan("c^l is undefined (NaN) where K^l = 0: both inputs were mapped to zero "
-                        "(e.g. sigma_w = sigma_b = 0)", *cs)
-
-        def comp(i):
-            return np.stack([s[i] for s in traj])
+                        "(e.g. sigma_w = sigma_b = 0)", cs)
 
         return RunResult(
-            K=comp(0), J=np.stack(Js),
-            chi=np.stack(chis) if chis else np.zeros((0, *shape)),
-            c=np.stack(cs) if two else None,
-            O_T=comp(1) if axes else None, O_C=comp(2) if axes else None,
-            O_T12=np.stack([x[1] for x in X]) if two and axes else None,
-            O_C12=np.stack([x[2] for x in X]) if two and axes else None,
+            K=Ks, J=Js, chi=chis, c=cs if two else None,
+            O_T=OTs if axes else None, O_C=OCs if axes else None,
+            O_T12=XTs if two and axes else None, O_C12=XCs if two and axes else None,
         )
 
     # --------------------------------------------------------------- criticality

@@ -59,7 +59,7 @@ def test_resnet_monte_carlo_matches_theory():
     arch = cs.resnet_block()
     hp = dict(sigma_w=1.2, sigma_b=0.2, mu=1.0)
     widths = (32, 64)
-    sims = [cs.simulate_shaped(arch, (6, 6, C), 3, n_nets=24, n_probes=4, seed=1 + i, **hp)
+    sims = [cs.simulate_maps(arch, (6, 6, C), 3, n_nets=24, n_probes=4, seed=1 + i, **hp)
             for i, C in enumerate(widths)]
     th = cs.derive(arch).run(3, K0=1.0, **hp)
     for q in ("K", "J"):
@@ -76,11 +76,11 @@ def test_conv_theory_is_the_linear_rule_and_errors():
     with pytest.raises(ArchitectureError, match="padding"):
         cs.Conv(3, padding="reflect")
     with pytest.raises(SimulationError, match="smaller than the kernel"):
-        cs.simulate_shaped(cs.Act("relu") >> cs.Conv(5), (3, 3, 8), 1, n_nets=2,
-                           sigma_w=1.0, sigma_b=0.0)
+        cs.simulate_maps(cs.Act("relu") >> cs.Conv(5), (3, 3, 8), 1, n_nets=2,
+                         sigma_w=1.0, sigma_b=0.0)
     with pytest.raises(SimulationError, match="spatial"):
-        cs.simulate_shaped(cs.Act("relu") >> cs.Conv(3), (16,), 1, n_nets=2,
-                           sigma_w=1.0, sigma_b=0.0)
+        cs.simulate_maps(cs.Act("relu") >> cs.Conv(3), (16,), 1, n_nets=2,
+                         sigma_w=1.0, sigma_b=0.0)
     with pytest.raises(DerivationError, match="pool_theory"):
         cs.derive(cs.Conv(3) >> cs.AvgPool(2))
     with pytest.raises(DerivationError, match="readout"):
@@ -99,10 +99,10 @@ def test_global_pool_readout_matches_monte_carlo():
 
     def pooled(C, seed):
         """Per-network K and J of the pooled readout at C channels."""
-        nets = cs.torch.shaped.build_shaped(cs.Conv(3), (H, H, C), 1, n_nets=n_nets,
-                                            seed=seed, **hp)
-        body = cs.torch.shaped.build_shaped(blk, (H, H, C), 1, n_nets=n_nets, seed=seed + 1,
-                                            **hp)
+        nets = cs.torch.feature_maps.build_maps(cs.Conv(3), (H, H, C), 1, n_nets=n_nets,
+                                                seed=seed, **hp)
+        body = cs.torch.feature_maps.build_maps(blk, (H, H, C), 1, n_nets=n_nets, seed=seed + 1,
+                                                **hp)
         gen = torch.Generator().manual_seed(seed + 4)
         x = torch.randn(n_nets, 1, H, H, C, generator=gen, dtype=torch.float64)
         x = x / x.pow(2).mean(dim=(1, 2, 3, 4), keepdim=True).sqrt()  # K0 = 1, white

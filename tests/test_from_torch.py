@@ -149,14 +149,14 @@ def test_conv_net_with_pooling_imports():
     (cs.mixer_block(), dict(sigma_w=1.4, sigma_b=0.3, mu=1), (16, 16)),
 ], ids=["mlp", "resnet", "mixer"])
 def test_round_trip_of_critsym_built_networks(arch, hp, shape):
-    """critsym's own stacked networks (cs.build / build_shaped) import back to the same block."""
+    """critsym's own stacked networks (cs.build / build_maps) import back to the same block."""
     from critsym.torch.build import CritsymNet
-    from critsym.torch.shaped import build_shaped
+    from critsym.torch.feature_maps import build_maps
 
     if shape is None:
         net = cs.build(arch, 32, 3, n_nets=2, **hp)
     else:
-        blocks = build_shaped(arch, shape, 3, n_nets=2, **hp)
+        blocks = build_maps(arch, shape, 3, n_nets=2, **hp)
         net = CritsymNet(list(blocks), arch=arch, width=shape[-1], n_nets=2, values=hp,
                          in_shape=shape)
     imp = cs.from_torch(net)

@@ -44,3 +44,12 @@ def test_lazy_names_resolve():
     for sub in ("shaping", "finite_width", "parameterization"):
         assert getattr(cs, sub).__name__ == f"critsym.{sub}"
     assert cs.simulate.__module__ == "critsym.torch.simulate"
+
+
+def test_old_feature_map_names_are_the_new_objects():
+    import critsym as cs
+    from critsym.torch import feature_maps
+
+    assert cs.simulate_shaped is cs.simulate_maps is feature_maps.simulate_maps
+    assert cs.ShapedResult is cs.MapsResult is feature_maps.MapsResult
+    assert feature_maps.build_shaped is feature_maps.build_maps

@@ -76,7 +76,7 @@ def test_mixer_monte_carlo_matches_theory():
     arch = cs.mixer_block()
     hp = dict(sigma_w=math.sqrt(2), sigma_b=0.0, mu=1.0)
     widths = (24, 48)
-    sims = [cs.simulate_shaped(arch, (w, w), 3, n_nets=16, n_probes=4, seed=2 + i, **hp)
+    sims = [cs.simulate_maps(arch, (w, w), 3, n_nets=16, n_probes=4, seed=2 + i, **hp)
             for i, w in enumerate(widths)]
     th = cs.derive(arch).run(3, K0=1.0, **hp)
     for q in ("K", "J", "O_T"):

@@ -107,8 +107,8 @@ def test_correlation_monte_carlo(th):
     """c^l of 16 Mixers (64 × 64), input pair at c^0 = 0.3, μ = 0.5, first two blocks within
     4 SE."""
     hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
-    sim = cs.simulate_shaped(cs.mixer_block(), (64, 64), 2, n_nets=16, n_probes=1,
-                             seed=3, c0=0.3, **hp)
+    sim = cs.simulate_maps(cs.mixer_block(), (64, 64), 2, n_nets=16, n_probes=1,
+                           seed=3, c0=0.3, **hp)
     c = th.run(2, c0=0.3, **hp).c
     assert np.all(np.abs(sim.c[1:] - c[1:]) <= 4 * sim.c_se[1:]), (sim.c, sim.c_se, c)
 
@@ -125,8 +125,8 @@ def test_correlation_gap_mu_half_is_as_measured(th):
     theory.  c^6_sim − c^6_theory of 16 fresh 128 × 128 Mixers (seed 3) within 4 combined
     standard errors of the measured gap; any change of it (a closed gap too) fails."""
     hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
-    sim = cs.simulate_shaped(cs.mixer_block(), (128, 128), 6, n_nets=16, n_probes=1,
-                             seed=3, c0=0.3, **hp)
+    sim = cs.simulate_maps(cs.mixer_block(), (128, 128), 6, n_nets=16, n_probes=1,
+                           seed=3, c0=0.3, **hp)
     gap = sim.c[6] - th.run(6, c0=0.3, **hp).c[6]
     assert abs(gap - C_GAP) <= 4 * np.hypot(sim.c_se[6], C_GAP_SE), (gap, sim.c_se[6])
     assert gap < -0.03

@@ -111,8 +111,8 @@ def test_fixed_point_monte_carlo(th):
     hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
     fp = th.fixed_point(**hp)
     widths = (32, 64)
-    sims = [cs.simulate_shaped(cs.mixer_block(), (w, w), 6, n_nets=16, n_probes=4, seed=5 + i,
-                               **hp) for i, w in enumerate(widths)]
+    sims = [cs.simulate_maps(cs.mixer_block(), (w, w), 6, n_nets=16, n_probes=4, seed=5 + i,
+                             **hp) for i, w in enumerate(widths)]
     for q, ref in (("K", fp.K_star), ("O_T", fp.O_T_star)):
         a, sa, _ = extrapolate(widths, [getattr(s, q)[-1] for s in sims],
                                [getattr(s, q + "_se")[-1] for s in sims])
@@ -133,7 +133,7 @@ def test_fixed_point_chi_gap_mu_half_is_as_measured(th):
     the simulation by more than about 10 % fails this test, in either direction — a closed gap
     too, which should then become an ordinary agreement test."""
     hp = dict(sigma_w=1.2, sigma_b=0.3, mu=0.5)
-    sim = cs.simulate_shaped(cs.mixer_block(), (64, 64), 6, n_nets=64, n_probes=4, seed=5, **hp)
+    sim = cs.simulate_maps(cs.mixer_block(), (64, 64), 6, n_nets=64, n_probes=4, seed=5, **hp)
     J = th.run(6, **hp).J
     ratio, se = sim.J[6] / J[6], sim.J_se[6] / J[6]
     assert abs(ratio - GAP_RATIO) <= 4 * np.hypot(se, GAP_RATIO_SE), (ratio, se)
@@ -154,21 +154,21 @@ def test_vector_solver_agrees_with_1d_solver_on_a_1d_block():
     assert list(a.status) == list(b.status)
 
 
-def test_simulate_shaped_input_pair():
-    """simulate_shaped(c0=...) measures the input-pair correlation c^l: on a 1-D block applied
+def test_simulate_maps_input_pair():
+    """simulate_maps(c0=...) measures the input-pair correlation c^l: on a 1-D block applied
     row-wise to a (32, 64) state it matches the 1-D theory's c-map within 4 SE; c0 = 1 stays 1."""
     blk = cs.mlp_block("tanh", layernorm="pre", residual_mu=0.5)
     hp = dict(sigma_w=1.5, sigma_b=0.2)
-    sim = cs.simulate_shaped(blk, (32, 64), 4, n_nets=16, seed=1, c0=0.3, **hp)
+    sim = cs.simulate_maps(blk, (32, 64), 4, n_nets=16, seed=1, c0=0.3, **hp)
     c = cs.derive(blk).run(4, c0=0.3, **hp).c
     assert sim.c[0] == pytest.approx(0.3, abs=1e-12)
     assert np.all(np.abs(sim.c[1:] - c[1:]) <= 4 * sim.c_se[1:]), (sim.c, sim.c_se, c)
-    one = cs.simulate_shaped(cs.mixer_block(), (8, 8), 2, n_nets=2, seed=1, c0=1.0,
-                             sigma_w=1.2, sigma_b=0.3, mu=0.5)
+    one = cs.simulate_maps(cs.mixer_block(), (8, 8), 2, n_nets=2, seed=1, c0=1.0,
+                           sigma_w=1.2, sigma_b=0.3, mu=0.5)
     np.testing.assert_allclose(one.c, 1.0, atol=1e-12)
-    assert cs.simulate_shaped(blk, (4, 8), 1, n_nets=2, **hp).c is None
+    assert cs.simulate_maps(blk, (4, 8), 1, n_nets=2, **hp).c is None
     with pytest.raises(cs.errors.SimulationError, match="c0"):
-        cs.simulate_shaped(blk, (4, 8), 1, n_nets=2, c0=1.5, **hp)
+        cs.simulate_maps(blk, (4, 8), 1, n_nets=2, c0=1.5, **hp)
 
 
 def test_phase_cli_mixer(tmp_path, capsys):

@@ -12,7 +12,7 @@ import torch
 import critsym as cs
 from critsym.errors import SimulationError
 from critsym.torch.estimators import jvp_norms_folded, make_probes, vjp_norms_folded
-from critsym.torch.shaped import ShapedResult, simulate_shaped
+from critsym.torch.feature_maps import MapsResult, simulate_maps
 from critsym.torch.simulate import SimulationResult, make_inputs, network_generators
 
 HP = dict(sigma_w=1.3, sigma_b=0.2)
@@ -129,17 +129,17 @@ def test_concat_rejects_what_does_not_tile_one_run():
         cs.simulate(MLP, 8, 2, networks=[0, 1], **HP)
 
 
-def test_simulate_shaped_split_merges_to_the_serial_run():
+def test_simulate_maps_split_merges_to_the_serial_run():
     kw = dict(n_probes=2, seed=2, c0=0.3, mu=0.5, chunk_size=2, **HP)
-    serial = simulate_shaped(MIXER, (6, 6), 3, n_nets=5, **kw)
-    merged = ShapedResult.concat([simulate_shaped(MIXER, (6, 6), 3, networks=range(a, b), **kw)
-                                  for a, b in ((0, 2), (2, 5))])
+    serial = simulate_maps(MIXER, (6, 6), 3, n_nets=5, **kw)
+    merged = MapsResult.concat([simulate_maps(MIXER, (6, 6), 3, networks=range(a, b), **kw)
+                                for a, b in ((0, 2), (2, 5))])
     assert merged.networks == range(5)
     for f in ("K_nets", "O_T_nets", "J_nets", "c_nets"):
         np.testing.assert_array_equal(getattr(merged, f), getattr(serial, f), err_msg=f)
-    other = simulate_shaped(MIXER, (6, 6), 3, networks=range(5, 6), **dict(kw, c0=0.4))
+    other = simulate_maps(MIXER, (6, 6), 3, networks=range(5, 6), **dict(kw, c0=0.4))
     with pytest.raises(SimulationError, match="settings"):
-        ShapedResult.concat([merged, other])
+        MapsResult.concat([merged, other])
 
 
 @pytest.mark.parametrize("mode", ["jvp", "vjp"])

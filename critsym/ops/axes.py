@@ -72,7 +72,7 @@ class Transpose(Op):
         if len(shape) < 2:
             raise SimulationError(
                 f"Transpose needs a feature shape with two axes (tokens, channels), got "
-                f"{shape}; simulate Mixer blocks with critsym.simulate_shaped(arch, "
+                f"{shape}; simulate Mixer blocks with critsym.simulate_maps(arch, "
                 "shape=(T, C), ...)"
             )
         return SwapAxes(), (*shape[:-2], shape[-1], shape[-2])

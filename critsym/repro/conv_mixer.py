@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .. import derive, mixer_block, resnet_block, simulate_shaped
+from .. import derive, mixer_block, resnet_block, simulate_maps
 from ._common import pyplot, save_figure, show
 
 
@@ -39,7 +39,7 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     th_rn = derive(rn)
     for k, m in enumerate(ms):
         hp = dict(sigma_w=math.sqrt(2 * m), sigma_b=0.0, mu=1.0)
-        sim = simulate_shaped(rn, img, depth, n_nets=n_nets, n_probes=4, seed=seed + k, **hp)
+        sim = simulate_maps(rn, img, depth, n_nets=n_nets, n_probes=4, seed=seed + k, **hp)
         th = th_rn.run(depth, K0=1.0, **hp)
         res["resnet"].append(_entry(m, sim, th))
         rows.append((f"ResNet m={m}", *_fmt(sim, th)))
@@ -52,8 +52,8 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     th_mb = derive(mb)
     for k, (sw2, mu) in enumerate(mix):
         hp = dict(sigma_w=math.sqrt(sw2), sigma_b=0.0, mu=mu)
-        sim = simulate_shaped(mb, tok, mdepth, n_nets=n_nets, n_probes=4, seed=seed + 50 + k,
-                              **hp)
+        sim = simulate_maps(mb, tok, mdepth, n_nets=n_nets, n_probes=4, seed=seed + 50 + k,
+                            **hp)
         th = th_mb.run(mdepth, K0=1.0, **hp)
         e = _entry(sw2, sim, th)
         e.update(mu=mu, O_T_last_theory=float(th.O_T[-1]), O_T_last_mc=float(sim.O_T[-1]),

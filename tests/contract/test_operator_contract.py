@@ -21,8 +21,8 @@ from critsym.ops.axes import uses_axes
 from critsym.ops.base import from_dict, operators
 from critsym.ops.contract import builtin_blocks, torch_claims
 from critsym.torch.build import build_blocks, network_generators
+from critsym.torch.feature_maps import simulate_maps
 from critsym.torch.modules import BuildContext
-from critsym.torch.shaped import simulate_shaped
 from critsym.torch.validate import extrapolate
 
 #: registered classes exercised through other operators' examples, or never constructed
@@ -157,8 +157,8 @@ def test_theory_against_monte_carlo_on_feature_maps(ex, single_thread):
     channel counts, extrapolated in 1/C (|z| <= 4)."""
     depth, widths = 4, (16, 32)
     th = cs.derive(ex.block).run(depth, K0=1.0, **ex.hp)
-    sims = [simulate_shaped(ex.block, (*ex.shape[:-1], c), depth, n_nets=24, n_probes=2,
-                            seed=5, **ex.hp) for c in widths]
+    sims = [simulate_maps(ex.block, (*ex.shape[:-1], c), depth, n_nets=24, n_probes=2,
+                          seed=5, **ex.hp) for c in widths]
     for q in ("K", "J"):
         for layer in range(1, depth + 1):
             ext, se, _ = extrapolate(widths, [float(getattr(s, q)[layer]) for s in sims],

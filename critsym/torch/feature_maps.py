@@ -43,7 +43,7 @@ from .simulate import aligned_chunks, ordered_shards
 
 
 @dataclass(frozen=True)
-class ShapedResult:
+class MapsResult:
     """Per-layer (axis 0) network means and standard errors of K, O_T and J^{0,l}."""
 
     shape: tuple[int, ...]
@@ -63,11 +63,11 @@ class ShapedResult:
 
     @property
     def networks(self) -> range:
-        """The network indices of the seed held here (``simulate_shaped(..., networks=...)``)."""
+        """The network indices of the seed held here (``simulate_maps(..., networks=...)``)."""
         return range(self.first_net, self.first_net + self.n_nets)
 
     @classmethod
-    def concat(cls, results: Sequence[ShapedResult]) -> ShapedResult:
+    def concat(cls, results: Sequence[MapsResult]) -> MapsResult:
         """One result from shards of one run (same ``shape`` and ``settings``) whose networks
         tile a range; any split equals the serial run bit for bit (except ``seconds``)."""
         parts = ordered_shards(results, cls, ("shape", "settings"))
@@ -92,9 +92,9 @@ class ShapedResult:
     c_se = property(lambda self: None if self.c_nets is None else self._ms(self.c_nets)[1])
 
 
-def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_nets: int = 1,
-                 seed: int = 0, first_net: int = 0, dtype=torch.float64, device=None,
-                 ln_eps: float = 1e-12, **hp) -> nn.ModuleList:
+def build_maps(arch: Op, shape, depth: int, *, width: int | None = None, n_nets: int = 1,
+               seed: int = 0, first_net: int = 0, dtype=torch.float64, device=None,
+               ln_eps: float = 1e-12, **hp) -> nn.ModuleList:
     """``depth`` copies of the block for ``n_nets`` networks on features of shape ``shape``
     (width = hidden size of Linear / Conv outputs, default ``shape[-1]``)."""
     arch = as_op(arch)
@@ -115,18 +115,18 @@ def build_shaped(arch: Op, shape, depth: int, *, width: int | None = None, n_net
     return nn.ModuleList(build_blocks(arch, ctx, shape, depth)).to(dev)
 
 
-def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int | None = None,
-                    n_probes: int = 4, K0: float = 1.0, seed: int = 0, width: int | None = None,
-                    device=None, dtype=torch.float64, c0: float | None = None,
-                    networks: range | None = None, chunk_size: int | None = None,
-                    **hp) -> ShapedResult:
+def simulate_maps(arch: Op, shape, depth: int, *, n_nets: int | None = None,
+                  n_probes: int = 4, K0: float = 1.0, seed: int = 0, width: int | None = None,
+                  device=None, dtype=torch.float64, c0: float | None = None,
+                  networks: range | None = None, chunk_size: int | None = None,
+                  **hp) -> MapsResult:
     """Monte Carlo K^l, O_T^l and J^{0,l} of ``depth`` blocks on feature shape ``shape``
     (e.g. (H, W, C) channels-last images, (T, C) Mixer tokens); with ``c0`` also the
     correlation c^l of an input pair with c^0 = c0.
 
     ``n_nets`` networks (default 16), or the shard ``networks=range(start, stop)`` of ``seed``.
     Networks run in chunks of ``chunk_size`` (default: all at once) whose ends are multiples
-    of ``chunk_size`` in the network index, so :meth:`ShapedResult.concat` of shards cut at
+    of ``chunk_size`` in the network index, so :meth:`MapsResult.concat` of shards cut at
     such multiples equals the unsplit run bit for bit."""
     t0 = time.perf_counter()
     if not (isinstance(K0, (int, float)) and math.isfinite(K0) and K0 > 0):
@@ -137,26 +137,26 @@ def simulate_shaped(arch: Op, shape, depth: int, *, n_nets: int | None = None,
     nets = network_range(n_nets, networks, default=16)
     step = len(nets) if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
     dt = check_dtype(dtype)
-    parts = [_shaped_chunk(arch, shape, depth, lo, hi, n_probes=n_probes, K0=K0, seed=seed,
-                           width=width, device=device, dtype=dt, c0=c0, **hp)
+    parts = [_maps_chunk(arch, shape, depth, lo, hi, n_probes=n_probes, K0=K0, seed=seed,
+                         width=width, device=device, dtype=dt, c0=c0, **hp)
              for lo, hi in aligned_chunks(nets, step)]
     K, OT, J, c = (None if parts[0][k] is None else np.concatenate([p[k] for p in parts], -1)
                    for k in range(4))
     settings = (repr(as_op(arch)), tuple(sorted((k, float(v)) for k, v in hp.items())), depth,
                 n_probes, float(K0), c0, width, str(dt), int(seed))
-    res = ShapedResult(tuple(int(s) for s in shape), K, OT, J, time.perf_counter() - t0, c,
-                       first_net=nets.start, settings=settings)
+    res = MapsResult(tuple(int(s) for s in shape), K, OT, J, time.perf_counter() - t0, c,
+                     first_net=nets.start, settings=settings)
     if not np.all(np.isfinite(res.J_nets)):
         raise SimulationError("non-finite APJN: the network overflowed; use a smaller depth")
     return res
 
 
-def _shaped_chunk(arch, shape, depth, lo, hi, *, n_probes, K0, seed, width, device, dtype, c0,
-                  **hp):
+def _maps_chunk(arch, shape, depth, lo, hi, *, n_probes, K0, seed, width, device, dtype, c0,
+                **hp):
     """Per-network K, O_T, J (and c) of networks lo..hi-1, each of shape (depth+1, hi-lo)."""
     n_nets, dt = hi - lo, dtype
-    net = build_shaped(arch, shape, depth, width=width, n_nets=n_nets, seed=seed,
-                       first_net=lo, dtype=dtype, device=device, **hp)
+    net = build_maps(arch, shape, depth, width=width, n_nets=n_nets, seed=seed,
+                     first_net=lo, dtype=dtype, device=device, **hp)
     dev = next(iter(net.parameters())).device if any(True for _ in net.parameters()) else \
         default_device(device)
     shape = tuple(int(s) for s in shape)
@@ -205,3 +205,9 @@ def block_trajectory(blocks, h: torch.Tensor) -> list[torch.Tensor]:
         h = b(h)
         out.append(h)
     return out
+
+
+# the old names (before "shaped" was kept for kernel shaping only), so existing scripts still run
+simulate_shaped = simulate_maps
+ShapedResult = MapsResult
+build_shaped = build_maps
