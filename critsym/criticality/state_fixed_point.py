@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HyperparameterError
-from .fixed_point import K_MAX, K_MIN, FixedPoint, growth_law
+from .fixed_point_result import K_MAX, K_MIN, FixedPoint, growth_law
 
 
 @dataclass(frozen=True)

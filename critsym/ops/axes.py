@@ -107,9 +107,9 @@ class Transpose(Op):
 
     @classmethod
     def examples(cls):
-        from .contract import Example
-        from .mixer import mixer_block
+        from .contract import Example, block_constructor
 
+        mixer_block = block_constructor("mixer_block")  # registered by ops.mixer
         return (Example(mixer_block(), dict(sigma_w=1.4, sigma_b=0.3, mu=0.5), shape=(8, 8),
                         monte_carlo=False, name="mixer (Transpose)"),)
 

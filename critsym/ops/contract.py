@@ -102,6 +102,13 @@ def builtin_block(hp: dict, shape: tuple[int, ...] | None = None, *, monte_carlo
     return deco
 
 
+def block_constructor(name: str) -> Callable[..., Op]:
+    """The registered block constructor ``name`` (e.g. ``"mlp_block"``): operators' examples
+    read block constructors here rather than importing the modules that define them, which
+    import the operators (no import cycle)."""
+    return _BLOCKS[name][0]
+
+
 def builtin_blocks() -> dict[str, Example]:
     """The registered block constructors' examples, by constructor name."""
     out = {}

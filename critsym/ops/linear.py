@@ -66,9 +66,12 @@ class Linear(Op):
 
     @classmethod
     def examples(cls):
-        from .activation import Act
+        from .base import operators
         from .contract import Example
 
+        # Act through the registry (every ops module is loaded by critsym.ops): no import cycle
+        # with ops.activation, whose examples use Linear
+        Act = operators()["Act"]
         return (Example(Linear(), dict(sigma_w=0.9, sigma_b=0.3), name="Linear"),
                 Example(Act("tanh") >> Linear(), dict(sigma_w=1.3, sigma_b=0.2),
                         name="Act(tanh) >> Linear"))

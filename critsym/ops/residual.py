@@ -190,10 +190,10 @@ class Residual(Op):
     @classmethod
     def examples(cls):
         from .activation import Act
-        from .blocks import mlp_block
-        from .contract import Example
+        from .contract import Example, block_constructor
         from .linear import Linear
 
+        mlp_block = block_constructor("mlp_block")  # registered by ops.blocks
         return (Example(Residual(Act("tanh") >> Linear()), dict(sigma_w=1.1, sigma_b=0.1,
                                                                 mu=0.9),
                         name="Residual(tanh)"),

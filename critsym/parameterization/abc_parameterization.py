@@ -20,8 +20,7 @@ import sympy as sp
 from critsym.errors import HyperparameterError
 from critsym.parameterization.calculus import exponent_calculus
 from critsym.parameterization.classify import classify
-
-Exps = tuple[sp.Rational, ...]
+from critsym.parameterization.protocol import Exps
 
 
 def _rat(v: object, what: str) -> sp.Rational:

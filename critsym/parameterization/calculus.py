@@ -25,13 +25,10 @@ second-order, activation-dependent effect by which IP-LLR's first step makes eve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import sympy as sp
 
-if TYPE_CHECKING:  # annotations only: no import cycle with the parameterization class
-    from critsym.parameterization.abc_parameterization import ABCParameterization, Exps
-
+from critsym.parameterization.protocol import Exps, Parameterization
 
 HALF = sp.Rational(1, 2)
 
@@ -40,7 +37,7 @@ HALF = sp.Rational(1, 2)
 class Exponents:
     """Width exponents of every quantity; tuples indexed by layer l = 0..L."""
 
-    param: ABCParameterization
+    param: Parameterization
     h: Exps        # e(h_l) at init, l = 0..L (h_L = f)
     dh: Exps       # e(dl/dh_l), l = 0..L
     dW: Exps       # e(Delta W^l)
@@ -84,7 +81,7 @@ class Exponents:
         return "\n".join(out)
 
 
-def exponent_calculus(p: ABCParameterization, nonlinear: bool = False) -> Exponents:
+def exponent_calculus(p: Parameterization, nonlinear: bool = False) -> Exponents:
     """Apply the calculus in the module docstring to ``p``."""
     a, b, c, L = p.a, p.b, p.step_c, p.L
     h = [-a[0] - b[0]]

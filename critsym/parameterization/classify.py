@@ -19,11 +19,8 @@ layer learns, as Hajjar-Chizat-Giraud state), both measured in the tests.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: no import cycle with the parameterization class
-    from critsym.parameterization.abc_parameterization import ABCParameterization
-
+from critsym.parameterization.protocol import Parameterization
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,7 @@ class Classification:
         return ", ".join(k for k, v in asdict(self).items() if v) or "(none)"
 
 
-def classify(p: ABCParameterization, nonlinear: bool = True) -> Classification:
+def classify(p: Parameterization, nonlinear: bool = True) -> Classification:
     e = p.exponents(nonlinear=nonlinear)
     stable_init = all(x <= 0 for x in e.h)
     moves = list(e.delta_h) + [e.delta_f]
