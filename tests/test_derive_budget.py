@@ -5,12 +5,11 @@ time budget's numeric fallback."""
 from __future__ import annotations
 
 import importlib
-import signal
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from _deadline import deadline
 from scipy.special import erf
 
 import critsym as cs
@@ -57,20 +56,6 @@ def reference(depth: int):
         out.append((K, J, K12 / K))
     return np.array(out).T
 
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail (instead of hanging the suite) if the block takes longer than ``seconds``."""
-    def expire(*_):
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 derive_mod = importlib.import_module("critsym.derive")

@@ -11,13 +11,12 @@ layers costs seconds).  ``derandomize=True`` makes the examples the same on ever
 
 from __future__ import annotations
 
-import signal
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import sympy as sp
+from _deadline import deadline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -84,19 +83,6 @@ def values(draw):
     c0 = draw(st.one_of(st.none(), st.floats(-1.0, 1.0), st.sampled_from([1.0, -1.0, 1.5])))
     return hp, K0, c0, draw(st.integers(1, 5)), draw(st.sampled_from([1e-8, 0.5, 3.0, 1e6]))
 
-
-@contextmanager
-def deadline(seconds: int):
-    def expire(*_):
-        raise TimeoutError(f"case took longer than {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _nan(*arrays) -> bool:
