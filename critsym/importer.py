@@ -52,7 +52,7 @@ from torch import nn
 from .errors import SimulationError, UnsupportedModuleError
 from .ops import Act, Sequential
 from .ops.base import Op, as_op
-from .ops.contract import claimant, contains, torch_probes
+from .ops.contract import claimant, contains, probe_leaf, torch_probes
 from .torch.modules import (  # noqa: F401 - plain modules, importable from here as before
     ActModule,
     ChannelsFirstLayerNorm,
@@ -249,15 +249,8 @@ class Reader:
     @staticmethod
     def is_identity(m: nn.Module) -> bool:
         """A parameter-free leaf module that returns its input."""
-        if list(m.parameters(recurse=False)) or list(m.children()):
-            return False
-        t = torch.randn(2, 3, 5, dtype=torch.float64)
-        try:
-            with torch.no_grad():
-                y = m(t)
-        except Exception:  # noqa: BLE001 - any failure means "not an identity"
-            return False
-        return isinstance(y, torch.Tensor) and y.shape == t.shape and torch.equal(y, t)
+        pair = probe_leaf(m)
+        return pair is not None and pair[1].shape == pair[0].shape and torch.equal(*pair)
 
     def unmappable(self, m: nn.Module, path: str):
         name = self.label(path)

@@ -90,18 +90,11 @@ class Transpose(Op):
     def probe_torch(cls, module, reader, path: str):
         """A parameter-free leaf module that transposes the last two axes (e.g. einops'
         ``Rearrange``), tested on a probe tensor."""
-        import torch
+        from .contract import probe_leaf
 
-        if list(module.parameters(recurse=False)) or list(module.children()):
-            return None
-        t = torch.randn(2, 3, 5, dtype=torch.float64)
-        try:
-            with torch.no_grad():
-                y = module(t)
-        except Exception:  # noqa: BLE001 - any failure means "not a transpose"
-            return None
-        if isinstance(y, torch.Tensor) and y.shape == (2, 5, 3) and torch.equal(
-                y, t.transpose(-1, -2)):
+        pair = probe_leaf(module)
+        if pair is not None and pair[1].shape == (2, 5, 3) and bool(
+                (pair[1] == pair[0].transpose(-1, -2)).all()):
             return Transpose()
         return None
 

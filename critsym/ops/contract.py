@@ -81,6 +81,24 @@ def claimant(module) -> type[Op] | None:
     return None
 
 
+def probe_leaf(module):
+    """``(x, module(x))`` for a probe tensor x of shape (2, 3, 5) when ``module`` is a
+    parameter-free leaf that accepts it and returns a tensor; ``None`` otherwise (any failure
+    means "not this pattern").  Import patterns recognised by evaluation (identity, transpose)
+    test the pair."""
+    import torch
+
+    if list(module.parameters(recurse=False)) or list(module.children()):
+        return None
+    x = torch.randn(2, 3, 5, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            y = module(x)
+    except Exception:  # noqa: BLE001 - any failure means "not this pattern"
+        return None
+    return (x, y) if isinstance(y, torch.Tensor) else None
+
+
 def torch_probes() -> list[type[Op]]:
     """Operator classes that define their own ``probe_torch`` (registration order)."""
     return [cls for cls in operators().values() if "probe_torch" in cls.__dict__]
