@@ -132,3 +132,19 @@ def test_conv_batchnorm_pools_batch_and_positions(single_thread):
     v = validate_batch(cs.BatchNorm() >> cs.Act("relu") >> cs.Conv(3), (64, 128), 4, B,
                        n_nets=8, theory=th, spatial=(H, H), **hp)
     assert v.passed, v.to_text()
+
+
+def test_batch_validation_cannot_pass_unscored():
+    """The rule of critsym.validate: nothing scored, or one entry that cannot be scored (no
+    spread across the networks), fails the check."""
+    from critsym.batchnorm.simulate import BatchValidation, _score
+
+    only_inputs = BatchValidation(rows=[_score("K", 0, 1.0, (64, 128), [1.0, 1.0], [0.0, 0.0])],
+                                  sims=[], z_max=4.0)
+    assert not only_inputs.passed
+    degenerate = _score("J", 3, 2.0, (64, 128), [2.0, 2.0], [0.0, 0.0])
+    assert degenerate["z"] is None and "zero spread" in degenerate["reason"]
+    good = _score("J", 3, 2.0, (64, 128), [2.1, 2.05], [0.05, 0.03])
+    assert good["reason"] is None and abs(good["z"]) < 4
+    assert BatchValidation(rows=[good], sims=[], z_max=4.0).passed
+    assert not BatchValidation(rows=[good, degenerate], sims=[], z_max=4.0).passed

@@ -29,7 +29,7 @@ from ..ops.base import Op, as_op
 from ..stats import mean_se
 from ..torch.build import build, check_positive_int, feature_shape, network_generators
 from ..torch.estimators import jvp_norms_folded, make_probes
-from ..torch.validate import extrapolate
+from ..torch.validate import score
 from .theory import split_block
 
 
@@ -157,21 +157,44 @@ class BatchValidation:
     z_max: float
 
     @property
+    def scored(self) -> list[dict]:
+        return [r for r in self.rows if r["z"] is not None]
+
+    @property
+    def unscored(self) -> list[dict]:
+        """Entries that should have been scored but could not be (each with its ``reason``)."""
+        return [r for r in self.rows if r["reason"] is not None]
+
+    @property
     def max_abs_z(self) -> float:
-        return max((abs(r["z"]) for r in self.rows if r["z"] is not None), default=0.0)
+        """max |z| over the scored entries (NaN when none is scored)."""
+        return max((abs(r["z"]) for r in self.scored), default=math.nan)
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_z <= self.z_max
+        """Every entry that should be scored is (the rule of :func:`critsym.validate`), and
+        every |z| ≤ ``z_max``."""
+        return bool(self.scored) and not self.unscored and self.max_abs_z <= self.z_max
 
     def to_text(self) -> str:
         lines = [f"{'q':>2} {'l':>3} {'theory':>12} {'N->inf':>22} {'z':>7}"]
         for r in self.rows:
-            z = "-" if r["z"] is None else f"{r['z']:+.2f}"
+            z = "unscored" if r["reason"] else "-" if r["z"] is None else f"{r['z']:+.2f}"
             lines.append(f"{r['quantity']:>2} {r['layer']:>3} {r['theory']:>12.6g} "
                          f"{r['extrapolated']:>12.6g} ±{r['extrapolated_se']:<8.2g} {z:>7}")
         lines.append(f"max |z| = {self.max_abs_z:.2f} (threshold {self.z_max:g})")
         return "\n".join(lines)
+
+
+def _score(quantity: str, layer: int, theory: float, xs: Sequence[float],
+           mc: Sequence[float], se: Sequence[float]) -> dict:
+    """:func:`critsym.torch.validate.score` of one entry, extrapolated linearly in 1/x (x the
+    widths, or the batch sizes); layer 0 (K^0 and J^{0,0}, fixed by the inputs) is not scored."""
+    if layer == 0:
+        mc, se = [float(v) for v in mc], [float(v) for v in se]
+        return dict(quantity=quantity, layer=0, theory=float(theory), mc=mc, mc_se=se,
+                    extrapolated=mc[-1], extrapolated_se=0.0, slope=0.0, z=None, reason=None)
+    return score(quantity, layer, theory, xs, mc, se)
 
 
 def validate_batch(arch: Op, widths: Sequence[int], depth: int, batch_size: int | None = None,
@@ -195,13 +218,7 @@ def validate_batch(arch: Op, widths: Sequence[int], depth: int, batch_size: int 
             tv = float(np.asarray(getattr(th, q))[layer])
             mc = [float(getattr(s, q)[layer]) for s in sims]
             se = [float(getattr(s, q + "_se")[layer]) for s in sims]
-            if layer == 0 or not all(v > 0 for v in se):
-                rows.append(dict(quantity=q, layer=layer, theory=tv, mc=mc, mc_se=se,
-                                 extrapolated=mc[-1], extrapolated_se=0.0, z=None))
-                continue
-            ext, ext_se, _ = extrapolate(widths, mc, se)
-            rows.append(dict(quantity=q, layer=layer, theory=tv, mc=mc, mc_se=se,
-                             extrapolated=ext, extrapolated_se=ext_se, z=(ext - tv) / ext_se))
+            rows.append(_score(q, layer, tv, widths, mc, se))
     return BatchValidation(rows=rows, sims=sims, z_max=z_max)
 
 
@@ -229,11 +246,9 @@ def validate_batch_limit(arch: Op, widths: Sequence[int], depth: int,
         tv = float(np.asarray(getattr(th, q))[layer])
         vals = [v.rows[j]["extrapolated"] for v in per_B]
         ses = [v.rows[j]["extrapolated_se"] for v in per_B]
-        if r0["z"] is None:
-            rows.append(dict(quantity=q, layer=layer, theory=tv, mc=vals, mc_se=ses,
-                             extrapolated=vals[-1], extrapolated_se=0.0, z=None))
-            continue
-        ext, ext_se, _ = extrapolate(batch_sizes, vals, ses)
-        rows.append(dict(quantity=q, layer=layer, theory=tv, mc=vals, mc_se=ses,
-                         extrapolated=ext, extrapolated_se=ext_se, z=(ext - tv) / ext_se))
+        reasons = [v.rows[j]["reason"] for v in per_B if v.rows[j]["reason"]]
+        row = _score(q, layer, tv, batch_sizes, vals, ses)
+        if reasons:  # a batch size whose own entry could not be scored
+            row.update(z=None, reason=reasons[0])
+        rows.append(row)
     return BatchValidation(rows=rows, sims=[s for v in per_B for s in v.sims], z_max=z_max)
