@@ -14,6 +14,7 @@ Every consumer (importer, exporter, contract tests) iterates these; none lists o
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,22 +45,33 @@ class Example:
         return self.name or repr(self.block)[:60]
 
 
+#: packages whose module types are resolved by importing them; a type of any other package
+#: (e.g. ``transformers``) is resolved only once that package is loaded — a model of its types
+#: cannot exist before — so that reading the claims never imports a heavy library
+_IMPORTED_FOR_CLAIMS = ("torch", "critsym")
+
+
 def _resolve(dotted: str):
     mod, _, attr = dotted.rpartition(".")
+    if dotted.split(".", 1)[0] not in _IMPORTED_FOR_CLAIMS and mod not in sys.modules:
+        return None
     try:
         return getattr(importlib.import_module(mod), attr)
     except (ImportError, AttributeError):  # a type this torch version lacks (e.g. nn.RMSNorm)
         return None
 
 
-_CLAIMS: dict[int, dict[type, type[Op]]] = {}
+_CLAIMS: dict[tuple, dict[type, type[Op]]] = {}
 
 
 def torch_claims() -> dict[type, type[Op]]:
     """torch module type → operator class, from every registered class's own
     ``torch_types`` (a class claims only what it declares itself, not what it inherits)."""
     ops = operators()
-    key = hash(tuple(id(c) for c in ops.values()))
+    loaded = tuple(sorted({d.rpartition(".")[0] for c in ops.values()
+                           for d in c.__dict__.get("torch_types", ())
+                           if d.rpartition(".")[0] in sys.modules}))
+    key = (hash(tuple(id(c) for c in ops.values())), loaded)
     if key not in _CLAIMS:
         table: dict[type, type[Op]] = {}
         for cls in ops.values():
