@@ -372,9 +372,11 @@ def _capture_inputs(module: nn.Module, example_input) -> dict[int, torch.Tensor]
         return inputs
     if not isinstance(example_input, torch.Tensor):
         raise SimulationError("example_input must be a torch.Tensor the model accepts")
-    hooks = [mod.register_forward_pre_hook(
-        lambda mm, args: inputs.setdefault(id(mm), args[0].detach()) if args else None)
-        for mod in module.modules()]
+    def record(mm, args):  # returns None: the module's own arguments are kept
+        if args and isinstance(args[0], torch.Tensor):
+            inputs.setdefault(id(mm), args[0].detach())
+
+    hooks = [mod.register_forward_pre_hook(record) for mod in module.modules()]
     try:
         with torch.no_grad():
             module(example_input)

@@ -174,6 +174,31 @@ class Act(Op):
         name, params = found
         return Act(name, **params)
 
+    @classmethod
+    def probe_torch(cls, module, reader, path: str) -> Op | None:
+        """A parameter-free leaf module computing one of the activation table's φ (default
+        parameters) elementwise, e.g. Hugging Face's ``GELUActivation`` (exact gelu),
+        ``SiLUActivation``, ``NewGELUActivation`` (tanh gelu, where the table has it): tested
+        on a probe tensor, |module(x) − φ(x)| ≤ 1e-9 (1 + |φ(x)|) everywhere."""
+        import torch
+
+        from ..activations import torch_activation
+        from .contract import probe_leaf
+
+        pair = probe_leaf(module)
+        if pair is None or pair[1].shape != pair[0].shape:
+            return None
+        x, y = pair
+        x, y = 3 * x, module(3 * x)  # values over [-10, 10]: tails tell gelu from its tanh form
+        for name, spec in REGISTRY.items():
+            if name == "identity" or spec.defaults:
+                continue
+            with torch.no_grad():
+                want = torch_activation(name)(x)
+            if ((y - want).abs() <= 1e-9 * (1 + want.abs())).all():
+                return Act(name)
+        return None
+
     def apply(self, s):
         try:
             return s.map(lambda e, side: self.phi(e))

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from torch import nn
-
 from ..errors import ArchitectureError, UnsupportedModuleError
 from .activation import Act
 from .base import Op, as_op
@@ -52,7 +50,7 @@ class GatedMLP(Op):
     up: Linear
     down: Linear
     latex_name = r"\mathrm{GLU}"
-    torch_types = ("critsym.ops.gated.GatedMLPModule",
+    torch_types = ("critsym.torch.gated.GatedMLPModule",
                    "transformers.models.llama.modeling_llama.LlamaMLP")
 
     def __init__(self, act: object = "silu", gate: object = None, up: object = None,
@@ -99,6 +97,8 @@ class GatedMLP(Op):
     # torch --------------------------------------------------------------------------------
     def to_torch(self, ctx, shape: tuple[int, ...]):
         """Stacked gate/up/down maps (every output ``ctx.width`` wide) around φ."""
+        from ..torch.gated import GatedMLPModule
+
         g, mid = self.gate.to_torch(ctx, shape)
         u, _ = self.up.to_torch(ctx, shape)
         d, out = self.down.to_torch(ctx, mid)
@@ -106,8 +106,10 @@ class GatedMLP(Op):
         return GatedMLPModule(g, u, d, a), out
 
     def export(self, ctx, fan: int):
-        """:class:`GatedMLPModule` of three ``nn.Linear`` and the activation's module (the
-        attribute names of Hugging Face's ``LlamaMLP``)."""
+        """:class:`critsym.torch.gated.GatedMLPModule` of three ``nn.Linear`` and the
+        activation's module (the attribute names of Hugging Face's ``LlamaMLP``)."""
+        from ..torch.gated import GatedMLPModule
+
         g, mid = self.gate.export(ctx, fan)
         u, _ = self.up.export(ctx, fan)
         d, out = self.down.export(ctx, mid)
@@ -154,16 +156,3 @@ class GatedMLP(Op):
                         {**hp, "mu": 0.95}, name="Residual(RMS >> GatedMLP(silu))"),
                 Example(Residual(LayerNorm() >> GatedMLP("gelu")), {**hp, "mu": 0.9},
                         name="Residual(LN >> GatedMLP(gelu))"))
-
-
-class GatedMLPModule(nn.Module):
-    """x ↦ down_proj(act_fn(gate_proj(x)) * up_proj(x)) (stacked or plain modules)."""
-
-    def __init__(self, gate_proj: nn.Module, up_proj: nn.Module, down_proj: nn.Module,
-                 act_fn: nn.Module):
-        super().__init__()
-        self.gate_proj, self.up_proj, self.down_proj = gate_proj, up_proj, down_proj
-        self.act_fn = act_fn
-
-    def forward(self, x):
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
