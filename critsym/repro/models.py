@@ -1,0 +1,594 @@
+r"""The models people use, imported and measured: the table of ``docs/models.md``.
+
+``python -m critsym.repro.models [--seeds N] [--only NAME ...]`` prints the table; every number
+in it comes from :func:`analyse`:
+
+* **import**: ``critsym.from_torch(model, example_input)`` on the whole model (imported, or
+  refused with the reason it gives);
+* **body**: the model's repeated layers read one by one (the import readers of
+  :mod:`critsym.interop.hf` and the operator registry), each a numeric critsym block;
+* **theory J^{0,L}**: the theory run through the body's blocks, each block's own derived maps
+  (:func:`chain_theory`), from the state the stem hands to the body (measured on the example
+  input: K⁰ = mean h², and for token states O_C⁰ = the mean cross-token product at one channel,
+  O_T⁰ = the variance of the per-token channel mean less its finite-width part K⁰/d);
+* **measured J^{0,L}**: ``critsym.apjn`` from the stem's output to the last layer's output on
+  the model itself, over ``seeds`` independent initializations (mean ± SE over them);
+* **after critical_**: ``critsym.init.critical_`` re-initializes the model, then the measured
+  APJN of one body layer (its input → its output), mean ± SE over layers and seeds.
+
+Sizes are tiny (width 32–64, two layers) so that the table reruns on a CPU in about a minute;
+theory and measurement then differ by the finite-width corrections O(1/width) on top of the
+sampling error.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CritsymError
+
+#: hidden width of the tiny models (their MLPs are twice as wide)
+WIDTH = 32
+TOKENS = 8
+
+
+@dataclass(frozen=True)
+class Case:
+    """A model to analyse: ``build(seed) -> (model, example_input)``; ``stem``: the submodule
+    whose output enters the body (None: the model's input, through an identity the harness
+    adds); ``blocks``: the body's layers, each (output submodule, submodules forming it)."""
+
+    name: str
+    build: Callable
+    stem: str | None
+    blocks: tuple[tuple[str, tuple[str, ...]], ...]
+    note: str = ""
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    model: str
+    status: str = ""
+    reason: str = ""
+    analysed: str = ""
+    approximations: str = ""
+    J_theory: float | None = None
+    J_measured: float | None = None
+    J_measured_se: float | None = None
+    z: float | None = None
+    J_block_critical: float | None = None
+    J_block_critical_se: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"Row({self.model}: {self.status}; J theory {self.J_theory}, measured "
+                f"{self.J_measured} ± {self.J_measured_se})")
+
+
+# ----------------------------------------------------------------------------- models
+def _hf():
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    return transformers
+
+
+def _tokens(seed: int, vocab: int = 50):
+    import torch
+
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return torch.randint(0, vocab, (4, TOKENS), generator=g)
+
+
+def gpt2(seed: int, width: int = WIDTH):
+    import torch
+
+    T = _hf()
+    torch.manual_seed(seed)
+    cfg = T.GPT2Config(n_embd=width, n_layer=2, n_head=2, vocab_size=50, n_positions=16,
+                       bos_token_id=0, eos_token_id=0)
+    return T.GPT2Model(cfg).double().eval(), _tokens(seed)
+
+
+def bert(seed: int, width: int = WIDTH):
+    import torch
+
+    T = _hf()
+    torch.manual_seed(seed)
+    cfg = T.BertConfig(hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=2 * width, vocab_size=50, max_position_embeddings=16)
+    return T.BertModel(cfg, add_pooling_layer=False).double().eval(), _tokens(seed)
+
+
+def vit(seed: int, width: int = WIDTH):
+    import torch
+
+    T = _hf()
+    torch.manual_seed(seed)
+    cfg = T.ViTConfig(hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=2 * width, image_size=8, patch_size=4, num_channels=3)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return (T.ViTModel(cfg, add_pooling_layer=False).double().eval(),
+            torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64))
+
+
+def llama(seed: int, width: int = WIDTH):
+    import torch
+
+    T = _hf()
+    torch.manual_seed(seed)
+    cfg = T.LlamaConfig(hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=2, intermediate_size=2 * width, vocab_size=50,
+                        max_position_embeddings=16)
+    return T.LlamaModel(cfg).double().eval(), _tokens(seed)
+
+
+def resnet(seed: int, width: int = WIDTH):
+    import torch
+
+    T = _hf()
+    torch.manual_seed(seed)
+    cfg = T.ResNetConfig(embedding_size=width // 4, hidden_sizes=[width // 4, width // 2],
+                         depths=[2, 1], num_channels=3, layer_type="basic")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return (T.ResNetModel(cfg).double().train(),
+            torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64))
+
+
+def _encoder(seed: int, norm_first: bool, width: int = WIDTH):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layer = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0, batch_first=True,
+                                       norm_first=norm_first, dtype=torch.float64)
+    enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return enc, torch.randn(4, TOKENS, width, generator=g, dtype=torch.float64)
+
+
+def encoder_post(seed: int, width: int = WIDTH):
+    return _encoder(seed, False, width)
+
+
+def encoder_pre(seed: int, width: int = WIDTH):
+    return _encoder(seed, True, width)
+
+
+def flat_mlp(seed: int, width: int = WIDTH):
+    """``nn.Sequential(Linear, ReLU, Linear, ReLU, …)``: torch's default initialization."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Linear(16, 2 * width)]
+    for _ in range(4):
+        layers += [nn.ReLU(), nn.Linear(2 * width, 2 * width)]
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return nn.Sequential(*layers).double(), torch.randn(64, 16, generator=g,
+                                                        dtype=torch.float64)
+
+
+def torchvision_mlp(seed: int, width: int = WIDTH):
+    """``torchvision.ops.MLP(16, [64]*5, activation_layer=nn.ReLU)`` when torchvision imports,
+    else its structural copy: per hidden layer Linear, activation, Dropout; last Linear,
+    Dropout."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    try:
+        from torchvision.ops import MLP  # noqa: PLC0415 - optional
+
+        model = MLP(16, [2 * width] * 5, activation_layer=nn.ReLU, dropout=0.0)
+    except Exception:  # noqa: BLE001 - torchvision absent or unusable with this torch
+        layers: list[nn.Module] = []
+        d = 16
+        for _ in range(4):
+            layers += [nn.Linear(d, 2 * width), nn.ReLU(), nn.Dropout(0.0)]
+            d = 2 * width
+        layers += [nn.Linear(d, 2 * width), nn.Dropout(0.0)]
+        model = nn.Sequential(*layers)
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return model.double().eval(), torch.randn(64, 16, generator=g, dtype=torch.float64)
+
+
+CASES: dict[str, Case] = {c.name: c for c in [
+    Case("GPT-2", gpt2, "drop", tuple((f"h.{i}", (f"h.{i}",)) for i in range(2))),
+    Case("BERT", bert, "embeddings",
+         tuple((f"encoder.layer.{i}", (f"encoder.layer.{i}",)) for i in range(2))),
+    Case("ViT", vit, "embeddings", tuple((f"layers.{i}", (f"layers.{i}",)) for i in range(2))),
+    Case("Llama", llama, "embed_tokens",
+         tuple((f"layers.{i}", (f"layers.{i}",)) for i in range(2))),
+    Case("ResNet (HF)", resnet, "embedder",
+         (("encoder.stages.0.layers.0", ("encoder.stages.0.layers.0",)),
+          ("encoder.stages.0.layers.1", ("encoder.stages.0.layers.1",)))),
+    Case("TransformerEncoder post-norm", encoder_post, None,
+         tuple((f"layers.{i}", (f"layers.{i}",)) for i in range(2))),
+    Case("TransformerEncoder pre-norm", encoder_pre, None,
+         tuple((f"layers.{i}", (f"layers.{i}",)) for i in range(2))),
+    Case("flat nn.Sequential MLP", flat_mlp, "0",
+         tuple((str(2 * i), (str(2 * i - 1), str(2 * i))) for i in range(1, 5))),
+    Case("torchvision.ops.MLP (structure)", torchvision_mlp, "0",
+         tuple((str(3 * i), (str(3 * i - 2), str(3 * i - 1), str(3 * i)))
+               for i in range(1, 5))),
+]}
+
+
+# ----------------------------------------------------------------------------- pieces
+class _Harness:
+    """The model with an identity in front (so the body's input is a module's output)."""
+
+    def __new__(cls, model):
+        from torch import nn
+
+        class Harness(nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.input = nn.Identity()
+                self.model = m
+
+            def forward(self, x):
+                return self.model(self.input(x))
+
+        return Harness(model)
+
+
+def _names(case: Case, harness: bool) -> tuple[str, list[str]]:
+    pre = "model." if harness else ""
+    stem = "input" if case.stem is None else pre + case.stem
+    return stem, [pre + out for out, _ in case.blocks]
+
+
+def capture_inputs(model, x) -> tuple[dict, dict]:
+    """Run ``model(x)`` once, recording for every submodule its first tensor input (positional,
+    or the ``hidden_states`` keyword) and its output: ({id(module): input}, {id: output})."""
+    import torch
+
+    ins, outs, hooks = {}, {}, []
+
+    def pre(m, args, kwargs):
+        t = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get(
+            "hidden_states")
+        if isinstance(t, torch.Tensor):
+            ins.setdefault(id(m), t.detach())
+
+    def post(m, args, out):
+        if isinstance(out, torch.Tensor):
+            outs.setdefault(id(m), out.detach())
+
+    for m in model.modules():
+        hooks.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        hooks.append(m.register_forward_hook(post))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ins, outs
+
+
+def read_body(model, case: Case, inputs: dict):
+    """The body's blocks as numeric critsym operators, and the approximations recorded."""
+    from ..importer import Reader
+
+    reader = Reader({})
+    reader.inputs = inputs
+    named = dict(model.named_modules())
+    blocks = []
+    for _, parts in case.blocks:
+        blocks.append(reader.seq([reader.map(named[p], p) for p in parts]))
+    return blocks, dict(getattr(reader, "approximations", {}) or {})
+
+
+def input_state(h) -> dict:
+    """The state the body starts from, measured on the stem's output ``h`` (batch, [tokens,]
+    channels): K⁰ = mean h²; with tokens also O_C⁰ = mean over token pairs a ≠ b of the
+    channel average of h_a h_b, and O_T⁰ = mean_a (channel mean of h_a)² − K⁰/d."""
+    h = h.detach().double()
+    K = float((h * h).mean())
+    if h.dim() < 3:
+        return {"K0": K}
+    n, d = h.shape[-2], h.shape[-1]
+    gram = torch_einsum("...ai,...bi->...ab", h, h) / d
+    off = (gram.sum((-1, -2)) - gram.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
+    m = h.mean(-1)
+    return {"K0": K, "O_C0": float(off.mean()), "O_T0": max(float((m * m).mean()) - K / d, 0.0)}
+
+
+def torch_einsum(eq, *xs):
+    import torch
+
+    return torch.einsum(eq, *xs)
+
+
+def template(op):
+    """``op`` with every non-integer number in a hyperparameter field replaced by its own
+    symbol (``sigma_w_0``, ``sigma_b_1`` …), and the values: blocks of one structure then share
+    one derivation, whatever their weight scales."""
+    import itertools
+
+    from ..ops.base import from_dict, operators
+
+    counter, values = itertools.count(), {}
+    ops = operators()
+
+    def walk(d):
+        fields = ops[d["op"]].hyper_fields
+        for k, v in list(d.items()):
+            if k in fields and isinstance(v, float) and v != int(v):
+                name = f"{k}_{next(counter)}"
+                values[name], d[k] = v, name
+            elif isinstance(v, dict) and "op" in v:
+                walk(v)
+            elif isinstance(v, list):
+                for item in v:
+                    if isinstance(item, dict) and "op" in item:
+                        walk(item)
+
+    d = op.to_dict()
+    walk(d)
+    return from_dict(d), values
+
+
+_DERIVED: dict = {}
+
+
+def _theory(op):
+    from ..derive import derive
+
+    tpl, values = template(op)
+    if tpl not in _DERIVED:
+        _DERIVED[tpl] = derive(tpl)
+    return _DERIVED[tpl], values
+
+
+def chain_theory(blocks, state: dict) -> float:
+    """J^{0,L} of the theory through ``blocks`` (numeric operators), each block's own derived
+    maps, from ``state`` (:func:`input_state`): single-axis blocks multiply χ^l = J^{l,l+1};
+    token states carry (K, O_T, O_C) and the two-part tangent (j, k) through each block."""
+    K, O_T, O_C = state["K0"], state.get("O_T0", 0.0), state.get("O_C0", 0.0)
+    J, k = 1.0, 0.0
+    for b in blocks:
+        th, hp = _theory(b)
+        if getattr(th, "multi_axis", False):
+            kw = dict(K0=K, O_T0=O_T, O_C0=O_C, track_O_C=True, **hp)
+            if getattr(th, "token_mixing", False):
+                r = th.run(1, J0=J, k0=k, **kw)
+                J, k = float(r.J[1]), float(r.k[1])
+            else:
+                r = th.run(1, **kw)
+                J *= float(r.J[1])
+            K, O_T, O_C = float(r.K[1]), float(r.O_T[1]), float(r.O_C[1])
+        else:
+            r = th.run(1, K0=K, **hp)
+            J *= float(r.J[1])
+            K = float(r.K[1])
+    return J
+
+
+def part_theory(op, K: float) -> float:
+    """The APJN of one single-axis part ``op`` (numeric) from a Gaussian input of variance K."""
+    th, hp = _theory(op)
+    return float(th.run(1, K0=K, **hp).J[1])
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-seed theory and measurement of one quantity: ``theory[s]`` from seed s's own
+    estimated weight scales and measured input state, ``measured[s]`` by ``critsym.apjn`` on
+    that same initialization; ``diff`` = mean and SE of measured − theory over the seeds."""
+
+    theory: np.ndarray
+    measured: np.ndarray
+
+    @property
+    def diff(self) -> tuple[float, float]:
+        return _mse(self.measured - self.theory)
+
+    @property
+    def z(self) -> float:
+        m, se = self.diff
+        return m / se if se > 0 else float("nan")
+
+    @property
+    def ratio(self) -> tuple[float, float]:
+        """Mean and SE over the seeds of measured / theory."""
+        return _mse(self.measured / self.theory)
+
+    def __repr__(self) -> str:
+        t, (m, se) = float(self.theory.mean()), _mse(self.measured)
+        return f"Comparison(theory {t:.4g}, measured {m:.4g} ± {se:.2g}, z = {self.z:.2f})"
+
+
+def extrapolated_ratio(widths, comparisons) -> tuple[float, float, float]:
+    """measured / theory extrapolated to infinite width (the weighted fit r = r_∞ + a/N of
+    :func:`critsym.torch.validate.extrapolate`): (r_∞, SE, a)."""
+    from ..torch.validate import extrapolate
+
+    r = [c.ratio for c in comparisons]
+    return extrapolate(list(widths), [m for m, _ in r], [se for _, se in r])
+
+
+def _body_of(case: Case, seed: int, init=None, width: int = WIDTH):
+    model, x = case.build(seed, width)
+    if init is not None:
+        init(model, x)
+    ins, outs = capture_inputs(model, x)
+    blocks, _ = read_body(model, case, ins)
+    named = dict(model.named_modules())
+    h0 = x if case.stem is None else outs[id(named[case.stem])]
+    return model, x, blocks, h0
+
+
+def compare(case: Case, seeds: int, n_probes: int = 8, init=None, theory: bool = True,
+            width: int = WIDTH) -> Comparison:
+    """J^{0,L} (stem output → last body layer) of the theory and measured by ``critsym.apjn``,
+    on ``seeds`` independent initializations (``init(model, x)`` re-initializes first)."""
+    from ..torch.apjn import apjn
+
+    th, me = [], []
+    for s in range(seeds):
+        model, x, blocks, h0 = _body_of(case, s, init, width)
+        th.append(chain_theory(blocks, input_state(h0)) if theory else float("nan"))
+        net = _Harness(model) if case.stem is None else model
+        stem, outs = _names(case, case.stem is None)
+        r = apjn(net, x, [stem, *outs], n_probes=n_probes, seed=s,
+                 batch_axis=None if _mixes_batch(model) else 0)
+        me.append(float(r.J[-1]))
+    return Comparison(np.array(th), np.array(me))
+
+
+def one_layer(case: Case, seeds: int, n_probes: int = 8, init=None):
+    """The APJN of each body layer (its input → its output) measured on ``seeds``
+    initializations: (mean, SE) over layers and seeds."""
+    from ..torch.apjn import apjn
+
+    out = []
+    for s in range(seeds):
+        model, x = case.build(s)
+        if init is not None:
+            init(model, x)
+        net = _Harness(model) if case.stem is None else model
+        stem, outs = _names(case, case.stem is None)
+        layers = [stem, *outs]
+        for a, b in zip(layers[:-1], layers[1:], strict=True):
+            out.append(float(apjn(net, x, [a, b], n_probes=n_probes, seed=s,
+                                  batch_axis=None if _mixes_batch(model) else 0).J[-1]))
+    return _mse(out)
+
+
+def compare_part(build_part, K: float, seeds: int, shape=(64, WIDTH), n_probes: int = 8
+                 ) -> Comparison:
+    """One single-axis part of a model (``build_part(seed)`` → the module), read by the
+    importer: its theory APJN at input variance ``K`` against the APJN measured with Gaussian
+    inputs of variance K of ``shape``, per initialization."""
+    import torch
+
+    from ..importer import Reader
+    from ..torch.apjn import apjn
+
+    th, me = [], []
+    for s in range(seeds):
+        part = build_part(s)
+        th.append(part_theory(Reader({}).map(part, "part"), K))
+        g = torch.Generator().manual_seed(20_000 + s)
+        x = math.sqrt(K) * torch.randn(*shape, generator=g, dtype=torch.float64)
+        me.append(float(apjn(_Harness(part), x, ["input", "model"], n_probes=n_probes,
+                             seed=s).J[-1]))
+    return Comparison(np.array(th), np.array(me))
+
+
+def _mixes_batch(model) -> bool:
+    from torch import nn
+
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+               for m in model.modules())
+
+
+def _mse(v):
+    v = np.asarray(v, dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def _short(e: Exception, n: int = 220) -> str:
+    text = str(e).split(". Supported:")[0]
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- analysis
+def analyse(case: Case, seeds: int = 8) -> Row:
+    """One row of the table (see the module docstring)."""
+    from .. import importer
+
+    row = Row(case.name)
+    model, x = case.build(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            importer.from_torch(model, example_input=x)
+            row.status = "imported"
+        except CritsymError as e:
+            row.status, row.reason = "refused", _short(e)
+    ins, outs = capture_inputs(model, x)
+    try:
+        blocks, approx = read_body(model, case, ins)
+    except CritsymError as e:
+        row.analysed = f"body not read: {_short(e)}"
+        return row
+    row.approximations = "; ".join(f"{k}: {v}" for k, v in approx.items())
+    theory = True
+    try:
+        chain_theory(blocks, {"K0": 1.0, "O_C0": 0.0, "O_T0": 0.0})
+        row.analysed = f"{len(blocks)} body layers ({case.blocks[0][0]} … {case.blocks[-1][0]})"
+    except CritsymError as e:
+        theory = False
+        row.analysed = f"body read, theory not available: {_short(e)}"
+    c = compare(case, seeds, theory=theory)
+    row.J_measured, row.J_measured_se = _mse(c.measured)
+    if theory:
+        row.J_theory, row.z = float(c.theory.mean()), c.z
+    try:
+        from ..init import critical_  # noqa: PLC0415 - optional until it exists
+    except ImportError:
+        row.notes.append("critsym.init.critical_ not available")
+        return row
+
+    def init(m, xx):
+        critical_(m, example_input=xx)
+
+    try:
+        row.J_block_critical, row.J_block_critical_se = one_layer(case, seeds, init=init)
+    except CritsymError as e:
+        row.notes.append(f"critical_ refused: {_short(e)}")
+    return row
+
+
+def _fmt(v, se=None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.4g}" if se is None else f"{v:.4g} ± {se:.2g}"
+
+
+def table(rows) -> str:
+    """The markdown table of ``rows``."""
+    head = ("| model | import | parts analysed | approximations | J^{0,L} theory | "
+            "J^{0,L} measured | one-layer APJN after critical_ |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        imp = r.status + (f": {r.reason}" if r.reason else "")
+        crit = _fmt(r.J_block_critical, r.J_block_critical_se)
+        if crit == "—" and r.notes:
+            crit = "— (" + "; ".join(r.notes) + ")"
+        lines.append(" | ".join([
+            f"| {r.model}", imp.replace("|", "/"), r.analysed.replace("|", "/"),
+            r.approximations or "none", _fmt(r.J_theory),
+            _fmt(r.J_measured, r.J_measured_se), crit]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> str:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m critsym.repro.models", description=__doc__)
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--only", nargs="*", default=None)
+    args = ap.parse_args(argv)
+    names = args.only or list(CASES)
+    text = table([analyse(CASES[n], args.seeds) for n in names])
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Shared pieces of the model acceptance tests: the tiny models of
+:mod:`critsym.repro.models`, their body read by the import readers, and the skip used where a
+part's theory is not available in this installation (the reason is the library's own error)."""
+
+import math
+
+import pytest
+
+from critsym.errors import CritsymError
+from critsym.repro import models as M
+
+
+def body(name: str, seed: int = 0):
+    """(case, model, example input, body blocks, approximations, stem output) of model
+    ``name``."""
+    case = M.CASES[name]
+    model, x = case.build(seed)
+    ins, outs = M.capture_inputs(model, x)
+    blocks, approx = M.read_body(model, case, ins)
+    named = dict(model.named_modules())
+    h0 = x if case.stem is None else outs[id(named[case.stem])]
+    return case, model, x, blocks, approx, h0
+
+
+def theory_or_skip(blocks, h0) -> float:
+    """J^{0,L} of the theory through ``blocks``; skipped (with the library's reason) when a
+    block's theory is not available here (e.g. the standard-softmax attention regime)."""
+    try:
+        return M.chain_theory(blocks, M.input_state(h0))
+    except CritsymError as e:
+        pytest.skip(f"theory not available: {e}")
+
+
+def sigma_hat(w) -> tuple[float, float]:
+    """(σ̂, SE) of a weight with rows = outputs, σ̂² = fan_in · mean(W²) (Gaussian SE)."""
+    w = w.detach().double()
+    s = math.sqrt(float((w * w).mean()) * w.shape[1])
+    return s, s / math.sqrt(2 * w.numel())
+
+
+def attention_or_skip():
+    return pytest.importorskip("critsym.ops.attention", reason="no Attention operator here")
