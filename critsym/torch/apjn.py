@@ -221,11 +221,11 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
     k = (1/(n² d)) Σ_{a≠b} ⟨∂h_a/∂h^{l0}, ∂h_b/∂h^{l0}⟩_F (``result.k``; ``J`` is then j, see
     :func:`~critsym.torch.estimators.token_norms`); reverse mode adds probes constant along the
     tokens.  Attention: every mode runs under :func:`math_attention` (torch's fused CPU
-    attention kernels have no forward-mode rule, nor a batching rule for their backward); a model that still refuses forward-mode AD is
-    differentiated in reverse mode, one pass per layer, with the same probes' law and a
-    ``note`` in the result.  ``probe_chunk``: probes per pass (memory; default all);
-    ``progress``: a progress bar over the passes (default: on a terminal, when there are
-    several).
+    attention kernels have no forward-mode rule, nor a batching rule for their backward); a
+    model that still refuses forward-mode AD is differentiated in reverse mode, one pass per
+    layer, with the same probes' law and a ``note`` in the result.  ``probe_chunk``: probes per
+    pass (memory; default all); ``progress``: a progress bar over the passes (default: on a
+    terminal, when there are several).
     """
     if not isinstance(model, nn.Module):
         raise SimulationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
