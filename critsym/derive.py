@@ -7,13 +7,12 @@ import warnings
 import sympy as sp
 
 from .budget import BudgetExceeded, time_budget
-from .errors import CritsymWarning
+from .errors import CritsymWarning, DerivationError
 from .fold import fold_maps
-from .errors import DerivationError
 from .ops.attention import token_count, uses_tokens
 from .ops.axes import Transpose, uses_axes
-from .ops.contract import contains
 from .ops.base import Op, as_op
+from .ops.contract import contains
 from .theory import Theory
 
 #: Seconds of symbolic work (closed forms of the Gaussian expectations) before :func:`derive`
