@@ -14,7 +14,10 @@ with N the layer's LayerNorm (RMSNorm for Llama), MLP ``Linear >> Act >> Linear`
 :class:`~critsym.ops.gated.GatedMLP`) and attention read as
 ``Attention(n_tokens, "standard", sigma_qk=σ̂_Q σ̂_K, sigma_v=σ̂_V, sigma_o=σ̂_O, heads)``: the
 softmax of independent query and key projections with logits scaled 1/√d_k (τ = 1), the
-weight scales estimated from the projections (fused QKV weights are split).  The number of
+weight scales estimated from the projections (fused QKV weights are split).  Where the
+standard regime's theory is not available, the best approximation is the uniform regime
+(A = 11ᵀ/n, exact as σ_Qσ_K → 0; Hugging Face's N(0, 0.02²) initialization gives
+σ_Qσ_K ≈ 4·10⁻⁴·d), recorded with the logits' scale it neglects.  The number of
 tokens is the length of the example input the layer received (``from_torch(model,
 example_input)``).
 
@@ -27,6 +30,7 @@ key/value heads.  Query/key biases must be zero (their initialization); dropout 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -102,8 +106,29 @@ def attention(reader, path: str, *, q, k, v, o, heads: int, n_tokens: int,
         raise UnsupportedModuleError(
             f"submodule {reader.label(path)!r}: attention logits scaled by {scaling:g}, not "
             f"1/sqrt(d_k) = {d_k ** -0.5:g}; critsym's standard attention scales by 1/sqrt(d_k)")
-    return Attention(n_tokens, "standard", sigma_qk=sq * sk, sigma_v=sv, sigma_o=so,
-                     heads=heads, sigma_b_v=sbv, sigma_b_o=sbo)
+    if standard_available():
+        return Attention(n_tokens, "standard", sigma_qk=sq * sk, sigma_v=sv, sigma_o=so,
+                         heads=heads, sigma_b_v=sbv, sigma_b_o=sbo)
+    approximate(reader, path, (
+        f"softmax attention taken as uniform (A = 11ᵀ/n): its logits, of standard deviation "
+        f"σ_Qσ_K·q̃ = {sq * sk:.3g}·q̃ (q̃ the per-token second moment of the attention input), "
+        "are neglected, since the standard regime's theory is not available here"))
+    return Attention(n_tokens, "uniform", sigma_v=sv, sigma_o=so, heads=heads,
+                     sigma_b_v=sbv, sigma_b_o=sbo)
+
+
+@functools.lru_cache(maxsize=1)
+def standard_available() -> bool:
+    """Whether this installation derives the standard (random softmax) attention regime."""
+    from ..derive import derive
+    from ..errors import DerivationError
+    from ..ops.attention import Attention
+
+    try:
+        derive(Attention(2, "standard", sigma_qk=1.0, sigma_v=1.0, sigma_o=1.0))
+    except DerivationError:
+        return False
+    return True
 
 
 def _w(lin) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -23,6 +23,22 @@ from ..symbols import as_hyper
 from .base import Op
 
 
+def _elementwise(module, x, y) -> bool:
+    """Whether ``module`` maps ``x`` to ``y`` entry by entry (changing one entry of x changes
+    only that entry of y)."""
+    import torch
+
+    x2 = x.clone()
+    x2.view(-1)[0] += 0.5
+    try:
+        with torch.no_grad():
+            y2 = module(x2)
+    except Exception:  # noqa: BLE001 - not a function of one tensor
+        return False
+    d = (y2 - y).view(-1)
+    return bool(d[0] != 0) and bool((d[1:] == 0).all())
+
+
 @lru_cache(maxsize=256)
 def _parse_custom(text: str) -> sp.Expr:
     """Rebuild a custom activation from its ``srepr``, knowing critsym's own sympy functions."""
@@ -197,6 +213,13 @@ class Act(Op):
                 want = torch_activation(name)(x)
             if ((y - want).abs() <= 1e-9 * (1 + want.abs())).all():
                 return Act(name)
+        if _elementwise(module, x, y):
+            raise UnsupportedModuleError(
+                f"submodule {reader.label(path)!r} ({type(module).__name__}) computes an "
+                "elementwise function that is not in critsym's activation table "
+                f"({', '.join(n for n in REGISTRY if n != 'identity')}); replace it by a "
+                "module critsym reads (e.g. nn.GELU()), or build the architecture by hand with "
+                "Act(<sympy expression>) for its φ")
         return None
 
     def apply(self, s):

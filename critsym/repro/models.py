@@ -10,7 +10,8 @@ in it comes from :func:`analyse`:
 * **theory J^{0,L}**: the theory run through the body's blocks, each block's own derived maps
   (:func:`chain_theory`), from the state the stem hands to the body (measured on the example
   input: K⁰ = mean h², and for token states O_C⁰ = the mean cross-token product at one channel,
-  O_T⁰ = the variance of the per-token channel mean less its finite-width part K⁰/d);
+  O_T⁰ = the variance of the per-token channel mean less its finite-width part K⁰/d, zero
+  where that excess is within 3 SE of 0; O_C⁰ likewise zero where within 3 SE of 0 or below);
 * **measured J^{0,L}**: ``critsym.apjn`` from the stem's output to the last layer's output on
   the model itself, over ``seeds`` independent initializations (mean ± SE over them);
 * **after critical_**: ``critsym.init.critical_`` re-initializes the model, then the measured
@@ -300,8 +301,15 @@ def input_state(h) -> dict:
     n, d = h.shape[-2], h.shape[-1]
     gram = torch_einsum("...ai,...bi->...ab", h, h) / d
     off = (gram.sum((-1, -2)) - gram.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
-    m = h.mean(-1)
-    return {"K0": K, "O_C0": float(off.mean()), "O_T0": max(float((m * m).mean()) - K / d, 0.0)}
+    m2 = (h.mean(-1) ** 2).flatten()
+    # without a per-token offset, (channel mean)² has mean K/d and SD √2·K/d: an excess within
+    # 3 SE of that is taken as no offset
+    excess = float(m2.mean()) - K / d
+    se = math.sqrt(2) * K / d / math.sqrt(m2.numel())
+    off = off.flatten()
+    oc, oc_se = float(off.mean()), float(off.std()) / math.sqrt(max(off.numel() - 1, 1))
+    return {"K0": K, "O_C0": oc if oc > 3 * oc_se else 0.0,
+            "O_T0": excess if excess > 3 * se else 0.0}
 
 
 def torch_einsum(eq, *xs):
