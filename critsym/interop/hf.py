@@ -110,9 +110,9 @@ def attention(reader, path: str, *, q, k, v, o, heads: int, n_tokens: int,
         return Attention(n_tokens, "standard", sigma_qk=sq * sk, sigma_v=sv, sigma_o=so,
                          heads=heads, sigma_b_v=sbv, sigma_b_o=sbo)
     approximate(reader, path, (
-        f"softmax attention taken as uniform (A = 11ᵀ/n): its logits, of standard deviation "
-        f"σ_Qσ_K·q̃ = {sq * sk:.3g}·q̃ (q̃ the per-token second moment of the attention input), "
-        "are neglected, since the standard regime's theory is not available here"))
+        f"softmax attention taken as uniform (A = 11ᵀ/n), its logits of SD σ_Qσ_K·q̃ = "
+        f"{sq * sk:.2g}·q̃ neglected (q̃ the attention input's per-token second moment), the "
+        "standard regime's theory not being available here"))
     return Attention(n_tokens, "uniform", sigma_v=sv, sigma_o=so, heads=heads,
                      sigma_b_v=sbv, sigma_b_o=sbo)
 

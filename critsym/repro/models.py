@@ -1,7 +1,8 @@
 r"""The models people use, imported and measured: the table of ``docs/models.md``.
 
-``python -m critsym.repro.models [--seeds N] [--only NAME ...]`` prints the table; every number
-in it comes from :func:`analyse`:
+``python -m critsym.repro.models [--seeds N] [--widths W ...] [--only NAME ...] [--docs PAGE]``
+prints the table (and writes it into PAGE between its markers); every number in it comes from
+:func:`analyse`:
 
 * **import**: ``critsym.from_torch(model, example_input)`` on the whole model (imported, or
   refused with the reason it gives);
@@ -28,6 +29,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +66,8 @@ class Row:
     J_measured: float | None = None
     J_measured_se: float | None = None
     z: float | None = None
+    ratio_inf: float | None = None
+    ratio_inf_se: float | None = None
     J_block_critical: float | None = None
     J_block_critical_se: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -509,13 +513,22 @@ def _mse(v):
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
+def _grouped(approx: dict) -> str:
+    """'path, path: text' per distinct approximation text (each path's texts split on '; ')."""
+    by: dict[str, list[str]] = {}
+    for path, text in approx.items():
+        for t in text.split("; "):
+            by.setdefault(t, []).append(path)
+    return "; ".join(f"{', '.join(p)}: {t}" for t, p in by.items())
+
+
 def _short(e: Exception, n: int = 220) -> str:
     text = str(e).split(". Supported:")[0]
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
 # ----------------------------------------------------------------------------- analysis
-def analyse(case: Case, seeds: int = 8) -> Row:
+def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> Row:
     """One row of the table (see the module docstring)."""
     from .. import importer
 
@@ -534,7 +547,7 @@ def analyse(case: Case, seeds: int = 8) -> Row:
     except CritsymError as e:
         row.analysed = f"body not read: {_short(e)}"
         return row
-    row.approximations = "; ".join(f"{k}: {v}" for k, v in approx.items())
+    row.approximations = _grouped(approx)
     theory = True
     try:
         chain_theory(blocks, {"K0": 1.0, "O_C0": 0.0, "O_T0": 0.0})
@@ -542,10 +555,14 @@ def analyse(case: Case, seeds: int = 8) -> Row:
     except CritsymError as e:
         theory = False
         row.analysed = f"body read, theory not available: {_short(e)}"
-    c = compare(case, seeds, theory=theory)
+    comps = [compare(case, seeds, theory=theory, width=w) for w in widths]
+    c = comps[0]
     row.J_measured, row.J_measured_se = _mse(c.measured)
     if theory:
         row.J_theory, row.z = float(c.theory.mean()), c.z
+        if len(widths) > 1:
+            r, se, _ = extrapolated_ratio(widths, comps)
+            row.ratio_inf, row.ratio_inf_se = r, se
     try:
         from ..init import critical_  # noqa: PLC0415 - optional until it exists
     except ImportError:
@@ -571,7 +588,8 @@ def _fmt(v, se=None) -> str:
 def table(rows) -> str:
     """The markdown table of ``rows``."""
     head = ("| model | import | parts analysed | approximations | J^{0,L} theory | "
-            "J^{0,L} measured | one-layer APJN after critical_ |\n|---|---|---|---|---|---|---|")
+            "J^{0,L} measured | measured/theory, 1/width → 0 | one-layer APJN after critical_ |"
+            "\n|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         imp = r.status + (f": {r.reason}" if r.reason else "")
@@ -581,7 +599,8 @@ def table(rows) -> str:
         lines.append(" | ".join([
             f"| {r.model}", imp.replace("|", "/"), r.analysed.replace("|", "/"),
             r.approximations or "none", _fmt(r.J_theory),
-            _fmt(r.J_measured, r.J_measured_se), crit]) + " |")
+            _fmt(r.J_measured, r.J_measured_se), _fmt(r.ratio_inf, r.ratio_inf_se),
+            crit]) + " |")
     return "\n".join(lines)
 
 
@@ -590,12 +609,34 @@ def main(argv=None) -> str:
 
     ap = argparse.ArgumentParser(prog="python -m critsym.repro.models", description=__doc__)
     ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--widths", type=int, nargs="*", default=[WIDTH, 2 * WIDTH])
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--docs", default=None,
+                    help="also write the table into this page, between its markers "
+                         f"{START!r} and {END!r}")
     args = ap.parse_args(argv)
+    if args.docs is not None:
+        _check_page(args.docs)
     names = args.only or list(CASES)
-    text = table([analyse(CASES[n], args.seeds) for n in names])
+    text = table([analyse(CASES[n], args.seeds, tuple(args.widths)) for n in names])
     print(text)
+    if args.docs is not None:
+        page = Path(args.docs).read_text()
+        i, j = page.index(START) + len(START), page.index(END)
+        Path(args.docs).write_text(page[:i] + "\n" + text + "\n" + page[j:])
     return text
+
+
+START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
+
+
+def _check_page(path: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise CritsymError(f"--docs {path}: no such file")
+    page = p.read_text()
+    if START not in page or END not in page or page.index(START) > page.index(END):
+        raise CritsymError(f"--docs {path}: the page has no {START!r} … {END!r} markers")
 
 
 if __name__ == "__main__":
