@@ -2,6 +2,8 @@ r"""Registries built from the operator contract (:mod:`critsym.ops.base`).
 
 * :func:`torch_claims` — torch module type → the operator class that claims it on import
   (from each class's own ``torch_types``), looked up along the module type's MRO;
+* :func:`graph_claims` — torch function / tensor method (by name) → the operator class that
+  claims it in a captured graph (from each class's own ``graph_targets``);
 * :func:`torch_probes` — operator classes that recognise torch patterns by evaluation;
 * :func:`builtin_block` / :func:`builtin_blocks` — the block constructors (``mlp_block``,
   ``resnet_block`` …) with one example each, for the contract tests;
@@ -70,6 +72,47 @@ def torch_claims() -> dict[type, type[Op]]:
         _CLAIMS.clear()
         _CLAIMS[key] = table
     return _CLAIMS[key]
+
+
+_GRAPH: dict[int, dict[object, type[Op]]] = {}
+
+
+def resolve_target(dotted: str):
+    """The object named by a dotted name (``"torch.nn.functional.relu"``,
+    ``"torch.ops.aten.relu.default"``); a method name ``"Tensor.relu"`` is kept as the string;
+    ``None`` when this torch version lacks it."""
+    if dotted.startswith("Tensor."):
+        return dotted
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except (AttributeError, RuntimeError):
+            return None
+        return obj
+    return None
+
+
+def graph_claims() -> dict[object, type[Op]]:
+    """torch function object (or ``"Tensor.<method>"``) → operator class, from every
+    registered class's own ``graph_targets``."""
+    ops = operators()
+    key = hash(tuple(id(c) for c in ops.values()))
+    if key not in _GRAPH:
+        table: dict[object, type[Op]] = {}
+        for cls in ops.values():
+            for dotted in cls.__dict__.get("graph_targets", ()):
+                t = resolve_target(dotted)
+                if t is not None:
+                    table[t] = cls
+        _GRAPH.clear()
+        _GRAPH[key] = table
+    return _GRAPH[key]
 
 
 def claimant(module) -> type[Op] | None:
