@@ -466,6 +466,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         reasons = "; ".join(s.reason for s in segs if s.reason)
         raise UnsupportedModuleError(
             "no part of the model can be analysed: " + (reasons or "it holds only identities"))
+    a, b = _layout_to_stem(segs, a, b)
     body = segs[a:b]
     body_axes = any(uses_axes(s.op) for s in body)
     skipped = []
@@ -479,7 +480,9 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     x0 = values.get(first) if values else None
     if x0 is None and a == 0 and not isinstance(module, CritsymNet):
         x0 = example_input  # the body starts at the model's input
-    start = body_input(x0, body_axes)
+    bn = any(contains(s.op, lambda o: type(o).__name__ == "BatchNorm") for s in body)
+    start = body_input(x0, body_axes, "batch" if bn else "tokens",
+                       any(contains(s.op, lambda o: type(o).channels_first) for s in body))
     body_layers = sorted({i for s in body for e in s.elements for i in e.layers})
     layers = [imp.layers[i] for i in body_layers]
     sw, sb, agreement = imp.pooled(layers)
@@ -500,6 +503,25 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                         layers=per_layer, mu=dict(imp.mus), agreement=agreement,
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
                         capture=dict(imp.methods))
+
+
+def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:
+    """Transposes at the start of the body (e.g. a patch stem's 'b c t -> b t c') are layout,
+    not theory: they move to the stem, so the body input is taken after them."""
+    from .interop.network import Segment
+    from .ops.axes import Transpose
+
+    seg = segs[a]
+    k = 0
+    while k < len(seg.elements) - 1 and isinstance(seg.elements[k].op, Transpose):
+        k += 1
+    if k == 0:
+        return a, b
+    lead = Segment(seg.elements[:k], ok=False,
+                   reason="a transpose at the body's input (layout: the body input is taken "
+                          "after it)", closed=False)
+    segs[a:a + 1] = [lead, Segment(seg.elements[k:])]
+    return a + 1, b + 1
 
 
 def _seq(ops) -> Op:

@@ -281,8 +281,17 @@ def derivable(seg: Segment, axes: bool) -> str:
 
 
 # ---------------------------------------------------------------------------- estimates
-def body_input(x: torch.Tensor | None, axes: bool) -> BodyInput:
-    """The state estimate of the body input ``x`` (batch first): see :class:`BodyInput`."""
+def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
+               channels_first: bool = False) -> BodyInput:
+    """The state estimate of the body input ``x`` (batch first): see :class:`BodyInput`.
+
+    Rows × neurons: ``rows="tokens"``: per example, rows the second-to-last axis and neurons
+    the last (a Mixer / transformer body); ``rows="batch"``: neurons the channels (axis 1 when
+    ``channels_first``, else the last axis), rows everything else, the examples included (a
+    BatchNorm body).  A global mean m (constant over rows and neurons, e.g. after a ReLU) is a
+    constant per-neuron part: it counts in O_C, and is removed from O_T (O_T = mean of
+    h_{r,n} h_{r,n'} − m²); both are clipped to [0, K].
+    """
     if x is None or not isinstance(x, torch.Tensor) or x.dim() < 2:
         z = Estimate(0.0, 0.0, 0)
         return BodyInput(Estimate(1.0, 0.0, 0), z if axes else None, z if axes else None)
@@ -292,25 +301,38 @@ def body_input(x: torch.Tensor | None, axes: bool) -> BodyInput:
     K = _mean_se(per)
     if not axes:
         return BodyInput(K, source="example_input")
-    if h.dim() < 3:
+    if rows == "batch":
+        if channels_first and h.dim() > 2:
+            h = h.movedim(1, -1)
+        g = h.reshape(1, -1, h.shape[-1])
+    elif h.dim() < 3:
         raise UnsupportedModuleError(
             f"the body needs a rows × neurons state but its input has shape {tuple(h.shape)}; "
             "pass an example input with (batch, rows, neurons) at the body")
-    R, N = h.shape[-2], h.shape[-1]
-    g = h.reshape(B, -1, R, N)
+    else:
+        g = h.reshape(B, -1, h.shape[-2], h.shape[-1])
+    R, N = g.shape[-2], g.shape[-1]
     s_n, s_r = g.sum(-1), g.sum(-2)
     sq = g * g
-    ot = ((s_n * s_n - sq.sum(-1)) / (N * (N - 1))).reshape(B, -1).mean(1) if N > 1 else \
-        torch.zeros(B, dtype=h.dtype)
-    oc = ((s_r * s_r - sq.sum(-2)) / (R * (R - 1))).reshape(B, -1).mean(1) if R > 1 else \
-        torch.zeros(B, dtype=h.dtype)
-    return BodyInput(K, _mean_se(ot), _mean_se(oc), "example_input")
+    lead = g.shape[0]
+    ot = ((s_n * s_n - sq.sum(-1)) / (N * (N - 1))).reshape(lead, -1).mean(1) if N > 1 else \
+        torch.zeros(lead, dtype=h.dtype)
+    oc = ((s_r * s_r - sq.sum(-2)) / (R * (R - 1))).reshape(lead, -1).mean(1) if R > 1 else \
+        torch.zeros(lead, dtype=h.dtype)
+    m2 = g.reshape(lead, -1).mean(1) ** 2
+    OT, OC = _mean_se(ot - m2), _mean_se(oc)
+    top = K.value
+    OC = Estimate(min(max(OC.value, 0.0), top), OC.se, OC.n)
+    OT = Estimate(min(max(OT.value, 0.0), top - OC.value), OT.se, OT.n)
+    return BodyInput(K, OT, OC, "example_input")
 
 
 def _mean_se(v: torch.Tensor) -> Estimate:
+    """Mean and standard error over the entries of ``v`` (SE NaN for a single entry: one
+    batch-wide statistic)."""
     n = v.numel()
     m = float(v.mean())
-    se = float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else 0.0
+    se = float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
     return Estimate(m, se, n)
 
 
