@@ -276,6 +276,10 @@ class Reader:
             return cls.read_torch(m, self, path)
         if isinstance(m, SKIPPED):
             return None
+        from .interop.capture import opaque_torch
+
+        if opaque_torch(m):
+            return self.unmappable(m, path)
         parametrised = any(True for _ in m.parameters(recurse=False))
         if not parametrised or any(True for _ in m.children()):
             try:
@@ -333,9 +337,10 @@ class Reader:
     def unmappable(self, m: nn.Module, path: str):
         name = self.label(path)
         raise UnsupportedModuleError(
-            f"cannot map submodule {name!r} ({type(m).__name__}) to a critsym operator: no "
-            "operator claims its type. Supported: " + ", ".join(sorted(_supported())) +
-            "; register an operator for it (Op.torch_types / read_torch)")
+            f"cannot map submodule {name!r} ({type(m).__module__}.{type(m).__name__}) to a "
+            "critsym operator: no operator claims its type (the claimed torch types: "
+            "critsym.ops.contract.torch_claims()); register an operator for it "
+            "(Op.torch_types / read_torch)")
 
     def seq(self, ops):
         ops = [o for o in ops if o is not None]
@@ -379,12 +384,6 @@ def _agreement(pooled: Estimate, layers) -> LayerAgreement:
     dof = max(k - 1, 0)
     p = float(_chi2.sf(total, dof)) if dof else 1.0
     return LayerAgreement(total, dof, p)
-
-
-def _supported() -> set[str]:
-    from .ops.contract import torch_claims
-
-    return {t.__name__ for t in torch_claims() if t.__module__.startswith("torch.")}
 
 
 def _se(m2: float, m4: float, n: int) -> float:

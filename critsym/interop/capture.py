@@ -135,6 +135,29 @@ class Captured:
     values: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    root: nn.Module | None = None
+
+
+def whole(m: nn.Module) -> bool:
+    """A module read whole, never traced through: claimed by an operator's type (containers
+    excepted), a critsym stacked map, or a torch.nn module with weights of its own that no
+    operator claims (e.g. ``nn.MultiheadAttention`` before an operator claims it: reported,
+    not traced into torch's internals)."""
+    from ..torch.modules import OpModule
+
+    if isinstance(m, OpModule):
+        return True
+    if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        return False
+    if claimant(m) is not None:
+        return True
+    return opaque_torch(m)
+
+
+def opaque_torch(m: nn.Module) -> bool:
+    """An unclaimed ``torch.nn`` module with parameters of its own."""
+    return (type(m).__module__.startswith("torch.nn") and claimant(m) is None
+            and any(True for _ in m.parameters(recurse=False)))
 
 
 class Tracer(fx.Tracer):
@@ -147,13 +170,9 @@ class Tracer(fx.Tracer):
         self.failed: dict[str, str] = {}
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        from ..torch.modules import OpModule
-
-        if qualname in self.failed or isinstance(m, OpModule):
+        if qualname in self.failed or whole(m):
             return True
-        if claimant(m) is not None:
-            return not isinstance(m, nn.Sequential)
-        if isinstance(m, nn.Sequential) or any(True for _ in m.children()):
+        if any(True for _ in m.children()):
             return False
         return any(True for _ in m.parameters(recurse=False))
 
@@ -214,7 +233,7 @@ def capture(module: nn.Module, args: tuple | None, path: str = "") -> Captured:
                 f"{fx_error}); pass example_input=... so critsym can capture it with "
                 "torch.export") from None
         gm = _export(module, args, path, fx_error)
-        return Captured(gm, _record_values(gm, args), {path: "torch.export"}, {})
+        return Captured(gm, _record_values(gm, args), {path: "torch.export"}, {}, module)
     values = {}
     if args is not None:
         try:
@@ -224,7 +243,7 @@ def capture(module: nn.Module, args: tuple | None, path: str = "") -> Captured:
                 f"{_label(path)!r} does not accept the example input "
                 f"{[tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]}: "
                 f"{type(e).__name__}: {e}") from None
-    return Captured(gm, values, methods, dict(tracer.failed))
+    return Captured(gm, values, methods, dict(tracer.failed), module)
 
 
 def _export(module: nn.Module, args: tuple, path: str, fx_error: str) -> fx.GraphModule:
@@ -297,10 +316,15 @@ class Walker:
         self.env: dict[str, Any] = {}
         self.nodes = list(self.gm.graph.nodes)
         self.last_in: dict[str, str] = {}  # module path -> last node computed inside it
+        calls: dict[str, set] = {}
         for n in self.nodes:
-            for p in self._stack(n):
+            for key, p in self._keyed_stack(n):
                 self.last_in[p] = n.name
+                calls.setdefault(p, set()).add(key)
+        #: modules called more than once (their output is no hook point)
+        self.repeated = {p for p, keys in calls.items() if len(keys) > 1}
         self.first_input: str | None = None
+        self.regions: dict[str, Chain] = {}
 
     # ---------------------------------------------------------------- helpers
     def _stack(self, n: fx.Node) -> list[str]:
@@ -311,6 +335,59 @@ class Walker:
             out.append(_join(self.path, p))
         if n.op == "call_module":
             out.append(_join(self.path, str(n.target)))
+        return out
+
+    def _keyed_stack(self, n: fx.Node) -> list[tuple[str, str]]:
+        st = n.meta.get("nn_module_stack") or {}
+        out = [(str(k), _join(self.path, v[0] if isinstance(v, tuple) else str(v)))
+               for k, v in st.items()]
+        if n.op == "call_module":
+            p = _join(self.path, str(n.target))
+            if not any(q == p for _, q in out):
+                out.append((f"{n.target}#{n.name}", p))
+        return out
+
+    def region(self, n: fx.Node) -> tuple[str, str] | None:
+        """(call key, path) of the outermost module read whole that node ``n`` belongs to, in
+        a graph that inlines modules (torch.export); None outside such modules."""
+        if n.op == "call_module" or self.cap.root is None:
+            return None
+        st = n.meta.get("nn_module_stack") or {}
+        for k, v in st.items():
+            rel = v[0] if isinstance(v, tuple) else str(v)
+            if not rel:
+                continue
+            try:
+                m = self.cap.root.get_submodule(rel)
+            except AttributeError:
+                continue
+            if whole(m):
+                return str(k), rel
+        return None
+
+    def in_region(self, n: fx.Node, key: str, rel: str):
+        """Read a whole module's inlined nodes as one call of it: every node of the region
+        stands for the module's output."""
+        if key in self.regions:
+            return self.regions[key]
+        ins = [self.env[a.name] for a in n.all_input_nodes
+               if isinstance(self.env.get(a.name), Chain)]
+        if not ins:
+            return None
+        chain = ins[0]
+        path = _join(self.path, rel)
+        mod = self.cap.root.get_submodule(rel)
+        start = len(self.reader.layers)
+        try:
+            op = self.reader.map(mod, path)
+        except UnsupportedModuleError as e:
+            out = chain.then(Element(None, path, chain.end, n.name, reason=str(e)))
+        else:
+            layers = tuple(range(start, len(self.reader.layers)))
+            mod_out = None if path in self.repeated else path
+            out = chain if op is None else chain.then(
+                Element(op, path, chain.end, n.name, layers, module=mod_out))
+        self.regions[key] = out
         return out
 
     def owner(self, n: fx.Node) -> str:
@@ -350,8 +427,10 @@ class Walker:
         return out
 
     def module_of(self, n: fx.Node, path: str) -> str | None:
-        """``path`` when node ``n`` is the last computed inside that module (its output)."""
-        return path if path and self.last_in.get(path) == n.name else None
+        """``path`` when node ``n`` is the last computed inside that module (its output) and
+        the module is called once."""
+        return path if path and self.last_in.get(path) == n.name and \
+            path not in self.repeated else None
 
     def element(self, n, chain: Chain, op, reason="", layers=(), path=None, **kw) -> Chain:
         path = self.owner(n) if path is None else path
@@ -369,6 +448,12 @@ class Walker:
         out_chain = None
         for n in self.nodes:
             if n.name not in live:
+                continue
+            reg = self.region(n) if n.op in ("call_function", "call_method") else None
+            if reg is not None:
+                got = self.in_region(n, *reg)
+                if got is not None:
+                    self.env[n.name] = got
                 continue
             if n.op == "placeholder":
                 v = self.value(n)
@@ -437,7 +522,7 @@ class Walker:
         start = len(self.reader.layers)
         try:
             if str(n.target) in self.cap.failed or (
-                    claimant(mod) is None and any(True for _ in mod.children())):
+                    not whole(mod) and any(True for _ in mod.children())):
                 op = self.reader.capture_module(
                     mod, path, self._call_args(n), why=self.cap.failed.get(str(n.target)))
             else:
@@ -447,7 +532,8 @@ class Walker:
         layers = range(start, len(self.reader.layers))
         if op is None:
             return chain
-        return self.element(n, chain, op, layers=layers, path=path, module=path)
+        return self.element(n, chain, op, layers=layers, path=path,
+                            module=None if path in self.repeated else path)
 
     def _call_args(self, n: fx.Node) -> tuple | None:
         if not self.cap.values:
