@@ -415,7 +415,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     the first submodule it cannot map.
     """
     from .interop.capture import Element, walk
-    from .interop.network import body_input, derivable, longest_run, segments
+    from .interop.network import Segment, body_input, derivable, longest_run, segments
     from .ops.axes import uses_axes
     from .torch.build import CritsymNet
 
@@ -455,11 +455,20 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         items, values = list(chain.items), cap.values
     segs = segments(items)
     axes = any(uses_axes(s.op) for s in segs if s.ok)
+    checked = []
     for s in segs:
-        if s.ok:
-            why = derivable(s, axes)
-            if why:
-                s.ok, s.reason = False, why
+        why = derivable(s, axes) if s.ok else ""
+        if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
+            tail = Segment(s.elements[-1:])
+            if not derivable(tail, axes):
+                head = Segment(s.elements[:-1], ok=False, closed=False)
+                head.reason = derivable(head, axes) or why
+                checked += [head, tail]
+                continue
+        if why:
+            s.ok, s.reason = False, why
+        checked.append(s)
+    segs = checked
     a, b = longest_run([s.ok for s in segs])
     if a == b:
         reasons = "; ".join(s.reason for s in segs if s.reason)
