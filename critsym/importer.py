@@ -170,10 +170,24 @@ class ImportResult:
         start.update(state)
         return run_blocks(self.blocks, **start)
 
-    def J_theory(self, **state) -> np.ndarray:
-        """Theory J^{0,b} across the body, b = 0..len(blocks) (b: the output of block b−1,
-        b = 0 the body input), at the model's current initialization."""
-        return self.network_run(**state).J
+    def J_theory(self, start: int = 0, **state) -> np.ndarray:
+        """Theory J^{start, b} across the body, b = start..len(blocks) (b: the output of block
+        b−1, b = 0 the body input), at the model's current initialization: the state from the
+        body input up to ``start``, the tangent restarted there (j = 1, k = 0: a perturbation
+        independent across tokens, what :func:`critsym.apjn` applies at a block's output).
+        For a body without token mixing this is ``J_theory()[start:] / J_theory()[start]``."""
+        from .interop.network import run_blocks
+
+        run = self.network_run(**state)
+        if start == 0:
+            return run.J
+        if not 0 <= start <= len(self.blocks):
+            raise UnsupportedModuleError(
+                f"start must be a block boundary 0..{len(self.blocks)}, got {start}")
+        st = {"K0": float(run.K[start])}
+        if run.O_T is not None:
+            st.update(O_T0=float(run.O_T[start]), O_C0=float(run.O_C[start]))
+        return run_blocks(self.blocks[start:], **st).J
 
     @property
     def pooled(self) -> bool:
@@ -416,6 +430,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     """
     from .interop.capture import Element, walk
     from .interop.network import Segment, body_input, derivable, longest_run, segments
+    from .ops.attention import uses_tokens
     from .ops.axes import uses_axes
     from .torch.build import CritsymNet
 
@@ -455,14 +470,15 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         items, values = list(chain.items), cap.values
     segs = segments(items)
     axes = any(uses_axes(s.op) for s in segs if s.ok)
+    tokens = any(uses_tokens(s.op) for s in segs if s.ok)
     checked = []
     for s in segs:
-        why = derivable(s, axes) if s.ok else ""
+        why = derivable(s, axes, tokens) if s.ok else ""
         if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
             tail = Segment(s.elements[-1:])
-            if not derivable(tail, axes):
+            if not derivable(tail, axes, tokens):
                 head = Segment(s.elements[:-1], ok=False, closed=False)
-                head.reason = derivable(head, axes) or why
+                head.reason = derivable(head, axes, tokens) or why
                 checked += [head, tail]
                 continue
         if why:
@@ -477,13 +493,14 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     a, b = _layout_to_stem(segs, a, b)
     body = segs[a:b]
     body_axes = any(uses_axes(s.op) for s in body)
+    body_tokens = any(uses_tokens(s.op) for s in body)
     skipped = []
     for part, group, blocker in (("stem", segs[:a], segs[a - 1] if a else None),
                                  ("head", segs[b:], segs[b] if b < len(segs) else None)):
         for s in group:
             why = s.reason or f"has a theory, but {blocker.path!r} separates it from the body"
             skipped.append(Skipped(part, s.path, why))
-    bblocks = tuple(_body_block(s, imp, values, body_axes) for s in body)
+    bblocks = tuple(_body_block(s, imp, values, body_axes, body_tokens) for s in body)
     first = body[0].elements[0].inp
     x0 = values.get(first) if values else None
     if x0 is None and a == 0 and not isinstance(module, CritsymNet):
@@ -536,7 +553,7 @@ def _seq(ops) -> Op:
     return ops[0] if len(ops) == 1 else Sequential(*ops)
 
 
-def _body_block(seg, imp: Reader, values: dict, axes: bool) -> BodyBlock:
+def _body_block(seg, imp: Reader, values: dict, axes: bool, tokens: bool) -> BodyBlock:
     """One body block: pooled σ's (symbolic block) where its layers agree, else the numbers."""
     idx = sorted({i for e in seg.elements for i in e.layers})
     layers = [imp.layers[i] for i in idx]
@@ -556,7 +573,7 @@ def _body_block(seg, imp: Reader, values: dict, axes: bool) -> BodyBlock:
         width = int(out.shape[1] if contains(arch, lambda o: type(o).channels_first)
                     and out.dim() > 2 else out.shape[-1])
     return BodyBlock(seg.path, arch, block, vals, width, last.module, pooled, agreement,
-                     tuple(la.path for la in layers), axes)
+                     tuple(la.path for la in layers), axes or tokens, tokens)
 
 
 def _repeating(module: nn.Module, body, blocks) -> tuple[Op | None, int]:

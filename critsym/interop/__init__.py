@@ -14,8 +14,9 @@ API (for :mod:`critsym.init`, :mod:`critsym.report` and users)::
     res.capture       # module path -> "torch.fx" | "torch.export (fx: why)"
     res.network_run() # NetworkRun: K, J (J[b] = J^{0,b}, b = 0 the body input), chi, O_T, O_C, k
     res.J_theory()    # theory J^{0,b} across the body at the model's current initialization
-    res.outputs       # [block.output …]: cs.apjn(model, x, [o for o in res.outputs]) measures
-                      # J between block outputs; compare J_theory()[1:] / J_theory()[1]
+    res.J_theory(start=i)  # J^{i,b}, b = i..L: the tangent restarted at block boundary i
+    res.outputs       # [block.output …]: cs.apjn(model, x, [res.outputs[i], …]) measures J from
+                      # the output of block i, which J_theory(start=i + 1) predicts
     critsym.interop.run_blocks(blocks_or_(theory, values)_pairs, K0=, O_T0=, O_C0=, J0=, k0=)
 
 Legacy single-block fields stay: ``res.block`` / ``res.n_blocks`` (the repeating unit when the

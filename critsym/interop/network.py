@@ -19,7 +19,6 @@ The network theory runs the state through each block's own maps,
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -84,11 +83,13 @@ class BodyBlock:
     agreement: dict = field(default_factory=dict)
     layers: tuple[str, ...] = ()
     axes: bool = False
+    tokens: bool = False
 
     @property
     def theory(self):
-        """The block's :class:`~critsym.theory.Theory` (derived once per distinct block)."""
-        return derive_block(self.block, self.axes)
+        """The block's :class:`~critsym.theory.Theory` (derived once per distinct block; the
+        body's state kind: multi-axis / token state when another block needs it)."""
+        return derive_block(self.block, self.axes, self.tokens)
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{k}={v:.4g}" for k, v in self.values.items())
@@ -137,12 +138,15 @@ class NetworkRun:
 
 
 @lru_cache(maxsize=256)
-def derive_block(block: Op, axes: bool = False):
-    """``critsym.derive(block)``; with ``axes`` the multi-axis state even for a block that
-    does not need one (a body where another block does)."""
+def derive_block(block: Op, axes: bool = False, tokens: bool = False):
+    """``critsym.derive(block)``; with ``tokens`` the token state (rows = tokens, the two-part
+    tangent) even for a position-wise block, with ``axes`` the multi-axis state even for a
+    block that does not need one (a body where another block does)."""
     from ..derive import derive
     from ..ops.axes import uses_axes
 
+    if tokens:
+        return derive(block, tokens=True)
     if not axes or uses_axes(block):
         return derive(block)
     from ..derive import _maps_within_budget
@@ -154,40 +158,39 @@ def derive_block(block: Op, axes: bool = False):
 def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
                J0: float = 1.0, k0: float = 0.0) -> NetworkRun:
     """Run the state and the APJN through ``blocks`` (:class:`BodyBlock` s, or pairs
-    (Theory, values)), each with its own maps and hyperparameters (see the module doc)."""
+    (Theory, values)), each with its own maps and hyperparameters (see the module doc).  Token
+    theories carry the two-part tangent (j, k) (``Theory.run(1, J0=j, k0=k)`` per block);
+    other theories multiply J by their χ_J."""
     pairs = [(b.theory, b.values) if isinstance(b, BodyBlock) else b for b in blocks]
     axes = any(th.multi_axis for th, _ in pairs)
+    tokens = any(getattr(th, "token_state", False) for th, _ in pairs)
     n = len(pairs)
     K, J, chi = np.empty(n + 1), np.empty(n + 1), np.empty(n)
     OT = np.empty(n + 1) if axes else None
     OC = np.empty(n + 1) if axes else None
-    kk = np.empty(n + 1)
-    K[0], J[0], kk[0] = K0, J0, k0
+    kk = np.full(n + 1, np.nan)
+    K[0], J[0] = K0, J0
+    if tokens:
+        kk[0] = k0
     if axes:
         OT[0], OC[0] = O_T0, O_C0
-    mixing = False
     for i, (th, vals) in enumerate(pairs):
         st = {"K0": K[i]}
         if th.multi_axis:
             st.update(O_T0=OT[i], O_C0=OC[i] if np.isfinite(OC[i]) else 0.0)
-        two_part = "J0" in inspect.signature(th.run).parameters
-        if two_part:
-            st.update(J0=J[i], k0=kk[i])
-        r = th.run(1, **st, **vals)
+        if getattr(th, "token_state", False):
+            r = th.run(1, **st, J0=J[i], k0=kk[i], **vals)
+            J[i + 1] = float(r.J[1])
+            kk[i + 1] = float(r.k[1])
+        else:
+            r = th.run(1, **st, **vals)
+            J[i + 1] = J[i] * float(r.J[1])
         K[i + 1] = float(r.K[1])
         if axes:
             OT[i + 1] = float(r.O_T[1]) if r.O_T is not None else 0.0
             OC[i + 1] = float(r.O_C[1]) if r.O_C is not None else 0.0
-        if two_part:
-            J[i + 1] = float(r.J[1])
-            k_run = getattr(r, "k", None)
-            kk[i + 1] = float(k_run[1]) if k_run is not None else 0.0
-            mixing = mixing or bool(getattr(th, "token_mixing", False))
-        else:
-            J[i + 1] = J[i] * float(r.J[1])
-            kk[i + 1] = 0.0
         chi[i] = J[i + 1] / J[i]
-    return NetworkRun(K, J, chi, OT, OC, kk if mixing else None)
+    return NetworkRun(K, J, chi, OT, OC, kk if tokens else None)
 
 
 # ---------------------------------------------------------------------------- segmentation
@@ -271,10 +274,10 @@ def longest_run(flags) -> tuple[int, int]:
     return best
 
 
-def derivable(seg: Segment, axes: bool) -> str:
+def derivable(seg: Segment, axes: bool, tokens: bool = False) -> str:
     """'' when the segment's block derives, else why not."""
     try:
-        derive_block(seg.op.symbolic(), axes)
+        derive_block(seg.op.symbolic(), axes, tokens)
     except (DerivationError, CritsymError) as e:
         return str(e).splitlines()[0]
     return ""
