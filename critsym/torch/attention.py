@@ -178,12 +178,16 @@ class MultiheadSelfAttention(nn.Module):
     def parts(self) -> dict[str, torch.Tensor | None]:
         """The weights by role: query, key, value, output (rows = outputs) and their biases."""
         E = self.attn.embed_dim
-        w, b = self.attn.in_proj_weight, self.attn.in_proj_bias
-        out = dict(query=w[:E], key=w[E:2 * E], value=w[2 * E:], output=self.attn.out_proj.weight)
-        out.update(query_bias=None if b is None else b[:E], key_bias=None if b is None else
-                   b[E:2 * E], value_bias=None if b is None else b[2 * E:],
-                   output_bias=self.attn.out_proj.bias)
-        return out
+        w = self.attn.in_proj_weight.detach()
+        b = self.attn.in_proj_bias
+        b = None if b is None else b.detach()
+        ob = self.attn.out_proj.bias
+        return dict(query=w[:E], key=w[E:2 * E], value=w[2 * E:],
+                    output=self.attn.out_proj.weight.detach(),
+                    query_bias=None if b is None else b[:E],
+                    key_bias=None if b is None else b[E:2 * E],
+                    value_bias=None if b is None else b[2 * E:],
+                    output_bias=None if ob is None else ob.detach())
 
     def extra_repr(self) -> str:
         return f"regime={self.regime}"
@@ -204,9 +208,12 @@ class GramSelfAttention(nn.Module):
         return self.output(y)
 
     def parts(self) -> dict[str, torch.Tensor | None]:
-        return dict(query=None, key=None, value=self.value.weight, output=self.output.weight,
-                    query_bias=None, key_bias=None, value_bias=self.value.bias,
-                    output_bias=self.output.bias)
+        def det(t):
+            return None if t is None else t.detach()
+
+        return dict(query=None, key=None, value=det(self.value.weight),
+                    output=det(self.output.weight), query_bias=None, key_bias=None,
+                    value_bias=det(self.value.bias), output_bias=det(self.output.bias))
 
     def extra_repr(self) -> str:
         return f"beta={self.beta:g}, heads={self.heads}"
