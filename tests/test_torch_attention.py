@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from _attention_standin import AttentionFields
 
 import critsym as cs
 from critsym.torch.attention import (
@@ -21,6 +20,14 @@ from critsym.torch.modules import BuildContext, ExportContext
 D = torch.float64
 
 
+def _attention(n, regime="uniform", **kw):
+    """A numeric Attention operator (no hyperparameters left)."""
+    kw = {"sigma_v": 1.0, "sigma_o": 1.0, **kw}
+    if regime == "uniform":
+        kw.pop("sigma_qk", None)
+    return cs.Attention(n, regime, **kw)
+
+
 def _ctx(n_nets=2, width=16, seed=0):
     return BuildContext(n_nets=n_nets, width=width, values={},
                         generators=network_generators(seed, 0, n_nets, torch.device("cpu")))
@@ -31,7 +38,7 @@ def _x(*shape, seed=1):
 
 
 def test_uniform_gives_every_token_the_token_mean_of_the_values():
-    mod, out = stacked_attention(AttentionFields(6, "uniform"), _ctx(), (6, 16))
+    mod, out = stacked_attention(_attention(6, "uniform"), _ctx(), (6, 16))
     x = _x(2, 3, 6, 16)
     y = mod(x)
     assert out == (6, 16) and y.shape == x.shape
@@ -41,7 +48,7 @@ def test_uniform_gives_every_token_the_token_mean_of_the_values():
 
 
 def test_deterministic_is_the_softmax_of_the_scaled_gram_matrix():
-    op = AttentionFields(5, "deterministic", sigma_qk=1.5, tau=2.0)
+    op = _attention(5, "deterministic", sigma_qk=1.5, tau=2.0)
     mod, _ = stacked_attention(op, _ctx(), (5, 16))
     assert mod.beta == pytest.approx(1.5**2 / 2.0)
     x = _x(2, 1, 5, 16)
@@ -55,7 +62,7 @@ def test_deterministic_diagonal_closed_form_at_large_width():
     """Exchangeable tokens x_a = √p̃ m + √(q̃−p̃) e_a at width 20000: A_aa → 1/(1 + (n−1)
     e^{−β(q̃−p̃)}), the O(1/√C) Gram fluctuations being far below the tolerance."""
     n, C, q, p, beta = 4, 20000, 1.0, 0.3, 2.0
-    op = AttentionFields(n, "deterministic", sigma_qk=math.sqrt(beta), tau=1.0)
+    op = _attention(n, "deterministic", sigma_qk=math.sqrt(beta), tau=1.0)
     mod, _ = stacked_attention(op, _ctx(n_nets=1, width=8), (n, C))
     g = torch.Generator().manual_seed(3)
     x = math.sqrt(p) * torch.randn(1, 1, 1, C, generator=g, dtype=D) + \
@@ -66,16 +73,17 @@ def test_deterministic_diagonal_closed_form_at_large_width():
     torch.testing.assert_close(A.sum(-1), torch.ones(n, dtype=D))
 
 
-@pytest.mark.parametrize("heads", [1, 4])
-def test_standard_equals_torch_multihead_attention_with_the_same_weights(heads):
-    op = AttentionFields(7, "standard", sigma_qk=1.3, heads=heads)
+@pytest.mark.parametrize("heads,tau", [(1, 1.0), (4, 0.5)])
+def test_standard_equals_torch_multihead_attention_with_the_same_weights(heads, tau):
+    """Logits (W_Q x_a)·(W_K x_b)/(τ√d_h) per head: torch's MHA with W_Q/τ."""
+    op = _attention(7, "standard", sigma_qk=1.3, heads=heads, tau=tau)
     mod, _ = stacked_attention(op, _ctx(n_nets=2), (7, 16))
     x = _x(2, 3, 7, 16)
     y = mod(x)
     for i in range(2):
         mha = torch.nn.MultiheadAttention(16, heads, bias=False, batch_first=True, dtype=D)
         with torch.no_grad():
-            mha.in_proj_weight.copy_(torch.cat([mod.query.weight[i], mod.key.weight[i],
+            mha.in_proj_weight.copy_(torch.cat([mod.query.weight[i] / tau, mod.key.weight[i],
                                                 mod.value.weight[i]]))
             mha.out_proj.weight.copy_(mod.output.weight[i])
         torch.testing.assert_close(y[i], mha(x[i], x[i], x[i], need_weights=False)[0])
@@ -83,7 +91,7 @@ def test_standard_equals_torch_multihead_attention_with_the_same_weights(heads):
 
 def test_weight_scales_follow_the_sigmas():
     """Per-entry variances times fan_in: σ_Q² = σ_K² = σ_QK (σ_Q = σ_K = √σ_QK), σ_v², σ_o²."""
-    op = AttentionFields(4, "standard", sigma_qk=2.25, sigma_v=0.7, sigma_o=1.6)
+    op = _attention(4, "standard", sigma_qk=2.25, sigma_v=0.7, sigma_o=1.6)
     mod, _ = stacked_attention(op, _ctx(n_nets=4, width=64), (4, 64))
     for w, var in ((mod.query.weight, 2.25), (mod.key.weight, 2.25), (mod.value.weight, 0.49),
                    (mod.output.weight, 1.6**2)):
@@ -93,7 +101,7 @@ def test_weight_scales_follow_the_sigmas():
 
 def test_forward_mode_runs_through_the_stacked_map():
     for regime in ("uniform", "deterministic", "standard"):
-        mod, _ = stacked_attention(AttentionFields(5, regime, sigma_qk=1.0, heads=2), _ctx(),
+        mod, _ = stacked_attention(_attention(5, regime, sigma_qk=1.0, heads=2), _ctx(),
                                    (5, 16))
         x = _x(2, 1, 5, 16)
         _, t = torch.func.jvp(mod, (x,), (torch.ones_like(x),))
@@ -106,7 +114,7 @@ def _export(op, width=16, seed=0):
 
 
 def test_export_uniform_is_multihead_attention_with_zero_query_and_key():
-    mod, fan = _export(AttentionFields(6, "uniform", heads=2))
+    mod, fan = _export(_attention(6, "uniform", heads=2))
     assert isinstance(mod, MultiheadSelfAttention) and fan == 16 and mod.heads == 2
     parts = mod.parts()
     assert float(parts["query"].abs().max()) == 0 and float(parts["key"].abs().max()) == 0
@@ -117,7 +125,7 @@ def test_export_uniform_is_multihead_attention_with_zero_query_and_key():
 
 
 def test_export_deterministic_is_scaled_dot_product_attention_on_the_gram_matrix():
-    op = AttentionFields(6, "deterministic", sigma_qk=1.2, tau=0.5)
+    op = _attention(6, "deterministic", sigma_qk=1.2, tau=0.5)
     mod, _ = _export(op)
     assert isinstance(mod, GramSelfAttention)
     x = _x(3, 6, 16)
@@ -127,7 +135,7 @@ def test_export_deterministic_is_scaled_dot_product_attention_on_the_gram_matrix
 
 
 def test_export_standard_weight_scales_and_biases():
-    op = AttentionFields(6, "standard", sigma_qk=2.0, sigma_v=0.8, sigma_o=1.1, heads=4,
+    op = _attention(6, "standard", sigma_qk=2.0, sigma_v=0.8, sigma_o=1.1, heads=4,
                          sigma_b_v=0.3, sigma_b_o=0.2)
     mod, _ = _export(op, width=64)
     parts = mod.parts()
@@ -141,7 +149,7 @@ def test_export_standard_weight_scales_and_biases():
 
 def test_exported_modules_work_with_apjn_in_forward_mode():
     for regime in ("uniform", "deterministic", "standard"):
-        mod, _ = _export(AttentionFields(6, regime, sigma_qk=1.0, heads=2))
+        mod, _ = _export(_attention(6, regime, sigma_qk=1.0, heads=2))
         model = torch.nn.Sequential(torch.nn.Identity(), mod)
         res = cs.apjn(model, _x(2, 6, 16), ["0", "1"], n_probes=4, token_axis=-2)
         assert res.note == "" and res.k is not None
@@ -149,13 +157,11 @@ def test_exported_modules_work_with_apjn_in_forward_mode():
 
 def test_bad_settings_are_clear_errors():
     with pytest.raises(cs.CritsymError, match="heads"):
-        stacked_attention(AttentionFields(4, "standard", heads=3), _ctx(), (4, 16))
-    with pytest.raises(cs.CritsymError, match="regime"):
-        stacked_attention(AttentionFields(4, "softmax"), _ctx(), (4, 16))
+        stacked_attention(_attention(4, "standard", sigma_qk=1.0, heads=3), _ctx(), (4, 16))
     with pytest.raises(cs.CritsymError, match="tokens, channels"):
-        stacked_attention(AttentionFields(4), _ctx(), (16,))
+        stacked_attention(_attention(4), _ctx(), (16,))
     with pytest.raises(cs.CritsymError, match="n_tokens=4"):
-        stacked_attention(AttentionFields(4), _ctx(), (5, 16))
+        stacked_attention(_attention(4), _ctx(), (5, 16))
     with pytest.raises(cs.CritsymError, match="MultiheadAttention"):
         ctx = ExportContext(width=16, values={}, generator=torch.Generator())
-        export_attention(AttentionFields(4), ctx, 8)
+        export_attention(_attention(4), ctx, 8)
