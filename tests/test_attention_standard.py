@@ -66,8 +66,10 @@ def test_two_tokens_by_independent_quadrature(v):
     s = math.sqrt(2 * v)
 
     def E1(f):
-        return integrate.quad(lambda w: f(w) * math.exp(-w * w / (4 * v)) / math.sqrt(4 * math.pi * v),
-                              -40 * s, 40 * s, limit=400, epsabs=1e-14)[0]
+        def g(w):
+            return f(w) * math.exp(-w * w / (4 * v)) / math.sqrt(4 * math.pi * v)
+
+        return integrate.quad(g, -40 * s, 40 * s, limit=400, epsabs=1e-14)[0]
 
     assert softmax_D(2, v) == pytest.approx(E1(lambda w: _sig(w) ** 2 + _sig(-w) ** 2), abs=1e-11)
     assert softmax_WD(2, v) == pytest.approx(E1(lambda w: 4 * (_sig(w) * _sig(-w)) ** 2),
