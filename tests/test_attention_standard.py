@@ -12,12 +12,18 @@ from scipy import integrate, special
 
 from critsym.attention.softmax_moments import (
     refinement_error,
+    softmax_cross,
     softmax_D,
     softmax_WD,
     softmax_WX,
     softmax_X,
 )
-from critsym.attention.standard import SoftmaxD, SoftmaxX, standard_moments
+from critsym.attention.standard import (
+    SoftmaxD,
+    SoftmaxX,
+    standard_cross_moments,
+    standard_moments,
+)
 from critsym.errors import CritsymError, DerivationError, HyperparameterError
 from critsym.gaussian.numeric import compile_expr
 
@@ -57,6 +63,26 @@ def test_moments_match_monte_carlo_of_gaussian_logits(n, v, rho):
 
 def _sig(w):
     return special.expit(w)
+
+
+@pytest.mark.parametrize("n,v1,v2,c", [(8, 1.0, 4.0, 0.8), (4, 0.5, 2.0, -0.3),
+                                       (32, 9.0, 1.0, 1.5)])
+def test_two_input_moment_matches_monte_carlo(n, v1, v2, c):
+    rng = np.random.default_rng(n)
+    L = np.linalg.cholesky(np.array([[v1, c], [c, v2]]))
+    g = rng.standard_normal((100_000, n, 2)) @ L.T
+    s = (_softmax(g[..., 0]) * _softmax(g[..., 1])).sum(1)
+    assert abs(s.mean() - softmax_cross(n, v1, v2, c)) <= 4 * s.std(ddof=1) / math.sqrt(len(s))
+
+
+def test_two_input_moments_reduce_to_one_input():
+    """Two copies of one input (c_same = q, c_other = p) give D₁₂ = D and X₁₂ = X."""
+    D12, X12 = standard_cross_moments(8, 1, 0.3, 1, 0.3, 1, 0.3, 1.5)
+    v = 1.5**2 * 0.7
+    assert float(D12.evalf()) == pytest.approx(softmax_D(8, v), abs=1e-10)
+    assert float(X12.evalf()) == pytest.approx(softmax_X(8, v, 0.3), abs=1e-10)
+    assert softmax_cross(8, 2.0, 2.0 * (1 + 1e-9), 0.6) == pytest.approx(
+        softmax_X(8, 2.0, 0.3), abs=1e-8)
 
 
 @pytest.mark.parametrize("v", [0.1, 1.0, 6.0])

@@ -168,6 +168,44 @@ def _pair_moments(n: int, v: float, rho: float, refine: int = 1) -> tuple[float,
     return float(X), float(WX)
 
 
+@lru_cache(maxsize=4096)
+def _cross_moment(n: int, v1: float, v2: float, c: float, refine: int = 1) -> float:
+    """E Σ_e A_e B_e, A = softmax(x), B = softmax(y), (x_e, y_e) i.i.d. with variances v1, v2
+    and covariance c (unequal variances: two inputs' rows).  x = a m + ε₁, y = b m + ε₂ with
+    m ~ N(0, 1), ab = c, a² = |c|√(v1/v2), b² = |c|√(v2/v1); F^{ε}_k is evaluated on a 1-D
+    grid of spacing 0.01/refine and interpolated by a cubic spline (relative error < 1e-8)."""
+    from scipy.interpolate import CubicSpline
+
+    if n == 1:
+        return 1.0
+    if v1 == v2:
+        return _pair_moments(n, v1, c / v1 if v1 > 0 else 0.0, refine)[0]
+    if v1 == 0.0 or v2 == 0.0 or c == 0.0:
+        return 1.0 / n  # one row uniform, or independent rows: Σ_e E A_e E B_e = 1/n
+    a = math.sqrt(abs(c) * math.sqrt(v1 / v2))
+    b = math.copysign(math.sqrt(abs(c) * math.sqrt(v2 / v1)), c)
+    e1, e2 = max(v1 - a * a, 0.0), max(v2 - b * b, 0.0)
+    vmax = max(v1, v2)
+    tau, h = _tau_grid(n, vmax, 1, refine)
+    hm = min(0.5, 0.25 / max(a, abs(b))) / refine
+    M = int(math.ceil(TAIL / hm))
+    m = hm * np.arange(-M, M + 1)
+    wm = np.exp(-0.5 * m * m)
+    wm /= wm.sum()
+    ext = TAIL * max(a, abs(b)) + 1.0
+    grid = np.arange(tau[0] - ext, tau[-1] + ext + 0.01, 0.01 / refine)
+
+    def table(k, var):
+        return CubicSpline(grid, _smooth(k, grid, var, refine))
+
+    P = {k: table(k, e1)(tau[:, None] + a * m[None, :]) for k in (0, 1)}
+    Q = {k: table(k, e2)(tau[:, None] + b * m[None, :]) for k in (0, 1)}
+    G00 = (P[0] * wm) @ Q[0].T
+    G11 = (P[1] * wm) @ Q[1].T
+    with np.errstate(under="ignore"):
+        return float(n * h * h * np.sum(G11 * np.clip(G00, 0.0, 1.0) ** (n - 1)))
+
+
 def _check(n, v, rho=None) -> None:
     if not (float(n) == int(n) and int(n) >= 1):
         raise HyperparameterError(f"the number of tokens n must be an integer >= 1, got {n}")
@@ -222,6 +260,25 @@ def softmax_WX(n, v, rho):
     return _vectorise(_pair_moments, 1, n, v, rho)
 
 
+def softmax_cross(n, v1, v2, c):
+    """E Σ_e A_e B_e for rows of two inputs: logit pairs with variances v1, v2, covariance c."""
+    a = np.broadcast_arrays(*[np.asarray(t, dtype=float) for t in (n, v1, v2, c)])
+    out = np.empty(a[0].shape)
+    for idx in np.ndindex(out.shape):
+        nn, x1, x2, cc = (float(t[idx]) for t in a)
+        if any(math.isnan(t) for t in (nn, x1, x2, cc)):
+            out[idx] = np.nan
+            continue
+        _check(nn, x1)
+        _check(nn, x2)
+        if x1 * x2 > 0 and abs(cc) > math.sqrt(x1 * x2) * (1 + 1e-12):
+            raise HyperparameterError(
+                f"the logit covariance c = {cc} exceeds sqrt(v1 v2) = {math.sqrt(x1 * x2)}")
+        cc = float(np.clip(cc, -math.sqrt(x1 * x2), math.sqrt(x1 * x2)))
+        out[idx] = _cross_moment(int(nn), x1, x2, cc)
+    return out if out.ndim else float(out)
+
+
 def refinement_error(n: int, v: float, rho: float) -> dict[str, float]:
     """|value − value with every spacing halved| for D, W_D, X, W_X at one point: the
     quadrature's error estimate."""
@@ -232,4 +289,5 @@ def refinement_error(n: int, v: float, rho: float) -> dict[str, float]:
     return dict(D=abs(d1 - d2), WD=abs(wd1 - wd2), X=abs(x1 - x2), WX=abs(wx1 - wx2))
 
 
-__all__ = ["H_TAU", "refinement_error", "softmax_D", "softmax_WD", "softmax_WX", "softmax_X"]
+__all__ = ["H_TAU", "refinement_error", "softmax_D", "softmax_WD", "softmax_WX", "softmax_X",
+           "softmax_cross"]

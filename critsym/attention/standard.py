@@ -57,11 +57,12 @@ import sympy as sp
 
 from ..activations import MPMATH_FUNCTIONS, NUMPY_FUNCTIONS
 from ..errors import DerivationError
-from .softmax_moments import softmax_D, softmax_WD, softmax_WX, softmax_X
+from .softmax_moments import softmax_cross, softmax_D, softmax_WD, softmax_WX, softmax_X
 
-_NUMERIC = {"D": softmax_D, "X": softmax_X, "WD": softmax_WD, "WX": softmax_WX}
+_NUMERIC = {"D": softmax_D, "X": softmax_X, "WD": softmax_WD, "WX": softmax_WX,
+            "C": softmax_cross}
 #: integer codes of the moments inside :class:`SoftmaxMomentDerivative`
-_KINDS = ("D", "X", "WD", "WX")
+_KINDS = ("D", "X", "WD", "WX", "C")
 
 
 def _derivative(kind: str, argindex: int, *args):
@@ -72,7 +73,10 @@ def _derivative(kind: str, argindex: int, *args):
     i = argindex - 1
     x = args[i]
     h = 1e-3 * np.maximum(1.0, np.abs(x))
-    lo, hi = (0.0, np.inf) if i == 1 else (-1.0, 1.0)
+    if kind == "C":
+        lo, hi = (0.0, np.inf) if i in (1, 2) else (-np.inf, np.inf)
+    else:
+        lo, hi = (0.0, np.inf) if i == 1 else (-1.0, 1.0)
     out = np.empty(x.shape)
     for idx in np.ndindex(x.shape):
         a = [float(arr[idx]) for arr in args]
@@ -94,7 +98,8 @@ def _derivative(kind: str, argindex: int, *args):
     return out if out.ndim else float(out)
 
 
-_PATHS = {"D": "softmax_D", "X": "softmax_X", "WD": "softmax_WD", "WX": "softmax_WX"}
+_PATHS = {"D": "softmax_D", "X": "softmax_X", "WD": "softmax_WD", "WX": "softmax_WX",
+          "C": "softmax_cross"}
 
 
 def _call_code(self, printer, **kwargs) -> str:
@@ -120,7 +125,12 @@ class _SoftmaxMoment(sp.Function):
     def eval(cls, n, v, *rest):
         n = sp.sympify(n)
         if n == 1:
-            return sp.S.One if cls.kind in ("D", "X") else sp.S.Zero
+            return sp.S.Zero if cls.kind in ("WD", "WX") else sp.S.One
+        if cls.kind == "C":
+            if sp.sympify(v).is_zero or sp.sympify(rest[0]).is_zero or sp.sympify(
+                    rest[1]).is_zero:  # a uniform row or independent rows
+                return 1 / n
+            return None
         if sp.sympify(v).is_zero:  # uniform attention
             return 1 / n if cls.kind in ("D", "X") else (n - 1) / n**2
         return None
@@ -175,6 +185,15 @@ class SoftmaxWX(_SoftmaxMoment):
     nargs = 3
     kind = "WX"
     latex_name = r"\mathcal{W}^{X}_{\mathrm{sm}}"
+
+
+class SoftmaxCross(_SoftmaxMoment):
+    r"""C(n, v₁, v₂, c) = E Σ_e A_e B_e for rows of two inputs: logit pairs (x_e, y_e) i.i.d.
+    with variances v₁, v₂ and covariance c."""
+
+    nargs = 4
+    kind = "C"
+    latex_name = r"\mathcal{C}_{\mathrm{sm}}"
 
 
 class SoftmaxMomentDerivative(sp.Function):
@@ -268,5 +287,23 @@ def standard_moments(n: int, q: sp.Expr, p: sp.Expr, sigma_qk: sp.Expr,
     return StandardMoments(n=n, v=v, rho=rho, D=D, X=X, WD=WD, WX=WX, value=value, qk=qk)
 
 
-__all__ = ["SoftmaxD", "SoftmaxMomentDerivative", "SoftmaxWD", "SoftmaxWX", "SoftmaxX",
-           "StandardMoments", "standard_moments"]
+def standard_cross_moments(n: int, q1: sp.Expr, p1: sp.Expr, q2: sp.Expr, p2: sp.Expr,
+                           c_same: sp.Expr, c_other: sp.Expr,
+                           sigma_qk: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    r"""(D₁₂, X₁₂) = (E Σ_e A¹_ae A²_ae, E Σ_e A¹_ae A²_be) for two inputs sharing W_Q, W_K:
+    token Grams (q₁, p₁), (q₂, p₂) and cross Gram ``c_same`` (one token, both inputs),
+    ``c_other`` (two different tokens).  Cov(s¹_ab, s²_cd) = β² C¹²_ac C¹²_bd gives, after the
+    row constants cancel, i.i.d. logit pairs with variances β² q_i(q_i − p_i) and covariance
+    β² c_same (c_same − c_other) (same row) or β² c_other (c_same − c_other) (rows a ≠ b)."""
+    if isinstance(n, bool) or int(n) != n or int(n) < 2:
+        raise DerivationError(f"standard attention needs n >= 2 tokens, got {n!r}")
+    N = sp.Integer(int(n))
+    b2 = sp.sympify(sigma_qk) ** 2
+    q1, p1, q2, p2, cs, co = map(sp.sympify, (q1, p1, q2, p2, c_same, c_other))
+    v1, v2 = b2 * q1 * (q1 - p1), b2 * q2 * (q2 - p2)
+    return (SoftmaxCross(N, v1, v2, b2 * cs * (cs - co)),
+            SoftmaxCross(N, v1, v2, b2 * co * (cs - co)))
+
+
+__all__ = ["SoftmaxCross", "SoftmaxD", "SoftmaxMomentDerivative", "SoftmaxWD", "SoftmaxWX",
+           "SoftmaxX", "StandardMoments", "standard_cross_moments", "standard_moments"]
