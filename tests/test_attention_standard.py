@@ -199,3 +199,13 @@ def test_layer_against_torch_monte_carlo(kappa0):
     D = softmax_D(n, s**2 * q0 * (q0 - p0))
     j_value_only = D + (1 - D) * kappa0
     assert abs(row.mc["j"] - j_value_only) > 6 * row.se["j"]
+
+
+@pytest.mark.slow
+def test_layer_with_two_heads_against_torch_monte_carlo():
+    """The expectations do not depend on the number of heads (d_k = d/2 here)."""
+    from critsym.repro.attention_standard import QUANTITIES, measure
+
+    row = measure(4, 2.0, widths=(64, 128, 256), nets=600, kappa0=0.5, heads=2, seed=5)
+    for x in QUANTITIES:
+        assert abs(row.z(x)) <= 4, (x, row.theory[x], row.mc[x], row.se[x])

@@ -2,8 +2,8 @@ r"""Standard attention (1/√d_k logits, independent W_Q, W_K): theory against M
 
 ``python -m critsym.repro attention-standard [--quick]`` prints, for σ_QK ∈ {0.25, 0.5, 1, 2, 4}
 and n ∈ {4, 8, 32}, the infinite-width theory of :mod:`critsym.attention.standard` beside an
-independent Monte Carlo of torch networks at widths d (one head, d_k = d), extrapolated to
-d → ∞ by the weighted 1/d fit (:func:`critsym.torch.validate.extrapolate`), for
+independent Monte Carlo of torch networks at widths d = 32, 64, 128 (one head, d_k = d),
+extrapolated to d → ∞ by the weighted 1/d fit (:func:`critsym.torch.validate.extrapolate`), for
 
 * ``layer``: one attention layer y = W_O softmax(QKᵀ/√d_k) W_V x on exchangeable Gaussian
   tokens (q⁰ = 1, p⁰ = 0.3) and a tangent probe with j⁰ = 1, κ⁰ = 0;
@@ -28,7 +28,7 @@ QUANTITIES = ("q", "p", "j", "k")
 
 def theory(n: int, sigma_qk: float, depth: int = 1, mode: str = "layer", q0: float = 1.0,
            p0: float = 0.3, j0: float = 1.0, kappa0: float = 0.0,
-           sigma_ov: float = 1.0) -> dict[str, float]:
+           sigma_ov: float = 1.0, heads: int = 1) -> dict[str, float]:
     r"""(q, p, j, k) after one layer (``mode="layer"``) or ``depth`` pre-LN blocks.
 
     Layer: with v = σ_QK² q(q − p), ρ = p/q, u = q − p,
@@ -36,6 +36,7 @@ def theory(n: int, sigma_qk: float, depth: int = 1, mode: str = "layer", q0: flo
     j' = σ_OV²[D j + (1−D) κ + σ_QK² u W_D((q + u) j − q κ)],
     κ' = σ_OV²[X j + (1−X) κ + σ_QK² u W_X(p j + (u − p) κ)].
     Pre-LN block: the layer acts on LN(h) (q̃ = 1, p̃ = p/q, tangent (j, κ)/q) and adds to h.
+    The expectations do not depend on ``heads``.
     """
     q, p, j, kap = q0, p0, j0, kappa0
     for _ in range(depth if mode == "block" else 1):
@@ -167,8 +168,10 @@ def table(rows: list[Row]) -> str:
 SIGMAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 TOKENS = (4, 8, 32)
 #: (name, mode, depth, networks per width at full settings)
-SETTINGS = (("one attention layer", "layer", 1, 2000), ("one pre-LN block", "block", 1, 1000),
-            ("four pre-LN blocks", "block", 4, 400))
+SETTINGS = (("one attention layer", "layer", 1, 1000), ("one pre-LN block", "block", 1, 600),
+            ("four pre-LN blocks", "block", 4, 300))
+#: the widths of the Monte Carlo (one head, d_k = d)
+WIDTHS = (32, 64, 128)
 
 
 def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
@@ -179,12 +182,12 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     tokens = (4, 8) if quick else TOKENS
     results = {}
     for name, mode, depth, nets in SETTINGS:
-        rows = [measure(n, s, nets=100 if quick else nets, mode=mode, depth=depth, seed=seed)
-                for n in tokens for s in sigmas]
+        rows = [measure(n, s, widths=WIDTHS, nets=100 if quick else nets, mode=mode,
+                        depth=depth, seed=seed) for n in tokens for s in sigmas]
         results[name] = rows
-        print(f"== standard attention, {name}: theory vs Monte Carlo (widths 64, 128, 256, "
-              "extrapolated 1/d → 0)")
-        print(table(rows))
+        print(f"== standard attention, {name}: theory vs Monte Carlo (widths {WIDTHS}, "
+              f"{100 if quick else nets} networks each, extrapolated 1/d → 0)", flush=True)
+        print(table(rows), flush=True)
     if out:
         from ._common import pyplot, save_figure
 
