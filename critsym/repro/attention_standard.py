@@ -5,8 +5,9 @@ and n ∈ {4, 8, 32}, the infinite-width theory of :mod:`critsym.attention.stand
 independent Monte Carlo of torch networks at widths d = 32, 64, 128 (one head, d_k = d),
 extrapolated to d → ∞ by the weighted 1/d fit (:func:`critsym.torch.validate.extrapolate`), for
 
-* ``layer``: one attention layer y = W_O softmax(QKᵀ/√d_k) W_V x on exchangeable Gaussian
-  tokens (q⁰ = 1, p⁰ = 0.3) and a tangent probe with j⁰ = 1, κ⁰ = 0;
+* ``layer``: one attention layer y = W_O softmax(QKᵀ/√d_k) W_V x on exchangeable tokens of
+  Gram q⁰ = 1, p⁰ = 0.3 (random directions, exact Gram) and a tangent probe with j⁰ = 1,
+  κ⁰ = 0;
 * ``block``: ``depth`` pre-LN blocks h ↦ h + Attn(LN(h)) (σ_V = σ_O = 1), same input.
 
 The tangent is carried by forward-mode autodiff (``torch.func.jvp``) of a plain torch forward,
@@ -60,6 +61,17 @@ def theory(n: int, sigma_qk: float, depth: int = 1, mode: str = "layer", q0: flo
     return dict(q=q, p=p, j=j, k=kap * (n - 1) / n)
 
 
+def _exact_gram(g, diag: float, off: float):
+    """Tokens (b, n, d) with Gram x_a·x_b/d exactly ``diag`` (a = b) and ``off`` (a ≠ b):
+    √d (√off e_0 + √(diag − off) e_a) from orthonormal columns e of a Gaussian (b, d, n + 1)
+    matrix (QR).  A rotation-invariant input of the given Gram (variance reduction: the input
+    Gram does not fluctuate)."""
+    import torch
+
+    e = torch.linalg.qr(g).Q.transpose(1, 2) * math.sqrt(g.shape[1])  # (b, n + 1, d)
+    return math.sqrt(off) * e[:, :1] + math.sqrt(diag - off) * e[:, 1:]
+
+
 def simulate(n: int, sigma_qk: float, d: int, nets: int, mode: str = "layer", depth: int = 1,
              heads: int = 1, q0: float = 1.0, p0: float = 0.3, j0: float = 1.0,
              kappa0: float = 0.0, sigma_ov: float = 1.0, seed: int = 0,
@@ -83,9 +95,8 @@ def simulate(n: int, sigma_qk: float, d: int, nets: int, mode: str = "layer", de
         b = min(chunk, nets - done)
         layers = depth if mode == "block" else 1
         W = [[randn(b, d, d) / math.sqrt(d) * s for s in (sq, sq, sv, so)] for _ in range(layers)]
-        g0, g = randn(b, 1, d), randn(b, n, d)
-        x0 = math.sqrt(p0) * g0 + math.sqrt(q0 - p0) * g
-        t0 = math.sqrt(kappa0) * randn(b, 1, d) + math.sqrt(j0 - kappa0) * randn(b, n, d)
+        x0 = _exact_gram(randn(b, d, n + 1), q0, p0)
+        t0 = _exact_gram(randn(b, d, n + 1), j0, kappa0)
 
         def attention(x, WQ, WK, WV, WO):
             B = x.shape[0]
@@ -168,8 +179,8 @@ def table(rows: list[Row]) -> str:
 SIGMAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 TOKENS = (4, 8, 32)
 #: (name, mode, depth, networks per width at full settings)
-SETTINGS = (("one attention layer", "layer", 1, 1000), ("one pre-LN block", "block", 1, 600),
-            ("four pre-LN blocks", "block", 4, 300))
+SETTINGS = (("one attention layer", "layer", 1, 2000), ("one pre-LN block", "block", 1, 1000),
+            ("four pre-LN blocks", "block", 4, 1000))
 #: the widths of the Monte Carlo (one head, d_k = d)
 WIDTHS = (32, 64, 128)
 
@@ -183,7 +194,8 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     results = {}
     for name, mode, depth, nets in SETTINGS:
         rows = [measure(n, s, widths=WIDTHS, nets=100 if quick else nets, mode=mode,
-                        depth=depth, seed=seed) for n in tokens for s in sigmas]
+                        depth=depth, seed=seed + 1000 * n + 10 * i)
+                for n in tokens for i, s in enumerate(sigmas)]
         results[name] = rows
         print(f"== standard attention, {name}: theory vs Monte Carlo (widths {WIDTHS}, "
               f"{100 if quick else nets} networks each, extrapolated 1/d → 0)", flush=True)
