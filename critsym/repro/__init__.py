@@ -12,7 +12,10 @@ the numbers it asserts; each ``run(quick, out, seed)`` returns them as a dict.
 * ``numerical-test`` — the cheap numerical criticality test on a torch model: scan σ_w, measure
   the one-step APJN deep in the network, pick the σ_w where it crosses 1, compare with theory;
 * ``batchnorm``    — per-layer gradient growth of a BatchNorm MLP vs batch size, theory and
-  simulation (B = 4 … 64 and B → ∞).
+  simulation (B = 4 … 64 and B → ∞);
+* ``transformer``  — one-block APJN phase diagrams of a ViT-like stack (pre-LN, post-LN, no LN),
+  theory beside Monte Carlo, and J^{0,l} vs depth: power law with LayerNorm, stretched
+  exponential with erf ("Derf").
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ REPROS = {
     "conv-mixer": "critsym.repro.conv_mixer",
     "numerical-test": "critsym.repro.numerical_test",
     "batchnorm": "critsym.repro.batchnorm",
+    "transformer": "critsym.repro.transformer",
 }
 
 
