@@ -332,7 +332,7 @@ def fit_growth(layers, J, se=None) -> GrowthFit:
 def _settings(quick: bool) -> dict:
     if quick:
         return dict(varws=(0.1, 2.1, 4.1), mus=(0.5, 1.0), dim=32, n_nets=3,
-                    slice_varws=(0.1, 2.1, 4.1), slice_mus=(1.0, 0.5), depth=12, depth_dim=32,
+                    slice_varws=(0.1, 4.1), slice_mus=(1.0,), depth=12, depth_dim=32,
                     depth_nets=3, depth_n=17, theory_depth=512)
     return dict(varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
                 mus=tuple(np.round(np.arange(0.1, 1.01, 0.1), 2)), dim=64, n_nets=4,
