@@ -58,3 +58,13 @@ def test_post_ln_state_is_normalised():
     r = ref.run(6, 17, norm="post", mu=0.5, sigma_o=1.2, sigma_v=1.1, sigma_1=1.5, sigma_2=0.9)
     assert np.allclose(r.q[1:], 1.0)
     assert np.all((r.p[1:] > 0) & (r.p[1:] < 1))
+
+
+def test_two_independent_pre_ln_references_agree():
+    """The general recursion (``run``) and the separately written pre-LN one (``pre_ln_run``)
+    give the same trajectory for uniform attention."""
+    a = ref.run(12, 8, norm="pre", sigma_o=1.3, sigma_v=0.8, sigma_1=1.2, sigma_2=0.9, q0=1.4,
+                p0=0.3)
+    b = ref.pre_ln_run(12, 8, sigma_ov=1.3 * 0.8, mlp=(1.2 * 0.9) ** 2, q0=1.4, p0=0.3)
+    for x, y in ((a.q, b.K), (a.p, b.O_C), (a.j, b.J), (a.k, b.k)):
+        np.testing.assert_allclose(x, y, rtol=1e-12)
