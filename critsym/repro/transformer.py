@@ -6,11 +6,13 @@ variance varw/fan_in and zero biases, residual x ↦ μx + branch around both su
 LayerNorm before each branch ("pre"), after each residual sum ("post") or nowhere ("none").
 The one-block APJN J^{7→8} = (1/(n d)) ‖∂h⁸/∂h⁷‖_F² over varw ∈ [0.1, 4.1], μ ∈ [0.1, 1].
 
-* Theory: the token-state mean field with **uniform attention** A = 11ᵀ/n (q, p per token and the
-  two-part tangent (j, k), see :func:`theory_run`).  The paper's softmax attention has logits of
+* Theory: critsym's token theory (q, p per token and the two-part tangent (j, k)) of the block
+  built from ``Residual``, ``LayerNorm``, ``Attention``, ``Linear`` and ``Act``
+  (:func:`vit_block`) with **uniform attention** A = 11ᵀ/n; J^{7→8} is the (j, j) entry of the
+  block's tangent map at the state after 7 blocks.  The paper's softmax attention has logits of
   variance σ_QK² q̃² = varw² q̃² (the standard regime), whose query/key path this theory omits: it
   is drawn as a labelled approximation.
-* Monte Carlo: real torch stacks of that architecture (:class:`ViTStack`) with softmax attention
+* Monte Carlo: real torch stacks of that architecture (:func:`vit_stack`) with softmax attention
   as in the paper, and — for the slices — with uniform attention (W_Q = W_K = 0, so the softmax
   is exactly 11ᵀ/n), where the theory is exact up to O(1/d); J^{7→8} by :func:`critsym.apjn`,
   mean ± SE over independent networks.
@@ -19,11 +21,11 @@ Claims: pre-LN with μ = 1 is near-critical for every varw; pre-LN with μ < 1 a
 ordered (J < 1); no LN is chaotic (J > 1) once varw is not small.
 
 **Depth** (labofdoubt/transformers-apjn): a ViT-base-like init (σ_O = σ_V = σ₁ = 0.64·√(3/4),
-σ₂ = 2σ₁, uniform attention) with pre-LN, and with erf(αx) ("Derf", Chen et al. 2025,
-arXiv 2512.10938) in place of LayerNorm.  J^{0,l} grows as a power law J ∝ l^b with LayerNorm
-(q grows ∝ l and each block adds O(1/q)) and as a stretched exponential log J ≈ a + c·l^β,
-β ≈ ½, with erf (its Jacobian factor decays only as q^{-1/2}).  Both forms are fitted
-(:func:`fit_growth`) to the theory and to the Monte Carlo.
+σ₂ = 2σ₁, uniform attention) with pre-LN, and with erf(x) ("Derf" erf(αx + s) of Chen et al.
+2025, arXiv 2512.10938, at its initial α = 1, s = 0) in place of LayerNorm.  J^{0,l} grows as
+a power law J ∝ l^b with LayerNorm (q grows ∝ l and each block adds O(1/q)) and as a
+stretched exponential log J ≈ a + c·l^β, β ≈ ½, with erf (its Jacobian factor decays only as
+q^{-1/2}).  Both forms are fitted (:func:`fit_growth`) to the theory and to the Monte Carlo.
 
 ``critsym repro transformer --out docs/figures/transformer_phase.png [--quick]`` writes the phase
 figure there and the depth figure beside it (``…_depth.png``).
@@ -33,10 +35,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import HyperparameterError
 from ..stats import line_fit, mean_se
 from ._common import pyplot, save_figure, show
 
@@ -50,74 +54,83 @@ VIT_SIGMA = 0.64 * math.sqrt(768 / 1024)
 THEORY_LABEL = "theory: uniform attention A = 11ᵀ/n (the softmax query/key path omitted)"
 
 
-# ---------------------------------------------------------------- theory (uniform attention)
+# ---------------------------------------------------------------- theory (critsym)
 
-def _relu_kappa(rho: float) -> tuple[float, float]:
-    """(κ, κ') of ReLU at unit variances and correlation ρ: κ = E relu(u)relu(v) =
-    (√(1−ρ²) + ρ(π − arccos ρ))/(2π), κ' = E relu'(u)relu'(v) = ¼ + asin(ρ)/(2π)."""
-    rho = min(max(rho, -1.0), 1.0)
-    kappa = (math.sqrt(max(0.0, 1 - rho * rho)) + rho * (math.pi - math.acos(rho))) / (2 * math.pi)
-    return kappa, 0.25 + math.asin(rho) / (2 * math.pi)
+def vit_block(norm: str, n: int = N_TOKENS, mu: object = "mu"):
+    """One block as critsym operators: uniform ``Attention`` (σ_V, σ_O: ``sigma_v``,
+    ``sigma_o``) and a ReLU MLP (``sigma_1``, ``sigma_2``), zero biases, residuals x ↦ μx + branch,
+    with LayerNorm before each branch ("pre"), after each residual sum ("post"), nowhere
+    ("none"), or erf in place of LayerNorm ("derf": Derf at α = 1)."""
+    from ..ops import Act, Attention, LayerNorm, Linear, Residual
+
+    att = Attention(n, "uniform", sigma_v="sigma_v", sigma_o="sigma_o")
+    mlp = Linear("sigma_1", 0) >> Act("relu") >> Linear("sigma_2", 0)
+    if norm == "pre":
+        return Residual(LayerNorm() >> att, mu) >> Residual(LayerNorm() >> mlp, mu)
+    if norm == "derf":
+        return Residual(Act("erf") >> att, mu) >> Residual(Act("erf") >> mlp, mu)
+    if norm == "post":
+        return Residual(att, mu) >> LayerNorm() >> Residual(mlp, mu) >> LayerNorm()
+    if norm == "none":
+        return Residual(att, mu) >> Residual(mlp, mu)
+    raise HyperparameterError(f"norm must be one of {NORMS + ('derf',)}, got {norm!r}")
 
 
-def _token_moments(kind: str, q: float, p: float, alpha: float):
-    """(E e_a², E e_a e_b, E N'(h_a)², E N'(h_a)N'(h_b)) of the per-token map e = N(h)."""
-    if kind == "ln":
-        return 1.0, p / q, 1.0 / q, 1.0 / q
-    if kind == "identity":
-        return q, p, 1.0, 1.0
-    a2 = alpha * alpha
-    return (2 / math.pi * math.asin(2 * a2 * q / (1 + 2 * a2 * q)),
-            2 / math.pi * math.asin(2 * a2 * p / (1 + 2 * a2 * q)),
-            4 * a2 / math.pi / math.sqrt(1 + 4 * a2 * q),
-            4 * a2 / math.pi / math.sqrt((1 + 2 * a2 * q) ** 2 - 4 * a2 * a2 * p * p))
+@cache
+def block_theory(norm: str, n: int = N_TOKENS):
+    """The critsym Theory of :func:`vit_block` (derived once per (norm, n))."""
+    from ..derive import derive
+
+    return derive(vit_block(norm, n))
 
 
-def theory_run(depth: int, *, norm: str = "pre", mu: float = 1.0, n: int = N_TOKENS,
-               sigma_ov: float = 1.0, sigma_mlp: float = 1.0, q0: float = 1.0, p0: float = 0.0,
-               alpha: float = 1.0) -> np.ndarray:
-    r"""(depth + 1, 4) array of (q, p, j, k) per block, uniform attention, ReLU MLP.
+def _hyper(mu, sigma_o, sigma_v, sigma_1, sigma_2) -> dict:
+    return dict(mu=mu, sigma_o=sigma_o, sigma_v=sigma_v, sigma_1=sigma_1, sigma_2=sigma_2)
 
-    With e = N(h) the map before a branch (LayerNorm for "pre", erf(αh) for "derf", identity
-    for "none"/"post"), ũ = E e², ṽ = E e_a e_b, q̂ = E N'², p̂ = E N'_a N'_b,
-    σ_OV² = ``sigma_ov``², mlp = σ₁²σ₂² = ``sigma_mlp``²:
 
-        attention: q, p += σ_OV² ν (after ×μ²), ν = ũ/n + (1 − 1/n)ṽ;
-                   j ← μ²j + σ_OV²(q̂ j/n + p̂ k),  k ← μ²k + ((n−1)/n) σ_OV²(q̂ j/n + p̂ k);
-        MLP:       q ← μ²q + mlp ũ/2,  p ← μ²p + mlp ũ κ(ṽ/ũ);
-                   j ← (μ² + mlp q̂/2) j,  k ← (μ² + mlp p̂ κ'(ṽ/ũ)) k;
-        "post":    after each residual sum LayerNorm divides q, p, j, k by q.
-    """
-    kind = {"pre": "ln", "derf": "erf", "none": "identity", "post": "identity"}[norm]
-    att, mlp, m2 = sigma_ov**2, sigma_mlp**2, mu * mu
-    out = np.empty((depth + 1, 4))
-    q, p, j, k = float(q0), float(p0), 1.0, 0.0
-    out[0] = q, p, j, k
-    for layer in range(depth):
-        u, v, qh, ph = _token_moments(kind, q, p, alpha)
-        nu = u / n + (1 - 1 / n) * v
-        shared = qh * j / n + ph * k
-        q, p = m2 * q + att * nu, m2 * p + att * nu
-        j, k = m2 * j + att * shared, m2 * k + (n - 1) / n * att * shared
-        if norm == "post":
-            q, p, j, k = 1.0, p / q, j / q, k / q
-        u, v, qh, ph = _token_moments(kind, q, p, alpha)
-        kap, kap1 = _relu_kappa(v / u)
-        q, p = m2 * q + mlp * u / 2, m2 * p + mlp * u * kap
-        j, k = (m2 + mlp * qh / 2) * j, (m2 + mlp * ph * kap1) * k
-        if norm == "post":
-            q, p, j, k = 1.0, p / q, j / q, k / q
-        out[layer + 1] = q, p, j, k
+def theory_run(depth: int, *, norm: str = "pre", mu=1.0, n: int = N_TOKENS, sigma_o=1.0,
+               sigma_v=1.0, sigma_1=1.0, sigma_2=1.0, q0: float = 1.0, p0: float = 0.0):
+    r"""critsym's token theory of ``depth`` blocks from (q⁰, p⁰), j⁰ = 1, k⁰ = 0: the
+    RunResult with ``K`` = q, ``O_C`` = p, ``J`` = j, ``k`` per block (hyperparameters may be
+    arrays: one run per entry).  For uniform attention A = 11ᵀ/n behind a per-token map e = N(h)
+    (Jacobian moments q̂ = E N'², p̂ = E N'_a N'_b; LayerNorm: q̂ = p̂ = 1/q) the block is
+
+        q, p ← μ²(q, p) + σ_OV² ν,  ν = E e²/n + (1 − 1/n) E e_a e_b,
+        j ← μ² j + σ_OV²(q̂ j/n + p̂ k),  k ← μ² k + ((n−1)/n) σ_OV²(q̂ j/n + p̂ k),
+
+    then the MLP multiplies j by μ² + σ₁²σ₂² q̂ E relu'² and k by μ² + σ₁²σ₂² p̂ κ'(ρ),
+    κ'(ρ) = ¼ + asin(ρ)/(2π); "post" divides q, p, j, k by q at each LayerNorm."""
+    th = block_theory(norm, n)
+    return th.run(depth, K0=q0, O_C0=p0, J0=1.0, k0=0.0,
+                  **_hyper(mu, sigma_o, sigma_v, sigma_1, sigma_2))
+
+
+@lru_cache(maxsize=8)
+def vit_base_depth_theory(norm: str, depth: int, n: int = N_TOKENS) -> np.ndarray:
+    """J^{0,l}, l = 0..depth, of the ViT-base-like init (σ_O = σ_V = σ₁ = :data:`VIT_SIGMA`,
+    σ₂ = 2σ₁, μ = 1, q⁰ = 1, p⁰ = 0) from critsym's theory (cached: the erf block takes
+    ~45 ms per block)."""
+    r = theory_run(depth, norm=norm, n=n, sigma_o=VIT_SIGMA, sigma_v=VIT_SIGMA,
+                   sigma_1=VIT_SIGMA, sigma_2=2 * VIT_SIGMA)
+    out = np.asarray(r.J, float)
+    out.setflags(write=False)
     return out
 
 
-def theory_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int = N_TOKENS,
-                     q0: float = 1.0, p0: float = 0.0) -> float:
-    """J^{l→l+1} of the ViT-like stack (all σ² = varw): j after one block started at j = 1,
-    k = 0 from the state (q, p) after ``layer`` blocks."""
-    kw = dict(norm=norm, mu=mu, n=n, sigma_ov=varw, sigma_mlp=varw)
-    q, p = theory_run(layer, q0=q0, p0=p0, **kw)[-1, :2]
-    return float(theory_run(1, q0=q, p0=p, **kw)[1, 2])
+def theory_one_block(norm: str, mu, varw, layer: int = 7, n: int = N_TOKENS,
+                     q0: float = 1.0, p0: float = 0.0):
+    """J^{l→l+1} of the ViT-like stack (every σ² = varw; ``mu``, ``varw`` broadcast as arrays):
+    the (j, j) entry of the block's tangent map at the state after ``layer`` blocks."""
+    mu, varw = np.broadcast_arrays(np.asarray(mu, float), np.asarray(varw, float))
+    s = np.sqrt(varw)
+    hyper = _hyper(mu, s, s, s, s)
+    r = block_theory(norm, n).run(layer, K0=q0, O_C0=p0, **hyper)
+    K, O_C = np.asarray(r.K, float)[-1], np.asarray(r.O_C, float)[-1]
+    # collapsing tokens (ρ → 1) can leave p a rounding error above q after many blocks
+    O_C = np.minimum(O_C, K)
+    M = block_theory(norm, n).tangent_map(K=K, O_C=O_C, **hyper)
+    out = np.asarray(M, float)[..., 0, 0]
+    return float(out) if out.ndim == 0 else out
 
 
 # ---------------------------------------------------------------- torch stacks
@@ -333,7 +346,7 @@ def _settings(quick: bool) -> dict:
     if quick:
         return dict(varws=(0.1, 2.1, 4.1), mus=(0.5, 1.0), dim=32, n_nets=3,
                     slice_varws=(0.1, 4.1), slice_mus=(1.0,), depth=12, depth_dim=32,
-                    depth_nets=3, depth_n=17, theory_depth=512)
+                    depth_nets=3, depth_n=17, theory_depth=256)
     return dict(varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
                 mus=tuple(np.round(np.arange(0.1, 1.01, 0.1), 2)), dim=64, n_nets=4,
                 slice_varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
@@ -350,7 +363,7 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
     res = {"varws": list(s["varws"]), "mus": list(s["mus"]), "dim": s["dim"],
            "n_nets": s["n_nets"], "theory_label": THEORY_LABEL}
     for norm in NORMS:
-        th = np.array([[theory_one_block(norm, mu, v) for v in fine_v] for mu in fine_mu])
+        th = theory_one_block(norm, fine_mu[:, None], fine_v[None, :])
         mc = np.empty((len(s["mus"]), len(s["varws"]), 2))
         for a, mu in enumerate(s["mus"]):
             for b, v in enumerate(s["varws"]):
@@ -359,7 +372,7 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
         slices = []
         for mu in s["slice_mus"]:
             row = {"mu": mu, "varw": list(s["slice_varws"]),
-                   "theory": [theory_one_block(norm, mu, v) for v in s["slice_varws"]]}
+                   "theory": list(theory_one_block(norm, mu, np.asarray(s["slice_varws"])))}
             for att in ("softmax", "uniform"):
                 ms = [measure_one_block(norm, mu, v, dim=s["dim"], n_nets=s["n_nets"],
                                         seed=seed + 1, attention=att)
@@ -377,9 +390,8 @@ def depth_growth(quick: bool = False, seed: int = 0) -> dict:
     Monte Carlo to a modest one, both growth laws fitted to each."""
     s = _settings(quick)
     res = {"n": s["depth_n"], "dim": s["depth_dim"], "n_nets": s["depth_nets"]}
-    kw = dict(n=s["depth_n"], sigma_ov=VIT_SIGMA**2, sigma_mlp=2 * VIT_SIGMA**2)
     for norm in ("pre", "derf"):
-        th = theory_run(s["theory_depth"], norm=norm, **kw)[:, 2]
+        th = vit_base_depth_theory(norm, s["theory_depth"], s["depth_n"])
         m, se = measure_depth(norm, s["depth"], dim=s["depth_dim"], n_nets=s["depth_nets"],
                               seed=seed, n=s["depth_n"])
         lo = max(2, s["depth"] // 8)
