@@ -10,7 +10,7 @@ from scipy import integrate
 import critsym as cs
 from critsym.errors import SimulationError
 from critsym.parameterization import ABCNet, parameterization
-from critsym.torch.build import build_layers
+from critsym.torch.build import build_stack
 from critsym.torch.modules import BuildContext
 
 
@@ -52,7 +52,7 @@ def test_abcnet_is_the_abc_map():
     assert all(w.grad is not None and torch.isfinite(w.grad).all() for w in net.weights)
 
 
-def test_build_layers_needs_one_width_per_layer():
+def test_build_stack_needs_one_width_per_layer():
     ctx = BuildContext(n_nets=1, width=4, values={}, generators=[torch.Generator()])
     with pytest.raises(SimulationError, match="one width per layer"):
-        build_layers([cs.Linear(1.0, 0.0)], [4, 4], ctx, (3,))
+        build_stack([cs.Linear(1.0, 0.0)], [4, 4], ctx, (3,))

@@ -27,7 +27,7 @@ class ABCNet(nn.Module):
     (a name or :class:`~critsym.Act`, relu by default: the exponent calculus assumes it).
 
     Layer l is the critsym architecture ``[Act(φ) >>] Linear(σ m^{-b_l} √fan_in, 0) >>
-    Scale(m^{-a_l})`` (:meth:`layer_ops`), built by :func:`critsym.torch.build.build_layers`
+    Scale(m^{-a_l})`` (:meth:`layer_ops`), built by :func:`critsym.torch.build.build_stack`
     for one network from ``generator``; its Linear weight (shape (1, fan_out, fan_in)) is the
     trained parameter, the multiplier is fixed.
     """
@@ -37,7 +37,7 @@ class ABCNet(nn.Module):
                  device: str | torch.device = "cpu", act: object = "relu") -> None:
         super().__init__()
         from critsym.ops.activation import Act
-        from critsym.torch.build import build_layers
+        from critsym.torch.build import build_stack
         from critsym.torch.modules import BuildContext, StackedLinear
 
         self.act = act if isinstance(act, Act) else Act(act)
@@ -53,7 +53,7 @@ class ABCNet(nn.Module):
         ctx = BuildContext(n_nets=1, width=self.width, values={}, generators=[generator],
                            dtype=dtype, device=dev)
         dims = [self.d_in] + [self.width] * param.L + [1]
-        layers, _ = build_layers(self.layer_ops(), dims[1:], ctx, (self.d_in,))
+        layers, _ = build_stack(self.layer_ops(), dims[1:], ctx, (self.d_in,))
         self.layers = nn.ModuleList(layers)
         self.weights = []
         for layer in self.layers:

@@ -260,7 +260,7 @@ def draw_block(arch, ctx, shape: tuple[int, ...]) -> nn.Module:
     return mod
 
 
-def build_layers(layers, widths, ctx, shape: tuple[int, ...]) -> tuple[list, tuple[int, ...]]:
+def build_stack(layers, widths, ctx, shape: tuple[int, ...]) -> tuple[list, tuple[int, ...]]:
     """A stack that does not repeat: layer k's forward map (``Op.to_torch``) built with
     ``ctx.width = widths[k]`` (the fan-out of its Linear maps) on the shape layer k-1 gives, all
     from the same generators in order.  Returns the modules and the output shape."""
