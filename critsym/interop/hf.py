@@ -21,7 +21,8 @@ standard regime's theory is not available, the best approximation is the uniform
 tokens is the length of the example input the layer received (``from_torch(model,
 example_input)``).
 
-What the theory does not hold is recorded, per submodule, in ``reader.approximations``:
+What the theory does not hold is recorded, per submodule, in ``reader.approximations``
+(``ImportResult.approximations``):
 rotary position embeddings (Llama; the theory takes the logits without the rotation),
 causal masks (GPT-2, Llama; the theory lets every token attend to all n tokens) and grouped
 key/value heads.  Query/key biases must be zero (their initialization); dropout is the identity
@@ -48,22 +49,16 @@ _LLAMA = "transformers.models.llama.modeling_llama"
 
 def approximate(reader, path: str, what: str) -> None:
     """Record that the import of submodule ``path`` approximates ``what``."""
-    notes = getattr(reader, "approximations", None)
-    if notes is None:
-        notes = {}
-        reader.approximations = notes
+    notes = reader.approximations
     label = reader.label(path)
     notes[label] = f"{notes[label]}; {what}" if label in notes else what
 
 
 def _tokens(reader, modules, path: str) -> int:
     """The number of tokens: the second-to-last axis of the input one of ``modules`` received
-    in the example forward pass."""
-    inputs = getattr(reader, "inputs", None) or {}
-    shapes = getattr(reader, "input_shapes", None) or {}
+    in the example forward pass (``reader.input_shapes``, recorded by the capture)."""
     for m in modules:
-        x = inputs.get(id(m))
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else shapes.get(id(m))
+        shape = reader.input_shapes.get(id(m))
         if shape is not None and len(shape) >= 2:
             return int(shape[-2])
     raise UnsupportedModuleError(
@@ -200,7 +195,12 @@ def read_encoder_layer(module, reader, path: str):
 
 @import_reader("torch.nn.TransformerEncoder")
 def read_encoder(module, reader, path: str):
-    """``nn.TransformerEncoder``: its layers in order, then its final norm (if any)."""
+    """``nn.TransformerEncoder``: its layers in order, then its final norm (if any); every
+    layer receives the encoder's input shape."""
+    shape = reader.input_shapes.get(id(module))
+    if shape is not None:
+        for m in module.layers:
+            reader.input_shapes.setdefault(id(m), shape)
     ops = [reader.map(m, reader.join(path, f"layers.{i}")) for i, m in enumerate(module.layers)]
     if module.norm is not None:
         ops.append(reader.map(module.norm, reader.join(path, "norm")))

@@ -4,15 +4,14 @@ r"""The models people use, imported and measured: the table of ``docs/models.md`
 prints the table (and writes it into PAGE between its markers); every number in it comes from
 :func:`analyse`:
 
-* **import**: ``critsym.from_torch(model, example_input)`` on the whole model (imported, or
-  refused with the reason it gives);
-* **body**: the model's repeated layers read one by one (the import readers of
-  :mod:`critsym.interop.hf` and the operator registry), each a numeric critsym block;
-* **theory J^{0,L}**: the theory run through the body's blocks, each block's own derived maps
-  (:func:`chain_theory`), from the state the stem hands to the body (measured on the example
-  input: K⁰ = mean h², and for token states O_C⁰ = the mean cross-token product at one channel,
-  O_T⁰ = the variance of the per-token channel mean less its finite-width part K⁰/d, zero
-  where that excess is within 3 SE of 0; O_C⁰ likewise zero where within 3 SE of 0 or below);
+* **import**: ``critsym.from_torch(model, example_input)`` on the whole model (what it
+  analyses and skips, or its refusal);
+* **body**: the model's layers imported one by one with ``critsym.from_torch`` (each given
+  the input it receives in the model), so that every layer is a block whose output
+  ``critsym.apjn`` can measure from;
+* **theory J^{0,L}**: :func:`critsym.interop.run_blocks` through every layer's blocks with
+  their own estimates, from the state of the body input measured on the example
+  (:func:`critsym.interop.network.body_input`);
 * **measured J^{0,L}**: ``critsym.apjn`` from the stem's output to the last layer's output on
   the model itself, over ``seeds`` independent initializations (mean ± SE over them);
 * **after critical_**: ``critsym.init.critical_`` re-initializes the model, then the measured
@@ -78,6 +77,10 @@ class Row:
 
 
 # ----------------------------------------------------------------------------- models
+#: Hugging Face settings for import: no key/value cache object in the outputs and plain tuple
+#: outputs (the first one the features), which graph capture can read
+HF_FLAGS = dict(use_cache=False, return_dict=False)
+
 def _hf():
     import transformers
 
@@ -98,7 +101,7 @@ def gpt2(seed: int, width: int = WIDTH):
     T = _hf()
     torch.manual_seed(seed)
     cfg = T.GPT2Config(n_embd=width, n_layer=2, n_head=2, vocab_size=50, n_positions=16,
-                       bos_token_id=0, eos_token_id=0)
+                       bos_token_id=0, eos_token_id=0, **HF_FLAGS)
     return T.GPT2Model(cfg).double().eval(), _tokens(seed)
 
 
@@ -108,7 +111,8 @@ def bert(seed: int, width: int = WIDTH):
     T = _hf()
     torch.manual_seed(seed)
     cfg = T.BertConfig(hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=2 * width, vocab_size=50, max_position_embeddings=16)
+                       intermediate_size=2 * width, vocab_size=50, max_position_embeddings=16,
+                       **HF_FLAGS)
     return T.BertModel(cfg, add_pooling_layer=False).double().eval(), _tokens(seed)
 
 
@@ -118,7 +122,8 @@ def vit(seed: int, width: int = WIDTH):
     T = _hf()
     torch.manual_seed(seed)
     cfg = T.ViTConfig(hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=2 * width, image_size=8, patch_size=4, num_channels=3)
+                      intermediate_size=2 * width, image_size=8, patch_size=4, num_channels=3,
+                      **HF_FLAGS)
     g = torch.Generator().manual_seed(10_000 + seed)
     return (T.ViTModel(cfg, add_pooling_layer=False).double().eval(),
             torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64))
@@ -131,7 +136,7 @@ def llama(seed: int, width: int = WIDTH):
     torch.manual_seed(seed)
     cfg = T.LlamaConfig(hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
                         num_key_value_heads=2, intermediate_size=2 * width, vocab_size=50,
-                        max_position_embeddings=16)
+                        max_position_embeddings=16, **HF_FLAGS)
     return T.LlamaModel(cfg).double().eval(), _tokens(seed)
 
 
@@ -141,7 +146,7 @@ def resnet(seed: int, width: int = WIDTH):
     T = _hf()
     torch.manual_seed(seed)
     cfg = T.ResNetConfig(embedding_size=width // 4, hidden_sizes=[width // 4, width // 2],
-                         depths=[2, 1], num_channels=3, layer_type="basic")
+                         depths=[2, 1], num_channels=3, layer_type="basic", **HF_FLAGS)
     g = torch.Generator().manual_seed(10_000 + seed)
     return (T.ResNetModel(cfg).double().train(),
             torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64))
@@ -252,9 +257,10 @@ def _names(case: Case, harness: bool) -> tuple[str, list[str]]:
     return stem, [pre + out for out, _ in case.blocks]
 
 
-def capture_inputs(model, x) -> tuple[dict, dict]:
-    """Run ``model(x)`` once, recording for every submodule its first tensor input (positional,
-    or the ``hidden_states`` keyword) and its output: ({id(module): input}, {id: output})."""
+def layer_inputs(model, x) -> tuple[dict, dict]:
+    """Run ``model(x)`` once, recording for every submodule the tensor it receives (its first
+    positional argument, or the ``hidden_states`` keyword: Hugging Face layers take their input
+    by keyword) and its output: ({id(module): input}, {id(module): output})."""
     import torch
 
     ins, outs, hooks = {}, {}, []
@@ -281,45 +287,49 @@ def capture_inputs(model, x) -> tuple[dict, dict]:
     return ins, outs
 
 
-def read_body(model, case: Case, inputs: dict):
-    """The body's blocks as numeric critsym operators, and the approximations recorded."""
-    from ..importer import Reader
+@dataclass(frozen=True)
+class Body:
+    """The body of one model, imported layer by layer with :func:`critsym.from_torch` (each
+    layer given the input it receives in the model): ``results`` (one ImportResult per layer),
+    ``blocks`` (their :class:`~critsym.interop.BodyBlock` s, in order), ``approximations``,
+    ``h0`` (the body's input on the example)."""
 
-    reader = Reader({})
-    reader.inputs = inputs
+    results: tuple
+    blocks: tuple
+    approximations: dict
+    h0: object
+
+
+def read_body(model, x, case: Case) -> Body:
+    """Import the body of ``model`` layer by layer (``case.blocks``; a layer made of several
+    sibling modules is imported as their ``nn.Sequential``).  Raises the importer's
+    :class:`~critsym.errors.CritsymError` where a layer is not imported whole."""
+    import warnings
+
+    from torch import nn
+
+    from ..errors import UnsupportedModuleError
+    from ..importer import from_torch
+
+    ins, outs = layer_inputs(model, x)
     named = dict(model.named_modules())
-    blocks = []
+    results, blocks, approx = [], [], {}
     for _, parts in case.blocks:
-        blocks.append(reader.seq([reader.map(named[p], p) for p in parts]))
-    return blocks, dict(getattr(reader, "approximations", {}) or {})
-
-
-def input_state(h) -> dict:
-    """The state the body starts from, measured on the stem's output ``h`` (batch, [tokens,]
-    channels): K⁰ = mean h²; with tokens also O_C⁰ = mean over token pairs a ≠ b of the
-    channel average of h_a h_b, and O_T⁰ = mean_a (channel mean of h_a)² − K⁰/d."""
-    h = h.detach().double()
-    K = float((h * h).mean())
-    if h.dim() < 3:
-        return {"K0": K}
-    n, d = h.shape[-2], h.shape[-1]
-    gram = torch_einsum("...ai,...bi->...ab", h, h) / d
-    off = (gram.sum((-1, -2)) - gram.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
-    m2 = (h.mean(-1) ** 2).flatten()
-    # without a per-token offset, (channel mean)² has mean K/d and SD √2·K/d: an excess within
-    # 3 SE of that is taken as no offset
-    excess = float(m2.mean()) - K / d
-    se = math.sqrt(2) * K / d / math.sqrt(m2.numel())
-    off = off.flatten()
-    oc, oc_se = float(off.mean()), float(off.std()) / math.sqrt(max(off.numel() - 1, 1))
-    return {"K0": K, "O_C0": oc if oc > 3 * oc_se else 0.0,
-            "O_T0": excess if excess > 3 * se else 0.0}
-
-
-def torch_einsum(eq, *xs):
-    import torch
-
-    return torch.einsum(eq, *xs)
+        mods = [named[p] for p in parts]
+        layer = mods[0] if len(mods) == 1 else nn.Sequential(*mods)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = from_torch(layer, example_input=ins[id(mods[0])])
+        if res.skipped:
+            raise UnsupportedModuleError(
+                f"layer {parts[0]!r} is not imported whole: " +
+                "; ".join(f"{s.path}: {s.reason}" for s in res.skipped))
+        results.append(res)
+        blocks += res.blocks
+        approx.update({f"{parts[0]}.{k}" if k != "<model>" else parts[0]: v
+                       for k, v in res.approximations.items()})
+    h0 = x if case.stem is None else outs[id(named[case.stem])]
+    return Body(tuple(results), tuple(blocks), approx, h0)
 
 
 def template(op):
@@ -354,43 +364,36 @@ def template(op):
 _DERIVED: dict = {}
 
 
-def _theory(op):
-    from ..derive import derive
+def _pair(block):
+    """(Theory, values) of a :class:`~critsym.interop.BodyBlock`: its numeric ``arch`` as a
+    :func:`template`, so that layers of one structure share one derivation, in the body's
+    state kind (:func:`critsym.interop.derive_block`)."""
+    from ..interop import derive_block
 
-    tpl, values = template(op)
-    if tpl not in _DERIVED:
-        _DERIVED[tpl] = derive(tpl)
-    return _DERIVED[tpl], values
-
-
-def chain_theory(blocks, state: dict) -> float:
-    """J^{0,L} of the theory through ``blocks`` (numeric operators), each block's own derived
-    maps, from ``state`` (:func:`input_state`): single-axis blocks multiply χ^l = J^{l,l+1};
-    token states carry (K, O_T, O_C) and the two-part tangent (j, k) through each block."""
-    K, O_T, O_C = state["K0"], state.get("O_T0", 0.0), state.get("O_C0", 0.0)
-    J, k = 1.0, 0.0
-    for b in blocks:
-        th, hp = _theory(b)
-        if getattr(th, "multi_axis", False):
-            kw = dict(K0=K, O_T0=O_T, O_C0=O_C, track_O_C=True, **hp)
-            if getattr(th, "token_mixing", False):
-                r = th.run(1, J0=J, k0=k, **kw)
-                J, k = float(r.J[1]), float(r.k[1])
-            else:
-                r = th.run(1, **kw)
-                J *= float(r.J[1])
-            K, O_T, O_C = float(r.K[1]), float(r.O_T[1]), float(r.O_C[1])
-        else:
-            r = th.run(1, K0=K, **hp)
-            J *= float(r.J[1])
-            K = float(r.K[1])
-    return J
+    tpl, values = template(block.arch)
+    key = (tpl, block.axes, block.tokens)
+    if key not in _DERIVED:
+        _DERIVED[key] = derive_block(tpl, block.axes, block.tokens)
+    return _DERIVED[key], values
 
 
-def part_theory(op, K: float) -> float:
-    """The APJN of one single-axis part ``op`` (numeric) from a Gaussian input of variance K."""
-    th, hp = _theory(op)
-    return float(th.run(1, K0=K, **hp).J[1])
+def body_theory(body: Body) -> float:
+    """J^{0,L} of the theory across the body: :func:`critsym.interop.run_blocks` through every
+    layer's blocks with their own estimates, from the state of the body input measured on the
+    example (:func:`critsym.interop.network.body_input`)."""
+    from ..interop import run_blocks
+    from ..interop.network import body_input
+
+    start = body_input(body.h0, any(b.axes or b.tokens for b in body.blocks)).state()
+    return float(run_blocks([_pair(b) for b in body.blocks], **start).J[-1])
+
+
+def part_theory(result, K: float) -> float:
+    """The APJN of an imported single-axis part (its ImportResult) from a Gaussian input of
+    variance K: :func:`critsym.interop.run_blocks` from K⁰ = K."""
+    from ..interop import run_blocks
+
+    return float(run_blocks([_pair(b) for b in result.blocks], K0=K).J[-1])
 
 
 @dataclass(frozen=True)
@@ -434,11 +437,7 @@ def _body_of(case: Case, seed: int, init=None, width: int = WIDTH):
     model, x = case.build(seed, width)
     if init is not None:
         init(model, x)
-    ins, outs = capture_inputs(model, x)
-    blocks, _ = read_body(model, case, ins)
-    named = dict(model.named_modules())
-    h0 = x if case.stem is None else outs[id(named[case.stem])]
-    return model, x, blocks, h0
+    return model, x, read_body(model, x, case)
 
 
 def compare(case: Case, seeds: int, n_probes: int = 8, init=None, theory: bool = True,
@@ -449,8 +448,8 @@ def compare(case: Case, seeds: int, n_probes: int = 8, init=None, theory: bool =
 
     th, me = [], []
     for s in range(seeds):
-        model, x, blocks, h0 = _body_of(case, s, init, width)
-        th.append(chain_theory(blocks, input_state(h0)) if theory else float("nan"))
+        model, x, body = _body_of(case, s, init, width)
+        th.append(body_theory(body) if theory else float("nan"))
         net = _Harness(model) if case.stem is None else model
         stem, outs = _names(case, case.stem is None)
         r = apjn(net, x, [stem, *outs], n_probes=n_probes, seed=s,
@@ -480,20 +479,23 @@ def one_layer(case: Case, seeds: int, n_probes: int = 8, init=None):
 
 def compare_part(build_part, K: float, seeds: int, shape=(64, WIDTH), n_probes: int = 8
                  ) -> Comparison:
-    """One single-axis part of a model (``build_part(seed)`` → the module), read by the
-    importer: its theory APJN at input variance ``K`` against the APJN measured with Gaussian
-    inputs of variance K of ``shape``, per initialization."""
+    """One single-axis part of a model (``build_part(seed)`` → the module), imported by
+    :func:`critsym.from_torch`: its theory APJN at input variance ``K`` against the APJN
+    measured with Gaussian inputs of variance K of ``shape``, per initialization."""
     import torch
 
-    from ..importer import Reader
+    from ..importer import from_torch
     from ..torch.apjn import apjn
 
     th, me = [], []
     for s in range(seeds):
         part = build_part(s)
-        th.append(part_theory(Reader({}).map(part, "part"), K))
         g = torch.Generator().manual_seed(20_000 + s)
         x = math.sqrt(K) * torch.randn(*shape, generator=g, dtype=torch.float64)
+        with warnings.catch_warnings():  # the part's layers differ: each keeps its own σ̂
+            warnings.simplefilter("ignore")
+            res = from_torch(part, example_input=x)
+        th.append(part_theory(res, K))
         me.append(float(apjn(_Harness(part), x, ["input", "model"], n_probes=n_probes,
                              seed=s).J[-1]))
     return Comparison(np.array(th), np.array(me))
@@ -537,21 +539,23 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            importer.from_torch(model, example_input=x)
+            res = importer.from_torch(model, example_input=x)
             row.status = "imported"
+            skipped = ", ".join(dict.fromkeys(f"{k.part} {k.path}" for k in res.skipped))
+            row.reason = f"analysed {res.analysed}" + (f"; skipped {skipped}" if skipped else "")
         except CritsymError as e:
             row.status, row.reason = "refused", _short(e)
-    ins, outs = capture_inputs(model, x)
     try:
-        blocks, approx = read_body(model, case, ins)
+        body = read_body(model, x, case)
     except CritsymError as e:
         row.analysed = f"body not read: {_short(e)}"
         return row
-    row.approximations = _grouped(approx)
+    row.approximations = _grouped(body.approximations)
     theory = True
     try:
-        chain_theory(blocks, {"K0": 1.0, "O_C0": 0.0, "O_T0": 0.0})
-        row.analysed = f"{len(blocks)} body layers ({case.blocks[0][0]} … {case.blocks[-1][0]})"
+        body_theory(body)
+        row.analysed = f"{len(case.blocks)} body layers ({case.blocks[0][0]} … " \
+                       f"{case.blocks[-1][0]})"
     except CritsymError as e:
         theory = False
         row.analysed = f"body read, theory not available: {_short(e)}"

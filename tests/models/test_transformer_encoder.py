@@ -15,7 +15,7 @@ from critsym.repro import models as M
 
 def test_post_norm_layers_read_with_the_initialization():
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("TransformerEncoder post-norm")
+    case, model, x, blocks, approx, b = body("TransformerEncoder post-norm")
     res1, ln1, res2, ln2 = blocks[0].ops
     att = res1.branch
     assert ln1 == cs.LayerNorm() == ln2 and att.heads == 2 and att.n_tokens == M.TOKENS
@@ -29,7 +29,7 @@ def test_post_norm_layers_read_with_the_initialization():
 
 def test_pre_norm_layers_read():
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("TransformerEncoder pre-norm")
+    case, model, x, blocks, approx, b = body("TransformerEncoder pre-norm")
     res1, res2 = blocks[0].ops
     assert [type(o).__name__ for o in res1.branch.ops] == ["LayerNorm", "Attention"]
     assert [type(o).__name__ for o in res2.branch.ops] == ["LayerNorm", "Linear", "Act",
@@ -38,8 +38,8 @@ def test_pre_norm_layers_read():
 
 def test_post_norm_body_theory_against_measured():
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("TransformerEncoder post-norm")
-    theory_or_skip(blocks, h0)
+    case, model, x, blocks, approx, b = body("TransformerEncoder post-norm")
+    theory_or_skip(b)
     (r, se, _), comps = extrapolated("TransformerEncoder post-norm")
     assert abs(r - 1) <= 4 * se, (r, se, comps)
 
@@ -48,8 +48,8 @@ def test_post_norm_body_theory_against_measured():
 def test_pre_norm_body_gap_is_characterised():
     """Slow: the pre-norm token-state derivation takes ~30 s."""
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("TransformerEncoder pre-norm")
-    theory_or_skip(blocks, h0)
+    case, model, x, blocks, approx, b = body("TransformerEncoder pre-norm")
+    theory_or_skip(b)
     c = M.compare(case, seeds=6)
     r, se = c.ratio
     if regimes(blocks) == {"uniform"}:

@@ -15,7 +15,7 @@ def test_layers_read_pre_norm_with_the_initialization():
     attention_or_skip()
     from critsym.ops.attention import Attention
 
-    case, model, x, blocks, approx, h0 = body("ViT")
+    case, model, x, blocks, approx, b = body("ViT")
     n = (8 // 4) ** 2 + 1  # patches and the class token
     for i, b in enumerate(blocks):
         res1, res2 = b.ops
@@ -37,8 +37,8 @@ def test_mlp_theory_against_the_real_vit_mlp():
 
 def test_body_gap_from_unequal_tokens_is_characterised():
     attention_or_skip()
-    case, model, x, blocks, approx, h0 = body("ViT")
-    theory_or_skip(blocks, h0)
+    case, model, x, blocks, approx, b = body("ViT")
+    theory_or_skip(b)
     c = M.compare(case, seeds=8)
     r, se = c.ratio
     # measured band at width 32 (8 seeds, uniform-regime import): 1.06 ± 0.02; the class
