@@ -1,5 +1,7 @@
 r"""Import of transformer layers: torch's ``nn.TransformerEncoderLayer`` and the GPT-2, BERT,
-ViT and Llama layers of Hugging Face ``transformers``, as critsym operators.
+ViT and Llama layers of Hugging Face ``transformers``, as critsym operators (the models around
+them — ``nn.TransformerEncoder``, ``GPT2Model`` … — are captured as graphs,
+:mod:`critsym.interop.capture`, each layer one claimed module).
 
 Each reader names the layer's parts and writes its ``forward`` as operators
 (:func:`critsym.ops.contract.import_reader`; ``transformers`` is never imported here, the
@@ -193,20 +195,6 @@ def read_encoder_layer(module, reader, path: str):
     return Residual(att, 1) >> n1 >> Residual(mlp, 1) >> n2
 
 
-@import_reader("torch.nn.TransformerEncoder")
-def read_encoder(module, reader, path: str):
-    """``nn.TransformerEncoder``: its layers in order, then its final norm (if any); every
-    layer receives the encoder's input shape."""
-    shape = reader.input_shapes.get(id(module))
-    if shape is not None:
-        for m in module.layers:
-            reader.input_shapes.setdefault(id(m), shape)
-    ops = [reader.map(m, reader.join(path, f"layers.{i}")) for i, m in enumerate(module.layers)]
-    if module.norm is not None:
-        ops.append(reader.map(module.norm, reader.join(path, "norm")))
-    return reader.seq(ops)
-
-
 # ------------------------------------------------------------------------------ GPT-2
 @import_reader(f"{_GPT2}.GPT2Attention")
 def read_gpt2_attention(module, reader, path: str, n_tokens: int | None = None):
@@ -342,5 +330,5 @@ def read_llama_layer(module, reader, path: str):
         >> reader.map(module.mlp, reader.join(path, "mlp")), 1)
 
 
-__all__ = ["approximate", "attention", "read_bert_layer", "read_encoder", "read_encoder_layer",
+__all__ = ["approximate", "attention", "read_bert_layer", "read_encoder_layer",
            "read_gpt2_block", "read_llama_layer", "read_vit_layer"]
