@@ -157,7 +157,7 @@ class Attention(Op):
                 e = s.expr_a if side == "a" else s.expr_b
                 p = s.E_tokens(e, e, side * 2)
                 out.append(deterministic_weight(n, q, p, self.beta))
-            return out[0], out[1]
+            return out[0], out[1]  # symbols of the signal's statistics (see apply)
         raise DerivationError(
             "regime='standard' (independent W_Q, W_K with 1/sqrt(d_k) logits) needs "
             "critsym.attention.standard, which is not available in this installation; use "
@@ -174,6 +174,9 @@ class Attention(Op):
         s = s.canonical()
         n = sp.Integer(self.n_tokens)
         wa, wb = self._diagonal_weights(s)
+        # the softmax weights stay symbols until the end of the fold (compact expressions)
+        s, wa = s.statistic("Aa", wa, positive=True)
+        s, wb = s.statistic("Ab", wb, positive=True)
         v = s.close(self.sigma_v, self.sigma_b_v)
         (g,) = v.gvars
         Da, Db, D12 = mixing_D(wa, n), mixing_D(wb, n), cross_D(wa, wb, n)
