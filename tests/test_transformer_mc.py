@@ -14,6 +14,7 @@ import pytest
 from _transformer_reference import pre_ln_run
 
 import critsym as cs
+from critsym.ops.attention import token_count
 from critsym.torch.tokens import simulate_tokens, validate_tokens
 from critsym.torch.validate import score
 
@@ -136,3 +137,13 @@ def test_token_statistics_at_the_input_are_unbiased(single_thread):
     for name, want in (("K", 1.3), ("O_C", 0.4), ("O_T", 0.0), ("J", 1.0), ("k", 0.0)):
         assert abs(r.mean(name)[0] - want) <= 4 * r.se(name)[0], (name, r.mean(name)[0])
     assert math.isfinite(r.K[1])
+
+
+@pytest.mark.parametrize("ex", cs.Attention.examples(), ids=lambda ex: ex.label())
+def test_attention_contract_examples_against_monte_carlo(ex, single_thread):
+    """The operator's own contract examples (multi-axis, so outside the contract suite's
+    single-axis Monte Carlo): K, O_C, J, k of four blocks against the fold, |z| <= 4."""
+    res = validate_tokens(ex.block, token_count(ex.block), (16, 32), DEPTH, n_nets=32, seed=2,
+                          p0=0.2, **ex.hp)
+    assert res.n_scored == 4 * DEPTH
+    assert res.passed, res.to_text()
