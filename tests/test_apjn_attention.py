@@ -175,3 +175,19 @@ def test_token_axis_errors():
         cs.apjn(model, _x(), ["0", "1"], token_axis=0)
     with pytest.raises(cs.CritsymError, match="batch_axis=0"):
         cs.apjn(model, _x()[0], ["0", "1"], token_axis=-2, batch_axis=None)
+
+
+@pytest.mark.parametrize("mode", ["jvp", "vjp"])
+def test_token_overlap_of_shards_merges_to_the_serial_run(mode):
+    model = nn.Sequential(nn.Linear(E, E, dtype=torch.float64), _mha(), nn.Tanh())
+    x = _x(B=5)
+
+    def run(a, b):
+        return cs.apjn(model, x[a:b], ["0", "2"], mode=mode, n_probes=3, seed=7,
+                       token_axis=-2, networks=range(a, b))
+
+    whole = run(0, 5)
+    merged = cs.APJNResult.concat([run(2, 5), run(0, 2)])
+    np.testing.assert_allclose(merged.J, whole.J, rtol=1e-12)
+    np.testing.assert_allclose(merged.k, whole.k, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(merged.k_se, whole.k_se, rtol=1e-10, atol=1e-14)
