@@ -177,3 +177,33 @@ def test_softmax_path_contributes_order_one_over_d(single_thread):
         scaled.append((d * diff, d * se))
     (a, sa), (b, sb) = scaled
     assert abs(a - b) <= 4 * math.hypot(sa, sb), scaled
+
+
+def _relu_mlp():
+    return cs.Linear("sigma_1", 0) >> cs.Act("relu") >> cs.Linear("sigma_2", 0)
+
+
+LAYOUTS = {
+    # post-LN: the LayerNorm fixes K = 1 exactly, so K is not scored
+    "post-LN": (cs.Residual(cs.Attention(8), 1) >> cs.LayerNorm()
+                >> cs.Residual(_relu_mlp(), 1) >> cs.LayerNorm(), {}, ("O_C", "J", "k")),
+    "no LN": (cs.Residual(cs.Attention(8), 1) >> cs.Residual(_relu_mlp(), 1), {},
+              ("K", "O_C", "J", "k")),
+    "pre-LN, mu = 0.8": (cs.Residual(cs.LayerNorm() >> cs.Attention(8), "mu")
+                         >> cs.Residual(cs.LayerNorm() >> _relu_mlp(), "mu"), {"mu": 0.8},
+                         ("K", "O_C", "J", "k")),
+}
+
+
+@pytest.mark.parametrize("layout", [
+    "post-LN", pytest.param("no LN", marks=pytest.mark.slow),
+    pytest.param("pre-LN, mu = 0.8", marks=pytest.mark.slow)])
+def test_other_block_layouts_against_the_fold(layout, single_thread):
+    """Uniform attention in post-LN, normalisation-free and μ < 1 blocks, from p⁰ = 0.2:
+    the fold's (q, p, j, k) against token Monte Carlo, |z| <= 4 after 1/d extrapolation."""
+    arch, extra, quantities = LAYOUTS[layout]
+    res = validate_tokens(arch, 8, (32, 64), DEPTH, n_nets=48, p0=0.2, seed=2,
+                          quantities=quantities, sigma_v=1.0, sigma_o=1.0, sigma_1=1.0,
+                          sigma_2=1.0, **extra)
+    assert res.n_scored == len(quantities) * DEPTH
+    assert res.passed, res.to_text()
