@@ -207,3 +207,32 @@ def test_other_block_layouts_against_the_fold(layout, single_thread):
                           sigma_2=1.0, **extra)
     assert res.n_scored == len(quantities) * DEPTH
     assert res.passed, res.to_text()
+
+
+@pytest.mark.parametrize("n,sigma_qk,heads", [
+    (4, 2.0, 1), pytest.param(8, 1.0, 2, marks=pytest.mark.slow)])
+def test_standard_attention_block_against_its_theory(n, sigma_qk, heads, single_thread):
+    """The stacked standard-regime map (independent W_Q, W_K, 1/√d_k logits, random A) in one
+    pre-LN block from q⁰ = 1, p⁰ = 0.3: (q, p, j, k) against the standard-regime theory
+    (critsym.repro.attention_standard.theory, exact expectations over the Gaussian logits with
+    the query/key tangent term), |z| <= 4 after 1/d extrapolation; the value path alone
+    (j = 1 + D) is rejected by the same data."""
+    from critsym.attention.softmax_moments import softmax_D
+    from critsym.repro.attention_standard import theory
+
+    th = theory(n, sigma_qk, depth=1, mode="block", q0=1.0, p0=0.3, heads=heads)
+    blk = cs.Residual(cs.LayerNorm() >> cs.Attention(n, "standard", sigma_qk=sigma_qk,
+                                                      sigma_v=1.0, sigma_o=1.0, heads=heads), 1)
+    widths = (32, 64)
+    sims = [simulate_tokens(blk, (n, w), 1, n_nets=256, q0=1.0, p0=0.3, seed=11 + i)
+            for i, w in enumerate(widths)]
+
+    def row(name, value):
+        return score(name, 1, value, widths, [s.mean(name)[1] for s in sims],
+                     [s.se(name)[1] for s in sims])
+
+    for ours, theirs in (("K", "q"), ("O_C", "p"), ("J", "j"), ("k", "k")):
+        r = row(ours, th[theirs])
+        assert abs(r["z"]) <= 4, (ours, r)
+    D = float(softmax_D(n, sigma_qk**2 * 1.0 * 0.7))
+    assert abs(row("J", 1 + D)["z"]) > 6
