@@ -43,7 +43,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import HyperparameterError
+from ..errors import HyperparameterError, NumericalError
 
 #: trapezoid spacing of the τ (log t) integrals
 H_TAU = 0.2
@@ -214,9 +214,10 @@ def _check(n, v, rho=None) -> None:
             f"the logit variance v = σ_QK² q̃ (q̃ − p̃) must be finite and >= 0, got {v}; "
             "check that the token covariance p̃ does not exceed the variance q̃")
     if v > 400:
-        raise HyperparameterError(
-            f"the logit variance v = {v:g} is beyond the tabulated range v <= 400 (logit "
-            "standard deviation 20: attention is one-hot to all precision there)")
+        raise NumericalError(
+            f"the logit variance v = σ_QK² q̃(q̃ − p̃) = {v:g} is beyond the supported range "
+            "v <= 400 (logit standard deviation 20); lower σ_QK or normalise the attention "
+            "input (LayerNorm) so that its token variance q̃ stays O(1)")
     if rho is not None and not (math.isfinite(rho) and -1.0 <= rho <= 1.0):
         raise HyperparameterError(
             f"the token correlation ρ = p̃/q̃ must lie in [-1, 1], got {rho}")
