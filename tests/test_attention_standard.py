@@ -274,3 +274,18 @@ def test_two_inputs_through_one_layer_against_monte_carlo():
     for key, r in res.items():
         ext, se, _ = extrapolate(widths, [m for m, _ in r], [e for _, e in r])
         assert abs(ext - theory[key]) <= 4 * se, (key, ext, se, theory[key])
+
+
+@pytest.mark.slow
+def test_reproduction_quick(tmp_path):
+    """``critsym repro attention-standard --quick``: one layer and one pre-LN block are exact
+    in expectation, so every entry of their tables is within 4 SE."""
+    from critsym import repro
+
+    out = tmp_path / "attention_standard.png"
+    res = repro.run("attention-standard", quick=True, out=str(out), seed=0)
+    assert out.stat().st_size > 10_000
+    for name in ("one attention layer", "one pre-LN block"):
+        for row in res[name]:
+            for x in ("q", "p", "j", "k"):
+                assert abs(row.z(x)) <= 4, (name, row.n, row.sigma_qk, x, row.z(x))
