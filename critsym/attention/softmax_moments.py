@@ -28,8 +28,8 @@ every variable (|exp(−e^{L+iy})| = exp(−e^L cos y) ≤ 1), so the trapezoid 
 converges geometrically: ε and m use spacing min(0.25, 0.5·sd) over ±12 sd (Gaussian tail
 2Φ(−12) ≈ 4e-33), τ and σ use spacing ``H_TAU`` on a range trimmed where a Cauchy–Schwarz
 envelope of every integrand falls below 1e-17 of its peak.  Halving every spacing changes D, W_D
-by < 1e-13 and X, W_X by < 1e-11 over n ≤ 64, v ≤ 64 (:func:`refinement_error` measures it at
-any point; tests check it against brute-force Monte Carlo and against independent quadrature of
+by < 3e-13 and X, W_X by < 1e-13 at points spanning n ≤ 64, v ≤ 64, ρ ∈ (−1, 1)
+(:func:`refinement_error` measures it at any point; tests check it against brute-force Monte Carlo and against independent quadrature of
 the closed cases n = 2 and v → 0).
 
 Cost: a single-row moment is ~1 ms; a two-row moment (τ-grid N², N ≈ 200…500) ~10–200 ms per
