@@ -289,3 +289,16 @@ def test_reproduction_quick(tmp_path):
         for row in res[name]:
             for x in ("q", "p", "j", "k"):
                 assert abs(row.z(x)) <= 4, (name, row.n, row.sigma_qk, x, row.z(x))
+
+
+def test_operator_theory_against_its_torch_map():
+    """End to end: derive(pre-LN standard block).run against critsym's own torch map of the
+    same operators (critsym.torch.tokens.validate_tokens: 1/d extrapolation, |z| <= 4)."""
+    import critsym as cs
+    from critsym.torch.tokens import validate_tokens
+
+    arch = cs.Residual(cs.LayerNorm() >> cs.Attention(8, "standard", sigma_qk=2.0, sigma_v=1.0,
+                                                      sigma_o=1.0), 1)
+    res = validate_tokens(arch, 8, widths=(32, 64), depth=1, n_nets=300, n_probes=4, q0=1.0,
+                          p0=0.3, seed=1, progress=False)
+    assert res.passed, [(r["quantity"], r["z"]) for r in res.rows]
