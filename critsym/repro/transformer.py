@@ -344,11 +344,11 @@ def fit_growth(layers, J, se=None) -> GrowthFit:
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return dict(varws=(0.1, 2.1, 4.1), mus=(0.5, 1.0), dim=32, n_nets=3,
+        return dict(varws=(0.1, 2.1, 4.1), mus=(0.5, 1.0), dim=32, n_nets=3, slice_nets=3,
                     slice_varws=(0.1, 4.1), slice_mus=(1.0,), depth=12, depth_dim=32,
                     depth_nets=3, depth_n=17, theory_depth=256)
     return dict(varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
-                mus=tuple(np.round(np.arange(0.1, 1.01, 0.1), 2)), dim=64, n_nets=4,
+                mus=tuple(np.round(np.arange(0.1, 1.01, 0.1), 2)), dim=64, n_nets=6, slice_nets=8,
                 slice_varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
                 slice_mus=(1.0, 0.7, 0.4), depth=128, depth_dim=64, depth_nets=8, depth_n=17,
                 theory_depth=512)
@@ -361,7 +361,7 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
     fine_v = np.round(np.arange(0.1, 4.11, 0.1), 2)
     fine_mu = np.round(np.arange(0.1, 1.001, 0.025), 3)
     res = {"varws": list(s["varws"]), "mus": list(s["mus"]), "dim": s["dim"],
-           "n_nets": s["n_nets"], "theory_label": THEORY_LABEL}
+           "n_nets": s["n_nets"], "slice_nets": s["slice_nets"], "theory_label": THEORY_LABEL}
     for norm in NORMS:
         th = theory_one_block(norm, fine_mu[:, None], fine_v[None, :])
         mc = np.empty((len(s["mus"]), len(s["varws"]), 2))
@@ -374,7 +374,7 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
             row = {"mu": mu, "varw": list(s["slice_varws"]),
                    "theory": list(theory_one_block(norm, mu, np.asarray(s["slice_varws"])))}
             for att in ("softmax", "uniform"):
-                ms = [measure_one_block(norm, mu, v, dim=s["dim"], n_nets=s["n_nets"],
+                ms = [measure_one_block(norm, mu, v, dim=s["dim"], n_nets=s["slice_nets"],
                                         seed=seed + 1, attention=att)
                       for v in s["slice_varws"]]
                 row[att] = [m for m, _ in ms]
