@@ -227,3 +227,15 @@ def test_cli_rejects_a_bad_depth_figure_path_before_computing(tmp_path, capsys):
     assert main(["repro", "transformer", "--out", str(tmp_path / "fig.csv")]) == 2
     assert "unknown file type" in capsys.readouterr().err
     assert T.depth_path(tmp_path / "a.png") == tmp_path / "a_depth.png"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm,mu,varw", [("pre", 1.0, 3.1), ("pre", 0.7, 3.1),
+                                          ("post", 1.0, 1.1), ("none", 0.4, 1.1),
+                                          ("none", 0.7, 0.6)])
+def test_standard_regime_matches_softmax_mc_wide(norm, mu, varw):
+    widths = (32, 64, 128)
+    ms, ses = zip(*(T.measure_one_block(norm, mu, varw, dim=w, n_nets=10, seed=13)
+                    for w in widths), strict=True)
+    m, se, _ = extrapolate(widths, ms, ses)
+    assert abs(m - T.standard_one_block(norm, mu, varw)) <= 4 * se
