@@ -114,8 +114,9 @@ class ImportResult:
     architecture, symbolic block, hyperparameter values, width, output module and
     :attr:`~critsym.interop.network.BodyBlock.theory`), ``skipped`` (stem / head parts with
     their reasons), ``body_input`` (the state entering the body), ``capture`` (module path →
-    the tool that captured it); :meth:`network_run` / :meth:`J_theory` run the theory through
-    the blocks at the model's current initialization.
+    the tool that captured it), ``approximations`` (submodule → what its import approximates,
+    e.g. softmax attention read in an approximate regime); :meth:`network_run` /
+    :meth:`J_theory` run the theory through the blocks at the model's current initialization.
 
     Repeating block (when there is one): ``arch``: the whole model with per-layer numeric
     σ's when every part maps to an operator, else the analysed body;
@@ -139,6 +140,7 @@ class ImportResult:
     skipped: tuple[Skipped, ...] = ()
     body_input: BodyInput | None = None
     capture: dict = field(default_factory=dict)
+    approximations: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         skip = "; ".join(repr(s) for s in self.skipped) or "nothing"
@@ -254,6 +256,41 @@ class Reader:
         self.layers: list[_Layer] = []
         self.mus: dict[str, float] = {}
         self.methods: dict[str, str] = {}
+        #: id(module) → the first tensor argument of the call being read, for the module read
+        #: whole and its submodules (readers take e.g. the number of tokens from it)
+        self.inputs: dict[int, torch.Tensor] = dict(inputs or {})
+        #: submodule label → what its import approximates (readers record it)
+        self.approximations: dict[str, str] = {}
+
+    def note_inputs(self, m: nn.Module, args: tuple | None) -> None:
+        """Record the arguments of the call of ``m`` being read (and, for a module with
+        submodules, the first tensor argument each submodule receives in that call: forward
+        pre-hooks that return nothing, so the arguments are the module's own; buffers are
+        restored)."""
+        if not args or not isinstance(args[0], torch.Tensor):
+            return
+        self.inputs[id(m)] = args[0]
+        if not any(True for _ in m.children()):
+            return
+
+        def record(mm, a):
+            if a and isinstance(a[0], torch.Tensor):
+                self.inputs[id(mm)] = a[0].detach()
+
+        hooks = [c.register_forward_pre_hook(record) for c in m.modules() if c is not m]
+        saved = {k: b.detach().clone() for k, b in m.named_buffers()}
+        try:
+            with torch.no_grad():
+                m(*args)
+        except Exception:  # noqa: BLE001 - the call's arguments are recorded; the rest optional
+            pass
+        finally:
+            for h in hooks:
+                h.remove()
+            with torch.no_grad():
+                for k, b in m.named_buffers():
+                    if k in saved:
+                        b.copy_(saved[k])
 
     @staticmethod
     def join(path: str, name: str) -> str:
@@ -527,7 +564,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     return ImportResult(arch=arch, block=block, n_blocks=n, sigma_w=sw, sigma_b=sb,
                         layers=per_layer, mu=dict(imp.mus), agreement=agreement,
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
-                        capture=dict(imp.methods))
+                        capture=dict(imp.methods),
+                        approximations=dict(getattr(imp, "approximations", {})))
 
 
 def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:

@@ -380,6 +380,8 @@ class Walker:
         chain = ins[0]
         path = _join(self.path, rel)
         mod = self.cap.root.get_submodule(rel)
+        x = self.cap.values.get(chain.end)
+        self.reader.note_inputs(mod, (x,) if isinstance(x, torch.Tensor) else None)
         start = len(self.reader.layers)
         try:
             op = self.reader.map(mod, path)
@@ -522,6 +524,7 @@ class Walker:
             return self.bad(n, chain, f"submodule {path!r} takes several different traced "
                                       "tensors; critsym reads maps of one input")
         mod = self.gm.get_submodule(str(n.target))
+        self.reader.note_inputs(mod, self._call_args(n))
         start = len(self.reader.layers)
         try:
             if str(n.target) in self.cap.failed or (
