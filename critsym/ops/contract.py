@@ -23,14 +23,38 @@ from .base import Op, operators
 
 
 @dataclass(frozen=True)
+class Band:
+    """A measured gap between theory and Monte Carlo: a characterisation, not an agreement.
+
+    The simulation's ``quantity`` (``"K"``, ``"J"`` or ``"O_T"``) at ``layer`` (networks of
+    ``layer`` blocks), extrapolated linearly in 1/N over ``widths`` (every axis of the feature
+    shape set to N), divided by the theory's value: ``ratio`` ± ``se``, measured on
+    ``n_nets`` networks of seeds the tests do not use.  ``note`` says what the theory leaves
+    out.  The contract tests check that a fresh measurement agrees with the band, so a change of
+    the theory or the simulation in either direction shows.
+    """
+
+    quantity: str
+    layer: int
+    ratio: float
+    se: float
+    widths: tuple[int, ...]
+    n_nets: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Example:
     """A repeating block exercising an operator, for the contract tests.
 
     ``block``: the architecture; ``hp``: numeric values of its hyperparameters; ``shape``: the
     per-example feature shape for the torch build (None: ``(width,)``); ``theory``: the block
     derives (False for operators that change the shape, e.g. pooling); ``monte_carlo``: run the
-    theory-vs-simulation check (single-axis blocks only); ``slow``: that check is expensive
-    (runs under ``-m slow``); ``width``: the width of the torch build checks.
+    theory-vs-simulation check (1/N-extrapolated, |z| <= 4); ``mc_depth``: the number of blocks
+    of that check on feature maps (where a known approximation of the theory becomes
+    measurable deeper, the check stops before it and ``band`` records the measured gap);
+    ``slow``: that check is expensive (runs under ``-m slow``); ``width``: the width of the
+    torch build checks.
     """
 
     block: Op
@@ -41,6 +65,8 @@ class Example:
     slow: bool = False
     width: int = 8
     name: str = ""
+    mc_depth: int = 4
+    band: Band | None = None
 
     def label(self) -> str:
         return self.name or repr(self.block)[:60]
@@ -151,13 +177,15 @@ _BLOCKS: dict[str, tuple[Callable[..., Op], Example]] = {}
 
 
 def builtin_block(hp: dict, shape: tuple[int, ...] | None = None, *, monte_carlo: bool = True,
-                  slow: bool = False, width: int = 8, **kw):
+                  slow: bool = False, width: int = 8, mc_depth: int = 4,
+                  band: Band | None = None, **kw):
     """Register a block constructor with one example (called without arguments, or with
     ``kw``) for the contract tests."""
 
     def deco(fn):
         _BLOCKS[fn.__name__] = (fn, dict(hp=hp, shape=shape, monte_carlo=monte_carlo,
-                                         slow=slow, width=width, kw=kw))
+                                         slow=slow, width=width, mc_depth=mc_depth, band=band,
+                                         kw=kw))
         return fn
 
     return deco
@@ -176,7 +204,8 @@ def builtin_blocks() -> dict[str, Example]:
     for name, (fn, spec) in _BLOCKS.items():
         out[name] = Example(fn(**spec["kw"]), spec["hp"], spec["shape"],
                             monte_carlo=spec["monte_carlo"], slow=spec["slow"],
-                            width=spec["width"], name=name)
+                            width=spec["width"], name=name, mc_depth=spec["mc_depth"],
+                            band=spec["band"])
     return out
 
 
