@@ -514,7 +514,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
             tail = Segment(s.elements[-1:])
             if not derivable(tail, axes, tokens):
-                head = Segment(s.elements[:-1], ok=False, closed=False)
+                head = Segment(s.elements[:-1], ok=False)
                 head.reason = derivable(head, axes, tokens) or why
                 checked += [head, tail]
                 continue
@@ -554,7 +554,9 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     # analysed body
     arch = _seq([e.op for e in items]) if all(e.ok for e in items) else \
         _seq([s.op for s in body])
-    block, n = _repeating(module, body, bblocks)
+    whole = all(e.ok for e in items)
+    block, n = _repeating(module, items if whole else
+                          [e for s in body for e in s.elements], bblocks)
     bad = [k for k, ag in agreement.items() if not ag.agree]
     if bad:
         warnings.warn(_disagree_message(bad, per_layer, agreement) + "; not pooled (each "
@@ -582,7 +584,7 @@ def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:
         return a, b
     lead = Segment(seg.elements[:k], ok=False,
                    reason="a transpose at the body's input (layout: the body input is taken "
-                          "after it)", closed=False)
+                          "after it)")
     segs[a:a + 1] = [lead, Segment(seg.elements[k:])]
     return a + 1, b + 1
 
@@ -614,10 +616,10 @@ def _body_block(seg, imp: Reader, values: dict, axes: bool, tokens: bool) -> Bod
                      tuple(la.path for la in layers), axes or tokens, tokens)
 
 
-def _repeating(module: nn.Module, body, blocks) -> tuple[Op | None, int]:
-    """The repeating unit of the body: the top-level children of an ``nn.Sequential`` when
-    they are identical, else identical blocks; (None, number of blocks) otherwise."""
-    elements = [e for s in body for e in s.elements]
+def _repeating(module: nn.Module, elements, blocks) -> tuple[Op | None, int]:
+    """The repeating unit: the top-level children of an ``nn.Sequential`` when they are
+    identical (``elements``: the whole model's when every part maps, else the body's), else
+    identical body blocks; (None, number of blocks) otherwise."""
     if isinstance(module, nn.Sequential) and len(module) > 1:
         groups: dict[str, list] = {}
         for e in elements:
