@@ -58,11 +58,11 @@ def approximate(reader, path: str, what: str) -> None:
 
 def _tokens(reader, modules, path: str) -> int:
     """The number of tokens: the second-to-last axis of the input one of ``modules`` received
-    in the example forward pass (``reader.input_shapes``, recorded by the capture)."""
+    in the example forward pass (``reader.inputs``, recorded by the capture)."""
     for m in modules:
-        shape = reader.input_shapes.get(id(m))
-        if shape is not None and len(shape) >= 2:
-            return int(shape[-2])
+        x = reader.inputs.get(id(m))
+        if isinstance(x, torch.Tensor) and x.dim() >= 2:
+            return int(x.shape[-2])
     raise UnsupportedModuleError(
         f"submodule {reader.label(path)!r}: attention needs the number of tokens; pass "
         "example_input=... (one batch the model accepts) to from_torch")

@@ -5,6 +5,7 @@ extrapolated in 1/width."""
 
 import math
 
+import pytest
 from _model_cases import attention_or_skip, body, extrapolated, sigma_hat, theory_or_skip
 
 import critsym as cs
@@ -32,7 +33,9 @@ def test_layers_read_post_norm_with_the_initialization():
             assert abs(s - 0.02 * math.sqrt(w.shape[1])) <= 4 * se
 
 
+@pytest.mark.slow
 def test_body_theory_against_measured():
+    """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
     attention_or_skip()
     case, model, x, blocks, approx, b = body("BERT")
     theory_or_skip(b)

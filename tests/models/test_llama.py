@@ -6,6 +6,7 @@ J^{0,L} against the model where the attention theory is available."""
 
 import math
 
+import torch
 from _model_cases import attention_or_skip, body, sigma_hat, theory_or_skip
 
 import critsym as cs
@@ -44,7 +45,7 @@ def test_layers_read_with_rotary_and_causal_labelled():
     model, x = M.llama(0)
     reader = Reader()
     layer = model.layers[0]
-    reader.input_shapes[id(layer)] = (x.shape[0], M.TOKENS, M.WIDTH)  # what capture records
+    reader.inputs[id(layer)] = torch.zeros(x.shape[0], M.TOKENS, M.WIDTH)  # as capture records
     att_res, mlp_res = reader.map(layer, "layers.0").ops
     norm, att = att_res.branch.ops
     assert type(norm).__name__ == "RMSNorm" and isinstance(att, Attention)

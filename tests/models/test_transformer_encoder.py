@@ -36,7 +36,9 @@ def test_pre_norm_layers_read():
                                                            "Linear"]
 
 
+@pytest.mark.slow
 def test_post_norm_body_theory_against_measured():
+    """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
     attention_or_skip()
     case, model, x, blocks, approx, b = body("TransformerEncoder post-norm")
     theory_or_skip(b)

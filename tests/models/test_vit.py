@@ -5,6 +5,7 @@ all tokens alike — does not hold), characterised by its measured band."""
 
 import math
 
+import pytest
 from _model_cases import attention_or_skip, body, regimes, sigma_hat, theory_or_skip
 
 import critsym as cs
@@ -35,7 +36,9 @@ def test_mlp_theory_against_the_real_vit_mlp():
     assert abs(r - 1) <= 4 * se, (r, se, comps)
 
 
+@pytest.mark.slow
 def test_body_gap_from_unequal_tokens_is_characterised():
+    """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
     attention_or_skip()
     case, model, x, blocks, approx, b = body("ViT")
     theory_or_skip(b)
