@@ -511,6 +511,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     checked = []
     for s in segs:
         why = derivable(s, axes, tokens) if s.ok else ""
+        if why and all(type(e.op).__name__ == "Transpose" for e in s.elements):
+            why = "a transpose outside the body (layout, no theory of its own)"
         if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
             tail = Segment(s.elements[-1:])
             if not derivable(tail, axes, tokens):
