@@ -722,6 +722,7 @@ def walk(module: nn.Module, reader, args: tuple | None, path: str = "") -> tuple
                                         and not isinstance(module, nn.Sequential)):
         cap = Captured(fx.GraphModule(module, fx.Graph()), {}, {path: "claimed by type"})
         reader.methods.update(cap.methods)
+        reader.note_inputs(module, args)  # readers of a module claimed whole see its input
         start = len(reader.layers)
         try:
             op = reader.map(module, path)
