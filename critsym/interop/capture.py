@@ -529,8 +529,13 @@ class Walker:
         try:
             if str(n.target) in self.cap.failed or (
                     not whole(mod) and any(True for _ in mod.children())):
-                op = self.reader.capture_module(
-                    mod, path, self._call_args(n), why=self.cap.failed.get(str(n.target)))
+                try:
+                    op = self.reader.capture_module(
+                        mod, path, self._call_args(n), why=self.cap.failed.get(str(n.target)))
+                except UnsupportedModuleError:
+                    if any(True for _ in mod.children()):
+                        raise
+                    op = self.reader.map(mod, path)  # an opaque leaf: the probes
             else:
                 op = self.reader.map(mod, path)
         except UnsupportedModuleError as e:
