@@ -243,13 +243,3 @@ def test_attention_round_trips_and_has_latex(uniform8):
         assert cs.from_json(a.to_json()) == a
     text = uniform8.latex()
     assert "k^{l+1}" in text and "j^{l+1}" in text
-
-
-def test_standard_regime_without_its_theory_is_a_clear_error():
-    try:
-        import critsym.attention.standard  # noqa: F401
-    except ImportError:
-        with pytest.raises(CritsymError, match="standard"):
-            cs.derive(pre_ln_attention(4, "standard"))
-    else:
-        pytest.skip("critsym.attention.standard is present")
