@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 
 import critsym as cs
-from critsym.errors import ArchitectureError, CritsymError, DerivationError, HyperparameterError
+from critsym.errors import ArchitectureError, DerivationError, HyperparameterError
 
 
 def pre_ln_attention(n, regime="uniform", **kw):
