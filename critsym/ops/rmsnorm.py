@@ -35,7 +35,7 @@ class RMSNorm(Op):
     """
 
     latex_name = r"\mathrm{RMS}"
-    torch_types = ("torch.nn.RMSNorm",)
+    torch_types = ("torch.nn.RMSNorm", "transformers.models.llama.modeling_llama.LlamaRMSNorm")
 
     # fold ---------------------------------------------------------------------------------
     def apply(self, s):
@@ -75,13 +75,15 @@ class RMSNorm(Op):
 
     @classmethod
     def read_torch(cls, module, reader, path: str) -> Op:
-        """``nn.RMSNorm`` over the last axis with weight 1 (its initialization)."""
+        """``nn.RMSNorm`` (or Hugging Face's ``LlamaRMSNorm``) over the last axis with
+        weight 1 (its initialization)."""
         import torch
 
         name = reader.label(path)
-        if len(module.normalized_shape) != 1:
+        shape = getattr(module, "normalized_shape", None) or tuple(module.weight.shape)
+        if len(shape) != 1:
             raise UnsupportedModuleError(
-                f"submodule {name!r}: RMSNorm over {tuple(module.normalized_shape)}; only the "
+                f"submodule {name!r}: RMSNorm over {tuple(shape)}; only the "
                 "last axis (the neurons) is supported")
         w = module.weight
         if w is not None and not torch.all(w == 1):
