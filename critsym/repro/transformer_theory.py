@@ -88,10 +88,15 @@ def theory_one_block(norm: str, mu, varw, layer: int = 7, n: int = N_TOKENS,
     mu, varw = np.broadcast_arrays(np.asarray(mu, float), np.asarray(varw, float))
     s = np.sqrt(varw)
     hyper = _hyper(mu, s, s, s, s)
-    r = block_theory(norm, n).run(layer, K0=q0, O_C0=p0, **hyper)
-    K, O_C = np.asarray(r.K, float)[-1], np.asarray(r.O_C, float)[-1]
-    # collapsing tokens (ρ → 1) can leave p a rounding error above q after many blocks
-    O_C = np.minimum(O_C, K)
+    th = block_theory(norm, n)
+    K = np.full(mu.shape, float(q0))
+    O_C = np.full(mu.shape, float(p0))
+    for _ in range(layer):
+        # one block at a time: collapsing tokens (ρ → 1, μ small) leave p a rounding error
+        # above q, where the ReLU kernel's asin(ρ) would turn into NaN in the next block
+        r = th.run(1, K0=K, O_C0=O_C, **hyper)
+        K = np.asarray(r.K, float)[-1]
+        O_C = np.minimum(np.asarray(r.O_C, float)[-1], K)
     M = block_theory(norm, n).tangent_map(K=K, O_C=O_C, **hyper)
     out = np.asarray(M, float)[..., 0, 0]
     return float(out) if out.ndim == 0 else out
@@ -161,7 +166,7 @@ def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int
     approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance leaves
     the tabulated range v <= 400 of the softmax moments (no LN at large varw: the attention is
     one-hot there)."""
-    from ..errors import HyperparameterError as _Range
+    from ..errors import NumericalError
 
     sqk = float(varw if sigma_qk is None else sigma_qk)
     state = (float(q0), float(p0), 1.0, 0.0)
@@ -170,5 +175,5 @@ def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int
             state = _standard_block(state, norm, mu, varw, sqk, n)
         return float(_standard_block((state[0], state[1], 1.0, 0.0), norm, mu, varw, sqk,
                                      n)[2])
-    except _Range:
+    except (HyperparameterError, NumericalError):  # v beyond the softmax moments' range
         return float("nan")
