@@ -870,11 +870,24 @@ class Theory:
         return theory_latex(self)
 
     def __repr__(self) -> str:
+        """Short: each map in full when it is small, else its size (print ``th.F`` etc. or
+        ``th.latex()`` for the formulas)."""
+        arch = _short(repr(self.arch), 160)
         if self.multi_axis:
-            return (f"Theory({self.arch!r}: state {self.state_names}, F = {self.F}, "
-                    f"chi_J = {self.chi}, O_T' = {self.F_T}, O_C' = {self.F_C}, "
-                    f"K12' = {self.G})")
-        return f"Theory({self.arch!r}: F = {self.F}, chi_J = {self.chi})"
+            return (f"Theory({arch}: state {self.state_names}, F = {_short_expr(self.F)}, "
+                    f"chi_J = {_short_expr(self.chi)}, O_T' = {_short_expr(self.F_T)}, "
+                    f"O_C' = {_short_expr(self.F_C)})")
+        return f"Theory({arch}: F = {_short_expr(self.F)}, chi_J = {_short_expr(self.chi)})"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _short_expr(expr: sp.Expr, limit: int = 80) -> str:
+    """``expr`` as text when it is at most ``limit`` characters, else ``<expression: n ops>``."""
+    text = str(expr)
+    return text if len(text) <= limit else f"<expression: {sp.count_ops(expr)} ops>"
 
 
 def _multi_axis_latex(th: Theory) -> str:
@@ -908,7 +921,7 @@ def _multi_axis_latex(th: Theory) -> str:
     lines = [f"{lhs} &= {sp.latex(name(e).subs(sub))}" for lhs, e in rows]
     lines += [f"{sp.latex(c)} &= {sp.latex(e)}" for e, c in consts.items()]
     if th.token_state:
-        lines.insert(2, r"\mathcal{J}^{l} &= j^{l},\quad (j^{0}, k^{0}) = (1, 0),\quad "
+        lines.insert(2, r"\mathcal{J}^{l_0,l} &= j^{l},\quad (j^{l_0}, k^{l_0}) = (1, 0),\quad "
                         r"\chi_J = \rho\left(\partial (j^{l+1}, k^{l+1}) / "
                         r"\partial (j^{l}, k^{l})\right)")
     else:
