@@ -21,23 +21,19 @@ VIT_SIGMA = 0.64 * math.sqrt(768 / 1024)
 
 
 def vit_block(norm: str, n: int = N_TOKENS, mu: object = "mu"):
-    """One block as critsym operators: uniform ``Attention`` (σ_V, σ_O: ``sigma_v``,
-    ``sigma_o``) and a ReLU MLP (``sigma_1``, ``sigma_2``), zero biases, residuals x ↦ μx + branch,
-    with LayerNorm before each branch ("pre"), after each residual sum ("post"), nowhere
-    ("none"), or erf in place of LayerNorm ("derf": Derf at α = 1)."""
-    from ..ops import Act, Attention, LayerNorm, Linear, Residual
+    """One block as :func:`critsym.transformer_block`: uniform ``Attention`` (σ_V, σ_O:
+    ``sigma_v``, ``sigma_o``) and a ReLU MLP (``sigma_1``, ``sigma_2``), zero biases, residuals
+    x ↦ μx + branch, with LayerNorm before each branch ("pre"), after each residual sum ("post"),
+    nowhere ("none"), or erf in place of LayerNorm before each branch ("derf": Derf at α = 1)."""
+    from ..ops import Act, Attention
+    from ..ops.transformer import transformer_block
 
+    if norm not in NORMS + ("derf",):
+        raise HyperparameterError(f"norm must be one of {NORMS + ('derf',)}, got {norm!r}")
     att = Attention(n, "uniform", sigma_v="sigma_v", sigma_o="sigma_o")
-    mlp = Linear("sigma_1", 0) >> Act("relu") >> Linear("sigma_2", 0)
-    if norm == "pre":
-        return Residual(LayerNorm() >> att, mu) >> Residual(LayerNorm() >> mlp, mu)
-    if norm == "derf":
-        return Residual(Act("erf") >> att, mu) >> Residual(Act("erf") >> mlp, mu)
-    if norm == "post":
-        return Residual(att, mu) >> LayerNorm() >> Residual(mlp, mu) >> LayerNorm()
-    if norm == "none":
-        return Residual(att, mu) >> Residual(mlp, mu)
-    raise HyperparameterError(f"norm must be one of {NORMS + ('derf',)}, got {norm!r}")
+    placement = {"pre": "pre", "derf": "pre", "post": "post", "none": None}[norm]
+    return transformer_block(att, "relu", placement, mu, sigma_1="sigma_1", sigma_2="sigma_2",
+                             norm_op=Act("erf") if norm == "derf" else None)
 
 
 @cache
