@@ -39,21 +39,6 @@ def attention_or_skip():
     return pytest.importorskip("critsym.ops.attention", reason="no Attention operator here")
 
 
-def regimes(blocks) -> set[str]:
-    """The attention regimes the import chose in ``blocks``."""
-    out = set()
-
-    def walk(op):
-        if type(op).__name__ == "Attention":
-            out.add(op.regime)
-        for c in op.children():
-            walk(c)
-
-    for b in blocks:
-        walk(b)
-    return out
-
-
 def extrapolated(name: str, widths=(32, 64), seeds: int = 8):
     """measured/theory of J^{0,L} of model ``name`` extrapolated in 1/width: (r_∞, SE, slope)
     and the comparisons."""

@@ -9,6 +9,7 @@ import pytest
 from _model_cases import attention_or_skip, body, extrapolated, sigma_hat, theory_or_skip
 
 import critsym as cs
+from critsym.interop.hf import standard_available
 from critsym.repro import models as M
 
 
@@ -21,6 +22,15 @@ def test_layers_read_post_norm_with_the_initialization():
         res1, ln1, res2, ln2 = b.ops
         assert isinstance(res1.branch, Attention) and ln1 == cs.LayerNorm() == ln2
         assert res1.branch.n_tokens == M.TOKENS and res1.branch.heads == 2
+        # the standard regime where its theory exists, else uniform attention, labelled
+        if standard_available():
+            assert res1.branch.regime == "standard" and not approx
+            s_q, _ = sigma_hat(model.encoder.layer[i].attention.self.query.weight)
+            s_k, _ = sigma_hat(model.encoder.layer[i].attention.self.key.weight)
+            assert math.isclose(float(res1.branch.sigma_qk), s_q * s_k, rel_tol=1e-12)
+        else:
+            assert res1.branch.regime == "uniform"
+            assert "uniform" in approx[f"encoder.layer.{i}.attention"]
         lin1, act, lin2 = res2.branch.ops
         assert act == cs.Act("gelu")
         layer = model.encoder.layer[i]

@@ -2,15 +2,15 @@
 read as Residual(RMSNorm >> Attention) >> Residual(RMSNorm >> GatedMLP), σ̂'s against the known
 initialization (N(0, 0.02²) weights), the gated MLP's theory against the APJN measured on the
 real ``LlamaMLP``, rotary positions and the causal mask labelled as approximations, and the body's
-J^{0,L} against the model where the attention theory is available."""
+J^{0,L}: a known gap, characterised by its measured band."""
 
 import math
 
+import pytest
 import torch
 from _model_cases import attention_or_skip, body, sigma_hat, theory_or_skip
 
 import critsym as cs
-from critsym.errors import CritsymError
 from critsym.importer import Reader
 from critsym.ops.gated import GatedMLP
 from critsym.repro import models as M
@@ -55,16 +55,15 @@ def test_layers_read_with_rotary_and_causal_labelled():
     assert "rotary" in text and "causal" in text
 
 
-def test_body_theory_against_measured_or_refused_at_rmsnorm():
-    """The body's theory needs RMSNorm in a token state, which critsym's RMSNorm refuses
-    (its fold is exact only without a per-token offset, which a token state's derivation
-    always carries): the import says so; once it derives, the theory must match."""
+@pytest.mark.slow
+def test_body_gap_is_characterised():
+    """Slow (~1 min).  The body's theory (RMSNorm in a token state, standard attention) against
+    the measured APJN: a known gap.  Measured band at width 32, 8 seeds: measured/theory
+    1.19 (theory 1.135, measured 1.347 ± 0.028); the import labels what the theory leaves
+    out (the causal mask, rotary positions); which of them makes the gap is not established."""
     attention_or_skip()
-    try:
-        case, model, x, blocks, approx, b = body("Llama")
-    except CritsymError as e:
-        assert "RMSNorm" in str(e) and "per-row offset" in str(e), e
-        return
+    case, model, x, blocks, approx, b = body("Llama")
+    assert "causal" in approx["layers.0.self_attn"]
     theory_or_skip(b)
     c = M.compare(M.CASES["Llama"], seeds=8)
     # Known gap, characterised: RMSNorm now derives in token states, and the body's theory

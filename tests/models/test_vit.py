@@ -6,7 +6,7 @@ all tokens alike — does not hold), characterised by its measured band."""
 import math
 
 import pytest
-from _model_cases import attention_or_skip, body, regimes, sigma_hat, theory_or_skip
+from _model_cases import attention_or_skip, body, sigma_hat, theory_or_skip
 
 import critsym as cs
 from critsym.repro import models as M
@@ -44,7 +44,7 @@ def test_body_gap_from_unequal_tokens_is_characterised():
     theory_or_skip(b)
     c = M.compare(case, seeds=8)
     r, se = c.ratio
-    # measured band at width 32 (8 seeds, uniform-regime import): 1.06 ± 0.02; the class
-    # token's small variance makes its LayerNorm amplify more than the average token's
-    if regimes(blocks) == {"uniform"}:
-        assert 1.0 < r < 1.2 and r > 1 + 2 * se, (r, se, c)
+    # measured band at width 32 (8 seeds): 1.06 ± 0.02 (standard and uniform attention alike:
+    # the logits are tiny at this initialization); the class token's small variance makes its
+    # LayerNorm amplify more than the average token's
+    assert 1.0 < r < 1.2 and r > 1 + 2 * se, (r, se, c)
