@@ -25,7 +25,7 @@ the other at x*(1 ∓ 10⁻³).  Where no such point exists, both refuse with a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -123,6 +123,13 @@ class CriticalInit:
     def verified(self) -> bool:
         return self.point.verified
 
+    def apply_to(self, model, generator=None) -> None:
+        """Redraw another model of the same architecture at the same σ's (e.g. an ensemble
+        of independently initialized copies), layer by layer as :func:`critical_` did."""
+        sw = float(self.hyperparameters.get("sigma_w", self.part.sigma_w.value))
+        sb = float(self.hyperparameters.get("sigma_b", 0.0))
+        _draw(model, list(self.layers), sw, sb, generator)
+
     def __repr__(self) -> str:
         was = self.previous.get(self.solve_for)
         was = f" (was {was:.4g})" if was is not None else ""
@@ -203,6 +210,38 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
 
 
 # ----------------------------------------------------------------------------- critical_
+def _draw(model, paths, sw: float, sb: float, generator=None):
+    """Redraw the weight layers ``paths`` of ``model``: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²)
+    (zeros at σ_b = 0).  Returns ({path: (σ_w, σ_b, fan_in)}, {parameter: std}, notes)."""
+    import torch
+
+    modules = dict(model.named_modules())
+    layers, params, notes = {}, {}, []
+    with torch.no_grad():
+        for path in paths:
+            m = modules.get(path)
+            w = getattr(m, "weight", None)
+            if not isinstance(w, torch.Tensor) or w.dim() < 2:
+                raise UnsupportedModuleError(
+                    f"cannot re-initialize layer {path!r}: it has no weight matrix of its own; "
+                    "initialize it by hand at the returned point")
+            fan_in = int(w[0].numel())
+            std = sw / math.sqrt(fan_in)
+            w.normal_(0.0, std, generator=generator)
+            params[f"{path}.weight" if path else "weight"] = std
+            b = getattr(m, "bias", None)
+            if isinstance(b, torch.Tensor):
+                if sb > 0:
+                    b.normal_(0.0, sb, generator=generator)
+                else:
+                    b.zero_()
+                params[f"{path}.bias" if path else "bias"] = sb
+            elif sb > 0:
+                notes.append(f"layer {path!r} has no bias: sigma_b = {sb:.4g} is not set there")
+            layers[path] = (sw, sb if isinstance(b, torch.Tensor) else 0.0, fan_in)
+    return layers, params, notes
+
+
 def _refuse_batchnorm(part, where: str) -> None:
     from .ops.batchnorm import BatchNorm
 
@@ -255,7 +294,6 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     modules written in ``forward`` and sets K⁰ = mean(h⁰²) of the body input (default
     ``K0`` = 1).  Refusals: see the module doc.
     """
-    import torch
 
     part = import_part(model, example_input)
     where = f" for {part.description}"
@@ -286,30 +324,8 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     values = {**hp, solve_for: point.value}
     sw = float(values.get("sigma_w", part.sigma_w.value))
     sb = float(values.get("sigma_b", 0.0))
-    modules = dict(model.named_modules())
-    layers, params = {}, {}
-    with torch.no_grad():
-        for path in part.layers:
-            m = modules.get(path)
-            w = getattr(m, "weight", None)
-            if not isinstance(w, torch.Tensor) or w.dim() < 2:
-                raise UnsupportedModuleError(
-                    f"critical_ cannot re-initialize layer {path!r}: it has no weight matrix "
-                    "of its own; initialize it by hand at the returned point")
-            fan_in = int(w[0].numel())
-            std = sw / math.sqrt(fan_in)
-            w.normal_(0.0, std, generator=generator)
-            params[f"{path}.weight" if path else "weight"] = std
-            b = getattr(m, "bias", None)
-            if isinstance(b, torch.Tensor):
-                if sb > 0:
-                    b.normal_(0.0, sb, generator=generator)
-                else:
-                    b.zero_()
-                params[f"{path}.bias" if path else "bias"] = sb
-            elif sb > 0:
-                notes.append(f"layer {path!r} has no bias: sigma_b = {sb:.4g} is not set there")
-            layers[path] = (sw, sb if isinstance(b, torch.Tensor) else 0.0, fan_in)
+    layers, params, more = _draw(model, part.layers, sw, sb, generator)
+    notes += more
     return CriticalInit(point=point, hyperparameters=values, previous=measured, layers=layers,
                         parameters=params, part=part, notes=tuple(notes))
 

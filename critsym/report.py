@@ -7,8 +7,9 @@ r"""One report for one torch model: theory beside Monte Carlo at its current ini
   run through each block's own map (its own σ's) from K⁰ = mean(h⁰²) of the example input;
 * the APJN measured on the model itself (:func:`critsym.apjn`, Hutchinson probes from its own
   generator) at the outputs of the same blocks, with its standard error;
-* the phase ("critical" when χ_J* = 1 within σ̂_w ± 2 SE), χ_J*, the depth scale ξ_J = −1/log χ_J* and the universality class with the
-  exponent p of J ~ (l/l₀)^p (where critical), at the pooled σ's;
+* the phase ("critical" when χ_J* = 1 within σ̂_w ± 2 SE), χ_J*, the depth scale
+  ξ_J = −1/log χ_J* and the universality class with the exponent p of J ~ (l/l₀)^p (where
+  critical), at the pooled σ's;
 * the critical σ_w at the other values (:func:`critsym.init.solve_critical`), or why none.
 
 ``Report.plot(ax=None)`` draws J^{0,l} against l: the theory line over the measured points.
