@@ -25,6 +25,7 @@ the other at x*(1 ∓ 10⁻³).  Where no such point exists, both refuse with a
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -259,13 +260,31 @@ def _batchnorm_modules(model) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
 
 
+@contextmanager
+def frozen_batch_stats(model):
+    """BatchNorm modules in training mode normalise with the batch statistics but do not update
+    their running statistics (the model's buffers are left as they were)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    changed = [m for m in model.modules()
+               if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    for m in changed:
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        for m in changed:
+            m.track_running_stats = True
+
+
 def import_part(model, example_input=None):
     """:func:`critsym.body.analysed_part`, with a model holding BatchNorm modules that
     cannot be imported refused as a :class:`BatchNormStackError`."""
     from .body import analysed_part
 
     try:
-        return analysed_part(model, example_input)
+        with frozen_batch_stats(model):
+            return analysed_part(model, example_input)
     except UnsupportedModuleError as e:
         bn = _batchnorm_modules(model)
         if bn:

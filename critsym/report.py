@@ -164,11 +164,13 @@ def _wrapped(model):
 def measured_J(model, example_input, part, *, n_probes: int = 16, seed: int = 0):
     """J^{0,l} measured with :func:`critsym.apjn` from the body input to every block output
     of ``part``: (J, SE) arrays of length n_blocks + 1."""
+    from .init import frozen_batch_stats
     from .torch.apjn import apjn
 
     wrap, name = _wrapped(model)
     layers = [name(part.inputs)] + [name(p) for p in part.outputs]
-    res = apjn(wrap, example_input, layers, n_probes=n_probes, seed=seed)
+    with frozen_batch_stats(model):
+        res = apjn(wrap, example_input, layers, n_probes=n_probes, seed=seed)
     return np.asarray(res.J, float), np.asarray(res.J_se, float)
 
 
@@ -210,7 +212,6 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report
             phase = "critical"
             notes.append(f"chi_J* = 1 within sigma_w ± {SE_BAND:g} SE ({se:.2g}) of the "
                          "estimate: critical within sampling error")
-    ex = analytic_exponents(theory, K0=K0, **values)
     cp, why = None, ""
     try:
         if part.contains(BatchNorm):
@@ -223,6 +224,11 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report
         why = str(e)
     except CritsymError as e:
         why = str(e)
+    at = values
+    if phase == "critical" and cp is not None and str(fp.phase(1e-6)) != "critical":
+        at = {**values, "sigma_w": cp.value}
+        notes.append(f"universality and exponent at the critical sigma_w = {cp.value:.6g}")
+    ex = analytic_exponents(theory, K0=K0, **at)
     return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th, J_measured=J_me,
                   J_measured_se=J_se, phase=phase, chi_star=chi, xi_J=float(fp.xi_J),
                   universality=str(ex.universality),
