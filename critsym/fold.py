@@ -34,6 +34,28 @@ per-neuron components N, which are jointly Gaussian between the two inputs); aff
 c_k^a c_k^b off_k, c_k^a c_k^b noff_k; a transpose swaps off and noff; LayerNorm over neurons
 removes ``off`` (see :mod:`critsym.ops.axes`).  Without a Transpose nothing of this runs, so
 every single-axis result is unchanged.
+
+Token states (``Signal.tokens``; used when an architecture contains an
+:class:`~critsym.ops.attention.Attention`).  The rows are n exchangeable tokens, the neurons
+channels: the per-neuron component ``noff`` is the covariance p of two different tokens at one
+channel.  The tangent then has two parts, and every variable also carries
+
+* ``kap``: the per-pair cross-token overlap κ_g = (1/d) Σ_i ⟨∂g_{a,i}/∂h^l, ∂g_{b,i}/∂h^l⟩
+  for two different tokens a ≠ b (κ = 0 for h^l itself; the block's k = κ·(n−1)/n).
+
+Its rules follow from the chain rule exactly as those of ``jac`` do, with the second token in
+place of the second factor:
+
+* an elementwise map e(g_1, …) gives κ_e = Σ_k E[∂e/∂g_k(a) ∂e/∂g_k(b)] κ_k, the expectation
+  over the law of one variable at two tokens (variances Var g, covariance noff); for φ(g) this
+  is E[φ'(g_a) φ'(g_b)] κ_g;
+* a Linear layer along the channels multiplies it by σ_w² (same weights for every token);
+* an affine merge Σ c_k g_k gives Σ c_k² κ_k (different variables are independent);
+* LayerNorm over the channels divides it by s² = Var g − off, like ``jac``;
+* token mixing (attention) couples ``jac`` and ``kap`` (:mod:`critsym.ops.attention`).
+
+The fold starts from symbolic seeds (``J_IN`` for jac, ``KAPPA_IN`` for kap); every rule is
+linear, so the block's tangent map is read off as the coefficients of the seeds.
 """
 
 from __future__ import annotations
@@ -94,12 +116,15 @@ class GVar:
     #: multi-axis states only: the per-row / per-neuron components (:class:`Offsets`)
     off: Offsets = ZERO
     noff: Offsets = ZERO
+    #: token states only: the per-pair cross-token overlap κ (None: not tracked)
+    kap: sp.Expr | None = None
 
     @staticmethod
-    def new(var_a, var_b, cov, jac, off: Offsets = ZERO, noff: Offsets = ZERO) -> GVar:
+    def new(var_a, var_b, cov, jac, off: Offsets = ZERO, noff: Offsets = ZERO,
+            kap: sp.Expr | None = None) -> GVar:
         i = next(_counter)
         return GVar(sp.Symbol(f"z_{i}", real=True), sp.Symbol(f"y_{i}", real=True),
-                    var_a, var_b, cov, jac, off, noff)
+                    var_a, var_b, cov, jac, off, noff, kap)
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,8 @@ class Signal:
     defs: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
     #: multi-axis mode (rows × neurons; see the module docstring)
     axes: bool = False
+    #: token state (rows are exchangeable tokens; variables carry ``kap``)
+    tokens: bool = False
 
     # ------------------------------------------------------------------ expectations
     def present(self, expr: sp.Expr, side: str) -> list[GVar]:
@@ -167,6 +194,34 @@ class Signal:
             total += self.E(d**2, "a") * g.jac
         return total
 
+    def E_tokens(self, ex: sp.Expr, ey: sp.Expr, pair: str = "aa") -> sp.Expr:
+        """E[ex(token 1) · ey(token 2)] for two different tokens (token states): ``ex`` in the
+        variables of input x, ``ey`` of input y, ``pair`` = xy in {"aa", "bb", "ab"}.  Each
+        variable is bivariate between the two tokens with variances Var_x g, Var_y g and
+        covariance ``noff`` (the cross-token covariance; between inputs its cross term)."""
+        x, y = pair
+        fresh = {g: sp.Symbol(f"t_{next(_counter)}", real=True) for g in self.gvars}
+        dummy = {"a": lambda g: g.a, "b": lambda g: g.b}
+        var = {"a": lambda g: g.var_a, "b": lambda g: g.var_b}
+        cov = {"aa": lambda g: g.noff.a, "bb": lambda g: g.noff.b, "ab": lambda g: g.noff.ab}
+        out = sp.sympify(ex) * sp.sympify(ey).xreplace({dummy[y](g): t for g, t in fresh.items()})
+        for g in self.gvars[::-1]:
+            out = expect2(out, dummy[x](g), fresh[g], var[x](g), var[y](g), cov[pair](g),
+                          closed_forms=self.closed_forms)
+        return out
+
+    def _side(self, side: str) -> sp.Expr:
+        return self.expr_a if side == "a" else self.expr_b
+
+    def cross_jacobian(self) -> sp.Expr:
+        """Σ_k E[∂e/∂g_k(a) ∂e/∂g_k(b)] κ_k: the cross-token overlap of the current expression
+        (token states)."""
+        total = sp.S.Zero
+        for g in self.present(self.expr_a, "a"):
+            d = check_differentiable(self.expr_a, g.a)
+            total += self.E_tokens(d, d, "aa") * g.kap
+        return total
+
     def close(self, sigma_w: sp.Expr, sigma_b: sp.Expr, *, fan_in_scale: sp.Expr = 1) -> Signal:
         """A Linear layer: the expression becomes a fresh Gaussian variable."""
         sw2 = sigma_w**2 * fan_in_scale
@@ -176,10 +231,14 @@ class Signal:
         cov = sw2 * self.E2(self.expr_a, self.expr_b) + sb2
         jac = sw2 * self.jacobian()
         noff = ZERO
-        if self.axes:
+        if self.tokens:  # the cross-token second moment, as a bivariate expectation
+            noff = Offsets(*(sw2 * self.E_tokens(self._side(pair[0]), self._side(pair[1]), pair)
+                             + sb2 for pair in ("aa", "bb", "ab")))
+        elif self.axes:
             noff = Offsets(*(sw2 * self.cond_mean_product(pair) + sb2
                              for pair in ("aa", "bb", "ab")))
-        g = GVar.new(var_a, var_b, cov, jac, ZERO, noff)
+        kap = sw2 * self.cross_jacobian() if self.tokens else None
+        g = GVar.new(var_a, var_b, cov, jac, ZERO, noff, kap)
         return replace(self, expr_a=g.a, expr_b=g.b, gvars=(g,))
 
     def _cond_mean(self, side: str) -> tuple[sp.Expr, dict[GVar, sp.Symbol]]:
@@ -262,6 +321,7 @@ class Signal:
                 ZERO),
             sum((u.noff.scaled(ca_, cb_) for ca_, cb_, u in zip(a_k, b_k, used, strict=True)),
                 ZERO),
+            sp.Add(*[c**2 * u.kap for c, u in zip(a_k, used)]) if s.tokens else None,
         )
         return replace(s, expr_a=a0 + g.a, expr_b=b0 + g.b, gvars=(g,))
 
@@ -301,17 +361,27 @@ def _affine(expr: sp.Expr, syms: list[sp.Symbol]):
     return c0, coeffs
 
 
+#: seeds of a token-state fold: the tangent (jac, kap) of the block input
+J_IN = sp.Symbol("j_in")
+KAPPA_IN = sp.Symbol("kappa_in")
+
+
 def input_signal(K11: sp.Expr, K22: sp.Expr, K12: sp.Expr, *, closed_forms: bool = True,
-                 off: Offsets | None = None, noff: Offsets | None = None) -> Signal:
+                 off: Offsets | None = None, noff: Offsets | None = None,
+                 tokens: bool = False) -> Signal:
     """The block input h^l: one Gaussian variable with variances K11, K22, covariance K12, J = 1.
 
     Passing ``off``/``noff`` (per-row / per-neuron components, :class:`Offsets`) starts a
-    multi-axis fold."""
-    if off is None and noff is None:
+    multi-axis fold; ``tokens`` a token-state fold, whose tangent starts from the seeds
+    (jac, kap) = (``J_IN``, ``KAPPA_IN``)."""
+    if off is None and noff is None and not tokens:
         g = GVar.new(K11, K22, K12, sp.S.One)
         return Signal(g.a, g.b, (g,), closed_forms=closed_forms)
-    g = GVar.new(K11, K22, K12, sp.S.One, off or ZERO, noff or ZERO)
-    return Signal(g.a, g.b, (g,), closed_forms=closed_forms, axes=True)
+    if tokens:
+        g = GVar.new(K11, K22, K12, J_IN, off or ZERO, noff or ZERO, KAPPA_IN)
+    else:
+        g = GVar.new(K11, K22, K12, sp.S.One, off or ZERO, noff or ZERO)
+    return Signal(g.a, g.b, (g,), closed_forms=closed_forms, axes=True, tokens=tokens)
 
 
 def output_variable(s: Signal) -> GVar:
@@ -320,6 +390,8 @@ def output_variable(s: Signal) -> GVar:
     if len(s.gvars) == 1 and s.expr_a == s.gvars[0].a and s.expr_b == s.gvars[0].b:
         g = s.gvars[0]
         out = {k: tidy(s.resolve(getattr(g, k))) for k in ("var_a", "var_b", "cov", "jac")}
+        if g.kap is not None:
+            out["kap"] = tidy(s.resolve(g.kap))
         for k in ("off", "noff"):
             out[k] = getattr(g, k).map(lambda e: tidy(s.resolve(e)))
         return replace(g, **out)
@@ -331,7 +403,8 @@ def output_variable(s: Signal) -> GVar:
 
 
 @lru_cache(maxsize=256)
-def fold_maps(arch, *, closed_forms: bool = True, axes: bool = False) -> dict[str, sp.Expr]:
+def fold_maps(arch, *, closed_forms: bool = True, axes: bool = False,
+              tokens: bool = False) -> dict[str, sp.Expr]:
     """The maps of one block ``arch`` (an operator with ``apply(Signal) -> Signal``), folded
     from the block input h^l to its output.
 
@@ -340,7 +413,28 @@ def fold_maps(arch, *, closed_forms: bool = True, axes: bool = False) -> dict[st
     as functions of (K, O_T, O_C), and the cross maps ``G`` = K_12^{l+1}, ``G_T`` = O_T12^{l+1},
     ``G_C`` = O_C12^{l+1} of two inputs of equal law, functions of (K, O_T, O_C, K_12, O_T12,
     O_C12).  ``closed_forms=False`` leaves every Gaussian expectation unevaluated (for display).
+
+    Token state (``tokens``, implies ``axes``): the multi-axis maps with ``chi`` the tangent's
+    (j, j) entry, plus the tangent map in (j, κ) coordinates, κ the per-pair cross-token
+    overlap: ``T_jj`` = ∂j'/∂j, ``T_jkap`` = ∂j'/∂κ, ``T_kapj`` = ∂κ'/∂j, ``T_kapkap`` = ∂κ'/∂κ.
     """
+    if tokens:
+        s = input_signal(K, K, K12, closed_forms=closed_forms, off=Offsets(O_T, O_T, O_T12),
+                         noff=Offsets(O_C, O_C, O_C12), tokens=True)
+        out = output_variable(arch.apply(s))
+        tangent = {"T_jj": (out.jac, J_IN), "T_jkap": (out.jac, KAPPA_IN),
+                   "T_kapj": (out.kap, J_IN), "T_kapkap": (out.kap, KAPPA_IN)}
+        maps = {k: tidy(sp.diff(e, x)) for k, (e, x) in tangent.items()}
+        seeds = {J_IN, KAPPA_IN}
+        for e in (out.jac, out.kap):
+            if any(m.free_symbols & seeds for m in maps.values()) or \
+                    e.xreplace({J_IN: 0, KAPPA_IN: 0}) != 0:
+                raise DerivationError(
+                    f"the tangent of {arch!r} is not linear in the block input's tangent: "
+                    f"{e}; every operator must map (j, κ) linearly")
+        maps.update({"F": out.var_a, "chi": maps["T_jj"], "G": out.cov, "F_T": out.off.a,
+                     "F_C": out.noff.a, "G_T": out.off.ab, "G_C": out.noff.ab})
+        return {k: canonical(v) for k, v in maps.items()}
     if not axes:
         out = output_variable(arch.apply(input_signal(K11, K22, K12, closed_forms=closed_forms)))
         maps = {"F": out.var_a.subs(K11, K), "chi": out.jac.subs(K11, K), "G": out.cov}

@@ -16,7 +16,18 @@ variance (default ``K``).  The maps are
     O_T^{l+1} = F_T(state),   O_C^{l+1} = F_C(state),
     K_12^{l+1} = G(state, cross),   O_T12^{l+1} = G_T(...),   O_C12^{l+1} = G_C(...),
 
-and c^l = K_12^l / K^l.  The single-axis state (K) is the simplest case of the same class: every
+and c^l = K_12^l / K^l.
+
+Token states (an architecture with :class:`~critsym.ops.attention.Attention`: rows are n
+exchangeable tokens, K = q the per-token variance, O_C = p the covariance of two different tokens
+at one channel) carry a two-part tangent: j = (1/(n d)) Σ_a ‖∂h_a/∂h^0‖_F² (the APJN J) and
+k = (1/(n² d)) Σ_{a≠b} ⟨∂h_a/∂h^0, ∂h_b/∂h^0⟩_F, mapped linearly by every block,
+
+    (j^{l+1}, k^{l+1}) = M(state) (j^l, k^l),   M = [[M_jj, M_jk], [M_kj, M_kk]],
+
+and χ is then the Perron root of M (the asymptotic per-block growth of J); the naive per-block
+factor M_jj misses the coupling through k.  The single-axis state (K) is the simplest case of the
+same class: every
 method has the same name and keyword signature, and refuses a state variable the theory does not
 have.
 
@@ -69,10 +80,11 @@ _STATE_SYMBOLS = frozenset(STATE + CROSS + (K11, K22))
 class RunResult:
     """Layer-by-layer mean-field trajectories; axis 0 is the layer l = 0..depth.
 
-    ``K[l]`` = K^l, ``J[l]`` = J^{0,l} (J[0] = 1), ``chi[l]`` = χ_J^l (l = 0..depth-1),
+    ``K[l]`` = K^l, ``J[l]`` = J^{0,l} (J[0] = 1), ``chi[l]`` = J[l+1]/J[l] (l = 0..depth-1),
     ``c[l]`` = correlation c^l of two inputs of equal law (None without ``c0``).  Multi-axis
     states also carry ``O_T[l]``, ``O_C[l]`` (NaN where O_C is not iterated) and, with ``c0``,
-    the cross offsets ``O_T12[l]``, ``O_C12[l]``; single-axis results hold None there.
+    the cross offsets ``O_T12[l]``, ``O_C12[l]``; single-axis results hold None there.  Token
+    states also carry ``k[l]``, the cross-token overlap of the tangent (None otherwise).
     """
 
     K: np.ndarray
@@ -83,6 +95,7 @@ class RunResult:
     O_C: np.ndarray | None = None
     O_T12: np.ndarray | None = None
     O_C12: np.ndarray | None = None
+    k: np.ndarray | None = None
 
     @property
     def depth(self) -> int:
@@ -142,7 +155,9 @@ class Theory:
     """Mean-field theory of a block (see the module docstring for the state record).
 
     ``F``, ``chi``, ``G`` always; ``F_T``, ``F_C``, ``G_T``, ``G_C`` (the offset maps and cross
-    offset maps) only for a multi-axis state, else None.
+    offset maps) only for a multi-axis state, else None.  A token state adds the tangent map
+    ``M_jj``, ``M_jk``, ``M_kj``, ``M_kk`` (in (j, k) coordinates) and ``n_tokens`` (None
+    for a position-wise block), and ``chi`` is the Perron root of that map.
     """
 
     arch: Op
@@ -153,6 +168,11 @@ class Theory:
     F_C: sp.Expr | None = None
     G_T: sp.Expr | None = None
     G_C: sp.Expr | None = None
+    M_jj: sp.Expr | None = None
+    M_jk: sp.Expr | None = None
+    M_kj: sp.Expr | None = None
+    M_kk: sp.Expr | None = None
+    n_tokens: int | None = None
 
     # --------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
@@ -197,7 +217,24 @@ class Theory:
     def maps(self) -> dict[str, sp.Expr]:
         """Every map this theory holds, by name (F, chi, G and the offset maps where present)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "arch" and getattr(self, f.name) is not None}
+                if f.name not in ("arch", "n_tokens") and getattr(self, f.name) is not None}
+
+    @property
+    def token_state(self) -> bool:
+        """True for a token state (a two-part tangent (j, k))."""
+        return self.M_kk is not None
+
+    @property
+    def token_mixing(self) -> bool:
+        """True when the block couples j and k (it mixes tokens: Attention)."""
+        return self.token_state and (self.M_jk != 0 or self.M_kj != 0)
+
+    @property
+    def tangent_exprs(self) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr] | None:
+        """(M_jj, M_jk, M_kj, M_kk) of a token state, else None."""
+        if not self.token_state:
+            return None
+        return self.M_jj, self.M_jk, self.M_kj, self.M_kk
 
     @cached_property
     def state_maps(self) -> dict[sp.Symbol, sp.Expr]:
@@ -218,6 +255,8 @@ class Theory:
         if not self.multi_axis:
             return (K,)
         used = self.F.free_symbols | self.chi.free_symbols | self.F_T.free_symbols
+        for e in self.tangent_exprs or ():
+            used |= e.free_symbols
         return (K, O_T, O_C) if O_C in used else (K, O_T)
 
     @cached_property
@@ -496,6 +535,26 @@ class Theory:
         return self._evaluate(self.chi, self.state_symbols, self._state(st, "chi_J"), hp,
                               precision)
 
+    def tangent_map(self, *args, K: object = None, O_T: object = None, O_C: object = None,
+                    precision: int | None = None, **hp) -> np.ndarray:
+        r"""The tangent map M of one block, shape (..., 2, 2), rows and columns ordered (j, k):
+        (j^{l+1}, k^{l+1}) = M (j^l, k^l) (same arguments as :meth:`variance_map`).  A theory
+        without token mixing returns diag(χ_J, χ_k); without a token state χ_k is undefined
+        (NaN: derive the block with ``tokens=True`` for a position-wise block on tokens)."""
+        st, hp = self._split("tangent_map", args, ("K",), self.state_names,
+                             _given(K=K, O_T=O_T, O_C=O_C), hp)
+        s = self._state(st, "tangent_map")
+        if self.token_state:
+            ents = [self._evaluate(e, self.state_symbols, s, hp, precision)
+                    for e in self.tangent_exprs]
+        else:
+            chi = self._evaluate(self.chi, self.state_symbols, s, hp, precision)
+            ents = [chi, 0.0, 0.0, np.nan]
+        ents = [np.asarray(e, dtype=float) for e in ents]
+        shape = np.broadcast_shapes(*(e.shape for e in ents))
+        out = np.stack([np.broadcast_to(e, shape) for e in ents], axis=-1)
+        return out.reshape(*shape, 2, 2)
+
     def dF(self, *args, K: object = None, O_T: object = None, O_C: object = None,
            precision: int | None = None, **hp) -> np.ndarray:
         """dF/dK at K, the stability of a single-axis variance map (a multi-axis theory refuses:
@@ -637,10 +696,14 @@ class Theory:
     # --------------------------------------------------------------- trajectories
     def run(self, depth: int, K0: object = 1.0, c0: object = None, *, O_T0: object = None,
             O_C0: object = None, track_O_C: bool = False, allow_nonfinite: bool = False,
-            **hp) -> RunResult:
+            J0: object = 1.0, k0: object = 0.0, **hp) -> RunResult:
         """Iterate the state and J^{0,l} for ``depth`` blocks from K^0 = ``K0`` (multi-axis:
         O_T^0 = ``O_T0``, O_C^0 = ``O_C0``, default 0); with ``c0`` also the cross state of two
         inputs (K_12^0 = c0·K0, O_T12^0 = c0·O_T0, O_C12^0 = c0·O_C0) and c^l = K_12^l/K^l.
+
+        ``J0`` is J at l = 0 (default 1).  A token state iterates the tangent (j, k) from
+        (``J0``, ``k0``) with :meth:`tangent_map` (J = j, ``k`` in the result); other theories
+        accept only k0 = 0.
 
         Hyperparameters may be arrays (broadcast together with the initial state): every output
         then has shape (depth+1, *broadcast_shape).  A non-finite value raises
@@ -656,9 +719,19 @@ class Theory:
                 "theory's state is (K): give K0 only (zero offsets are accepted)")
         if not axes:
             O_T0 = O_C0 = None
+        tok = self.token_state
+        if not tok and not _is_zero(k0):
+            raise HyperparameterError(
+                "k0 (the cross-token overlap of the tangent) belongs to a token state; this "
+                "theory has no token mixing: leave k0 out")
+        J0 = _numbers(J0, "J0")
+        k0 = _numbers(k0, "k0")
+        if not (np.all(np.isfinite(J0)) and np.all(np.isfinite(k0))):
+            raise HyperparameterError(f"J0 and k0 must be finite, got J0={J0}, k0={k0}")
         vals = self.values(hp)
         st = self._state({"K": K0, "O_T": O_T0, "O_C": O_C0}, "run", "0")
-        shape = np.broadcast_shapes(*(x.shape for x in st), *(v.shape for v in vals))
+        shape = np.broadcast_shapes(*(x.shape for x in st), *(v.shape for v in vals),
+                                    J0.shape, k0.shape)
         cross = None
         if c0 is not None:
             c0 = _numbers(c0, "c0")
@@ -670,6 +743,8 @@ class Theory:
             cross = [np.broadcast_to(c0 * x, shape).astype(float) for x in S]
         S_syms = self.state_symbols
         used = self.F.free_symbols | self.chi.free_symbols
+        for e in self.tangent_exprs or ():
+            used |= e.free_symbols
         if axes:
             used |= self.F_T.free_symbols
             if cross is not None:
@@ -679,7 +754,7 @@ class Theory:
         need_C = axes and (track_O_C or O_C in used)
         need_C12 = axes and (track_O_C or O_C12 in (self.G.free_symbols | self.G_T.free_symbols))
         a_maps = (self.F, self.chi) + ((self.F_T,) if axes else ()) \
-            + ((self.F_C,) if need_C else ())
+            + ((self.F_C,) if need_C else ()) + (self.tangent_exprs if tok else ())
         fa, pa = self._kernels(a_maps, S_syms)
         Pa = self._constants(pa, vals)
         if cross is not None:
@@ -696,7 +771,11 @@ class Theory:
             return np.empty((n, *shape))
 
         Ks, Js, chis = out(), out(), out(depth)
-        Ks[0], Js[0] = S[0], 1.0
+        Ks[0], Js[0] = S[0], J0
+        if tok:
+            ks = out()
+            ks[0] = k0
+            mi = 3 + need_C  # index of M_jj among the compiled maps
         if axes:
             OTs, OCs = out(), out()
             OTs[0], OCs[0] = S[1], S[2]
@@ -716,7 +795,14 @@ class Theory:
         with np.errstate(all="ignore"):
             for layer in range(depth):
                 args = (*S, *vals, *Pa)
-                chis[layer] = fa[1](*args)
+                if tok:
+                    m = [fa[mi + i](*args) for i in range(4)]
+                    jl, kl = Js[layer], ks[layer]
+                    Js[layer + 1] = m[0] * jl + m[1] * kl
+                    ks[layer + 1] = m[2] * jl + m[3] * kl
+                    np.divide(Js[layer + 1], jl, out=chis[layer, ...])
+                else:
+                    chis[layer] = fa[1](*args)
                 if two:
                     xargs = (*S, *cross, *vals, *Px)
                     cross = [np.broadcast_to(f(*xargs), shape) for f in fx]
@@ -727,7 +813,8 @@ class Theory:
                     OTs[layer + 1] = fa[2](*args)
                     OCs[layer + 1] = fa[3](*args) if need_C else np.nan
                 S = state(layer + 1)
-                np.multiply(Js[layer], chis[layer], out=Js[layer + 1, ...])
+                if not tok:
+                    np.multiply(Js[layer], chis[layer], out=Js[layer + 1, ...])
                 finite = np.isfinite(S[0]).all() and np.isfinite(Js[layer + 1]).all()
                 if two:
                     c = cs[layer + 1, ...]
@@ -753,6 +840,7 @@ class Theory:
             K=Ks, J=Js, chi=chis, c=cs if two else None,
             O_T=OTs if axes else None, O_C=OCs if axes else None,
             O_T12=XTs if two and axes else None, O_C12=XCs if two and axes else None,
+            k=ks if tok else None,
         )
 
     # --------------------------------------------------------------- criticality
@@ -813,10 +901,19 @@ def _multi_axis_latex(th: Theory) -> str:
             return consts[e]
         return e.func(*(name(a) for a in e.args))
 
+    if th.token_state:
+        rows[1] = (r"\chi_J^{l}", th.M_jj)  # the per-block factor; the Perron root follows
+        rows += [("j^{l+1}", th.M_jj * sp.Symbol("j^{l}") + th.M_jk * sp.Symbol("k^{l}")),
+                 ("k^{l+1}", th.M_kj * sp.Symbol("j^{l}") + th.M_kk * sp.Symbol("k^{l}"))]
     lines = [f"{lhs} &= {sp.latex(name(e).subs(sub))}" for lhs, e in rows]
     lines += [f"{sp.latex(c)} &= {sp.latex(e)}" for e, c in consts.items()]
-    lines.insert(2, r"\mathcal{J}^{l_0,l} &= \prod_{l'=l_0}^{l-1} \chi_J^{l'}, \qquad "
-                    r"\mathcal{J}^{l_0,l_0} = 1")
+    if th.token_state:
+        lines.insert(2, r"\mathcal{J}^{l} &= j^{l},\quad (j^{0}, k^{0}) = (1, 0),\quad "
+                        r"\chi_J = \rho\left(\partial (j^{l+1}, k^{l+1}) / "
+                        r"\partial (j^{l}, k^{l})\right)")
+    else:
+        lines.insert(2, r"\mathcal{J}^{l_0,l} &= \prod_{l'=l_0}^{l-1} \chi_J^{l'}, \qquad "
+                        r"\mathcal{J}^{l_0,l_0} = 1")
     return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}\n"
 
 

@@ -18,7 +18,8 @@ rows).  Rules:
 * Transpose: off ↔ noff;
 * LayerNorm over neurons of a Gaussian variable g = g_row + rest:
   LN(g) = rest / s with s² = Var g − off (the std over neurons at a fixed row), so
-  Var' = 1, off' = 0, noff' = noff / s², J' = J / s² (its rank-one projections are O(1/N));
+  Var' = 1, off' = 0, noff' = noff / s², J' = J / s² (its rank-one projections are O(1/N)),
+  and in a token state the cross-token overlap κ' = κ / s² as well;
   for two inputs a, b: Cov' = (Cov − off_ab)/(s_a s_b), noff'_ab = noff_ab/(s_a s_b);
   of a non-Gaussian expression without per-row parts: the single-axis rule.
 
@@ -56,6 +57,11 @@ class Transpose(Op):
     torch_types = ("critsym.torch.modules.SwapLastAxes", "critsym.torch.conv.SwapAxes")
 
     def apply(self, s):
+        if s.tokens:
+            raise DerivationError(
+                "Transpose in a token state (an architecture with Attention): the rows would "
+                "stop being the tokens whose cross-token overlap the state carries; derive the "
+                "attention and the transposed (Mixer) parts as separate architectures")
         if not s.axes:
             raise DerivationError(
                 "Transpose needs a multi-axis state; derive the architecture with critsym.derive, "
@@ -124,7 +130,8 @@ def layernorm_axes(s, single_axis_rule):
         g = present[0]
         sa, sb = sp.sqrt(g.var_a - g.off.a), sp.sqrt(g.var_b - g.off.b)
         n = GVar.new(sp.S.One, sp.S.One, (g.cov - g.off.ab) / (sa * sb), g.jac / sa**2, ZERO,
-                     Offsets(g.noff.a / sa**2, g.noff.b / sb**2, g.noff.ab / (sa * sb)))
+                     Offsets(g.noff.a / sa**2, g.noff.b / sb**2, g.noff.ab / (sa * sb)),
+                     None if g.kap is None else g.kap / sa**2)
         return replace(s, expr_a=n.a, expr_b=n.b, gvars=(n,))
     if any(not g.off.is_zero() for g in s.gvars):
         raise DerivationError(

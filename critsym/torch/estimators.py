@@ -149,3 +149,23 @@ def vjp_norms(g: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
     chunk = probe_chunk or probes.shape[0]
     outs = [vmap(one)(probes[i:i + chunk]) for i in range(0, probes.shape[0], chunk)]
     return torch.cat(outs)
+
+
+def token_norms(t: torch.Tensor, token_axis: int = -2) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The two-part Jacobian samples of a tangent t = J v (Hutchinson probe v, E vvᵀ = I) of a
+    token network, whose tokens run along ``token_axis`` and channels along the last axis:
+
+        j = ‖t‖²/(n d),   k = ‖Σ_a t_a‖²/(n² d) − j/n,
+
+    unbiased for j = (1/(n d)) Σ_a ‖∂h_a/∂h⁰‖_F² and k = (1/(n² d)) Σ_{a≠b} ⟨∂h_a/∂h⁰,
+    ∂h_b/∂h⁰⟩_F, because Σ_{a,b} ⟨∂h_a, ∂h_b⟩_F = ‖∂(Σ_a h_a)/∂h⁰‖_F².  Sums run over the token
+    and channel axes (and any axis after the token axis); the leading axes are kept.
+    """
+    ax = token_axis % t.dim()
+    n, d = t.shape[ax], t.shape[-1]
+    feat = tuple(range(ax, t.dim()))
+    sq = (t * t).sum(feat)
+    s = t.sum(ax)
+    j = sq / (n * d)
+    k = (s * s).sum(tuple(range(ax, s.dim()))) / (n * n * d) - j / n
+    return j, k
