@@ -2,11 +2,13 @@ r"""The analysed part of a torch model: stem → repeating body → head.
 
 :func:`analysed_part` reads a model with the importer's operator registries
 (:class:`critsym.importer.Reader`) and finds the part the mean-field theory describes: the
-longest run of consecutive children of a top-level ``nn.Sequential`` that repeats one block
-(a flat ``Linear, act, Linear, act, …`` stack is a sequence of ``Linear >> act`` blocks, a
-nested one a sequence of its children).  Children before the run (the stem) and after it (the
-head) are skipped, and the result says so.  A model that is not an ``nn.Sequential`` is one
-block.
+longest run of consecutive children that repeats one block.  The children are those of a
+top-level ``nn.Sequential``, or of a module whose ``forward`` applies its children in order
+(checked on the example input); an ``nn.Sequential`` child is expanded one level where that
+gives more blocks (``stem, Sequential(*blocks), head``).  A flat ``Linear, act, Linear, act,
+…`` stack is a sequence of blocks ``act >> Linear`` between consecutive ``Linear`` outputs
+(the map of Gaussian preactivations).  Children before the run (the stem) and after it (the
+head) are skipped, and the result says so.  Any other model is one block.
 
 The block is the symbolic form of the repeated unit (all weight scales σ_w, σ_b); each block
 also keeps its own numeric operator (the σ's read from its own layers).  Pooled estimates
@@ -187,6 +189,67 @@ def _output_mean_sq(model: nn.Module, path: str, x: torch.Tensor) -> float | Non
     return _mean_sq(seen[0]) if seen else None
 
 
+def _children_in_order(model: nn.Module, x: torch.Tensor | None) -> bool:
+    """``model(x)`` equals its children applied in order (a container written in forward)."""
+    children = list(model.children())
+    if x is None or not children or list(model.parameters(recurse=False)):
+        return False
+    try:
+        with torch.no_grad():
+            y, h = model(x), x
+            for c in children:
+                h = c(h)
+    except Exception:  # noqa: BLE001 - not a plain chain of its children
+        return False
+    return (isinstance(y, torch.Tensor) and isinstance(h, torch.Tensor) and h.shape == y.shape
+            and bool(torch.allclose(h, y, rtol=1e-6, atol=1e-9)))
+
+
+def _map_items(items, inputs):
+    """Map (path, module) items: ([(path, op, weight layers)], [(path, why skipped)])."""
+    reader = Reader(inputs)
+    mapped, skipped = [], []
+    for path, mod in items:
+        n0 = len(reader.layers)
+        op = reader.map(mod, path)
+        if op is None:
+            skipped.append((path, "identity (evaluation mode)"))
+        else:
+            mapped.append((path, op, reader.layers[n0:]))
+    return mapped, skipped
+
+
+def _sequence(model: nn.Module, inputs, x):
+    """The model as a chain of children (an ``nn.Sequential``, or a module whose forward
+    applies its children in order, checked on ``x``), with every ``nn.Sequential`` child
+    expanded one level where that gives more repeated blocks (stem, Sequential(blocks), head):
+    (items, mapped, skipped, (start, period, repeats)); ``None`` for a single block."""
+    if isinstance(model, nn.Sequential):
+        if len(model) < 2 and not any(isinstance(c, nn.Sequential) for c in model.children()):
+            return None
+    elif not _children_in_order(model, x):
+        return None
+    top = list(model.named_children())
+    expanded = [(f"{n}.{cn}", cc) for n, c in top
+                for cn, cc in (c.named_children() if isinstance(c, nn.Sequential) and len(c) > 1
+                               else [("", c)])]
+    expanded = [(p.rstrip("."), m) for p, m in expanded]
+    best = None
+    for items in (top, expanded) if expanded != top else (top,):
+        mapped, skipped = _map_items(items, inputs)
+        if not mapped:
+            continue
+        per = _period([repr(_with_bias(op.symbolic())) for _, op, _ in mapped])
+        if best is None or per[2] > best[3][2]:
+            best = (items, mapped, skipped, per)
+    if best is None:
+        raise UnsupportedModuleError("the model contains no operators critsym can map "
+                                     "(only identities)")
+    if len(best[1]) < 2 and best[3][2] < 2:
+        return None
+    return best
+
+
 def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -> AnalysedPart:
     """The stem / repeating body / head split of ``model`` (see the module doc).
 
@@ -198,25 +261,15 @@ def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -
     inputs = _capture_inputs(model, example_input)
     reader = Reader(inputs)
     skipped: list[tuple[str, str]] = []
-    if isinstance(model, nn.Sequential) and len(model) > 1:
-        mapped = []  # (name, op, layers recorded while mapping it)
-        for name, child in model.named_children():
-            n0 = len(reader.layers)
-            op = reader.map(child, name)
-            if op is None:
-                skipped.append((name, "identity (evaluation mode)"))
-                continue
-            mapped.append((name, op, reader.layers[n0:]))
-        if not mapped:
-            raise UnsupportedModuleError("the model contains no operators critsym can map "
-                                         "(only identities)")
-        sym = [repr(_with_bias(op.symbolic())) for _, op, _ in mapped]
-        s, p, k = _period(sym)
+    seq = _sequence(model, inputs, example_input)
+    if seq is not None:
+        items, mapped, skipped, (s, p, k) = seq
         units = [mapped[s + i * p:s + (i + 1) * p] for i in range(k)]
         names = [n for n, _, _ in mapped]
         skipped += [(n, "stem: before the repeating body") for n in names[:s]]
         skipped += [(n, "head: after the repeating body") for n in names[s + k * p:]]
-        order = list(model._modules)
+        order = [n for n, _ in items]
+        skipped.sort(key=lambda e: order.index(e[0]))
         first = order.index(names[s])
         body_input = None if first == 0 else order[first - 1]
         ops = tuple(_seq([op for _, op, _ in u]) for u in units)
@@ -243,7 +296,6 @@ def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -
                 "LayerNorm of Gaussian parts) and cannot be read as one; import the block "
                 "by itself or write it as act >> Linear")
         ops, body_input, outputs = rot
-        children = (children[0],) + children[1:-1] + (children[-1],)
         skipped.append((f"after {outputs[-1]}", "tail: the ops after the last weight layer "
                         "(blocks run from one weight layer's output to the next)"))
     if example_input is None:
