@@ -281,7 +281,13 @@ def import_part(model, example_input=None):
     """:func:`critsym.body.analysed_part`, with a model holding BatchNorm modules that
     cannot be imported refused as a :class:`BatchNormStackError`."""
     from .body import analysed_part
+    from .torch.build import CritsymNet
 
+    if isinstance(model, CritsymNet):
+        raise UnsupportedModuleError(
+            "a CritsymNet (cs.build) stacks many networks drawn at the sigmas given to "
+            "cs.build: build it at the critical point (cs.critical_point(cs.derive(arch), "
+            "...)), or export one plain torch model with cs.to_torch_model")
     try:
         with frozen_batch_stats(model):
             return analysed_part(model, example_input)

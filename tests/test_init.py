@@ -286,6 +286,20 @@ def test_bad_requests_are_hyperparameter_errors():
         ci.critical_(nn.Sequential(nn.Linear(4, 4), nn.Hardtanh()))
 
 
+def test_a_critsym_net_is_refused_with_what_to_do():
+    net = cs.build(cs.mlp_block("tanh"), width=8, depth=2, sigma_w=1.0, sigma_b=0.1)
+    with pytest.raises(cs.errors.UnsupportedModuleError, match="to_torch_model"):
+        ci.critical_(net)
+
+
+def test_an_exported_residual_model_is_set_critical():
+    blk = cs.mlp_block("tanh", layernorm="pre", residual_mu=0.5)
+    model = cs.to_torch_model(blk, 16, 3, sigma_w=1.0, sigma_b=0.3, dtype=torch.float32)
+    res = ci.critical_(model, sigma_b=0.3)
+    assert res.value == pytest.approx(ci.solve_critical(cs.derive(blk), sigma_b=0.3).value)
+    assert res.part.n_blocks == 3 and res.verified
+
+
 def test_repr_is_one_short_line():
     model = act_linear_mlp(nn.Tanh, 2, width=8)
     text = repr(ci.critical_(model))
