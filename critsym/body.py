@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .errors import UnsupportedModuleError
-from .importer import Estimate, LayerAgreement, Reader, _capture_inputs
+from .errors import SimulationError, UnsupportedModuleError
+from .importer import Estimate, LayerAgreement, Reader
 from .ops import Sequential
 from .ops.base import Op
 from .ops.contract import contains
@@ -187,6 +187,37 @@ def _output_mean_sq(model: nn.Module, path: str, x: torch.Tensor) -> float | Non
     finally:
         h.remove()
     return _mean_sq(seen[0]) if seen else None
+
+
+def _capture_inputs(model: nn.Module, x: torch.Tensor | None) -> dict[int, torch.Tensor]:
+    """id(module) → the first tensor argument of its first call on ``model(x)`` (buffers
+    restored afterwards, so BatchNorm statistics are left as they were)."""
+    inputs: dict[int, torch.Tensor] = {}
+    if x is None:
+        return inputs
+    if not isinstance(x, torch.Tensor):
+        raise SimulationError("example_input must be a torch.Tensor the model accepts")
+
+    def record(m, args):
+        if args and isinstance(args[0], torch.Tensor):
+            inputs.setdefault(id(m), args[0].detach())
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules()]
+    saved = {k: b.detach().clone() for k, b in model.named_buffers()}
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as e:  # noqa: BLE001 - reported as a shape problem
+        raise SimulationError(f"the model does not accept example_input of shape "
+                              f"{tuple(x.shape)}: {e}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                if k in saved:
+                    b.copy_(saved[k])
+    return inputs
 
 
 def _children_in_order(model: nn.Module, x: torch.Tensor | None) -> bool:
