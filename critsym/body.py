@@ -281,6 +281,57 @@ def _sequence(model: nn.Module, inputs, x):
     return best
 
 
+def _network_blocks(model: nn.Module, x: torch.Tensor | None):
+    """The longest run of identical blocks of a whole-network import (an importer whose
+    result lists the body's blocks, ``result.blocks``, each with its numeric ``arch``, its
+    ``output`` module and its weight ``layers``): (ops, children, body input path, outputs,
+    layer records, skipped), or ``None`` when the import has no such list or fewer than two
+    blocks."""
+    import warnings
+
+    from .importer import from_torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = from_torch(model, x)
+    except UnsupportedModuleError:
+        return None
+    blocks = list(getattr(res, "blocks", ()) or ())
+    if len(blocks) < 2 or any(b.output is None for b in blocks):
+        return None
+    s, p, k = _period([repr(_with_bias(b.arch.symbolic())) for b in blocks])
+    if k < 2:
+        return None
+    skipped = [(getattr(sk, "path", str(sk)), getattr(sk, "reason", ""))
+               for sk in getattr(res, "skipped", ())]
+    skipped += [(b.path, "before the repeated blocks") for b in blocks[:s]]
+    skipped += [(b.path, "after the repeated blocks") for b in blocks[s + k * p:]]
+    units = [blocks[s + i * p:s + (i + 1) * p] for i in range(k)]
+    stem_skipped = any(getattr(sk, "part", "") == "stem" for sk in getattr(res, "skipped", ()))
+    if s > 0:
+        body_input = blocks[s - 1].output
+    elif not stem_skipped:
+        body_input = None
+    else:  # the body input is no module's output: measure from the first block's output
+        body_input, units = units[0][-1].output, units[1:]
+        skipped.append((blocks[s].path, "reference: J is measured from its output"))
+        if len(units) < 2:
+            return None
+    ops = tuple(_seq([b.arch for b in u]) for u in units)
+    modules = dict(model.named_modules())
+    reader = Reader({})
+    for u in units:
+        for b in u:
+            for path in b.layers:
+                m = modules.get(path)
+                w = getattr(m, "weight", None)
+                if isinstance(w, torch.Tensor) and w.dim() >= 2:
+                    reader.weights(path, type(m).__name__, w, getattr(m, "bias", None))
+    return (ops, tuple(tuple(b.path for b in u) for u in units), body_input,
+            tuple(u[-1].output for u in units), list(reader.layers), skipped)
+
+
 def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -> AnalysedPart:
     """The stem / repeating body / head split of ``model`` (see the module doc).
 
@@ -309,6 +360,9 @@ def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -
         body_layers = [la for u in units for _, _, ls in u for la in ls]
         unit_leaves = [([lf for _, op, _ in u for lf in _leaves(op)],
                         [la.path for _, _, ls in u for la in ls]) for u in units]
+    elif (net := _network_blocks(model, example_input)) is not None:
+        ops, children, body_input, outputs, body_layers, skipped = net
+        unit_leaves = [(_leaves(op), []) for op in ops]
     else:
         op = reader.map(model, "")
         if op is None:
