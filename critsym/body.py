@@ -8,7 +8,9 @@ top-level ``nn.Sequential``, or of a module whose ``forward`` applies its childr
 gives more blocks (``stem, Sequential(*blocks), head``).  A flat ``Linear, act, Linear, act,
 …`` stack is a sequence of blocks ``act >> Linear`` between consecutive ``Linear`` outputs
 (the map of Gaussian preactivations).  Children before the run (the stem) and after it (the
-head) are skipped, and the result says so.  Any other model is one block.
+head) are skipped, and the result says so.  For any other model, an importer that lists
+the body's blocks (``from_torch(...).blocks``, from a captured graph) gives the blocks, and
+the longest run of identical ones is the body; without one, the model is one block.
 
 The block is the symbolic form of the repeated unit (all weight scales σ_w, σ_b); each block
 also keeps its own numeric operator (the σ's read from its own layers).  Pooled estimates
