@@ -11,6 +11,7 @@ Rows (each a ratio against a baseline measured in the same run):
   Gauss–Hermite recursion (goal <= 2x, c^10 within 1e-10 of a 200-node rule);
 * APJN vs a plain torch forward of the same network (goal <= 3x at one probe);
 * conv ResNet and MLP-Mixer APJN vs a plain torch forward of the same models;
+* the APJN (and cross-token overlap k) of a ViT-like transformer stack vs its plain forward;
 * ``simulate`` throughput and peak memory vs the random-number floor (``bench_simulate.py``).
 """
 
@@ -62,9 +63,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     import bench_apjn
     import bench_architectures
+    import bench_transformer
 
     rows += bench_apjn.main(["--threads", str(a.threads)] + (["--quick"] if a.quick else []))
     rows += bench_architectures.main(["--quick"] if a.quick else [])
+    rows += bench_transformer.main(["--threads", str(a.threads)] + (["--quick"] if a.quick
+                                                                     else []))
     sim = HERE / "bench_simulate.py"
     sim_out = ""
     if sim.exists():

@@ -55,6 +55,9 @@ _LAZY = {
     # spellings are the old names of the same objects, kept for existing scripts
     "MapsResult": ".torch.feature_maps", "simulate_maps": ".torch.feature_maps",
     "ShapedResult": ".torch.feature_maps", "simulate_shaped": ".torch.feature_maps",
+    # Monte Carlo of token networks: q, p and the two-part Jacobian (j, k)
+    "TokenResult": ".torch.tokens", "simulate_tokens": ".torch.tokens",
+    "validate_tokens": ".torch.tokens",
     # kernel shaping
     "ShapedActivation": ".shaping",
     # real architectures (conv ResNets, MLP-Mixer), torch import
@@ -111,6 +114,7 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "MapsResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_maps", "to_torch_model",
     "token_mixing", "two_layer_block", "sweep",
+    "TokenResult", "simulate_tokens", "validate_tokens",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
     # one model: report and critical initialization

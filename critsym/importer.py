@@ -15,42 +15,43 @@ and no single-σ block is returned.  (For non-Gaussian initializations, e.g.
 torch's default uniform Kaiming, σ̂ is still the right second moment and the SE is
 σ̂·√(Var(W²)/(n E[W²]²))/2, computed from the sample kurtosis.)
 
-Mapping.  Every operator declares the torch module types it claims and how it reads them
-(``Op.torch_types`` / ``Op.read_torch``) and the patterns it recognises by evaluation
-(``Op.probe_torch``); this module only walks the model and asks the registries
-(:mod:`critsym.ops.contract`).  Built in (channels-first torch conv nets map to critsym's
-channels-last ops, which compute the same per-position maps):
+Capture.  The model's ``forward`` is read as a graph (``torch.fx`` symbolic tracing;
+``torch.export`` for a submodule fx cannot trace, from the inputs that very call received):
+:mod:`critsym.interop.capture`.  Modules are mapped by the operator claiming their type
+(``Op.torch_types`` / ``Op.read_torch``), functions and tensor methods by the operator claiming
+them (``Op.graph_targets`` / ``Op.read_graph``), residual sums μ·x + f(x), transposes of the
+last two axes and reshapes that keep the features by the graph rules; opaque parameter-free
+leaves (e.g. an einops ``Rearrange``) by ``Op.probe_torch``.  Built in (channels-first torch
+conv nets map to critsym's channels-last ops, which compute the same per-position maps):
 
-* ``nn.Sequential`` → ``Sequential``; ``nn.Identity``, ``nn.Dropout`` (evaluation mode) and
-  parameter-free modules returning their input → skipped;
-* ``nn.Linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, stride 1, dilation 1,
-  groups 1, 'same' padding) → ``Conv`` with its padding mode;
-* ``nn.LayerNorm``, ``nn.GroupNorm(1, C)`` (γ = 1, β = 0, as at initialization) → ``LayerNorm``;
-* the activation table's modules (ReLU, LeakyReLU, Tanh, GELU, SiLU, Sigmoid, Softplus(β=1),
-  ELU(α=1), SELU) → ``Act``;
+* ``nn.Sequential`` → ``Sequential``; ``nn.Identity``, ``nn.Dropout`` → skipped;
+* ``nn.Linear`` / ``F.linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, stride
+  1, dilation 1, groups 1, 'same' padding) → ``Conv`` with its padding mode;
+* ``nn.LayerNorm``, ``F.layer_norm``, ``nn.GroupNorm(1, C)`` (γ = 1, β = 0) → ``LayerNorm``;
+* the activation table's modules and functions (ReLU, LeakyReLU, Tanh, GELU, SiLU, Sigmoid,
+  Softplus(β=1), ELU(α=1), SELU) → ``Act``;
 * ``nn.AvgPool{1,2,3}d`` → ``AvgPool``; ``nn.AdaptiveAvgPool{1,2,3}d(1)`` → ``GlobalAvgPool``;
-* a module with a child ``branch`` and a number ``mu`` → ``Residual``;
-* a parameter-free module that transposes the last two axes (e.g. an einops ``Rearrange``)
-  → ``Transpose``; with ``example_input``, a container whose output is μ·x + (its children
-  applied in some order)(x) → ``Residual`` (e.g. a Mixer's ``PreNormResidual``), and a
-  container equal to its children in order → ``Sequential``;
-* ``nn.BatchNorm1d/2d/3d`` in training mode (γ = 1, β = 0) → ``BatchNorm()`` (the
-  infinite-batch rule; evaluation mode is refused, see :mod:`critsym.ops.batchnorm`);
-* anything else raises :class:`UnsupportedModuleError` naming the submodule.
+* ``nn.BatchNorm1d/2d/3d`` in training mode (γ = 1, β = 0) → ``BatchNorm()``.
+
+Whole networks (:mod:`critsym.interop.network`): the chain is cut into blocks, the longest run
+of blocks that derive is the analysed body, the rest stem and head (``result.skipped`` says
+why).  A part that cannot be mapped is reported there, naming the submodule; a model with
+nothing analysable raises :class:`UnsupportedModuleError`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import SimulationError, UnsupportedModuleError
-from .ops import Act, Sequential
+from .interop.network import BodyBlock, BodyInput, Estimate, NetworkRun, Skipped
+from .ops import Sequential
 from .ops.base import Op, as_op
 from .ops.contract import claimant, contains, probe_leaf, torch_probes
 from .torch.modules import (  # noqa: F401 - plain modules, importable from here as before
@@ -70,18 +71,6 @@ POOL_P_MIN = 1e-4
 
 class PoolingWarning(UserWarning):
     """Per-layer weight scales of an imported model differ beyond their sampling error."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A σ estimate with its sampling standard error and the number of samples behind it."""
-
-    value: float
-    se: float
-    n: int
-
-    def __repr__(self) -> str:
-        return f"{self.value:.5g} ± {self.se:.2g} (n={self.n})"
 
 
 @dataclass
@@ -119,14 +108,23 @@ class LayerAgreement:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """The imported architecture and the initialization it carries.
+    """An imported model: its analysed body as a sequence of blocks, and what was skipped.
 
-    ``arch``: the whole model with per-layer numeric σ's; ``block``: its repeating unit with
-    symbolic σ_w, σ_b (None when the model is not a stack of identical blocks, or when the
-    layers' σ's differ beyond their sampling errors); ``n_blocks``; ``sigma_w``, ``sigma_b``:
-    pooled :class:`Estimate`; ``layers``: per-layer estimates {path: (σ̂_w, σ̂_b)};
-    ``agreement``: {"sigma_w": LayerAgreement, "sigma_b": …} of the pooling check;
-    ``values``: the numeric hyperparameters for ``block``.
+    Whole network: ``blocks`` (:class:`~critsym.interop.network.BodyBlock`: each block's
+    architecture, symbolic block, hyperparameter values, width, output module and
+    :attr:`~critsym.interop.network.BodyBlock.theory`), ``skipped`` (stem / head parts with
+    their reasons), ``body_input`` (the state entering the body), ``capture`` (module path →
+    the tool that captured it); :meth:`network_run` / :meth:`J_theory` run the theory through
+    the blocks at the model's current initialization.
+
+    Repeating block (when there is one): ``arch``: the whole model with per-layer numeric
+    σ's when every part maps to an operator, else the analysed body;
+    ``block``: its repeating unit with symbolic σ_w, σ_b (None when the body is not a stack of
+    identical blocks, or when the layers' σ's differ beyond their sampling errors);
+    ``n_blocks``; ``sigma_w``, ``sigma_b``: :class:`Estimate` pooled over the body's layers;
+    ``layers``: per-layer estimates {path: (σ̂_w, σ̂_b)}; ``agreement``: {"sigma_w":
+    LayerAgreement, …} of the pooling check; ``values``: the numeric hyperparameters for
+    ``block``.
     """
 
     arch: Op
@@ -137,6 +135,59 @@ class ImportResult:
     layers: dict = field(default_factory=dict)
     mu: dict = field(default_factory=dict)
     agreement: dict = field(default_factory=dict)
+    blocks: tuple[BodyBlock, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    body_input: BodyInput | None = None
+    capture: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        skip = "; ".join(repr(s) for s in self.skipped) or "nothing"
+        return (f"ImportResult(analysed: {self.analysed}; skipped: {skip}; "
+                f"pooled: {self.pooled})")
+
+    @property
+    def analysed(self) -> str:
+        """The analysed body in words: its first and last block and their number."""
+        if not self.blocks:
+            return "nothing"
+        first, last = self.blocks[0].path, self.blocks[-1].path
+        span = first if len(self.blocks) == 1 else f"{first} … {last}"
+        return f"{span} ({len(self.blocks)} blocks)"
+
+    @property
+    def outputs(self) -> list[str | None]:
+        """The submodule whose output is each block's output (layer names for
+        :func:`critsym.apjn`; None where no module returns a block's output)."""
+        return [b.output for b in self.blocks]
+
+    def network_run(self, **state) -> NetworkRun:
+        """The theory through every block with its own maps and estimates, from the body input
+        estimate (``body_input``) unless ``K0=``, ``O_T0=``, ``O_C0=``, ``J0=``, ``k0=`` are
+        given (:func:`critsym.interop.network.run_blocks`)."""
+        from .interop.network import run_blocks
+
+        start = self.body_input.state() if self.body_input is not None else {"K0": 1.0}
+        start.update(state)
+        return run_blocks(self.blocks, **start)
+
+    def J_theory(self, start: int = 0, **state) -> np.ndarray:
+        """Theory J^{start, b} across the body, b = start..len(blocks) (b: the output of block
+        b−1, b = 0 the body input), at the model's current initialization: the state from the
+        body input up to ``start``, the tangent restarted there (j = 1, k = 0: a perturbation
+        independent across tokens, what :func:`critsym.apjn` applies at a block's output).
+        For a body without token mixing this is ``J_theory()[start:] / J_theory()[start]``."""
+        from .interop.network import run_blocks
+
+        run = self.network_run(**state)
+        if start == 0:
+            return run.J
+        if not 0 <= start <= len(self.blocks):
+            raise UnsupportedModuleError(
+                f"start must be a block boundary 0..{len(self.blocks)}, got {start}")
+        st = {"K0": float(run.K[start])}
+        if run.O_T is not None:
+            st.update(O_T0=float(run.O_T[start]), O_C0=float(run.O_C[start]))
+        return run_blocks(self.blocks[start:], **st).J
 
     @property
     def pooled(self) -> bool:
@@ -158,15 +209,15 @@ class ImportResult:
             raise UnsupportedModuleError(_disagree_message(bad, self.layers, self.agreement))
 
     def theory(self):
-        """``critsym.derive(block)`` (raises when the model has no repeating block)."""
+        """``critsym.derive(block)`` (raises when the body has no repeating block: use
+        ``blocks`` and :meth:`network_run`)."""
         from .derive import derive
 
         self._check_pooled()
         if self.block is None:
             raise UnsupportedModuleError(
-                "the model is not a stack of identical blocks; derive the blocks of "
-                "result.arch yourself, or import the repeated part (e.g. model.blocks)"
-            )
+                "the body is not a stack of identical blocks; use result.blocks (each with its "
+                "own theory and values) and result.network_run()")
         return derive(self.block)
 
     def critical(self, solve_for: str = "sigma_w", **fixed):
@@ -197,12 +248,12 @@ def _disagree_message(names, layers, agreement) -> str:
 # ----------------------------------------------------------------------------- import
 class Reader:
     """Maps torch modules to operators through the operator registries and records the weight
-    estimates; operators' ``read_torch`` / ``probe_torch`` receive it."""
+    estimates; operators' ``read_torch`` / ``read_graph`` / ``probe_torch`` receive it."""
 
-    def __init__(self, inputs: dict[int, torch.Tensor]):
+    def __init__(self, inputs: dict | None = None):
         self.layers: list[_Layer] = []
-        self.inputs = inputs
         self.mus: dict[str, float] = {}
+        self.methods: dict[str, str] = {}
 
     @staticmethod
     def join(path: str, name: str) -> str:
@@ -229,8 +280,9 @@ class Reader:
         return sw, sb
 
     def map(self, m: nn.Module, path: str) -> Op | None:
-        """The operator for ``m`` (``None``: skipped): the operator claiming its type, else the
-        patterns operators recognise by evaluation, else an error naming the submodule."""
+        """The operator for ``m`` (``None``: skipped): the operator claiming its type, else its
+        ``forward`` captured as a graph, else the patterns operators recognise by evaluating
+        an opaque leaf, else an error naming the submodule."""
         if isinstance(m, OpModule):  # a stacked map that names its operator
             return m.op
         cls = claimant(m)
@@ -238,13 +290,57 @@ class Reader:
             return cls.read_torch(m, self, path)
         if isinstance(m, SKIPPED):
             return None
+        from .interop.capture import opaque_torch
+
+        if opaque_torch(m):
+            return self.unmappable(m, path)
+        parametrised = any(True for _ in m.parameters(recurse=False))
+        if not parametrised or any(True for _ in m.children()):
+            try:
+                return self.capture_module(m, path, None)
+            except UnsupportedModuleError as e:
+                captured_error = e
+        else:
+            captured_error = None
         if self.is_identity(m):
             return None
         for cls in torch_probes():
             op = cls.probe_torch(m, self, path)
             if op is not None:
                 return op
+        if captured_error is not None and any(True for _ in m.children()):
+            self.name_unmappable_leaf(m, path)
+            raise captured_error
         return self.unmappable(m, path)
+
+    def name_unmappable_leaf(self, m: nn.Module, path: str) -> None:
+        """Raise naming the first leaf of ``m`` no operator maps (when there is one)."""
+        for n, c in m.named_modules():
+            if n and not any(True for _ in c.children()):
+                try:
+                    Reader().map(c, self.join(path, n))
+                except UnsupportedModuleError as e:
+                    raise UnsupportedModuleError(
+                        f"{e} (inside {self.label(path)!r}, a {type(m).__name__})") from None
+
+    def capture_module(self, m: nn.Module, path: str, args: tuple | None,
+                       why: str | None = None) -> Op | None:
+        """The operator of a whole submodule, its ``forward`` captured as a graph (torch.fx,
+        or torch.export from ``args``, the inputs of the call being read); every part must
+        map."""
+        from .interop.capture import walk
+
+        try:
+            chain, _ = walk(m, self, args, path)
+        except UnsupportedModuleError:
+            self.name_unmappable_leaf(m, path)
+            raise
+        for e in chain.items:
+            if not e.ok:
+                reason = e.reason or f"a scaling by {e.scale:g} outside a residual sum"
+                raise UnsupportedModuleError(
+                    f"{reason} (inside {self.label(path)!r}, a {type(m).__name__})")
+        return self.seq([e.op for e in chain.items])
 
     @staticmethod
     def is_identity(m: nn.Module) -> bool:
@@ -254,20 +350,11 @@ class Reader:
 
     def unmappable(self, m: nn.Module, path: str):
         name = self.label(path)
-        children = list(m.named_children())
-        for n, c in m.named_modules():  # name the first leaf that cannot be mapped
-            if n and not list(c.children()):
-                try:
-                    Reader({}).map(c, self.join(path, n))
-                except UnsupportedModuleError as e:
-                    raise UnsupportedModuleError(
-                        f"{e} (inside {name!r}, a {type(m).__name__})") from None
-        hint = "" if self.inputs.get(id(m)) is not None or not children else (
-            "; pass example_input=... so critsym can test whether it is a residual sum or a "
-            "sequence of its children")
         raise UnsupportedModuleError(
-            f"cannot map submodule {name!r} ({type(m).__name__}) to a critsym operator{hint}. "
-            "Supported: " + ", ".join(sorted(_supported())) + ", residual and transpose patterns")
+            f"cannot map submodule {name!r} ({type(m).__module__}.{type(m).__name__}) to a "
+            "critsym operator: no operator claims its type (the claimed torch types: "
+            "critsym.ops.contract.torch_claims()); register an operator for it "
+            "(Op.torch_types / read_torch)")
 
     def seq(self, ops):
         ops = [o for o in ops if o is not None]
@@ -275,44 +362,10 @@ class Reader:
             return None
         return ops[0] if len(ops) == 1 else Sequential(*ops)
 
-    def container(self, m: nn.Module, path: str):
-        """With an example input: a container whose output is its children in some order
-        (→ Sequential) or μ·x plus that (→ Residual); ``None`` otherwise."""
-        from .ops.residual import Residual
-
-        children = list(m.named_children())
-        x = self.inputs.get(id(m))
-        if not children or list(m.parameters(recurse=False)) or x is None:
-            return None
-        with torch.no_grad():
-            y = m(x)
-            if not isinstance(y, torch.Tensor):
-                return None
-            for perm in itertools.islice(itertools.permutations(children), 6):
-                h = x
-                try:
-                    for _, c in perm:
-                        h = c(h)
-                except Exception:  # noqa: BLE001 - wrong order: shapes do not fit
-                    continue
-                if h.shape != y.shape:
-                    continue
-                if torch.allclose(h, y, rtol=1e-6, atol=1e-9):
-                    return self.seq([self.map(c, self.join(path, n)) for n, c in perm])
-                r = (y - h).flatten().to(torch.float64)
-                xf = x.flatten().to(torch.float64)
-                if x.shape != y.shape or float(xf @ xf) == 0:
-                    continue
-                mu = float(r @ xf / (xf @ xf))
-                if torch.allclose(r, mu * xf, rtol=1e-5, atol=1e-7 * float(xf.abs().max())):
-                    self.mus[self.label(path)] = mu
-                    b = self.seq([self.map(c, self.join(path, n)) for n, c in perm])
-                    return Residual(b if b is not None else Act("identity"), _round(mu))
-        return None
-
-    def pooled(self) -> tuple[Estimate, Estimate, dict]:
-        """Pooled σ̂_w, σ̂_b over all layers and the per-layer agreement check."""
-        w = self.layers
+    def pooled(self, layers: list[_Layer] | None = None) -> tuple[Estimate, Estimate, dict]:
+        """Pooled σ̂_w, σ̂_b over ``layers`` (default: all) and the per-layer agreement
+        check."""
+        w = self.layers if layers is None else layers
         if not w:
             return Estimate(float("nan"), float("nan"), 0), Estimate(0.0, 0.0, 0), {}
         nw = sum(la.n_w for la in w)
@@ -347,12 +400,6 @@ def _agreement(pooled: Estimate, layers) -> LayerAgreement:
     return LayerAgreement(total, dof, p)
 
 
-def _supported() -> set[str]:
-    from .ops.contract import torch_claims
-
-    return {t.__name__ for t in torch_claims() if t.__module__.startswith("torch.")}
-
-
 def _se(m2: float, m4: float, n: int) -> float:
     """SE of sqrt(mean of n samples with moments m2 = E[s], m4 = E[s²]) by the delta method."""
     if m2 <= 0 or n < 2:
@@ -366,44 +413,32 @@ def _round(mu: float) -> float:
     return float(int(r)) if r == int(r) else r
 
 
-def _capture_inputs(module: nn.Module, example_input) -> dict[int, torch.Tensor]:
-    inputs: dict[int, torch.Tensor] = {}
-    if example_input is None:
-        return inputs
-    if not isinstance(example_input, torch.Tensor):
-        raise SimulationError("example_input must be a torch.Tensor the model accepts")
-    hooks = [mod.register_forward_pre_hook(
-        lambda mm, args: inputs.setdefault(id(mm), args[0].detach()) if args else None)
-        for mod in module.modules()]
-    try:
-        with torch.no_grad():
-            module(example_input)
-    except Exception as e:  # noqa: BLE001 - report as a shape problem
-        raise SimulationError(
-            f"the model does not accept example_input of shape "
-            f"{tuple(example_input.shape)}: {e}") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    return inputs
-
-
 def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> ImportResult:
-    """Map a torch model to a critsym architecture with σ_w, σ_b estimated from its weights.
+    """Map a torch model to critsym: stem → body → head, the body a sequence of blocks with
+    σ_w, σ_b estimated from the model's weights.
 
-    ``module``: an ``nn.Sequential`` of repeated blocks (→ ``result.block``, the repeating unit
-    with symbolic σ's, and ``result.n_blocks``), or a single block.  ``example_input`` (one
-    batch the model accepts) lets critsym recognise custom residual / transpose modules by
-    evaluating them.  Every module is mapped by the operator that claims its type
-    (``Op.torch_types``) or recognises it (``Op.probe_torch``).  σ's are pooled over layers only
-    when the per-layer estimates agree within their sampling errors (``result.agreement``);
-    otherwise a :class:`PoolingWarning` is issued, ``result.block`` is None and ``theory()``
-    explains.  Raises :class:`UnsupportedModuleError` naming the first submodule it cannot map.
+    The model's ``forward`` is captured as a graph (torch.fx; torch.export for submodules fx
+    cannot trace, which needs ``example_input``) and cut into blocks; the longest run of
+    blocks with a theory is the analysed body (``result.blocks``), the rest is reported in
+    ``result.skipped`` with the reason.  ``example_input`` (one batch the model accepts) also
+    gives the body input state (``result.body_input``) and the shapes of reshapes.  σ's are
+    pooled within a block, and over the body for ``result.block`` / ``result.sigma_w``, only
+    when the per-layer estimates agree within their sampling errors (``agreement``); otherwise
+    a :class:`PoolingWarning` is issued, ``result.block`` is None, and each block keeps its
+    own estimates.  Raises :class:`UnsupportedModuleError` when nothing can be analysed, naming
+    the first submodule it cannot map.
     """
+    from .interop.capture import Element, walk
+    from .interop.network import Segment, body_input, derivable, longest_run, segments
+    from .ops.attention import uses_tokens
+    from .ops.axes import uses_axes
+    from .torch.build import CritsymNet
+
     if not isinstance(module, nn.Module):
         raise UnsupportedModuleError(
             f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
-    inputs = _capture_inputs(module, example_input)
+    if example_input is not None and not isinstance(example_input, torch.Tensor):
+        raise SimulationError("example_input must be a torch.Tensor the model accepts")
     named = list(module.named_modules())
     if any(isinstance(m, (nn.Linear, nn.LayerNorm)) for _, m in named):
         for n, m in named:
@@ -412,41 +447,153 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                     f"submodule {n!r}: Conv1d(kernel_size=1) in a model that also applies "
                     "Linear/LayerNorm to the last axis is ambiguous (in an MLP-Mixer it mixes "
                     "tokens, not channels); write the token MLP as a transpose + nn.Linear")
-    imp = Reader(inputs)
-    from .torch.build import CritsymNet
-
-    if isinstance(module, CritsymNet):
+    imp = Reader()
+    values: dict = {}
+    if isinstance(module, CritsymNet):  # stacked networks (leading n_nets axis): per block
         blocks = module.iter_blocks() if hasattr(module, "iter_blocks") else module.blocks
-        parts = [imp.map(c, f"blocks.{i}") for i, c in enumerate(blocks)]
-        parts = [p for p in parts if p is not None]
-        arch = imp.seq(parts)
-    elif isinstance(module, nn.Sequential) and len(module) > 1:
-        parts = [imp.map(c, n) for n, c in module.named_children()]
-        parts = [p for p in parts if p is not None]
-        arch = imp.seq(parts)
+        items = []
+        for i, c in enumerate(blocks):
+            start = len(imp.layers)
+            path = f"blocks.{i}"
+            try:
+                op = imp.map(c, path)
+            except UnsupportedModuleError as e:
+                items.append(Element(None, path, "", path, reason=str(e)))
+                continue
+            if op is not None:
+                items.append(Element(op, path, "", path, tuple(range(start, len(imp.layers))),
+                                     module=path))
+        imp.methods[""] = "critsym stacked blocks"
     else:
-        parts = []
-        arch = imp.map(module, "")
-    if arch is None:
-        raise UnsupportedModuleError("the model contains no operators critsym can map "
-                                     "(only identities)")
-    sw, sb, agreement = imp.pooled()
+        args = None if example_input is None else (example_input,)
+        chain, cap = walk(module, imp, args)
+        items, values = list(chain.items), cap.values
+    segs = segments(items)
+    axes = any(uses_axes(s.op) for s in segs if s.ok)
+    tokens = any(uses_tokens(s.op) for s in segs if s.ok)
+    checked = []
+    for s in segs:
+        why = derivable(s, axes, tokens) if s.ok else ""
+        if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
+            tail = Segment(s.elements[-1:])
+            if not derivable(tail, axes, tokens):
+                head = Segment(s.elements[:-1], ok=False, closed=False)
+                head.reason = derivable(head, axes, tokens) or why
+                checked += [head, tail]
+                continue
+        if why:
+            s.ok, s.reason = False, why
+        checked.append(s)
+    segs = checked
+    a, b = longest_run([s.ok for s in segs])
+    if a == b:
+        reasons = "; ".join(s.reason for s in segs if s.reason)
+        raise UnsupportedModuleError(
+            "no part of the model can be analysed: " + (reasons or "it holds only identities"))
+    a, b = _layout_to_stem(segs, a, b)
+    body = segs[a:b]
+    body_axes = any(uses_axes(s.op) for s in body)
+    body_tokens = any(uses_tokens(s.op) for s in body)
+    skipped = []
+    for part, group, blocker in (("stem", segs[:a], segs[a - 1] if a else None),
+                                 ("head", segs[b:], segs[b] if b < len(segs) else None)):
+        for s in group:
+            why = s.reason or f"has a theory, but {blocker.path!r} separates it from the body"
+            skipped.append(Skipped(part, s.path, why))
+    bblocks = tuple(_body_block(s, imp, values, body_axes, body_tokens) for s in body)
+    first = body[0].elements[0].inp
+    x0 = values.get(first) if values else None
+    if x0 is None and a == 0 and not isinstance(module, CritsymNet):
+        x0 = example_input  # the body starts at the model's input
+    bn = any(contains(s.op, lambda o: type(o).__name__ == "BatchNorm") for s in body)
+    start = body_input(x0, body_axes, "batch" if bn else "tokens",
+                       any(contains(s.op, lambda o: type(o).channels_first) for s in body))
+    body_layers = sorted({i for s in body for e in s.elements for i in e.layers})
+    layers = [imp.layers[i] for i in body_layers]
+    sw, sb, agreement = imp.pooled(layers)
     per_layer = {la.path: (math.sqrt(la.w_sq / la.n_w),
-                           math.sqrt(la.b_sq / la.n_b) if la.n_b else 0.0) for la in imp.layers}
-    syms = [p.symbolic() for p in parts]
-    if len(syms) > 1 and all(x == syms[0] for x in syms):
-        block, n = syms[0], len(syms)
-    elif len(syms) > 1:
-        block, n = None, len(syms)
-    else:
-        block, n = arch.symbolic(), 1
-    bad = [k for k, a in agreement.items() if not a.agree]
+                           math.sqrt(la.b_sq / la.n_b) if la.n_b else 0.0) for la in layers}
+    # the whole model when every part maps to an operator (pooling, heads included), else the
+    # analysed body
+    arch = _seq([e.op for e in items]) if all(e.ok for e in items) else \
+        _seq([s.op for s in body])
+    block, n = _repeating(module, body, bblocks)
+    bad = [k for k, ag in agreement.items() if not ag.agree]
     if bad:
-        warnings.warn(_disagree_message(bad, per_layer, agreement) + "; not pooled",
-                      PoolingWarning, stacklevel=2)
+        warnings.warn(_disagree_message(bad, per_layer, agreement) + "; not pooled (each "
+                      "block keeps its own estimates: result.blocks)", PoolingWarning,
+                      stacklevel=2)
         block = None
     return ImportResult(arch=arch, block=block, n_blocks=n, sigma_w=sw, sigma_b=sb,
-                        layers=per_layer, mu=imp.mus, agreement=agreement)
+                        layers=per_layer, mu=dict(imp.mus), agreement=agreement,
+                        blocks=bblocks, skipped=tuple(skipped), body_input=start,
+                        capture=dict(imp.methods))
+
+
+def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:
+    """Transposes at the start of the body (e.g. a patch stem's 'b c t -> b t c') are layout,
+    not theory: they move to the stem, so the body input is taken after them."""
+    from .interop.network import Segment
+    from .ops.axes import Transpose
+
+    seg = segs[a]
+    k = 0
+    while k < len(seg.elements) - 1 and isinstance(seg.elements[k].op, Transpose):
+        k += 1
+    if k == 0:
+        return a, b
+    lead = Segment(seg.elements[:k], ok=False,
+                   reason="a transpose at the body's input (layout: the body input is taken "
+                          "after it)", closed=False)
+    segs[a:a + 1] = [lead, Segment(seg.elements[k:])]
+    return a + 1, b + 1
+
+
+def _seq(ops) -> Op:
+    return ops[0] if len(ops) == 1 else Sequential(*ops)
+
+
+def _body_block(seg, imp: Reader, values: dict, axes: bool, tokens: bool) -> BodyBlock:
+    """One body block: pooled σ's (symbolic block) where its layers agree, else the numbers."""
+    idx = sorted({i for e in seg.elements for i in e.layers})
+    layers = [imp.layers[i] for i in idx]
+    arch = seg.op
+    sw, sb, agreement = imp.pooled(layers)
+    pooled = all(ag.agree for ag in agreement.values())
+    if pooled:
+        block = arch.symbolic()
+        names = {s.name for s in block.hyperparameters()}
+        vals = {k: v.value for k, v in (("sigma_w", sw), ("sigma_b", sb)) if k in names}
+    else:
+        block, vals = arch, {}
+    last = seg.elements[-1]
+    out = values.get(last.out) if values else None
+    width = None
+    if isinstance(out, torch.Tensor) and out.dim() >= 2:
+        width = int(out.shape[1] if contains(arch, lambda o: type(o).channels_first)
+                    and out.dim() > 2 else out.shape[-1])
+    return BodyBlock(seg.path, arch, block, vals, width, last.module, pooled, agreement,
+                     tuple(la.path for la in layers), axes or tokens, tokens)
+
+
+def _repeating(module: nn.Module, body, blocks) -> tuple[Op | None, int]:
+    """The repeating unit of the body: the top-level children of an ``nn.Sequential`` when
+    they are identical, else identical blocks; (None, number of blocks) otherwise."""
+    elements = [e for s in body for e in s.elements]
+    if isinstance(module, nn.Sequential) and len(module) > 1:
+        groups: dict[str, list] = {}
+        for e in elements:
+            groups.setdefault(e.path.split(".")[0], []).append(e.op)
+        kids = [n for n, _ in module.named_children()]
+        covered = [k for k in kids if k in groups]
+        if len(covered) > 1 and covered == kids[kids.index(covered[0]):][:len(covered)]:
+            parts = [_seq(groups[k]).symbolic() for k in covered]
+            if all(p == parts[0] for p in parts):
+                return parts[0], len(parts)
+    syms = [b.arch.symbolic() for b in blocks]
+    if all(x == syms[0] for x in syms):
+        return syms[0], len(syms)
+    return None, len(syms)
 
 
 # ----------------------------------------------------------------------------- export
@@ -482,5 +629,5 @@ def to_torch_model(arch: Op, width: int, depth: int, *, seed: int = 0,
     return nn.Sequential(*blocks)
 
 
-__all__ = ["Estimate", "ImportResult", "LayerAgreement", "PoolingWarning", "Reader",
-           "from_torch", "to_torch_model"]
+__all__ = ["BodyBlock", "BodyInput", "Estimate", "ImportResult", "LayerAgreement",
+           "NetworkRun", "PoolingWarning", "Reader", "Skipped", "from_torch", "to_torch_model"]

@@ -24,7 +24,8 @@ def kappa_relu(rho):
 
 
 def uniform_tangent(n, s2, qhat, phat):
-    """The issue's finite-n map of uniform attention with residual behind a per-token norm."""
+    """The finite-n map of uniform attention with residual behind a per-token norm (written out
+    by hand)."""
     return np.array([[1 + s2 * qhat / n, s2 * phat],
                      [s2 * qhat * (n - 1) / n**2, 1 + s2 * phat * (n - 1) / n]])
 
@@ -174,7 +175,7 @@ def test_two_inputs_mix_with_their_own_attention():
 
 
 def vit_reference(depth, n, q0, p0, so, sv, s1, s2, finite_n=True):
-    """Pre-LN ViT block (uniform attention, ReLU MLP), written from the issue's formulas.
+    """Pre-LN ViT block (uniform attention, ReLU MLP), written out by hand.
     ``finite_n=False``: the n → ∞ form (ν = ρ, n − 1 ≈ n, 1/n terms kept in the tangent)."""
     a, m = (so * sv) ** 2, (s1 * s2) ** 2
     q, p, j, k = q0, p0, 1.0, 0.0

@@ -192,3 +192,26 @@ def test_output_kurtosis_against_explicit_networks(spec):
     se = float(np.sqrt(grad @ cov @ grad))
     assert abs(est - law.kurtosis_exact) <= 4 * se, (est, se, law.kurtosis_exact)
     assert law.kurtosis_exact > 3.0
+
+
+@pytest.mark.parametrize("spec", [ModelSpec("mlp", 2.0, 0.3), ModelSpec("resnet", 2.0),
+                                  ModelSpec("balanced", 2.0)], ids=["leaky", "resnet", "balanced"])
+def test_explicit_networks_are_the_built_architecture(spec):
+    """method="torch" simulates the networks critsym.build makes of the spec's architecture:
+    L_d equals ln(|h^d|²/|h^0|²) of the same (seed, network) networks run without
+    renormalisation, whatever the chunking."""
+    from critsym.finite_width.simulate import simulate_log_norm as simulate_spec
+    from critsym.finite_width.simulate import spec_architecture, unit_inputs
+    from critsym.torch.build import build
+
+    n, d, nets, seed = 12, 5, 7, 4
+    s = simulate_log_norm(spec, d, n, n_nets=nets, seed=seed, method="torch", device="cpu")
+    chunked = simulate_spec(spec, d, n, n_nets=nets, seed=seed, method="torch", device="cpu",
+                            max_chunk_elements=3 * n * n)  # chunks of 3 networks
+    assert np.array_equal(s.log_norm, chunked.log_norm)
+    net = build(spec_architecture(spec, d), n, d, n_nets=nets, seed=seed, device="cpu")
+    x = unit_inputs(seed, 0, nets, n, torch.device("cpu"), torch.float64)
+    with torch.no_grad():
+        h = net(x.unsqueeze(1)).squeeze(1)
+    direct = torch.log((h * h).sum(1)).numpy()  # |h^0| = 1
+    np.testing.assert_allclose(s.log_norm, direct, rtol=1e-12, atol=1e-12)

@@ -93,28 +93,33 @@ def test_user_mixer_with_custom_modules():
             PreNormResidual(C, mlp(C)))
 
     model = nn.Sequential(block(), block())
-    with pytest.raises(UnsupportedModuleError, match="example_input"):
-        cs.from_torch(model)
-    imp = cs.from_torch(model, example_input=torch.randn(2, T, C))
-    assert imp.block == cs.mixer_block(mu=1) and imp.n_blocks == 2
+    # the graph shows the sums and the permutes, so no example input is needed
+    for x in (None, torch.randn(2, T, C)):
+        imp = cs.from_torch(model, example_input=x)
+        assert imp.block == cs.mixer_block(mu=1) and imp.n_blocks == 2
+        assert not imp.skipped and imp.capture[""] == "torch.fx"
 
 
 def test_errors_name_the_submodule():
-    with pytest.raises(UnsupportedModuleError, match=r"'1'.*BatchNorm.*evaluation mode"):
-        cs.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)).eval())
+    """Unsupported parts at the ends are skipped with the reason naming the submodule; a model
+    with nothing analysable is refused, naming it."""
+    imp = cs.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)).eval())
+    (skip,) = imp.skipped
+    assert skip.part == "head" and skip.path == "1"
+    assert "BatchNorm" in skip.reason and "evaluation mode" in skip.reason
     with pytest.raises(UnsupportedModuleError, match=r"'0.lstm'"):
         m = nn.Sequential(nn.Module())
         m[0].lstm = nn.LSTM(3, 3)
         cs.from_torch(m)
-    with pytest.raises(UnsupportedModuleError, match="approximate"):
-        cs.from_torch(nn.Sequential(nn.GELU(approximate="tanh"), nn.Linear(3, 3)))
+    imp = cs.from_torch(nn.Sequential(nn.Linear(3, 3), nn.Softmax(-1)))
+    assert imp.skipped[0].path == "1" and "softmax" in imp.skipped[0].reason
     with pytest.raises(UnsupportedModuleError, match="stride 1"):
         cs.from_torch(nn.Conv2d(3, 3, 3, stride=2, padding=1))
     ln = nn.LayerNorm(3)
     with torch.no_grad():
         ln.weight.fill_(2.0)
-    with pytest.raises(UnsupportedModuleError, match="γ"):
-        cs.from_torch(nn.Sequential(ln, nn.Linear(3, 3)))
+    imp = cs.from_torch(nn.Sequential(ln, nn.Linear(3, 3)))
+    assert imp.skipped[0].part == "stem" and "γ" in imp.skipped[0].reason
     with pytest.raises(UnsupportedModuleError, match=r"'0.1'.*mixes tokens"):
         cs.from_torch(nn.Sequential(nn.Sequential(nn.LayerNorm(4), nn.Conv1d(3, 3, 1))))
     with pytest.raises(UnsupportedModuleError, match="torch.nn.Module"):
@@ -129,18 +134,23 @@ def test_user_workflow_critical_initialization():
 
 
 def test_conv_net_with_pooling_imports():
+    """Pooling changes the spatial size, so the body ends before it; the skipped head says
+    how to treat the pooling (pool_theory)."""
     torch.manual_seed(2)
     model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"), nn.ReLU(),
                           nn.AvgPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1))
     imp = cs.from_torch(model)
-    ops = imp.arch.ops
+    ops = imp.arch.ops  # every part maps: arch is the whole model
     assert isinstance(ops[0], cs.Conv) and ops[0].padding == "circular"
     assert ops[2] == cs.AvgPool(2) and ops[3].padding == "zeros"
     assert ops[5] == cs.GlobalAvgPool()
-    assert imp.block is None
-    with pytest.raises(UnsupportedModuleError, match="identical blocks"):
-        imp.theory()
+    assert [b.path for b in imp.blocks] == ["0"] and imp.blocks[0].arch == ops[0]
+    assert [(s.part, s.path) for s in imp.skipped] == [("head", "1..2"), ("head", "3"),
+                                                       ("head", "4..5")]
+    assert "AvgPool" in imp.skipped[0].reason and "pool_theory" in imp.skipped[0].reason
+    assert "'1..2' separates it from the body" in imp.skipped[1].reason
+    assert "GlobalAvgPool" in imp.skipped[2].reason
 
 
 @pytest.mark.parametrize("arch,hp,shape", [

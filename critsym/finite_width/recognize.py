@@ -29,7 +29,6 @@ from critsym.finite_width.spec import ModelSpec
 from critsym.ops import Act, BalancedResidual, LayerNorm, Linear, Op, Residual, Sequential
 
 DEPTH_SYMBOLS = ("depth", "d", "L", "n_layers")
-HOMOGENEOUS = {"relu": 0.0, "leaky_relu": None, "linear": 1.0, "identity": 1.0}
 
 
 def _number(expr: object, hp: dict, what: str) -> tuple[float, bool]:

@@ -2,17 +2,20 @@ r"""Monte Carlo of the log-norm L_d = ln(|x^d|^2/|x^0|^2), batched over many ind
 
 Two samplers of the same law:
 
-* ``method="torch"``: explicit weights.  Every layer of every network draws its own weight matrix
-  (stacked (B, n, n), one ``bmm``), the state is renormalised after each layer and ln|x|^2
-  accumulated,
-  so nothing over- or underflows at any depth.  float64 by default, CUDA when available.
+* ``method="torch"``: explicit weights.  The networks are the architecture of the spec
+  (:func:`spec_architecture`) built by :func:`critsym.torch.build`, the one builder that
+  simulation and validation use (stacked weights, one ``bmm`` per layer; network i draws its
+  weights and its input from generators seeded by (seed, i), so a network does not depend on how
+  the networks are chunked; each block is drawn when the pass reaches it).  The state is
+  renormalised after each layer and ln|x|^2 accumulated, so nothing over- or underflows at any
+  depth.  float64 by default, CUDA when available.
 * ``method="exact"``: exact in law and much faster.  MLP: i.i.d. increments ln((c/n)(chi^2_K +
-  alpha^2 chi^2_{n-K})), K ~ Bin(n, 1/2); Balanced: ln((g/n) chi'^2_n(n/g)) (numpy, O(1) per layer);
-  standard ResNet (no scalar law): the conditional Gaussian step x' = x + sqrt(c/n)|relu(x)| z,
-  z ~ N(0, I_n), which has exactly the law of x + W relu(x) given x (O(n) per layer, torch).
+  alpha^2 chi^2_{n-K})), K ~ Bin(n, 1/2); Balanced: ln((g/n) chi'^2_n(n/g)) (numpy, O(1) per
+  layer); standard ResNet (no scalar law): the conditional Gaussian step x' = x + sqrt(c/n)
+  |relu(x)| z, z ~ N(0, I_n), which has exactly the law of x + W relu(x) given x (O(n) per layer,
+  torch).
 * ``method="conditional"``: that conditional Gaussian step for every kind (records the active
-fraction
-  for all kinds).
+  fraction for all kinds).
 
 Each layer records the increment ln(|x^{l+1}|^2/|x^l|^2) and the fraction of positive coordinates of
 x^l (the active fraction of relu(x^l)); increments and fractions are kept when ``record=True``.
@@ -20,6 +23,7 @@ x^l (the active fraction of relu(x^l)); increments and fractions are kept when `
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +33,9 @@ import torch
 from critsym.errors import SimulationError
 from critsym.finite_width.errors import check_width_depth
 from critsym.finite_width.spec import ModelSpec
+from critsym.ops import Act, BalancedResidual, Linear, Op, Residual
 from critsym.stats import mean_se
+from critsym.torch.build import build, network_generators
 
 METHODS = ("torch", "exact", "conditional")
 
@@ -133,13 +139,58 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def _act(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    return torch.where(x > 0, x, alpha * x) if alpha else torch.relu(x)
+def spec_architecture(spec: ModelSpec, depth: int) -> Op:
+    """The critsym block whose law ``spec`` describes (bias-free; ``depth_scaled`` puts the
+    depth into the branch scale, σ_w² = c/d): what the explicit-weight sampler builds."""
+    if spec.kind == "balanced":
+        return BalancedResidual(math.sqrt(spec.c))
+    if spec.kind == "resnet":
+        c = spec.c / depth if spec.depth_scaled else spec.c
+        return Residual(Act("relu") >> Linear(math.sqrt(c), 0), 1)
+    act = Act("leaky_relu", alpha=spec.alpha) if spec.alpha else Act("relu")
+    return act >> Linear(math.sqrt(spec.c), 0)
 
 
-def _torch_chunk(spec: ModelSpec, depth: int, width: int, batch: int, gen: torch.Generator,
-                 device: torch.device, dtype: torch.dtype, explicit: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def unit_inputs(seed: int, start: int, stop: int, width: int, device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """One Gaussian input direction per network i in [start, stop), from its own generator
+    (seeded from (seed, i), so a network's input does not depend on the chunking)."""
+    gens = network_generators(int(seed) + 31337, start, stop, device)
+    x = torch.stack([torch.randn(width, generator=g, device=device, dtype=dtype) for g in gens])
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def _record(inc: torch.Tensor, act: torch.Tensor, layer: int, x: torch.Tensor, y: torch.Tensor
+            ) -> torch.Tensor:
+    """Store layer ``layer``'s active fraction of x and ln(|y|²/|x|²) (|x| = 1); return y/|y|
+    (a dead relu MLP, y = 0, keeps x: its increment is -inf, probability 2^-n per layer)."""
+    act[:, layer] = (x > 0).to(x.dtype).mean(dim=1)
+    r2 = (y * y).sum(dim=1)
+    inc[:, layer] = torch.log(r2)
+    alive = (r2 > 0).unsqueeze(1)
+    return torch.where(alive, y / r2.sqrt().clamp_min(1e-300).unsqueeze(1), x)
+
+
+def _explicit_chunk(spec: ModelSpec, depth: int, width: int, start: int, stop: int, seed: int,
+                    device: torch.device, dtype: torch.dtype
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Networks start..stop-1 built by :func:`critsym.torch.build` (streaming: each block's
+    weights are drawn when the pass reaches it); the state is renormalised after every block."""
+    net = build(spec_architecture(spec, depth), width, depth, n_nets=stop - start, seed=seed,
+                first_net=start, dtype=dtype, device=device, stream=True)
+    x = unit_inputs(seed, start, stop, width, device, dtype)
+    inc = torch.empty(stop - start, depth, device=device, dtype=dtype)
+    act = torch.empty_like(inc)
+    for layer, block in enumerate(net.iter_blocks()):
+        y = block(x.unsqueeze(1)).squeeze(1)  # (n_nets, batch = 1, width)
+        x = _record(inc, act, layer, x, y)
+    return inc.sum(dim=1), inc, act
+
+
+def _conditional_chunk(spec: ModelSpec, depth: int, width: int, batch: int,
+                       gen: torch.Generator, device: torch.device, dtype: torch.dtype
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The conditional Gaussian step (no weights): given x, W φ(x) ~ |φ(x)| sqrt(c/n) z."""
     n = width
     x = torch.randn(batch, n, generator=gen, device=device, dtype=dtype)
     x = x / x.norm(dim=1, keepdim=True)
@@ -151,34 +202,16 @@ def _torch_chunk(spec: ModelSpec, depth: int, width: int, batch: int, gen: torch
     if spec.kind == "balanced":
         var /= 2.0
     std = var**0.5
-
-    def gauss_w() -> torch.Tensor:
-        return torch.randn(batch, n, n, generator=gen, device=device, dtype=dtype) * std
-
-    def mat(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(w, v.unsqueeze(2)).squeeze(2)
-
     for layer in range(depth):
-        act[:, layer] = (x > 0).to(dtype).mean(dim=1)
-        if explicit:
-            if spec.kind == "mlp":
-                y = mat(gauss_w(), _act(x, spec.alpha))
-            elif spec.kind == "resnet":
-                y = x + mat(gauss_w(), torch.relu(x))
-            else:
-                y = x + mat(gauss_w(), torch.relu(x)) + mat(gauss_w(), torch.relu(-x))
-        else:  # conditional Gaussian step, exact in law given x
-            z = torch.randn(batch, n, generator=gen, device=device, dtype=dtype)
-            if spec.kind == "mlp":
-                y = _act(x, spec.alpha).norm(dim=1, keepdim=True) * std * z
-            elif spec.kind == "resnet":
-                y = x + torch.relu(x).norm(dim=1, keepdim=True) * std * z
-            else:  # |relu(x)|^2 + |relu(-x)|^2 = |x|^2 = 1
-                y = x + std * z
-        r2 = (y * y).sum(dim=1)
-        inc[:, layer] = torch.log(r2)  # -inf once every unit of a relu MLP is dead (prob. 2^-n)
-        alive = (r2 > 0).unsqueeze(1)
-        x = torch.where(alive, y / r2.sqrt().clamp_min(1e-300).unsqueeze(1), x)
+        z = torch.randn(batch, n, generator=gen, device=device, dtype=dtype)
+        if spec.kind == "mlp":
+            phi = torch.where(x > 0, x, spec.alpha * x) if spec.alpha else torch.relu(x)
+            y = phi.norm(dim=1, keepdim=True) * std * z
+        elif spec.kind == "resnet":
+            y = x + torch.relu(x).norm(dim=1, keepdim=True) * std * z
+        else:  # |relu(x)|^2 + |relu(-x)|^2 = |x|^2 = 1
+            y = x + std * z
+        x = _record(inc, act, layer, x, y)
     return inc.sum(dim=1), inc, act
 
 
@@ -232,8 +265,12 @@ def simulate_log_norm(spec: ModelSpec, depth: int, width: int, n_nets: int = 100
     totals, incs, acts = [], [], []
     with torch.no_grad():
         for start in range(0, n_nets, chunk):
-            b = min(chunk, n_nets - start)
-            tot, inc, act = _torch_chunk(spec, depth, width, b, gen, dev, dtype, explicit)
+            stop = min(start + chunk, n_nets)
+            if explicit:
+                tot, inc, act = _explicit_chunk(spec, depth, width, start, stop, seed, dev, dtype)
+            else:
+                tot, inc, act = _conditional_chunk(spec, depth, width, stop - start, gen, dev,
+                                                   dtype)
             totals.append(tot.cpu().numpy())
             if record:
                 incs.append(inc.cpu().numpy())

@@ -22,6 +22,26 @@ from ..errors import DerivationError, UnknownActivationError, UnsupportedModuleE
 from ..symbols import as_hyper
 from .base import Op
 
+#: activation functions and methods in a captured graph → (torch module type, {module argument:
+#: (position in the call, keyword in the call)}); the module's entry in the activation table
+#: reads the settings
+_GRAPH_ACTIVATIONS: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {
+    **{f"{pre}{fn}": (mod, {}) for fn, mod in (("relu", "ReLU"), ("tanh", "Tanh"),
+                                              ("sigmoid", "Sigmoid"), ("selu", "SELU"))
+       for pre in ("torch.", "torch.nn.functional.", "Tensor.")},
+    **{f"torch.ops.aten.{fn}.default": (mod, {}) for fn, mod in (
+        ("relu", "ReLU"), ("tanh", "Tanh"), ("sigmoid", "Sigmoid"), ("silu", "SiLU"))},
+    "torch.nn.functional.silu": ("SiLU", {}),
+    "torch.nn.functional.gelu": ("GELU", {"approximate": (1, "approximate")}),
+    "torch.ops.aten.gelu.default": ("GELU", {"approximate": (1, "approximate")}),
+    "torch.nn.functional.leaky_relu": ("LeakyReLU", {"negative_slope": (1, "negative_slope")}),
+    "torch.ops.aten.leaky_relu.default": ("LeakyReLU",
+                                          {"negative_slope": (1, "negative_slope")}),
+    "torch.nn.functional.elu": ("ELU", {"alpha": (1, "alpha")}),
+    "torch.nn.functional.softplus": ("Softplus", {"beta": (1, "beta"),
+                                                  "threshold": (2, "threshold")}),
+}
+
 
 @lru_cache(maxsize=256)
 def _parse_custom(text: str) -> sp.Expr:
@@ -46,6 +66,7 @@ class Act(Op):
     latex_name = r"\phi"
     torch_types = (*activation_torch_types(), "critsym.torch.modules.ActModule",
                    "critsym.torch.modules.Elementwise")
+    graph_targets = tuple(_GRAPH_ACTIVATIONS)
 
     def __init__(self, name_or_expr: object = "relu", params=(), expr: str | None = None,
                  **kw):
@@ -173,6 +194,20 @@ class Act(Op):
                 "activation table")
         name, params = found
         return Act(name, **params)
+
+    @classmethod
+    def read_graph(cls, call, reader, path: str) -> Op | None:
+        """An activation function or method: the same settings as its ``torch.nn`` module
+        (e.g. ``F.gelu(x, approximate="tanh")`` reads as ``nn.GELU(approximate="tanh")``)."""
+        from torch import nn
+
+        module_name, settings = _GRAPH_ACTIVATIONS[call.name]
+        kw = {}
+        for key, (pos, word) in settings.items():
+            v = call.argument(pos, word)
+            if v is not None:
+                kw[key] = v
+        return cls.read_torch(getattr(nn, module_name)(**kw), reader, path)
 
     def apply(self, s):
         try:

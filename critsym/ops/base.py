@@ -9,8 +9,10 @@ module holds, side by side, everything the rest of critsym needs to know about i
   (:mod:`critsym.torch.build`; simulation, validation and kernel shaping all build through it);
 * ``export(ctx, fan)``: a plain ``torch.nn`` module (:func:`critsym.to_torch_model`);
 * ``torch_types`` and ``read_torch(module, reader, path)``: the torch module types it claims
-  on import and how it reads its hyperparameters from their weights, and ``probe_torch`` for
-  patterns recognised by evaluating a module (:func:`critsym.from_torch`);
+  on import and how it reads its hyperparameters from their weights; ``graph_targets`` and
+  ``read_graph(call, reader, path)``: the torch functions and tensor methods it claims in a
+  captured graph (``torch.fx`` / ``torch.export``, :mod:`critsym.interop.capture`), and
+  ``probe_torch`` for opaque leaf modules recognised by evaluation (:func:`critsym.from_torch`);
 * ``symbolic()``: the operator with estimated weight scales replaced by the symbols σ_w, σ_b;
 * ``latex_name``; ``examples()``: instances the contract tests (tests/contract) run.
 
@@ -49,6 +51,11 @@ class Op:
     #: torch module types this operator claims on import, as dotted names
     #: (``"torch.nn.Linear"``); :meth:`read_torch` turns such a module into the operator
     torch_types: ClassVar[tuple[str, ...]] = ()
+    #: torch functions and tensor methods this operator claims in a captured graph, as names:
+    #: ``"torch.nn.functional.relu"``, ``"torch.relu"``, ``"Tensor.relu"`` (a method),
+    #: ``"torch.ops.aten.relu.default"`` (a torch.export node); :meth:`read_graph` turns such a
+    #: call into the operator
+    graph_targets: ClassVar[tuple[str, ...]] = ()
     #: exported as a channels-first torch module (a convolution): norms next to it export as
     #: channels-first norms
     channels_first: ClassVar[bool] = False
@@ -114,6 +121,17 @@ class Op:
         ``path`` names the module in error messages."""
         raise UnsupportedModuleError(
             f"{cls.__name__} claims {type(module).__name__} but does not read it")
+
+    @classmethod
+    def read_graph(cls, call, reader, path: str) -> Op | None:
+        """The operator for one call of a function of :attr:`graph_targets` in a captured graph
+        (``None``: the call is the identity).  ``call`` (:class:`critsym.interop.capture.GraphCall`)
+        holds the call's name, its arguments (the traced tensor input as ``call.x``, parameters
+        as tensors, other arguments as values) and the input / output shapes where known;
+        ``reader`` records weight estimates; ``path`` names the module whose ``forward`` makes
+        the call.  Raise :class:`UnsupportedModuleError` for settings without a theory."""
+        raise UnsupportedModuleError(
+            f"{cls.__name__} claims {call.name} but does not read it")
 
     @classmethod
     def probe_torch(cls, module, reader, path: str) -> Op | None:

@@ -2,6 +2,8 @@ r"""Registries built from the operator contract (:mod:`critsym.ops.base`).
 
 * :func:`torch_claims` — torch module type → the operator class that claims it on import
   (from each class's own ``torch_types``), looked up along the module type's MRO;
+* :func:`graph_claims` — torch function / tensor method (by name) → the operator class that
+  claims it in a captured graph (from each class's own ``graph_targets``);
 * :func:`torch_probes` — operator classes that recognise torch patterns by evaluation;
 * :func:`builtin_block` / :func:`builtin_blocks` — the block constructors (``mlp_block``,
   ``resnet_block`` …) with one example each, for the contract tests;
@@ -21,14 +23,38 @@ from .base import Op, operators
 
 
 @dataclass(frozen=True)
+class Band:
+    """A measured gap between theory and Monte Carlo: a characterisation, not an agreement.
+
+    The simulation's ``quantity`` (``"K"``, ``"J"`` or ``"O_T"``) at ``layer`` (networks of
+    ``layer`` blocks), extrapolated linearly in 1/N over ``widths`` (every axis of the feature
+    shape set to N), divided by the theory's value: ``ratio`` ± ``se``, measured on
+    ``n_nets`` networks of seeds the tests do not use.  ``note`` says what the theory leaves
+    out.  The contract tests check that a fresh measurement agrees with the band, so a change of
+    the theory or the simulation in either direction shows.
+    """
+
+    quantity: str
+    layer: int
+    ratio: float
+    se: float
+    widths: tuple[int, ...]
+    n_nets: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Example:
     """A repeating block exercising an operator, for the contract tests.
 
     ``block``: the architecture; ``hp``: numeric values of its hyperparameters; ``shape``: the
     per-example feature shape for the torch build (None: ``(width,)``); ``theory``: the block
     derives (False for operators that change the shape, e.g. pooling); ``monte_carlo``: run the
-    theory-vs-simulation check (single-axis blocks only); ``slow``: that check is expensive
-    (runs under ``-m slow``); ``width``: the width of the torch build checks.
+    theory-vs-simulation check (1/N-extrapolated, |z| <= 4); ``mc_depth``: the number of blocks
+    of that check on feature maps (where a known approximation of the theory becomes
+    measurable deeper, the check stops before it and ``band`` records the measured gap);
+    ``slow``: that check is expensive (runs under ``-m slow``); ``width``: the width of the
+    torch build checks.
     """
 
     block: Op
@@ -39,6 +65,8 @@ class Example:
     slow: bool = False
     width: int = 8
     name: str = ""
+    mc_depth: int = 4
+    band: Band | None = None
 
     def label(self) -> str:
         return self.name or repr(self.block)[:60]
@@ -70,6 +98,47 @@ def torch_claims() -> dict[type, type[Op]]:
         _CLAIMS.clear()
         _CLAIMS[key] = table
     return _CLAIMS[key]
+
+
+_GRAPH: dict[int, dict[object, type[Op]]] = {}
+
+
+def resolve_target(dotted: str):
+    """The object named by a dotted name (``"torch.nn.functional.relu"``,
+    ``"torch.ops.aten.relu.default"``); a method name ``"Tensor.relu"`` is kept as the string;
+    ``None`` when this torch version lacks it."""
+    if dotted.startswith("Tensor."):
+        return dotted
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except (AttributeError, RuntimeError):
+            return None
+        return obj
+    return None
+
+
+def graph_claims() -> dict[object, type[Op]]:
+    """torch function object (or ``"Tensor.<method>"``) → operator class, from every
+    registered class's own ``graph_targets``."""
+    ops = operators()
+    key = hash(tuple(id(c) for c in ops.values()))
+    if key not in _GRAPH:
+        table: dict[object, type[Op]] = {}
+        for cls in ops.values():
+            for dotted in cls.__dict__.get("graph_targets", ()):
+                t = resolve_target(dotted)
+                if t is not None:
+                    table[t] = cls
+        _GRAPH.clear()
+        _GRAPH[key] = table
+    return _GRAPH[key]
 
 
 def claimant(module) -> type[Op] | None:
@@ -108,13 +177,15 @@ _BLOCKS: dict[str, tuple[Callable[..., Op], Example]] = {}
 
 
 def builtin_block(hp: dict, shape: tuple[int, ...] | None = None, *, monte_carlo: bool = True,
-                  slow: bool = False, width: int = 8, **kw):
+                  slow: bool = False, width: int = 8, mc_depth: int = 4,
+                  band: Band | None = None, **kw):
     """Register a block constructor with one example (called without arguments, or with
     ``kw``) for the contract tests."""
 
     def deco(fn):
         _BLOCKS[fn.__name__] = (fn, dict(hp=hp, shape=shape, monte_carlo=monte_carlo,
-                                         slow=slow, width=width, kw=kw))
+                                         slow=slow, width=width, mc_depth=mc_depth, band=band,
+                                         kw=kw))
         return fn
 
     return deco
@@ -133,7 +204,8 @@ def builtin_blocks() -> dict[str, Example]:
     for name, (fn, spec) in _BLOCKS.items():
         out[name] = Example(fn(**spec["kw"]), spec["hp"], spec["shape"],
                             monte_carlo=spec["monte_carlo"], slow=spec["slow"],
-                            width=spec["width"], name=name)
+                            width=spec["width"], name=name, mc_depth=spec["mc_depth"],
+                            band=spec["band"])
     return out
 
 

@@ -159,4 +159,4 @@ class Conv(Op):
         from .contract import Example
 
         return (Example(Act("relu") >> Conv(3, dim=1), dict(sigma_w=1.3, sigma_b=0.1),
-                        shape=(6, 8), monte_carlo=False, name="Act(relu) >> Conv1d"),)
+                        shape=(6, 8), name="Act(relu) >> Conv1d"),)

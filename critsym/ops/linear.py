@@ -25,6 +25,7 @@ class Linear(Op):
     hyper_fields = ("sigma_w", "sigma_b")
     latex_name = r"W"
     torch_types = ("torch.nn.Linear", "critsym.torch.modules.StackedLinear")
+    graph_targets = ("torch.nn.functional.linear", "torch.ops.aten.linear.default")
 
     def __init__(self, sigma_w: object = _sw, sigma_b: object = _sb):
         object.__setattr__(self, "sigma_w", as_hyper(sigma_w, what="sigma_w", nonnegative=True))
@@ -58,6 +59,19 @@ class Linear(Op):
         if w.dim() == 3:  # StackedLinear: (n_nets, out, in)
             w = w.reshape(-1, w.shape[-1])
         sw, sb = reader.weights(path, "Linear", w, module.bias)
+        return Linear(sw, sb)
+
+    @classmethod
+    def read_graph(cls, call, reader, path: str) -> Op:
+        """``F.linear(x, W, b)`` with W, b parameters of the model."""
+        from ..errors import UnsupportedModuleError
+
+        w, b = call.parameter(1, "weight"), call.parameter(2, "bias")
+        if w is None:
+            raise UnsupportedModuleError(
+                f"{reader.label(path)!r}: {call.name} with a weight that is not a parameter "
+                "of the model (computed in forward); critsym reads weights it can estimate")
+        sw, sb = reader.weights(path, "Linear", w, b)
         return Linear(sw, sb)
 
     def symbolic(self) -> Op:

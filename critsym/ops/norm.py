@@ -25,6 +25,7 @@ class LayerNorm(Op):
     torch_types = ("torch.nn.LayerNorm", "torch.nn.GroupNorm",
                    "critsym.torch.modules.NeuronLayerNorm",
                    "critsym.torch.modules.ChannelsFirstLayerNorm")
+    graph_targets = ("torch.nn.functional.layer_norm", "torch.ops.aten.layer_norm.default")
 
     def apply(self, s):
         if s.axes:  # rows × neurons state: normalise over the neurons (critsym.ops.axes)
@@ -78,6 +79,24 @@ class LayerNorm(Op):
             raise UnsupportedModuleError(
                 f"submodule {name!r}: {type(module).__name__} with γ != 1 or β != 0 (not at its "
                 "initialization); the theory assumes γ = 1, β = 0")
+        return LayerNorm()
+
+    @classmethod
+    def read_graph(cls, call, reader, path: str) -> Op:
+        """``F.layer_norm(x, shape, γ, β)`` over the last axis, γ = 1, β = 0 (or none)."""
+        import torch
+
+        name = reader.label(path)
+        shape = call.argument(1, "normalized_shape")
+        if shape is not None and len(tuple(shape)) != 1:
+            raise UnsupportedModuleError(
+                f"{name!r}: layer_norm over {len(tuple(shape))} axes; the theory normalises "
+                "over the last axis (the neurons)")
+        w, b = call.parameter(2, "weight"), call.parameter(3, "bias")
+        if (w is not None and not torch.all(w == 1)) or (b is not None and not torch.all(b == 0)):
+            raise UnsupportedModuleError(
+                f"{name!r}: layer_norm with γ != 1 or β != 0 (not at its initialization); the "
+                "theory assumes γ = 1, β = 0")
         return LayerNorm()
 
     @classmethod

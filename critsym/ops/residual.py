@@ -176,8 +176,9 @@ class Residual(Op):
 
     @classmethod
     def probe_torch(cls, module, reader, path: str):
-        """A module with a child ``branch`` and a number ``mu``; or, with an example input, a
-        container whose output is μ·x + (its children in some order)(x)."""
+        """A module with a child ``branch`` and a number ``mu`` whose ``forward`` cannot be
+        captured as a graph (residual sums written in ``forward`` are read from the graph,
+        :mod:`critsym.interop.capture`)."""
         import numbers
 
         from torch import nn
@@ -185,7 +186,7 @@ class Residual(Op):
         branch, mu = getattr(module, "branch", None), getattr(module, "mu", None)
         if isinstance(branch, nn.Module) and isinstance(mu, numbers.Real):
             return cls._read(branch, float(mu), reader, path)
-        return reader.container(module, path)
+        return None
 
     @classmethod
     def examples(cls):

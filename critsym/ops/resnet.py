@@ -56,7 +56,7 @@ def two_layer_block(kind: str = "linear", act: str | Act = "relu", layernorm: st
     return branch if mu is None else Residual(branch, mu)
 
 
-@builtin_block(dict(sigma_w=1.4, sigma_b=0.1, mu=1), shape=(5, 5, 8), monte_carlo=False)
+@builtin_block(dict(sigma_w=1.4, sigma_b=0.1, mu=1), shape=(5, 5, 8))
 def resnet_block(mu: object = _mu, sigma_w: object = _sw, sigma_b: object = _sb,
                  act: str | Act = "relu", kernel_size: int = 3,
                  padding: str = "circular") -> Op:

@@ -24,35 +24,64 @@ QUANTITIES = ("h", "dh", "dW", "delta_h", "delta_f")
 
 class ABCNet(nn.Module):
     """An (L+1)-layer MLP of hidden width m in the abc-parameterization ``param``; φ = ``act``
-    (a name or :class:`~critsym.Act`, relu by default: the exponent calculus assumes it)."""
+    (a name or :class:`~critsym.Act`, relu by default: the exponent calculus assumes it).
+
+    Layer l is the critsym architecture ``[Act(φ) >>] Linear(σ m^{-b_l} √fan_in, 0) >>
+    Scale(m^{-a_l})`` (:meth:`layer_ops`), built by :func:`critsym.torch.build.build_stack`
+    for one network from ``generator``; its Linear weight (shape (1, fan_out, fan_in)) is the
+    trained parameter, the multiplier is fixed.
+    """
 
     def __init__(self, param: ABCParameterization, width: int, d_in: int = 8, sigma: float = 1.0,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
                  device: str | torch.device = "cpu", act: object = "relu") -> None:
         super().__init__()
         from critsym.ops.activation import Act
+        from critsym.torch.build import build_stack
+        from critsym.torch.modules import BuildContext, StackedLinear
 
         self.act = act if isinstance(act, Act) else Act(act)
-        self.phi = self.act.torch_function({})  # the activation table's torch function
         if isinstance(width, bool) or int(width) < 1 or int(d_in) < 1:
             raise HyperparameterError(f"width and d_in must be positive integers ({width}, {d_in})")
         if not sigma > 0:
             raise HyperparameterError(f"sigma must be > 0, got {sigma}")
-        self.param, self.width = param, int(width)
+        self.param, self.width, self.d_in, self.sigma = param, int(width), int(d_in), float(sigma)
+        dev = torch.device(device)
+        if generator is None:  # a draw of torch's global generator seeds this network
+            generator = torch.Generator(device=dev).manual_seed(
+                int(torch.randint(2**62, (1,))))
+        ctx = BuildContext(n_nets=1, width=self.width, values={}, generators=[generator],
+                           dtype=dtype, device=dev)
+        dims = [self.d_in] + [self.width] * param.L + [1]
+        layers, _ = build_stack(self.layer_ops(), dims[1:], ctx, (self.d_in,))
+        self.layers = nn.ModuleList(layers)
+        self.weights = []
+        for layer in self.layers:
+            (lin,) = [m for m in layer.modules() if isinstance(m, StackedLinear)]
+            lin.weight.requires_grad_(True)
+            self.weights.append(lin.weight)
+
+    def layer_ops(self) -> list:
+        """The critsym architecture of each layer l = 0..L (see the class docstring)."""
+        from critsym.ops.linear import Linear
+        from critsym.ops.scale import Scale
+
         m = float(self.width)
-        dims = [int(d_in)] + [self.width] * param.L + [1]
-        self.weights = nn.ParameterList()
-        for l in range(param.n_layers):
-            std = sigma * m ** (-float(param.b[l]))
-            w = torch.randn(dims[l + 1], dims[l], generator=generator, dtype=dtype, device=device)
-            self.weights.append(nn.Parameter(w * std))
-        self.multipliers = [m ** (-float(x)) for x in param.a]
+        fans = [self.d_in] + [self.width] * self.param.L
+        ops = []
+        for l in range(self.param.n_layers):
+            lin = Linear(self.sigma * m ** (-float(self.param.b[l])) * fans[l] ** 0.5, 0)
+            op = lin >> Scale(m ** (-float(self.param.a[l])))
+            ops.append(op if l == 0 else self.act >> op)
+        return ops
 
     def forward_all(self, xi: torch.Tensor) -> list[torch.Tensor]:
         """Pre-activations h_0..h_L (h_L = f) for one input vector xi."""
-        hs = [self.multipliers[0] * (self.weights[0] @ xi)]
-        for l in range(1, self.param.n_layers):
-            hs.append(self.multipliers[l] * (self.weights[l] @ self.phi(hs[-1])))
+        h = xi.reshape(-1)
+        hs = []
+        for layer in self.layers:  # on (n_nets = 1, batch = 1, features)
+            h = layer(h.reshape(1, 1, -1)).reshape(-1)
+            hs.append(h)
         return hs
 
     def forward(self, xi: torch.Tensor) -> torch.Tensor:

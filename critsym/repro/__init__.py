@@ -12,7 +12,12 @@ the numbers it asserts; each ``run(quick, out, seed)`` returns them as a dict.
 * ``numerical-test`` — the cheap numerical criticality test on a torch model: scan σ_w, measure
   the one-step APJN deep in the network, pick the σ_w where it crosses 1, compare with theory;
 * ``batchnorm``    — per-layer gradient growth of a BatchNorm MLP vs batch size, theory and
-  simulation (B = 4 … 64 and B → ∞).
+  simulation (B = 4 … 64 and B → ∞);
+* ``attention-standard`` — standard softmax attention (1/√d_k logits): theory vs Monte Carlo of
+  q, p, j, k over σ_QK and n, for one layer, one and four pre-LN blocks;
+* ``transformer``  — one-block APJN phase diagrams of a ViT-like stack (pre-LN, post-LN, no LN),
+  theory beside Monte Carlo, and J^{0,l} vs depth: power law with LayerNorm, stretched
+  exponential with erf ("Derf").
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ REPROS = {
     "conv-mixer": "critsym.repro.conv_mixer",
     "numerical-test": "critsym.repro.numerical_test",
     "batchnorm": "critsym.repro.batchnorm",
+    "attention-standard": "critsym.repro.attention_standard",
+    "transformer": "critsym.repro.transformer",
 }
 
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
-from torch.func import jacrev, jvp, vjp
+from torch.func import jacrev, vjp
 
 from ..errors import SimulationError
 from ..stats import mean_se
@@ -440,11 +441,14 @@ class _Estimate:
         xr = self.repeat(p)
         d0 = torch.zeros((p * B, *self.shapes[0][1:]), dtype=self.dt, device=self.dev)
 
-        def f0(d):
-            rec = self.run_with({0: d}, xr)
-            return tuple(rec[k] for k in range(self.L))
-
-        _, tangents = jvp(f0, (d0,), (V.reshape(d0.shape),))
+        # dual tensors of torch.autograd.forward_ad: the engine under torch.func.jvp, without
+        # functorch's per-operation wrapping (~20 % of a transformer's forward-mode pass)
+        with fwAD.dual_level():
+            rec = self.run_with({0: fwAD.make_dual(d0, V.reshape(d0.shape))}, xr)
+            tangents = []
+            for k in range(self.L):
+                t = fwAD.unpack_dual(rec[k]).tangent
+                tangents.append(torch.zeros_like(rec[k]) if t is None else t)
         kk = None if self.tok is None else _stack_k(tangents, p, B, self.tok)
         return _sq(tangents, p, B), kk
 

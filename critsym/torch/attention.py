@@ -13,7 +13,7 @@ n × n row-stochastic attention matrix A set by the regime:
   infinite-width limit of 1/d_k-scaled logits; its diagonal is A_aa = 1/(1 + (n−1)e^{−β(q̃−p̃)})
   in an exchangeable state (q̃ = E x², p̃ = cross-token covariance).  The logits depend on x, so
   the softmax path is part of the Jacobian (an O(1/C) contribution to the APJN);
-* ``"standard"``: logits (W_Q^h x_a)·(W_K^h x_b)/√d_h per head h (d_h = width/heads), with
+* ``"standard"``: logits (W_Q^h x_a)·(W_K^h x_b)/(τ√d_h) per head h (d_h = width/heads), with
   independent W_Q, W_K ~ N(0, σ_QK/fan_in) each (σ_Q = σ_K = √σ_QK, so σ_QK = σ_Q σ_K); the
   attention matrix is random, one per head, and the values are split over the heads.
 
@@ -43,17 +43,21 @@ def _field(op, ctx, name: str, default: float = 0.0) -> float:
     return default if v is None else ctx.value(v, f"Attention {name}")
 
 
-def logit_scale(op, ctx) -> float:
-    r"""β of the deterministic regime, logits = β·x_a·x_b/C: the operator's own
-    ``logit_scale`` expression when it has one, else σ_QK²/τ."""
-    own = getattr(op, "logit_scale", None)
-    if own is not None:
-        return ctx.value(own() if callable(own) else own, "Attention logit scale")
-    sqk = _field(op, ctx, "sigma_qk")
+def _tau(op, ctx) -> float:
     tau = _field(op, ctx, "tau", 1.0)
     if not (math.isfinite(tau) and tau > 0):
         raise SimulationError(f"Attention tau must be a finite number > 0, got {tau!r}")
-    return sqk * sqk / tau
+    return tau
+
+
+def logit_scale(op, ctx) -> float:
+    r"""β of the deterministic regime, logits = β·x_a·x_b/C: the operator's ``beta``
+    expression when it has one, else σ_QK²/τ."""
+    own = getattr(op, "beta", None)
+    if own is not None:
+        return ctx.value(own, "Attention beta = sigma_qk**2/tau")
+    sqk = _field(op, ctx, "sigma_qk")
+    return sqk * sqk / _tau(op, ctx)
 
 
 def _regime(op) -> str:
@@ -92,9 +96,10 @@ class StackedAttention(nn.Module):
 
     def __init__(self, regime: str, value: StackedLinear, output: StackedLinear, *,
                  query: StackedLinear | None = None, key: StackedLinear | None = None,
-                 heads: int = 1, beta: float = 0.0, op: object = None):
+                 heads: int = 1, beta: float = 0.0, tau: float = 1.0, op: object = None):
         super().__init__()
         self.regime, self.heads, self.beta, self.op = regime, int(heads), float(beta), op
+        self.tau = float(tau)
         self.value, self.output = value, output
         self.query, self.key = query, key
 
@@ -105,7 +110,8 @@ class StackedAttention(nn.Module):
             return torch.softmax(self.beta * gram, dim=-1)
         if self.regime == "standard":
             q, k = self._split(self.query(x)), self._split(self.key(x))
-            return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+            scale = 1.0 / (self.tau * math.sqrt(q.shape[-1]))
+            return torch.softmax(scale * (q @ k.transpose(-1, -2)), dim=-1)
         T = x.shape[-2]
         return torch.full((*x.shape[:-2], T, T), 1.0 / T, dtype=x.dtype, device=x.device)
 
@@ -142,8 +148,9 @@ def stacked_attention(op, ctx, shape: tuple[int, ...]):
     C, width = shape[-1], ctx.width
     heads = _heads(op, width)
     query = key = None
-    beta = 0.0
+    beta, tau = 0.0, 1.0
     if regime == "standard":
+        tau = _tau(op, ctx)
         s = math.sqrt(_field(op, ctx, "sigma_qk"))
         query = StackedLinear.init(ctx, C, width, s, 0.0)
         key = StackedLinear.init(ctx, C, width, s, 0.0)
@@ -154,7 +161,7 @@ def stacked_attention(op, ctx, shape: tuple[int, ...]):
     output = StackedLinear.init(ctx, width, width, _field(op, ctx, "sigma_o", 1.0),
                                 _field(op, ctx, "sigma_b_o"))
     mod = StackedAttention(regime, value, output, query=query, key=key, heads=heads, beta=beta,
-                           op=op)
+                           tau=tau, op=op)
     return mod, (*shape[:-1], width)
 
 
@@ -178,12 +185,16 @@ class MultiheadSelfAttention(nn.Module):
     def parts(self) -> dict[str, torch.Tensor | None]:
         """The weights by role: query, key, value, output (rows = outputs) and their biases."""
         E = self.attn.embed_dim
-        w, b = self.attn.in_proj_weight, self.attn.in_proj_bias
-        out = dict(query=w[:E], key=w[E:2 * E], value=w[2 * E:], output=self.attn.out_proj.weight)
-        out.update(query_bias=None if b is None else b[:E], key_bias=None if b is None else
-                   b[E:2 * E], value_bias=None if b is None else b[2 * E:],
-                   output_bias=self.attn.out_proj.bias)
-        return out
+        w = self.attn.in_proj_weight.detach()
+        b = self.attn.in_proj_bias
+        b = None if b is None else b.detach()
+        ob = self.attn.out_proj.bias
+        return dict(query=w[:E], key=w[E:2 * E], value=w[2 * E:],
+                    output=self.attn.out_proj.weight.detach(),
+                    query_bias=None if b is None else b[:E],
+                    key_bias=None if b is None else b[E:2 * E],
+                    value_bias=None if b is None else b[2 * E:],
+                    output_bias=None if ob is None else ob.detach())
 
     def extra_repr(self) -> str:
         return f"regime={self.regime}"
@@ -204,9 +215,12 @@ class GramSelfAttention(nn.Module):
         return self.output(y)
 
     def parts(self) -> dict[str, torch.Tensor | None]:
-        return dict(query=None, key=None, value=self.value.weight, output=self.output.weight,
-                    query_bias=None, key_bias=None, value_bias=self.value.bias,
-                    output_bias=self.output.bias)
+        def det(t):
+            return None if t is None else t.detach()
+
+        return dict(query=None, key=None, value=det(self.value.weight),
+                    output=det(self.output.weight), query_bias=None, key_bias=None,
+                    value_bias=det(self.value.bias), output_bias=det(self.output.bias))
 
     def extra_repr(self) -> str:
         return f"beta={self.beta:g}, heads={self.heads}"
@@ -223,8 +237,8 @@ def export_attention(op, ctx, fan: int):
 
     Uniform and standard: ``nn.MultiheadAttention(fan, heads, batch_first=True)`` (needs
     fan = width); in_proj rows [W_Q; W_K; W_V] with W_Q = W_K = 0 (uniform) or
-    N(0, σ_QK/fan) each (standard), W_V ~ N(0, σ_v²/fan), out_proj W_O ~ N(0, σ_o²/width);
-    biases (only when σ_b_v or σ_b_o > 0) zero for Q, K.  Deterministic:
+    N(0, σ_QK/fan) each, W_Q divided by τ (standard), W_V ~ N(0, σ_v²/fan), out_proj
+    W_O ~ N(0, σ_o²/width); biases (only when σ_b_v or σ_b_o > 0) zero for Q, K.  Deterministic:
     :class:`GramSelfAttention`.
     """
     regime = _regime(op)
@@ -249,7 +263,7 @@ def export_attention(op, ctx, fan: int):
         w.zero_()
         if regime == "standard":
             s = math.sqrt(_field(op, ctx, "sigma_qk")) / math.sqrt(fan)
-            _draw(ctx, w[:E], s)
+            _draw(ctx, w[:E], s / _tau(op, ctx))  # MHA's logits have no τ: W_Q carries 1/τ
             _draw(ctx, w[E:2 * E], s)
         _draw(ctx, w[2 * E:], sv / math.sqrt(fan))
         _draw(ctx, attn.out_proj.weight, so / math.sqrt(width))

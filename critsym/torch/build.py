@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -257,6 +258,21 @@ def draw_block(arch, ctx, shape: tuple[int, ...]) -> nn.Module:
             "block must keep it (for a Mixer use equal tokens and channels, or set width)"
         )
     return mod
+
+
+def build_stack(layers, widths, ctx, shape: tuple[int, ...]) -> tuple[list, tuple[int, ...]]:
+    """A stack that does not repeat: layer k's forward map (``Op.to_torch``) built with
+    ``ctx.width = widths[k]`` (the fan-out of its Linear maps) on the shape layer k-1 gives, all
+    from the same generators in order.  Returns the modules and the output shape."""
+    layers, widths = list(layers), [check_positive_int(w, "width") for w in widths]
+    if len(layers) != len(widths):
+        raise SimulationError(f"{len(layers)} layers but {len(widths)} widths: give one width "
+                              "per layer")
+    mods = []
+    for op, w in zip(layers, widths, strict=True):
+        mod, shape = as_op(op).to_torch(replace(ctx, width=w), tuple(shape))
+        mods.append(mod)
+    return mods, tuple(shape)
 
 
 def build_blocks(arch, ctx, shape: tuple[int, ...], depth: int) -> list:

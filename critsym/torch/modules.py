@@ -130,7 +130,11 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, fan_in = x.shape[0], x.shape[-1]
-        y = _StackedLinearFn.apply(x.reshape(n, -1, fan_in), self)
+        x3 = x.reshape(n, -1, fan_in)
+        if self.weight.requires_grad:  # trained weights: torch's own rule, gradients in W too
+            y = torch.baddbmm(self.bias.unsqueeze(1), x3, self.weight.transpose(1, 2))
+        else:
+            y = _StackedLinearFn.apply(x3, self)
         return y.reshape(*x.shape[:-1], self.weight.shape[1])
 
 
@@ -181,6 +185,20 @@ class NeuronLayerNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eps={self.eps:g}"
+
+
+class Gain(nn.Module):
+    """x ↦ g·x with a fixed number g (stacked or plain: the same map)."""
+
+    def __init__(self, gain: float):
+        super().__init__()
+        self.gain = float(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gain * x
+
+    def extra_repr(self) -> str:
+        return f"gain={self.gain:g}"
 
 
 class ResidualSum(nn.Module):

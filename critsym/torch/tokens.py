@@ -233,8 +233,11 @@ def validate_tokens(arch, n_tokens: int, widths: Sequence[int] = (32, 64), depth
     Returns a :class:`~critsym.torch.validate.ValidationResult` (its ``sims`` are
     :class:`TokenResult` objects).
     """
-    from .validate import ValidationResult, score
+    from .validate import MIN_NETS, ValidationResult, score
 
+    if isinstance(n_nets, bool) or not isinstance(n_nets, int) or n_nets < MIN_NETS:
+        raise SimulationError(f"n_nets={n_nets!r}: validate_tokens needs at least {MIN_NETS} "
+                              "networks per width (the spread across networks is the error)")
     widths = tuple(int(w) for w in widths)
     if len(widths) < 2 or len(set(widths)) != len(widths):
         raise SimulationError(f"validate_tokens needs two or more distinct widths for the 1/d "
