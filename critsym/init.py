@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .criticality.critical import FirstOrderTransitionError
 from .errors import HyperparameterError, NoCriticalPointError, UnsupportedModuleError
 
 #: relative offset at which χ_J* is checked on both sides of the critical point
@@ -54,14 +55,14 @@ class EverywhereCriticalError(NoCriticalInitError):
     reason = "everywhere critical"
 
 
-class DiscontinuousTransitionError(NoCriticalInitError):
-    """χ_J* crosses 1 only by a jump (first-order transition); ``transitions`` holds them."""
+class DiscontinuousTransitionError(NoCriticalInitError, FirstOrderTransitionError):
+    """χ_J* crosses 1 only by a jump (first-order transition); ``transitions`` holds them
+    (also a :class:`critsym.criticality.FirstOrderTransitionError`)."""
 
     reason = "first-order transition"
 
     def __init__(self, message: str, transitions: list):
-        super().__init__(message)
-        self.transitions = transitions
+        FirstOrderTransitionError.__init__(self, message, transitions)
 
 
 @dataclass(frozen=True, repr=False)

@@ -81,6 +81,7 @@ def test_gelu_gain_refuses_a_first_order_transition():
         ci.critical_gain("gelu", 0.0)
     assert e.value.transitions and isinstance(e.value, cs.CritsymError)
     assert isinstance(e.value, ci.NoCriticalInitError)
+    assert isinstance(e.value, cs.criticality.FirstOrderTransitionError)
 
 
 def test_gain_of_an_unknown_activation_names_what_to_pass():
