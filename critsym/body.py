@@ -35,6 +35,10 @@ from .ops.contract import contains
 from .symbols import sigma_b as _sb
 
 
+class NoRepeatedBlockError(UnsupportedModuleError):
+    """The imported body has no run of two or more identical blocks."""
+
+
 @dataclass(frozen=True, repr=False)
 class AnalysedPart:
     """The part of a model the theory describes.
@@ -298,15 +302,22 @@ def _network_blocks(model: nn.Module, x: torch.Tensor | None):
             warnings.simplefilter("ignore")
             res = from_torch(model, x)
     except UnsupportedModuleError:
+        if x is not None:  # the importer's reason is the most precise one
+            raise
         return None
     blocks = list(getattr(res, "blocks", ()) or ())
-    if len(blocks) < 2 or any(b.output is None for b in blocks):
-        return None
-    s, p, k = _period([repr(_with_bias(b.arch.symbolic())) for b in blocks])
-    if k < 2:
+    if len(blocks) < 2:
         return None
     skipped = [(getattr(sk, "path", str(sk)), getattr(sk, "reason", ""))
                for sk in getattr(res, "skipped", ())]
+    s, p, k = _period([repr(_with_bias(b.arch.symbolic())) for b in blocks])
+    if k < 2 or any(b.output is None for b in blocks[s:s + k * p]):
+        found = "; ".join(f"{b.path}: {b.block!r}" for b in blocks)
+        why = "; ".join(f"{pth}: {r}" for pth, r in skipped) or "nothing"
+        raise NoRepeatedBlockError(
+            f"the analysed body has no run of identical blocks with module outputs (blocks "
+            f"{found}; skipped {why}); a critical initialization needs a repeated block: "
+            "import the repeated part by itself (e.g. model.layers)")
     skipped += [(b.path, "before the repeated blocks") for b in blocks[:s]]
     skipped += [(b.path, "after the repeated blocks") for b in blocks[s + k * p:]]
     units = [blocks[s + i * p:s + (i + 1) * p] for i in range(k)]
@@ -404,4 +415,4 @@ def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -
                         K0=K0, layer_sigmas=per, has_bias=has_bias)
 
 
-__all__ = ["AnalysedPart", "Estimate", "LayerAgreement", "analysed_part"]
+__all__ = ["AnalysedPart", "Estimate", "LayerAgreement", "NoRepeatedBlockError", "analysed_part"]

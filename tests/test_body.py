@@ -127,3 +127,21 @@ def test_a_unit_that_cannot_repeat_is_refused_with_what_to_do():
     model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU())
     with pytest.raises(cs.errors.UnsupportedModuleError, match="act >> Linear"):
         analysed_part(model)
+
+
+class TwoDifferentBlocks(nn.Module):
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.first, self.second = nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, x):
+        x = x + self.first(torch.tanh(x))
+        return x + self.second(torch.relu(x))
+
+
+def test_a_body_without_repeated_blocks_is_refused_naming_the_blocks():
+    from critsym.body import NoRepeatedBlockError
+
+    with pytest.raises(NoRepeatedBlockError, match="repeated part") as e:
+        ci.critical_(TwoDifferentBlocks(), example_input=torch.randn(4, 16))
+    assert "tanh" in str(e.value) and "relu" in str(e.value)
