@@ -244,15 +244,25 @@ def _draw(model, paths, sw: float, sb: float, generator=None):
     return layers, params, notes
 
 
-def _refuse_batchnorm(part, where: str) -> None:
+def _refuse_batchnorm(part, where: str, K0: float = 1.0) -> None:
+    """Refuse a body that normalises over the batch, with χ_J* of its infinite-batch theory
+    at the current σ's."""
     from .ops.batchnorm import BatchNorm
 
-    if part.contains(BatchNorm):
-        raise BatchNormStackError(
-            f"no critical initialization{where}: the body normalises over the batch "
-            "(BatchNorm), which makes gradients explode with depth at every initialization "
-            "(chi_J* > 1 for every sigma_w; see critsym.batchnorm.explosion_report); replace "
-            "BatchNorm by LayerNorm or GroupNorm, or analyse a part without it")
+    if not part.contains(BatchNorm):
+        return
+    from .derive import derive
+
+    try:
+        chi = f"{_chi_star(derive(part.block), K0, **part.values):.4g}"
+    except NoCriticalPointError:  # pragma: no cover - reported without the number
+        chi = "undetermined"
+    raise BatchNormStackError(
+        f"no critical initialization{where}: the body normalises over the batch (BatchNorm); "
+        f"its infinite-batch theory gives chi_J* = {chi} at the current sigmas, and a plain "
+        "BatchNorm stack makes gradients explode with depth at every initialization "
+        "(chi_J* > 1 for every sigma_w; see critsym.batchnorm.explosion_report). Replace "
+        "BatchNorm by LayerNorm or GroupNorm, or analyse a part without it")
 
 
 def _batchnorm_modules(model) -> list[str]:
@@ -323,7 +333,7 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
 
     part = import_part(model, example_input)
     where = f" for {part.description}"
-    _refuse_batchnorm(part, where)
+    _refuse_batchnorm(part, where, part.K0 if part.K0 is not None else 1.0)
     from .derive import derive
 
     theory = derive(part.block)

@@ -217,7 +217,7 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report
         if part.contains(BatchNorm):
             notes.append("BatchNorm mixes the examples of a batch: the measured APJN is per "
                          "example of the batch")
-            _refuse_batchnorm(part, "")
+            _refuse_batchnorm(part, "", K0)
         others = {k: v for k, v in values.items() if k != "sigma_w"}
         cp = solve_critical(theory, "sigma_w", current=values.get("sigma_w"), K0=K0, **others)
     except NoCriticalInitError as e:

@@ -252,8 +252,10 @@ def test_a_generator_makes_the_draw_reproducible():
 def test_batchnorm_stack_is_refused():
     model = nn.Sequential(*[nn.Sequential(nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 32))
                             for _ in range(3)])
-    with pytest.raises(ci.BatchNormStackError, match="LayerNorm"):
+    with pytest.raises(ci.BatchNormStackError, match="LayerNorm") as e:
         ci.critical_(model)
+    # relu after BatchNorm: χ_J* = π/(π − 1) at every σ_w (Yang et al. 2019)
+    assert f"chi_J* = {math.pi / (math.pi - 1):.4g}" in str(e.value)
     model.eval()  # evaluation mode cannot even be imported: still a BatchNorm refusal
     with pytest.raises(ci.BatchNormStackError, match="'0.0'"):
         ci.critical_(model)
