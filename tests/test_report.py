@@ -187,3 +187,12 @@ def test_cli_report_checks_the_output_path_before_building_the_model(models, tmp
 def test_cli_report_errors_are_one_line(models, capsys, spec, shape, message):
     code = cli.main(["report", spec.format(m=models), "--input-shape", shape])
     assert code == 2 and message in _one_line(capsys)
+
+
+def test_cli_report_input_is_not_the_weight_stream(models, capsys):
+    from critsym.cli.report import input_seed
+
+    assert input_seed(0) != 0 and input_seed(0) != input_seed(1)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["report", f"{models}:make_mlp", "--input-shape", "8,16", "--seed", "-1"])
+    assert e.value.code == 2 and "--seed" in capsys.readouterr().err

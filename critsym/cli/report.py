@@ -31,7 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="shape of the input batch, batch first (e.g. 64,128)")
     p.add_argument("--out", default=None, help="figure file (.png, .pdf, .svg)")
     p.add_argument("--seed", type=int, default=0,
-                   help="torch.manual_seed before building the model; input and probe seed")
+                   help="torch.manual_seed before building the model; the input batch and the "
+                   "probes come from their own streams derived from it")
     p.add_argument("--n-probes", type=int, default=16, help="Hutchinson probes per example")
     p.set_defaults(run=run, parser=p)
     return p
@@ -92,10 +93,25 @@ def load_model(spec: str):
     return obj
 
 
+#: spawn key of the input stream: the input is not drawn from the stream that
+#: ``torch.manual_seed(seed)`` gives the model's weights
+INPUT_STREAM = 0x1A9C7
+
+
+def input_seed(seed: int) -> int:
+    """The seed of the input batch's generator: a hash of (``seed``, :data:`INPUT_STREAM`)."""
+    import numpy as np
+
+    state = np.random.SeedSequence([int(seed), INPUT_STREAM]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
 def run(args) -> int:
     shape = parse_shape(args.input_shape)
     if args.n_probes < 1:
         args.parser.error(f"--n-probes {args.n_probes}: give at least 1")
+    if args.seed < 0:
+        args.parser.error(f"--seed {args.seed}: give an integer >= 0")
     if args.out is not None:
         check_output_file(args.out)
 
@@ -109,7 +125,7 @@ def run(args) -> int:
         dtype = next(model.parameters()).dtype
     except StopIteration:
         dtype = torch.get_default_dtype()
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(input_seed(args.seed))
     x = torch.randn(shape, generator=gen, dtype=dtype)
     rep = report(model, x, n_probes=args.n_probes, seed=args.seed)
     print(rep)
