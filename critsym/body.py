@@ -66,6 +66,8 @@ class AnalysedPart:
     K0: float | None = None
     layer_sigmas: dict = field(default_factory=dict)
     has_bias: bool = True
+    #: the blocks differ (a whole-network body read block by block; ``block`` is the first)
+    differing: bool = False
 
     @property
     def n_blocks(self) -> int:
@@ -96,6 +98,8 @@ class AnalysedPart:
         kids = [c for b in self.children for c in b]
         where = "the whole model" if kids == [""] else (
             f"children {kids[0]}..{kids[-1]}" if len(kids) > 1 else f"child {kids[0]}")
+        if self.differing:
+            return f"{where}: {self.n_blocks} differing blocks"
         return f"{where}: {self.n_blocks} x {self.block!r}"
 
     def __repr__(self) -> str:
@@ -311,13 +315,18 @@ def _network_blocks(model: nn.Module, x: torch.Tensor | None):
     skipped = [(getattr(sk, "path", str(sk)), getattr(sk, "reason", ""))
                for sk in getattr(res, "skipped", ())]
     s, p, k = _period([repr(_with_bias(b.arch.symbolic())) for b in blocks])
-    if k < 2 or any(b.output is None for b in blocks[s:s + k * p]):
-        found = "; ".join(f"{b.path}: {b.block!r}" for b in blocks)
-        why = "; ".join(f"{pth}: {r}" for pth, r in skipped) or "nothing"
+    found = "; ".join(f"{b.path}: {b.block!r}" for b in blocks)
+    why = "; ".join(f"{pth}: {r}" for pth, r in skipped) or "nothing"
+    if k < 2:
         raise NoRepeatedBlockError(
-            f"the analysed body has no run of identical blocks with module outputs (blocks "
-            f"{found}; skipped {why}); a critical initialization needs a repeated block: "
-            "import the repeated part by itself (e.g. model.layers)")
+            f"the analysed body has no run of identical blocks (blocks {found}; skipped "
+            f"{why}); a critical initialization needs a repeated block: import the repeated "
+            "part by itself (e.g. model.layers)")
+    if any(b.output is None for b in blocks[s:s + k * p]):
+        raise UnsupportedModuleError(
+            f"no submodule returns the outputs of the repeated blocks ({found}), e.g. residual "
+            "sums written in forward, so they cannot be measured or re-initialized block by "
+            "block: wrap each block in its own nn.Module")
     skipped += [(b.path, "before the repeated blocks") for b in blocks[:s]]
     skipped += [(b.path, "after the repeated blocks") for b in blocks[s + k * p:]]
     units = [blocks[s + i * p:s + (i + 1) * p] for i in range(k)]

@@ -83,7 +83,10 @@ class Report:
         n = len(self.J_theory) - 1
         crit = (f"critical {self.critical_point.solve_for}={self.critical_point.value:.4g}"
                 if self.critical_point is not None else "no critical point")
-        return (f"Report({self.part.n_blocks} x {self.part.block!r}; {hp}; {self.phase}, "
+        what = (f"{self.part.n_blocks} differing blocks" if self.part.differing else
+                f"{self.part.n_blocks} x {self.part.block!r}")
+        hp = hp or "sigmas per block"
+        return (f"Report({what}; {hp}; {self.phase}, "
                 f"chi_J*={self.chi_star:.4g}; J^(0,{n}) theory {self.J_theory[-1]:.4g}, "
                 f"measured {self.J_measured[-1]:.4g} ± {self.J_measured_se[-1]:.2g}; {crit})")
 
@@ -91,8 +94,9 @@ class Report:
         n = len(self.J_theory) - 1
         lines = [
             f"analysed: {self.analysed}",
-            "hyperparameters (pooled over the body): "
-            + ", ".join(f"{k} = {v:.6g}" for k, v in self.hyperparameters.items())
+            ("hyperparameters (pooled over the body): "
+             + ", ".join(f"{k} = {v:.6g}" for k, v in self.hyperparameters.items())
+             if self.hyperparameters else "hyperparameters: each block's own")
             + f"; K0 = {self.K0:.6g}",
             f"phase: {self.phase}, chi_J* = {self.chi_star:.6g}, depth scale xi_J = "
             f"{self.xi_J:.4g} blocks",
@@ -121,7 +125,8 @@ class Report:
             ax.set_yscale("log")
         ax.set_xlabel("block l")
         ax.set_ylabel(r"$J^{0,l}$")
-        ax.set_title(f"{self.phase}, $\\chi_J^*$ = {self.chi_star:.4g}", fontsize=10)
+        ax.set_title(f"{self.phase}, $\\chi_J^*$ = {self.chi_star:.4g}" if np.isfinite(
+            self.chi_star) else self.universality, fontsize=10)
         ax.legend(frameon=False)
         fig.tight_layout()
         return fig
@@ -190,7 +195,12 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report
     if not isinstance(example_input, torch.Tensor):
         raise SimulationError("example_input must be a torch.Tensor batch the model accepts "
                               f"(rows = examples), got {type(example_input).__name__}")
-    part = import_part(model, example_input)
+    from .body import NoRepeatedBlockError
+
+    try:
+        part = import_part(model, example_input)
+    except NoRepeatedBlockError as err:
+        return _network_report(model, example_input, err, n_probes=n_probes, seed=seed)
     notes: list[str] = []
     K0 = float(part.K0)
     values = part.values
@@ -234,6 +244,46 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report
                   universality=str(ex.universality),
                   exponent=None if ex.p is None else float(ex.p), critical_point=cp,
                   critical_note=why, notes=tuple(notes))
+
+
+def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
+    """A body of differing blocks (a whole-network import): the importer's network theory
+    J^{1,b} (from the first block's output, through each block's own map) beside the APJN
+    measured between the same outputs; no single χ_J*, phase or critical point exists."""
+    import warnings
+
+    from .body import AnalysedPart
+    from .importer import from_torch
+    from .init import frozen_batch_stats
+    from .torch.apjn import apjn
+
+    with warnings.catch_warnings(), frozen_batch_stats(model):
+        warnings.simplefilter("ignore")
+        res = from_torch(model, x)
+    blocks, outs = list(res.blocks), list(res.outputs)
+    if len(blocks) < 2 or any(o is None for o in outs):
+        raise err
+    with frozen_batch_stats(model):
+        meas = apjn(model, x, outs, n_probes=n_probes, seed=seed)
+    J_th = np.asarray(res.J_theory(start=1), float)
+    run = res.network_run()
+    part = AnalysedPart(
+        block=blocks[1].block, ops=tuple(b.arch for b in blocks[1:]),
+        children=tuple((b.path,) for b in blocks[1:]), inputs=outs[0],
+        outputs=tuple(outs[1:]), layers=tuple(p for b in blocks[1:] for p in b.layers),
+        sigma_w=res.sigma_w, sigma_b=res.sigma_b, agreement=dict(res.agreement),
+        skipped=tuple((getattr(s, "path", str(s)), getattr(s, "reason", ""))
+                      for s in res.skipped) + ((blocks[0].path, "reference: J is measured "
+                                                "from its output"),),
+        K0=float(run.K[1]), differing=True)
+    why = ("the body's blocks differ, so there is no single chi_J*, phase or critical point; "
+           "J runs through each block's own map (import the repeated part by itself for them)")
+    return Report(part=part, hyperparameters={}, K0=float(run.K[1]), J_theory=J_th,
+                  J_measured=np.asarray(meas.J, float), J_measured_se=np.asarray(meas.J_se,
+                                                                                float),
+                  phase="undetermined", chi_star=float("nan"), xi_J=float("nan"),
+                  universality="blocks differ", exponent=None, critical_point=None,
+                  critical_note=why, notes=(why,))
 
 
 class _CallableModule(types.ModuleType):

@@ -126,6 +126,46 @@ def test_bad_input_is_a_critsym_error():
         cs.report(act_linear_mlp(nn.Tanh, 2, width=8), torch.zeros(4, 9))
 
 
+class _Res(nn.Module):
+    def __init__(self, act: nn.Module, width: int):
+        super().__init__()
+        self.act, self.fc = act, nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + self.fc(self.act(x))
+
+
+class DifferingBlocks(nn.Module):
+    """Residual blocks with different activations, applied by a loop over a ModuleList."""
+
+    def __init__(self, width: int = 128):
+        super().__init__()
+        self.blocks = nn.ModuleList([_Res(a, width) for a in (nn.Tanh(), nn.ReLU(), nn.Tanh(),
+                                                               nn.GELU())])
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+def test_a_body_of_differing_blocks_is_reported_block_by_block():
+    x = input_at(1.0, shape=(32, 128))
+    d = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        model = DifferingBlocks()
+        rep = cs.report(model, x, n_probes=4, seed=seed)
+        assert rep.part.differing and rep.part.n_blocks == 3
+        assert rep.part.inputs == "blocks.0" and rep.part.outputs[-1] == "blocks.3"
+        assert rep.phase == "undetermined" and rep.critical_point is None
+        assert "differ" in rep.critical_note and "differing" in repr(rep)
+        d.append(rep.J_measured[1:] / rep.J_theory[1:] - 1)
+    d = np.array(d)
+    se = d.std(axis=0, ddof=1) / math.sqrt(len(d))
+    assert np.all(se < 0.05) and np.all(np.abs(d.mean(axis=0)) <= 4 * se), (d.mean(0), se)
+
+
 # ----------------------------------------------------------------------------- command line
 MODELS = '''
 import pathlib
