@@ -17,7 +17,6 @@ from critsym.errors import (
     DerivationError,
     HyperparameterError,
     SimulationError,
-    UnsupportedModuleError,
 )
 
 ACT_NP = {"relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0) * 1.0),
@@ -201,13 +200,20 @@ def test_import_from_torch():
     model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8))
     res = cs.from_torch(model.train())
     assert cs.BatchNorm() in res.arch.ops
-    with pytest.raises(UnsupportedModuleError, match="evaluation mode"):
-        cs.from_torch(model.eval())
+    # a refused BatchNorm is reported as skipped with its reason, never analysed
+    for prepare, reason in ((lambda m: m.eval(), "evaluation mode"),
+                            (_trained_affine, "affine")):
+        res = cs.from_torch(prepare(model))
+        assert any(reason in s.reason and "'1'" in s.reason for s in res.skipped), res.skipped
+        assert all(cs.BatchNorm() not in b.arch.ops for b in res.blocks if hasattr(b.arch, "ops"))
+        model.train()
+
+
+def _trained_affine(model):
     model.train()
     with torch.no_grad():
         model[1].weight.fill_(2.0)
-    with pytest.raises(UnsupportedModuleError, match="affine"):
-        cs.from_torch(model)
+    return model
 
 
 # ----------------------------------------------------------------- BasicBlock (torchvision order)
@@ -241,8 +247,12 @@ def test_torch_model_round_trip():
     assert torch.allclose(y, nn.BatchNorm2d(6, eps=1e-12).double()(x), atol=1e-10)
     assert torch.isfinite(model(x)).all()
     imp = cs.from_torch(model)
-    assert imp.block == cs.Conv(3, imp.block.ops[0].sigma_w, imp.block.ops[0].sigma_b) \
-        >> cs.BatchNorm() >> cs.Act("relu")
+    # the body repeats in its derivable rotation: BatchNorm -> relu -> Conv (a block must end
+    # in a Gaussian preactivation); the trailing BatchNorm -> relu is the head
+    last = imp.blocks[-1].arch
+    conv = last.ops[-1]
+    assert last == cs.BatchNorm() >> cs.Act("relu") >> cs.Conv(3, conv.sigma_w, conv.sigma_b)
+    assert [s.part for s in imp.skipped] == ["head"]
 
 
 def test_preactivation_resnet_power_law():
