@@ -389,11 +389,20 @@ def output_variable(s: Signal) -> GVar:
     s = s.canonical()
     if len(s.gvars) == 1 and s.expr_a == s.gvars[0].a and s.expr_b == s.gvars[0].b:
         g = s.gvars[0]
-        out = {k: tidy(s.resolve(getattr(g, k))) for k in ("var_a", "var_b", "cov", "jac")}
+        if s.tokens:  # tidy the compact form (layer statistics as symbols), then resolve
+
+            def fin(e):
+                return s.resolve(tidy(e))
+        else:
+
+            def fin(e):
+                return tidy(s.resolve(e))
+
+        out = {k: fin(getattr(g, k)) for k in ("var_a", "var_b", "cov", "jac")}
         if g.kap is not None:
-            out["kap"] = tidy(s.resolve(g.kap))
+            out["kap"] = fin(g.kap)
         for k in ("off", "noff"):
-            out[k] = getattr(g, k).map(lambda e: tidy(s.resolve(e)))
+            out[k] = getattr(g, k).map(fin)
         return replace(g, **out)
     raise DerivationError(
         f"the block's output {s.expr_a} is not a Gaussian preactivation; a block must end in a "

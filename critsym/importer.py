@@ -114,8 +114,9 @@ class ImportResult:
     architecture, symbolic block, hyperparameter values, width, output module and
     :attr:`~critsym.interop.network.BodyBlock.theory`), ``skipped`` (stem / head parts with
     their reasons), ``body_input`` (the state entering the body), ``capture`` (module path →
-    the tool that captured it); :meth:`network_run` / :meth:`J_theory` run the theory through
-    the blocks at the model's current initialization.
+    the tool that captured it), ``approximations`` (submodule → what its import approximates,
+    e.g. softmax attention read in an approximate regime); :meth:`network_run` /
+    :meth:`J_theory` run the theory through the blocks at the model's current initialization.
 
     Repeating block (when there is one): ``arch``: the whole model with per-layer numeric
     σ's when every part maps to an operator, else the analysed body;
@@ -139,6 +140,7 @@ class ImportResult:
     skipped: tuple[Skipped, ...] = ()
     body_input: BodyInput | None = None
     capture: dict = field(default_factory=dict)
+    approximations: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         skip = "; ".join(repr(s) for s in self.skipped) or "nothing"
@@ -254,6 +256,41 @@ class Reader:
         self.layers: list[_Layer] = []
         self.mus: dict[str, float] = {}
         self.methods: dict[str, str] = {}
+        #: id(module) → the first tensor argument of the call being read, for the module read
+        #: whole and its submodules (readers take e.g. the number of tokens from it)
+        self.inputs: dict[int, torch.Tensor] = dict(inputs or {})
+        #: submodule label → what its import approximates (readers record it)
+        self.approximations: dict[str, str] = {}
+
+    def note_inputs(self, m: nn.Module, args: tuple | None) -> None:
+        """Record the arguments of the call of ``m`` being read (and, for a module with
+        submodules, the first tensor argument each submodule receives in that call: forward
+        pre-hooks that return nothing, so the arguments are the module's own; buffers are
+        restored)."""
+        if not args or not isinstance(args[0], torch.Tensor):
+            return
+        self.inputs[id(m)] = args[0]
+        if not any(True for _ in m.children()):
+            return
+
+        def record(mm, a):
+            if a and isinstance(a[0], torch.Tensor):
+                self.inputs[id(mm)] = a[0].detach()
+
+        hooks = [c.register_forward_pre_hook(record) for c in m.modules() if c is not m]
+        saved = {k: b.detach().clone() for k, b in m.named_buffers()}
+        try:
+            with torch.no_grad():
+                m(*args)
+        except Exception:  # noqa: BLE001 - the call's arguments are recorded; the rest optional
+            pass
+        finally:
+            for h in hooks:
+                h.remove()
+            with torch.no_grad():
+                for k, b in m.named_buffers():
+                    if k in saved:
+                        b.copy_(saved[k])
 
     @staticmethod
     def join(path: str, name: str) -> str:
@@ -477,7 +514,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
             tail = Segment(s.elements[-1:])
             if not derivable(tail, axes, tokens):
-                head = Segment(s.elements[:-1], ok=False, closed=False)
+                head = Segment(s.elements[:-1], ok=False)
                 head.reason = derivable(head, axes, tokens) or why
                 checked += [head, tail]
                 continue
@@ -517,7 +554,9 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     # analysed body
     arch = _seq([e.op for e in items]) if all(e.ok for e in items) else \
         _seq([s.op for s in body])
-    block, n = _repeating(module, body, bblocks)
+    whole = all(e.ok for e in items)
+    block, n = _repeating(module, items if whole else
+                          [e for s in body for e in s.elements], bblocks)
     bad = [k for k, ag in agreement.items() if not ag.agree]
     if bad:
         warnings.warn(_disagree_message(bad, per_layer, agreement) + "; not pooled (each "
@@ -527,7 +566,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     return ImportResult(arch=arch, block=block, n_blocks=n, sigma_w=sw, sigma_b=sb,
                         layers=per_layer, mu=dict(imp.mus), agreement=agreement,
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
-                        capture=dict(imp.methods))
+                        capture=dict(imp.methods),
+                        approximations=dict(getattr(imp, "approximations", {})))
 
 
 def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:
@@ -544,7 +584,7 @@ def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:
         return a, b
     lead = Segment(seg.elements[:k], ok=False,
                    reason="a transpose at the body's input (layout: the body input is taken "
-                          "after it)", closed=False)
+                          "after it)")
     segs[a:a + 1] = [lead, Segment(seg.elements[k:])]
     return a + 1, b + 1
 
@@ -576,10 +616,10 @@ def _body_block(seg, imp: Reader, values: dict, axes: bool, tokens: bool) -> Bod
                      tuple(la.path for la in layers), axes or tokens, tokens)
 
 
-def _repeating(module: nn.Module, body, blocks) -> tuple[Op | None, int]:
-    """The repeating unit of the body: the top-level children of an ``nn.Sequential`` when
-    they are identical, else identical blocks; (None, number of blocks) otherwise."""
-    elements = [e for s in body for e in s.elements]
+def _repeating(module: nn.Module, elements, blocks) -> tuple[Op | None, int]:
+    """The repeating unit: the top-level children of an ``nn.Sequential`` when they are
+    identical (``elements``: the whole model's when every part maps, else the body's), else
+    identical body blocks; (None, number of blocks) otherwise."""
     if isinstance(module, nn.Sequential) and len(module) > 1:
         groups: dict[str, list] = {}
         for e in elements:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from critsym.errors import SimulationError
+from critsym.errors import HyperparameterError, SimulationError
 from critsym.finite_width import ModelSpec, log_norm, plot_log_norm, simulate_log_norm
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -128,6 +128,8 @@ def test_simulation_input_validation(tmp_path):
         simulate_log_norm(spec, 4, 8, n_nets=1)
     with pytest.raises(SimulationError):
         simulate_log_norm(spec, 4, 8, method="magic")
+    with pytest.raises(HyperparameterError, match="max_chunk"):  # not silently dropped
+        simulate_log_norm(spec, 4, 8, max_chunk_elements=64)
     s = simulate_log_norm(spec, 8, 16, n_nets=500, method="exact")
     with pytest.raises(SimulationError):
         s.hypoactivation()  # the scalar sampler records no active fractions

@@ -11,10 +11,16 @@ from functools import cache
 
 import numpy as np
 import pytest
+import torch
 from _transformer_reference import pre_ln_run
 
 import critsym as cs
-from critsym.torch.tokens import simulate_tokens, validate_tokens
+from critsym.ops.attention import token_count
+from critsym.stats import mean_se
+from critsym.torch.attention import StackedAttention
+from critsym.torch.build import build_blocks, network_generators
+from critsym.torch.modules import BuildContext
+from critsym.torch.tokens import simulate_tokens, token_statistics, validate_tokens
 from critsym.torch.validate import score
 
 SIGMA_QK = 1.5  # deterministic regime: β = σ_QK²/τ = 2.25 (τ = 1)
@@ -136,3 +142,97 @@ def test_token_statistics_at_the_input_are_unbiased(single_thread):
     for name, want in (("K", 1.3), ("O_C", 0.4), ("O_T", 0.0), ("J", 1.0), ("k", 0.0)):
         assert abs(r.mean(name)[0] - want) <= 4 * r.se(name)[0], (name, r.mean(name)[0])
     assert math.isfinite(r.K[1])
+
+
+@pytest.mark.parametrize("ex", cs.Attention.examples(), ids=lambda ex: ex.label())
+def test_attention_contract_examples_against_monte_carlo(ex, single_thread):
+    """The operator's own contract examples (multi-axis, so outside the contract suite's
+    single-axis Monte Carlo): K, O_C, J, k of four blocks against the fold, |z| <= 4."""
+    res = validate_tokens(ex.block, token_count(ex.block), (16, 32), DEPTH, n_nets=32, seed=2,
+                          p0=0.2, **ex.hp)
+    assert res.n_scored == 4 * DEPTH
+    assert res.passed, res.to_text()
+
+
+def test_softmax_path_contributes_order_one_over_d(single_thread):
+    """Deterministic attention differentiates through its logits; the theory leaves that path
+    out as O(1/d).  Paired Monte Carlo (the same networks, inputs and probes, with and without
+    the path) of one pre-LN attention block at n = 8: the difference ΔJ is nonzero (> 4 SE) and
+    d·ΔJ is the same at d = 32 and d = 128 within 4 SE of their difference."""
+    n, nets = 8, 64
+    blk = cs.Residual(cs.LayerNorm() >> cs.Attention(n, "deterministic", sigma_qk=SIGMA_QK,
+                                                      sigma_v=1.0, sigma_o=1.0), 1)
+    scaled = []
+    for d in (32, 128):
+        ctx = BuildContext(n_nets=nets, width=d, values={},
+                           generators=network_generators(0, 0, nets, torch.device("cpu")))
+        blocks = torch.nn.ModuleList(build_blocks(blk, ctx, (n, d), 1))
+        full = token_statistics(blocks, (n, d), range(nets), n_probes=8, p0=0.2, seed=1)[3][1]
+        for m in blocks.modules():
+            if isinstance(m, StackedAttention):
+                m.softmax_path = False
+        value = token_statistics(blocks, (n, d), range(nets), n_probes=8, p0=0.2, seed=1)[3][1]
+        diff, se = mean_se(full - value)
+        assert diff > 4 * se, (d, diff, se)
+        scaled.append((d * diff, d * se))
+    (a, sa), (b, sb) = scaled
+    assert abs(a - b) <= 4 * math.hypot(sa, sb), scaled
+
+
+def _relu_mlp():
+    return cs.Linear("sigma_1", 0) >> cs.Act("relu") >> cs.Linear("sigma_2", 0)
+
+
+LAYOUTS = {
+    # post-LN: the LayerNorm fixes K = 1 exactly, so K is not scored
+    "post-LN": (cs.Residual(cs.Attention(8), 1) >> cs.LayerNorm()
+                >> cs.Residual(_relu_mlp(), 1) >> cs.LayerNorm(), {}, ("O_C", "J", "k")),
+    "no LN": (cs.Residual(cs.Attention(8), 1) >> cs.Residual(_relu_mlp(), 1), {},
+              ("K", "O_C", "J", "k")),
+    "pre-LN, mu = 0.8": (cs.Residual(cs.LayerNorm() >> cs.Attention(8), "mu")
+                         >> cs.Residual(cs.LayerNorm() >> _relu_mlp(), "mu"), {"mu": 0.8},
+                         ("K", "O_C", "J", "k")),
+}
+
+
+@pytest.mark.parametrize("layout", [
+    "post-LN", pytest.param("no LN", marks=pytest.mark.slow),
+    pytest.param("pre-LN, mu = 0.8", marks=pytest.mark.slow)])
+def test_other_block_layouts_against_the_fold(layout, single_thread):
+    """Uniform attention in post-LN, normalisation-free and μ < 1 blocks, from p⁰ = 0.2:
+    the fold's (q, p, j, k) against token Monte Carlo, |z| <= 4 after 1/d extrapolation."""
+    arch, extra, quantities = LAYOUTS[layout]
+    res = validate_tokens(arch, 8, (32, 64), DEPTH, n_nets=48, p0=0.2, seed=2,
+                          quantities=quantities, sigma_v=1.0, sigma_o=1.0, sigma_1=1.0,
+                          sigma_2=1.0, **extra)
+    assert res.n_scored == len(quantities) * DEPTH
+    assert res.passed, res.to_text()
+
+
+@pytest.mark.parametrize("n,sigma_qk,heads", [
+    (4, 2.0, 1), pytest.param(8, 1.0, 2, marks=pytest.mark.slow)])
+def test_standard_attention_block_against_its_theory(n, sigma_qk, heads, single_thread):
+    """The stacked standard-regime map (independent W_Q, W_K, 1/√d_k logits, random A) in one
+    pre-LN block from q⁰ = 1, p⁰ = 0.3: (q, p, j, k) against the standard-regime theory
+    (critsym.repro.attention_standard.theory, exact expectations over the Gaussian logits with
+    the query/key tangent term), |z| <= 4 after 1/d extrapolation; the value path alone
+    (j = 1 + D) is rejected by the same data."""
+    from critsym.attention.softmax_moments import softmax_D
+    from critsym.repro.attention_standard import theory
+
+    th = theory(n, sigma_qk, depth=1, mode="block", q0=1.0, p0=0.3, heads=heads)
+    blk = cs.Residual(cs.LayerNorm() >> cs.Attention(n, "standard", sigma_qk=sigma_qk,
+                                                      sigma_v=1.0, sigma_o=1.0, heads=heads), 1)
+    widths = (32, 64)
+    sims = [simulate_tokens(blk, (n, w), 1, n_nets=256, q0=1.0, p0=0.3, seed=11 + i)
+            for i, w in enumerate(widths)]
+
+    def row(name, value):
+        return score(name, 1, value, widths, [s.mean(name)[1] for s in sims],
+                     [s.se(name)[1] for s in sims])
+
+    for ours, theirs in (("K", "q"), ("O_C", "p"), ("J", "j"), ("k", "k")):
+        r = row(ours, th[theirs])
+        assert abs(r["z"]) <= 4, (ours, r)
+    D = float(softmax_D(n, sigma_qk**2 * 1.0 * 0.7))
+    assert abs(row("J", 1 + D)["z"]) > 6

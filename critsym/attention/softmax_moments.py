@@ -28,12 +28,13 @@ every variable (|exp(−e^{L+iy})| = exp(−e^L cos y) ≤ 1), so the trapezoid 
 converges geometrically: ε and m use spacing min(0.25, 0.5·sd) over ±12 sd (Gaussian tail
 2Φ(−12) ≈ 4e-33), τ and σ use spacing ``H_TAU`` on a range trimmed where a Cauchy–Schwarz
 envelope of every integrand falls below 1e-17 of its peak.  Halving every spacing changes D, W_D
-by < 1e-13 and X, W_X by < 1e-11 over n ≤ 64, v ≤ 64 (:func:`refinement_error` measures it at
-any point; tests check it against brute-force Monte Carlo and against independent quadrature of
-the closed cases n = 2 and v → 0).
+by < 3e-13 and X, W_X by < 1e-13 at points spanning n ≤ 64, v ≤ 64, ρ ∈ (−1, 1)
+(:func:`refinement_error` measures it at any point; tests check the moments against
+brute-force Monte Carlo and against independent quadrature of the closed cases n = 2 and
+v → 0).
 
-Cost: a single-row moment is ~1 ms; a two-row moment (τ-grid N², N ≈ 200…500) ~10–200 ms per
-point; results are cached per (n, v, ρ).
+Cost per point (one core): ~5–50 ms for the single-row moments and ~20–300 ms for the two-row
+moments (τ-grid N², N ≈ 200…700) at v ≤ 64; the results are cached per (n, v, ρ).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import HyperparameterError
+from ..errors import HyperparameterError, NumericalError
 
 #: trapezoid spacing of the τ (log t) integrals
 H_TAU = 0.2
@@ -66,18 +67,23 @@ def _gauss_nodes(var: float, h_max: float = 0.25, refine: int = 1) -> tuple[np.n
     return x, w / w.sum()
 
 
-def _f(k: int, L: np.ndarray) -> np.ndarray:
-    """f_k(L) = exp(k L − e^L) (0 where it underflows)."""
-    with np.errstate(over="ignore", under="ignore"):
-        return np.exp(k * L - np.exp(np.minimum(L, 700.0)))
-
-
 def _smooth(k: int, L: np.ndarray, var: float, refine: int) -> np.ndarray:
     """E_ε f_k(L + ε), ε ~ N(0, var), at the points L (any shape)."""
+    return _smooth_many((k,), L, var, refine)[k]
+
+
+def _smooth_many(ks, L: np.ndarray, var: float, refine: int) -> dict[int, np.ndarray]:
+    """{k: E_ε f_k(L + ε)} for several k at once (f_k = f_0 e^{kL}: one exp pair per node)."""
     e, w = _gauss_nodes(var, refine=refine)
-    out = np.zeros(np.shape(L))
-    for ei, wi in zip(e, w, strict=True):
-        out += wi * _f(k, L + ei)
+    L = np.asarray(L, dtype=float)
+    out = {k: np.zeros(L.shape) for k in ks}
+    with np.errstate(over="ignore", under="ignore"):
+        for ei, wi in zip(e, w, strict=True):
+            x = L + ei
+            E = np.exp(np.minimum(x, 50.0))  # f_k(x) = 0 in float64 beyond x = 50
+            f0 = np.exp(-E)
+            for k in ks:
+                out[k] += wi * (f0 if k == 0 else f0 * E**k)
     return out
 
 
@@ -91,8 +97,9 @@ def _tau_grid(n: int, var: float, kmax: int, refine: int) -> np.ndarray:
     # E f_k² = E exp(2kL − 2e^L) = E f_{2k}(L + log 2)·2^{−2k}… bounded here by the direct sum
     F0 = _smooth(0, tau, var, 1)
     env = np.zeros_like(tau)
+    F2 = _smooth_many(range(2, 2 * kmax + 1, 2), tau + math.log(2.0), var, 1)
     for k in range(1, kmax + 1):
-        env = np.maximum(env, np.sqrt(_smooth(2 * k, tau + math.log(2.0), var, 1)) / 2.0**k)
+        env = np.maximum(env, np.sqrt(F2[2 * k]) / 2.0**k)
     with np.errstate(divide="ignore"):
         env = env * F0 ** (0.5 * max(n - 2, 0))
     keep = np.nonzero(env > CUT * env.max())[0]
@@ -108,7 +115,7 @@ def _row_moments(n: int, v: float, refine: int = 1) -> tuple[float, float]:
     if v == 0.0:
         return 1.0 / n, (n - 1) / n**2
     tau, h = _tau_grid(n, v, 2, refine)
-    F = {k: _smooth(k, tau, v, refine) for k in range(5)}
+    F = _smooth_many(range(5), tau, v, refine)
     F0n = F[0] ** (n - 1)
     a2 = h * np.sum(F[2] * F0n)  # E A_1^2 · Γ(2)
     a3 = h * np.sum(F[3] * F0n) / 2.0  # E A_1^3
@@ -139,7 +146,7 @@ def _pair_moments(n: int, v: float, rho: float, refine: int = 1) -> tuple[float,
         wm = np.exp(-0.5 * ml * ml / vm)
         wm /= wm.sum()
         grid = tau[0] + h * np.arange(-M, len(tau) + M)
-        Fg = {k: _smooth(k, grid, ve, refine) for k in (0, 1, 2)}
+        Fg = _smooth_many((0, 1, 2), grid, ve, refine)
         idx = np.arange(len(tau))[:, None] + M + np.arange(-M, M + 1)[None, :]
         P = {k: Fg[k][idx] for k in Fg}
         Q = P if sgn > 0 else {k: Fg[k][idx[:, ::-1]] for k in Fg}
@@ -147,9 +154,8 @@ def _pair_moments(n: int, v: float, rho: float, refine: int = 1) -> tuple[float,
         # small shared variance: Gauss–Hermite in m (features of F^ε have scale >= 1)
         xg, wg = np.polynomial.hermite_e.hermegauss(40 * refine)
         ml, wm = sdm * xg, wg / wg.sum()
-        P = {k: _smooth(k, tau[:, None] + ml[None, :], ve, refine) for k in (0, 1, 2)}
-        Q = P if sgn > 0 else {k: _smooth(k, tau[:, None] - ml[None, :], ve, refine)
-                                for k in (0, 1, 2)}
+        P = _smooth_many((0, 1, 2), tau[:, None] + ml[None, :], ve, refine)
+        Q = P if sgn > 0 else _smooth_many((0, 1, 2), tau[:, None] - ml[None, :], ve, refine)
 
     def G(k, l):
         return (P[k] * wm) @ Q[l].T
@@ -195,11 +201,9 @@ def _cross_moment(n: int, v1: float, v2: float, c: float, refine: int = 1) -> fl
     ext = TAIL * max(a, abs(b)) + 1.0
     grid = np.arange(tau[0] - ext, tau[-1] + ext + 0.01, 0.01 / refine)
 
-    def table(k, var):
-        return CubicSpline(grid, _smooth(k, grid, var, refine))
-
-    P = {k: table(k, e1)(tau[:, None] + a * m[None, :]) for k in (0, 1)}
-    Q = {k: table(k, e2)(tau[:, None] + b * m[None, :]) for k in (0, 1)}
+    S1, S2 = _smooth_many((0, 1), grid, e1, refine), _smooth_many((0, 1), grid, e2, refine)
+    P = {k: CubicSpline(grid, S1[k])(tau[:, None] + a * m[None, :]) for k in (0, 1)}
+    Q = {k: CubicSpline(grid, S2[k])(tau[:, None] + b * m[None, :]) for k in (0, 1)}
     G00 = (P[0] * wm) @ Q[0].T
     G11 = (P[1] * wm) @ Q[1].T
     with np.errstate(under="ignore"):
@@ -214,9 +218,10 @@ def _check(n, v, rho=None) -> None:
             f"the logit variance v = σ_QK² q̃ (q̃ − p̃) must be finite and >= 0, got {v}; "
             "check that the token covariance p̃ does not exceed the variance q̃")
     if v > 400:
-        raise HyperparameterError(
-            f"the logit variance v = {v:g} is beyond the tabulated range v <= 400 (logit "
-            "standard deviation 20: attention is one-hot to all precision there)")
+        raise NumericalError(
+            f"the logit variance v = σ_QK² q̃(q̃ − p̃) = {v:g} is beyond the supported range "
+            "v <= 400 (logit standard deviation 20); lower σ_QK or normalise the attention "
+            "input (LayerNorm) so that its token variance q̃ stays O(1)")
     if rho is not None and not (math.isfinite(rho) and -1.0 <= rho <= 1.0):
         raise HyperparameterError(
             f"the token correlation ρ = p̃/q̃ must lie in [-1, 1], got {rho}")

@@ -6,6 +6,7 @@
     2.5
 """
 
+from critsym.errors import HyperparameterError
 from critsym.finite_width.api import ORDERS, gain_from_recursion, log_norm
 from critsym.finite_width.errors import NotApplicableError
 from critsym.finite_width.laws import (
@@ -33,6 +34,10 @@ def simulate_log_norm(arch: object, depth: int, width: int, n_nets: int = 1000, 
     ``depth_scaled=True`` simulates a standard ResNet whose branch variance is c/(n d) (the contrast
     case the law does not cover)."""
     if isinstance(arch, ModelSpec):
+        if hp:
+            raise HyperparameterError(
+                f"unknown arguments {sorted(hp)}: a ModelSpec has numeric values already "
+                "(hyperparameter values are for an architecture with symbols)")
         spec = arch
     else:
         spec = recognize(arch, **hp)

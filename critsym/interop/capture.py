@@ -136,6 +136,8 @@ class Captured:
     methods: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     root: nn.Module | None = None
+    #: the graph inlines every module (torch.export): modules read whole are regions of it
+    inlined: bool = False
 
 
 def whole(m: nn.Module) -> bool:
@@ -233,7 +235,8 @@ def capture(module: nn.Module, args: tuple | None, path: str = "") -> Captured:
                 f"{fx_error}); pass example_input=... so critsym can capture it with "
                 "torch.export") from None
         gm = _export(module, args, path, fx_error)
-        return Captured(gm, _record_values(gm, args), {path: "torch.export"}, {}, module)
+        return Captured(gm, _record_values(gm, args), {path: "torch.export"}, {}, module,
+                        inlined=True)
     values = {}
     if args is not None:
         try:
@@ -283,7 +286,7 @@ _RESHAPE = {"Tensor.view", "Tensor.reshape", torch.reshape, torch.flatten, "Tens
             "Tensor.unflatten", torch.ops.aten.view.default, torch.ops.aten.reshape.default,
             torch.ops.aten.flatten.using_ints, torch.ops.aten.unsqueeze.default,
             torch.ops.aten.squeeze.dim, torch.ops.aten.unflatten.int}
-_SHAPE = {"Tensor.size", "Tensor.dim", getattr, torch.ops.aten.sym_size.int}
+_SHAPE = {"Tensor.size", "Tensor.dim", torch.ops.aten.sym_size.int}
 
 
 def _target_key(n: fx.Node):
@@ -350,7 +353,7 @@ class Walker:
     def region(self, n: fx.Node) -> tuple[str, str] | None:
         """(call key, path) of the outermost module read whole that node ``n`` belongs to, in
         a graph that inlines modules (torch.export); None outside such modules."""
-        if n.op == "call_module" or self.cap.root is None:
+        if n.op == "call_module" or self.cap.root is None or not self.cap.inlined:
             return None
         st = n.meta.get("nn_module_stack") or {}
         for k, v in st.items():
@@ -377,6 +380,8 @@ class Walker:
         chain = ins[0]
         path = _join(self.path, rel)
         mod = self.cap.root.get_submodule(rel)
+        x = self.cap.values.get(chain.end)
+        self.reader.note_inputs(mod, (x,) if isinstance(x, torch.Tensor) else None)
         start = len(self.reader.layers)
         try:
             op = self.reader.map(mod, path)
@@ -519,6 +524,7 @@ class Walker:
             return self.bad(n, chain, f"submodule {path!r} takes several different traced "
                                       "tensors; critsym reads maps of one input")
         mod = self.gm.get_submodule(str(n.target))
+        self.reader.note_inputs(mod, self._call_args(n))
         start = len(self.reader.layers)
         try:
             if str(n.target) in self.cap.failed or (
@@ -556,8 +562,7 @@ class Walker:
                     isinstance(self.env.get(a.name), _Value) for a in n.all_input_nodes):
                 return _Param(v)
             return _Value(v)
-        if key in _SHAPE or (key is getattr and isinstance(n.args[1], str)
-                             and n.args[1] not in ("T", "mT")):
+        if key in _SHAPE or (key is getattr and n.args[1] not in ("T", "mT")):
             return _Value(self.value(n))
         if not self._is_tensor_result(n):
             return _Value(self.value(n))
@@ -668,7 +673,9 @@ class Walker:
                                     f"{_label(path)!r}", layers=layers, path=path)
 
         def seq(items):
-            return Sequential(*(e.op for e in items)) if items else None
+            if not items:
+                return None
+            return items[0].op if len(items) == 1 else Sequential(*(e.op for e in items))
 
         if not ra or not rb:
             skip_scale, br, br_scale = (sa, rb, sb) if not ra else (sb, ra, sa)

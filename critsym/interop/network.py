@@ -206,7 +206,6 @@ class Segment:
     elements: list[Element]
     ok: bool = True
     reason: str = ""
-    closed: bool = True
 
     @property
     def path(self) -> str:
@@ -241,23 +240,23 @@ def segments(items) -> list[Segment]:
     out: list[Segment] = []
     cur: list[Element] = []
 
-    def flush(closed: bool):
+    def flush():
         nonlocal cur
         if cur:
-            out.append(Segment(cur, closed=closed))
+            out.append(Segment(cur))
             cur = []
 
     for e in items:
         if not e.ok:
-            flush(False)
+            flush()
             reason = e.reason or (f"a scaling by {e.scale:g} that is not part of a residual "
                                   "sum" if e.kind == "scale" else "not analysable")
-            out.append(Segment([e], ok=False, reason=reason, closed=False))
+            out.append(Segment([e], ok=False, reason=reason))
             continue
         cur.append(e)
         if closes(e.op):
-            flush(True)
-    flush(False)
+            flush()
+    flush()
     return out
 
 

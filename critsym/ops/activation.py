@@ -27,8 +27,9 @@ from .base import Op
 #: reads the settings
 _GRAPH_ACTIVATIONS: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {
     **{f"{pre}{fn}": (mod, {}) for fn, mod in (("relu", "ReLU"), ("tanh", "Tanh"),
-                                              ("sigmoid", "Sigmoid"), ("selu", "SELU"))
+                                              ("sigmoid", "Sigmoid"))
        for pre in ("torch.", "torch.nn.functional.", "Tensor.")},
+    "torch.selu": ("SELU", {}), "torch.nn.functional.selu": ("SELU", {}),
     **{f"torch.ops.aten.{fn}.default": (mod, {}) for fn, mod in (
         ("relu", "ReLU"), ("tanh", "Tanh"), ("sigmoid", "Sigmoid"), ("silu", "SiLU"))},
     "torch.nn.functional.silu": ("SiLU", {}),

@@ -157,7 +157,7 @@ class Attention(Op):
                 e = s.expr_a if side == "a" else s.expr_b
                 p = s.E_tokens(e, e, side * 2)
                 out.append(deterministic_weight(n, q, p, self.beta))
-            return out[0], out[1]
+            return out[0], out[1]  # symbols of the signal's statistics (see apply)
         raise DerivationError(
             "regime='standard' (independent W_Q, W_K with 1/sqrt(d_k) logits) needs "
             "critsym.attention.standard, which is not available in this installation; use "
@@ -172,8 +172,13 @@ class Attention(Op):
         from ..fold import ZERO, GVar, Offsets
 
         s = s.canonical()
+        if self.regime == "standard":
+            return self._apply_standard(s)
         n = sp.Integer(self.n_tokens)
         wa, wb = self._diagonal_weights(s)
+        # the softmax weights stay symbols until the end of the fold (compact expressions)
+        s, wa = s.statistic("Aa", wa, positive=True)
+        s, wb = s.statistic("Ab", wb, positive=True)
         v = s.close(self.sigma_v, self.sigma_b_v)
         (g,) = v.gvars
         Da, Db, D12 = mixing_D(wa, n), mixing_D(wb, n), cross_D(wa, wb, n)
@@ -188,6 +193,37 @@ class Attention(Op):
                      Offsets(mix(g.var_a, p.a, Xa), mix(g.var_b, p.b, Xb),
                              mix(g.cov, p.ab, X12)),
                      Xa * g.jac + (1 - Xa) * g.kap)
+        return replace(v, expr_a=y.a, expr_b=y.b, gvars=(y,)).close(self.sigma_o,
+                                                                      self.sigma_b_o)
+
+    def _apply_standard(self, s):
+        """The standard regime (:mod:`critsym.attention.standard`): D, X of random Gaussian
+        logits of scale σ_QK/τ from each input's token Gram, D₁₂, X₁₂ from the cross Gram, and
+        the tangent (j, κ) ↦ (value + query/key path) (j, κ) of the values."""
+        from ..attention.standard import standard_cross_moments, standard_moments
+        from ..fold import ZERO, GVar, Offsets
+
+        n, b = self.n_tokens, self.sigma_qk / self.tau
+        ea, eb = s.expr_a, s.expr_b
+        qa, qb = s.E(ea**2, "a"), s.E(eb**2, "b")
+        pa, pb = s.E_tokens(ea, ea, "aa"), s.E_tokens(eb, eb, "bb")
+        ma = standard_moments(n, qa, pa, b, self.heads)
+        mb = standard_moments(n, qb, pb, b, self.heads)
+        D12, X12 = standard_cross_moments(n, qa, pa, qb, pb, s.E2(ea, eb),
+                                          s.E_tokens(ea, eb, "ab"), b)
+        v = s.close(self.sigma_v, self.sigma_b_v)
+        (g,) = v.gvars
+        p = g.noff
+
+        def mix(var, cov_tokens, w):
+            return cov_tokens + (var - cov_tokens) * w
+
+        (jac,), (kap,) = (ma.tangent * sp.Matrix([g.jac, g.kap])).tolist()
+        y = GVar.new(mix(g.var_a, p.a, ma.D), mix(g.var_b, p.b, mb.D), mix(g.cov, p.ab, D12),
+                     jac, ZERO,
+                     Offsets(mix(g.var_a, p.a, ma.X), mix(g.var_b, p.b, mb.X),
+                             mix(g.cov, p.ab, X12)),
+                     kap)
         return replace(v, expr_a=y.a, expr_b=y.b, gvars=(y,)).close(self.sigma_o,
                                                                       self.sigma_b_o)
 

@@ -167,6 +167,9 @@ def layernorm_axes(s, single_axis_rule):
     if len(present) == 1 and s.expr_a == present[0].a and s.expr_b == present[0].b:
         g = present[0]
         sa, sb = sp.sqrt(g.var_a - g.off.a), sp.sqrt(g.var_b - g.off.b)
+        if s.tokens:  # token states: the scales stay symbols until the end (compact maps)
+            s, sa = s.statistic("sa", sa, positive=True)
+            s, sb = s.statistic("sb", sb, positive=True)
         n = GVar.new(sp.S.One, sp.S.One, (g.cov - g.off.ab) / (sa * sb), g.jac / sa**2, ZERO,
                      Offsets(g.noff.a / sa**2, g.noff.b / sb**2, g.noff.ab / (sa * sb)),
                      None if g.kap is None else g.kap / sa**2)

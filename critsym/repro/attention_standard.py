@@ -2,7 +2,8 @@ r"""Standard attention (1/√d_k logits, independent W_Q, W_K): theory against M
 
 ``python -m critsym.repro attention-standard [--quick]`` prints, for σ_QK ∈ {0.25, 0.5, 1, 2, 4}
 and n ∈ {4, 8, 32}, the infinite-width theory of :mod:`critsym.attention.standard` beside an
-independent Monte Carlo of torch networks at widths d = 32, 64, 128 (one head, d_k = d),
+independent Monte Carlo of torch networks at widths d = 32, 64, 128 (40, 80, 160 for n = 32;
+one head, d_k = d),
 extrapolated to d → ∞ by the weighted 1/d fit (:func:`critsym.torch.validate.extrapolate`), for
 
 * ``layer``: one attention layer y = W_O softmax(QKᵀ/√d_k) W_V x on exchangeable tokens of
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attention.softmax_moments import softmax_D, softmax_WD, softmax_WX, softmax_X
+from ..errors import SimulationError
 
 QUANTITIES = ("q", "p", "j", "k")
 
@@ -61,7 +63,7 @@ def theory(n: int, sigma_qk: float, depth: int = 1, mode: str = "layer", q0: flo
     return dict(q=q, p=p, j=j, k=kap * (n - 1) / n)
 
 
-def _exact_gram(g, diag: float, off: float):
+def _exact_gram(g, diag: float, off: float):  # g: (b, d, n + 1), d >= n + 1
     """Tokens (b, n, d) with Gram x_a·x_b/d exactly ``diag`` (a = b) and ``off`` (a ≠ b):
     √d (√off e_0 + √(diag − off) e_a) from orthonormal columns e of a Gaussian (b, d, n + 1)
     matrix (QR).  A rotation-invariant input of the given Gram (variance reduction: the input
@@ -80,6 +82,9 @@ def simulate(n: int, sigma_qk: float, d: int, nets: int, mode: str = "layer", de
     import torch
     from torch.func import jvp
 
+    if d < n + 1:
+        raise SimulationError(f"width d = {d} is too small for {n} tokens of exact Gram "
+                              f"(d >= n + 1 = {n + 1} is needed)")
     gen = torch.Generator().manual_seed(seed)
     dk = d // heads
     sq = math.sqrt(sigma_qk)  # σ_Q = σ_K = √σ_QK
@@ -180,9 +185,14 @@ SIGMAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 TOKENS = (4, 8, 32)
 #: (name, mode, depth, networks per width at full settings)
 SETTINGS = (("one attention layer", "layer", 1, 2000), ("one pre-LN block", "block", 1, 1000),
-            ("four pre-LN blocks", "block", 4, 1000))
-#: the widths of the Monte Carlo (one head, d_k = d)
-WIDTHS = (32, 64, 128)
+            ("four pre-LN blocks", "block", 4, 600))
+
+
+def widths_for(n: int) -> tuple[int, int, int]:
+    """The widths of the Monte Carlo (one head, d_k = d): (32, 64, 128), or (w, 2w, 4w) with w
+    the smallest multiple of 8 above n when the tokens' exact Gram needs more room (d > n)."""
+    w = max(32, 8 * (n // 8 + 1))
+    return (w, 2 * w, 4 * w)
 
 
 def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
@@ -193,11 +203,12 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     tokens = (4, 8) if quick else TOKENS
     results = {}
     for name, mode, depth, nets in SETTINGS:
-        rows = [measure(n, s, widths=WIDTHS, nets=100 if quick else nets, mode=mode,
+        rows = [measure(n, s, widths=widths_for(n), nets=100 if quick else nets, mode=mode,
                         depth=depth, seed=seed + 1000 * n + 10 * i)
                 for n in tokens for i, s in enumerate(sigmas)]
         results[name] = rows
-        print(f"== standard attention, {name}: theory vs Monte Carlo (widths {WIDTHS}, "
+        print(f"== standard attention, {name}: theory vs Monte Carlo (widths "
+              f"{', '.join(str(widths_for(n)) for n in tokens)} for n = {tokens}, "
               f"{100 if quick else nets} networks each, extrapolated 1/d → 0)", flush=True)
         print(table(rows), flush=True)
     if out:

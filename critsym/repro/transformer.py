@@ -6,16 +6,20 @@ variance varw/fan_in and zero biases, residual x ↦ μx + branch around both su
 LayerNorm before each branch ("pre"), after each residual sum ("post") or nowhere ("none").
 The one-block APJN J^{7→8} = (1/(n d)) ‖∂h⁸/∂h⁷‖_F² over varw ∈ [0.1, 4.1], μ ∈ [0.1, 1].
 
-* Theory: critsym's token theory (q, p per token and the two-part tangent (j, k)) of the block
-  built from ``Residual``, ``LayerNorm``, ``Attention``, ``Linear`` and ``Act``
+* Theory, as drawn: the **standard softmax regime** of the paper's attention (independent W_Q,
+  W_K, logits of variance σ_QK² q̃(q̃ − p̃) with σ_QK = varw): :func:`standard_one_block`
+  combines the exact softmax moments of :mod:`critsym.attention.softmax_moments` by the fold rule
+  of :mod:`critsym.attention.standard` (``Attention(..., "standard")`` does not derive through
+  the fold yet), propagating the expected token Gram across blocks.  Where the logit variance
+  leaves the moments' range (no LN at large varw) it is NaN (grey).
+* Theory, dashed: critsym's token theory (q, p per token and the two-part tangent (j, k)) of
+  the block built from ``Residual``, ``LayerNorm``, ``Attention``, ``Linear`` and ``Act``
   (:func:`vit_block`) with **uniform attention** A = 11ᵀ/n; J^{7→8} is the (j, j) entry of the
-  block's tangent map at the state after 7 blocks.  The paper's softmax attention has logits of
-  variance σ_QK² q̃² = varw² q̃² (the standard regime), whose query/key path this theory omits: it
-  is drawn as a labelled approximation.
+  block's tangent map at the state after 7 blocks.  The standard regime with σ_QK = 0 equals it.
 * Monte Carlo: real torch stacks of that architecture (:func:`vit_stack`) with softmax attention
   as in the paper, and — for the slices — with uniform attention (W_Q = W_K = 0, so the softmax
-  is exactly 11ᵀ/n), where the theory is exact up to O(1/d); J^{7→8} by :func:`critsym.apjn`,
-  mean ± SE over independent networks.
+  is exactly 11ᵀ/n), where the uniform theory is exact up to O(1/d); J^{7→8} by
+  :func:`critsym.apjn`, mean ± SE over independent networks.
 
 Claims: pre-LN with μ = 1 is near-critical for every varw; pre-LN with μ < 1 and post-LN are
 ordered (J < 1); no LN is chaotic (J > 1) once varw is not small.
@@ -51,7 +55,8 @@ N_BLOCKS = 10
 MEASURED = ("blocks.6", "blocks.7")
 #: ViT-base-like σ of labofdoubt/transformers-apjn: 0.64·√(768/1024)
 VIT_SIGMA = 0.64 * math.sqrt(768 / 1024)
-THEORY_LABEL = "theory: uniform attention A = 11ᵀ/n (the softmax query/key path omitted)"
+THEORY_LABEL = ("theory: standard softmax regime, σ_QK = varw (critsym.attention.standard; grey: "
+                "logit variance beyond its range); dashed: uniform attention A = 11ᵀ/n")
 
 
 # ---------------------------------------------------------------- theory (critsym)
@@ -131,6 +136,83 @@ def theory_one_block(norm: str, mu, varw, layer: int = 7, n: int = N_TOKENS,
     M = block_theory(norm, n).tangent_map(K=K, O_C=O_C, **hyper)
     out = np.asarray(M, float)[..., 0, 0]
     return float(out) if out.ndim == 0 else out
+
+
+def _relu_moments(rho: float) -> tuple[float, float]:
+    """(κ, κ') of ReLU at unit variances, correlation ρ: κ = E relu(u)relu(v) =
+    (√(1−ρ²) + ρ(π − arccos ρ))/(2π), κ' = E relu'(u)relu'(v) = ¼ + asin(ρ)/(2π)."""
+    rho = min(max(rho, -1.0), 1.0)
+    return ((math.sqrt(1 - rho * rho) + rho * (math.pi - math.acos(rho))) / (2 * math.pi),
+            0.25 + math.asin(rho) / (2 * math.pi))
+
+
+def _standard_block(state, norm: str, mu: float, varw: float, sigma_qk: float, n: int):
+    r"""One block on (q, p, j, κ) (κ = k n/(n−1), the per-pair tangent overlap) with standard
+    softmax attention.  The attention input x (LN(h) for "pre", h otherwise) has Gram q̃, p̃,
+    u = q̃ − p̃; the logits have variance v = σ_QK² q̃ u; D, X, W_D, W_X are the softmax moments
+    of :mod:`critsym.attention.softmax_moments`, combined by the rule of
+    :mod:`critsym.attention.standard`:
+
+        q, p ← μ²(q, p) + varw² (p̃ + u (D, X)),
+        (j, κ) ← μ²(j, κ) + varw [value + qk](j_v, κ_v),  (j_v, κ_v) = varw (q̂ j, p̂ κ),
+        value = [[D, 1 − D], [X, 1 − X]],
+        qk = σ_QK² u [[W_D (q̃ + u), −W_D q̃], [W_X p̃, W_X (u − p̃)]];
+
+    then the ReLU MLP as in :func:`theory_run`; "post" divides by q after each sum."""
+    from ..attention.softmax_moments import softmax_D, softmax_WD, softmax_WX, softmax_X
+
+    q, p, j, kap = state
+    m2 = mu * mu
+    if norm == "pre":
+        qt, pt, qh = 1.0, p / q, 1.0 / q
+    else:
+        qt, pt, qh = q, p, 1.0
+    u = qt - pt
+    v = sigma_qk**2 * qt * u
+    rho = pt / qt
+    D, WD = softmax_D(n, v), softmax_WD(n, v)
+    X, WX = softmax_X(n, v, rho), softmax_WX(n, v, rho)
+    jv, kv = varw * qh * j, varw * qh * kap
+    b2u = sigma_qk**2 * u
+    jy = D * jv + (1 - D) * kv + b2u * WD * ((qt + u) * jv - qt * kv)
+    ky = X * jv + (1 - X) * kv + b2u * WX * (pt * jv + (u - pt) * kv)
+    q, p = m2 * q + varw**2 * (pt + u * D), m2 * p + varw**2 * (pt + u * X)
+    j, kap = m2 * j + varw * jy, m2 * kap + varw * ky
+    if norm == "post":
+        q, p, j, kap = 1.0, p / q, j / q, kap / q
+    mlp = varw * varw
+    if norm == "pre":
+        ut, vt, qh = 1.0, p / q, 1.0 / q
+    else:
+        ut, vt, qh = q, p, 1.0
+    kappa, kappa1 = _relu_moments(vt / ut)
+    q, p = m2 * q + mlp * ut / 2, m2 * p + mlp * ut * kappa
+    j, kap = (m2 + mlp * qh / 2) * j, (m2 + mlp * qh * kappa1) * kap
+    if norm == "post":
+        q, p, j, kap = 1.0, p / q, j / q, kap / q
+    return q, p, j, kap
+
+
+def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int = N_TOKENS,
+                       sigma_qk: float | None = None, q0: float = 1.0,
+                       p0: float = 0.0) -> float:
+    """J^{l→l+1} of the ViT-like stack with the paper's softmax attention in the standard regime
+    (independent W_Q, W_K: σ_QK = σ_Q σ_K = varw unless ``sigma_qk`` is given), from
+    :func:`_standard_block`.  Across blocks the theory propagates the expected token Gram (the
+    approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance leaves
+    the tabulated range v <= 400 of the softmax moments (no LN at large varw: the attention is
+    one-hot there)."""
+    from ..errors import HyperparameterError as _Range
+
+    sqk = float(varw if sigma_qk is None else sigma_qk)
+    state = (float(q0), float(p0), 1.0, 0.0)
+    try:
+        for _ in range(layer):
+            state = _standard_block(state, norm, mu, varw, sqk, n)
+        return float(_standard_block((state[0], state[1], 1.0, 0.0), norm, mu, varw, sqk,
+                                     n)[2])
+    except _Range:
+        return float("nan")
 
 
 # ---------------------------------------------------------------- torch stacks
@@ -344,11 +426,11 @@ def fit_growth(layers, J, se=None) -> GrowthFit:
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return dict(varws=(0.1, 2.1, 4.1), mus=(0.5, 1.0), dim=32, n_nets=3,
+        return dict(varws=(0.1, 2.1, 4.1), mus=(0.5, 1.0), dim=32, n_nets=3, slice_nets=3,
                     slice_varws=(0.1, 4.1), slice_mus=(1.0,), depth=12, depth_dim=32,
                     depth_nets=3, depth_n=17, theory_depth=256)
     return dict(varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
-                mus=tuple(np.round(np.arange(0.1, 1.01, 0.1), 2)), dim=64, n_nets=4,
+                mus=tuple(np.round(np.arange(0.1, 1.01, 0.1), 2)), dim=64, n_nets=6, slice_nets=8,
                 slice_varws=tuple(np.round(np.arange(0.1, 4.11, 0.5), 2)),
                 slice_mus=(1.0, 0.7, 0.4), depth=128, depth_dim=64, depth_nets=8, depth_n=17,
                 theory_depth=512)
@@ -361,9 +443,11 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
     fine_v = np.round(np.arange(0.1, 4.11, 0.1), 2)
     fine_mu = np.round(np.arange(0.1, 1.001, 0.025), 3)
     res = {"varws": list(s["varws"]), "mus": list(s["mus"]), "dim": s["dim"],
-           "n_nets": s["n_nets"], "theory_label": THEORY_LABEL}
+           "n_nets": s["n_nets"], "slice_nets": s["slice_nets"], "theory_label": THEORY_LABEL}
     for norm in NORMS:
         th = theory_one_block(norm, fine_mu[:, None], fine_v[None, :])
+        std = np.array([[standard_one_block(norm, mu, v) for v in s["varws"]]
+                        for mu in s["mus"]])
         mc = np.empty((len(s["mus"]), len(s["varws"]), 2))
         for a, mu in enumerate(s["mus"]):
             for b, v in enumerate(s["varws"]):
@@ -372,16 +456,17 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
         slices = []
         for mu in s["slice_mus"]:
             row = {"mu": mu, "varw": list(s["slice_varws"]),
-                   "theory": list(theory_one_block(norm, mu, np.asarray(s["slice_varws"])))}
+                   "theory": list(theory_one_block(norm, mu, np.asarray(s["slice_varws"]))),
+                   "standard": [standard_one_block(norm, mu, v) for v in s["slice_varws"]]}
             for att in ("softmax", "uniform"):
-                ms = [measure_one_block(norm, mu, v, dim=s["dim"], n_nets=s["n_nets"],
+                ms = [measure_one_block(norm, mu, v, dim=s["dim"], n_nets=s["slice_nets"],
                                         seed=seed + 1, attention=att)
                       for v in s["slice_varws"]]
                 row[att] = [m for m, _ in ms]
                 row[att + "_se"] = [e for _, e in ms]
             slices.append(row)
         res[norm] = {"theory_grid": th, "theory_varw": fine_v, "theory_mu": fine_mu,
-                     "mc": mc[..., 0], "mc_se": mc[..., 1], "slices": slices}
+                     "standard_grid": std, "mc": mc[..., 0], "mc_se": mc[..., 1], "slices": slices}
     return res
 
 
@@ -425,13 +510,14 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
     for norm in NORMS:
         d = phase[norm]
         for row in d["slices"]:
-            for v, t, m, e, mu_, eu in zip(row["varw"], row["theory"], row["softmax"],
-                                           row["softmax_se"], row["uniform"], row["uniform_se"],
-                                           strict=True):
-                rows.append((norm, f"mu={row['mu']}", f"varw={v}", f"theory={t:.4f}",
-                             f"softmax={m:.4f}±{e:.4f}", f"uniform={mu_:.4f}±{eu:.4f}"))
-    show("one-block APJN J^{7->8} of a 17-token 10-block ViT-like stack (" + THEORY_LABEL + ")",
-         rows)
+            for v, st, t, m, e, mu_, eu in zip(row["varw"], row["standard"], row["theory"],
+                                               row["softmax"], row["softmax_se"], row["uniform"],
+                                               row["uniform_se"], strict=True):
+                rows.append((norm, f"mu={row['mu']}", f"varw={v}", f"standard={st:.4f}",
+                             f"MC softmax={m:.4f}±{e:.4f}", f"uniform={t:.4f}",
+                             f"MC uniform={mu_:.4f}±{eu:.4f}"))
+    show("one-block APJN J^{7->8} of a 17-token 10-block ViT-like stack: theory (standard "
+         "regime / uniform attention) and Monte Carlo", rows)
     depth = depth_growth(quick, seed)
     rows = []
     for norm in ("pre", "derf"):
@@ -450,9 +536,17 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
 
 # ---------------------------------------------------------------- figures
 
+def _cell_edges(centres) -> tuple[float, float]:
+    """The outer edges of pcolormesh cells ("nearest" shading) centred on ``centres``."""
+    c = np.asarray(centres, dtype=float)
+    half = (c[1] - c[0]) / 2 if len(c) > 1 else 0.5
+    return float(c[0] - half), float(c[-1] + half)
+
+
 def plot_phase(res: dict, axes=None):
-    """Rows: theory log₁₀ J^{7→8} (uniform attention), Monte Carlo (softmax attention), and
-    slices with error bars; columns: pre-LN, post-LN, no LN.  Returns the figure."""
+    """Rows: theory log₁₀ J^{7→8} (standard softmax regime, with the uniform-attention J = 1
+    line), Monte Carlo (softmax attention), and slices with error bars (theory lines: standard
+    solid, uniform dashed); columns: pre-LN, post-LN, no LN.  Returns the figure."""
     plt = pyplot()
     from matplotlib.colors import TwoSlopeNorm
 
@@ -466,16 +560,20 @@ def plot_phase(res: dict, axes=None):
     for c, norm in enumerate(NORMS):
         d = res[norm]
         ax = axes[0, c]
-        im = ax.pcolormesh(d["theory_varw"], d["theory_mu"], np.log10(d["theory_grid"]),
+        ax.set_facecolor("0.8")
+        im = ax.pcolormesh(res["varws"], res["mus"], np.log10(d["standard_grid"]),
                            cmap="RdBu_r", norm=cnorm, shading="nearest")
         ax.contour(d["theory_varw"], d["theory_mu"], np.log10(d["theory_grid"]), levels=[0.0],
-                   colors="k", linewidths=1)
-        ax.set_title(f"{titles[norm]}: theory (uniform attention)", fontsize=9)
-        fig.colorbar(im, ax=ax, label=r"$\log_{10} J^{7\to 8}$")
+                   colors="k", linewidths=1, linestyles="--")
+        ax.set_title(f"{titles[norm]}: theory, standard regime (dashed: uniform J = 1)",
+                     fontsize=9)
+        ax.set_xlim(*_cell_edges(res["varws"]))
+        ax.set_ylim(*_cell_edges(res["mus"]))
+        fig.colorbar(im, ax=ax, label="log10 J(7→8)")
         ax = axes[1, c]
         im = ax.pcolormesh(res["varws"], res["mus"], np.log10(np.maximum(d["mc"], 1e-12)),
                            cmap="RdBu_r", norm=cnorm, shading="nearest")
-        fig.colorbar(im, ax=ax, label=r"$\log_{10} J^{7\to 8}$")
+        fig.colorbar(im, ax=ax, label="log10 J(7→8)")
         ax.set_title(f"{titles[norm]}: Monte Carlo (softmax, σ_QK² = varw², d = {res['dim']})",
                      fontsize=9)
         for ax in axes[:2, c]:
@@ -485,7 +583,10 @@ def plot_phase(res: dict, axes=None):
         for i, row in enumerate(d["slices"]):
             col = f"C{i}"
             v = np.asarray(row["varw"])
-            ax.plot(v, row["theory"], "-", color=col, lw=1.2, label=f"μ={row['mu']}: theory")
+            ax.plot(v, row["standard"], "-", color=col, lw=1.2,
+                    label=f"μ={row['mu']}: theory, standard")
+            ax.plot(v, row["theory"], "--", color=col, lw=1.0,
+                    label="theory, uniform" if i == 0 else None)
             ax.errorbar(v, row["softmax"], row["softmax_se"], fmt="o", color=col, ms=4,
                         capsize=2, label="MC softmax" if i == 0 else None)
             ax.errorbar(v + 0.05, row["uniform"], row["uniform_se"], fmt="s", mfc="none",
@@ -493,10 +594,10 @@ def plot_phase(res: dict, axes=None):
         ax.axhline(1.0, color="k", lw=0.6, ls=":")
         ax.set_yscale("log")
         ax.set_xlabel("varw")
-        ax.set_ylabel(r"$J^{7\to 8}$")
+        ax.set_ylabel("J(7→8)")
         ax.legend(fontsize=6)
-    fig.suptitle("one-block APJN of a 17-token, 10-block ViT-like stack; " + res["theory_label"],
-                 fontsize=9)
+    fig.suptitle("one-block APJN J(7→8) of a 17-token, 10-block ViT-like stack\n"
+                 + res["theory_label"], fontsize=9)
     return fig
 
 

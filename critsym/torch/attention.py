@@ -92,6 +92,9 @@ class StackedAttention(nn.Module):
     r"""y = W_O · A · W_V x for ``n_nets`` stacked networks on (n_nets, *batch, T, C).
 
     ``regime`` sets A (see the module docstring); ``op`` is the critsym operator it computes.
+    ``softmax_path = False`` (an attribute) treats A as a constant of the input in derivatives
+    (the logits are computed from a detached input): the Jacobian of the value path alone,
+    which the infinite-width theory of the deterministic regime describes.
     """
 
     def __init__(self, regime: str, value: StackedLinear, output: StackedLinear, *,
@@ -100,11 +103,14 @@ class StackedAttention(nn.Module):
         super().__init__()
         self.regime, self.heads, self.beta, self.op = regime, int(heads), float(beta), op
         self.tau = float(tau)
+        self.softmax_path = True
         self.value, self.output = value, output
         self.query, self.key = query, key
 
     def attention_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """A: (n, *batch, T, T) (deterministic) or (n, *batch, heads, T, T) (standard)."""
+        if not self.softmax_path:
+            x = x.detach()
         if self.regime == "deterministic":
             gram = x @ x.transpose(-1, -2) / x.shape[-1]
             return torch.softmax(self.beta * gram, dim=-1)

@@ -178,7 +178,8 @@ def simulate_tokens(arch, shape: Sequence[int], depth: int, *, n_nets: int | Non
                                generators=network_generators(seed, lo, hi, dev), dtype=dt,
                                device=dev)
             blocks = nn.ModuleList(build_blocks(arch, ctx, shape, depth)).to(dev)
-            parts.append(_chunk(blocks, shape, lo, hi, n_probes, q0, p0, seed, dt, dev))
+            parts.append(token_statistics(blocks, shape, range(lo, hi), n_probes=n_probes,
+                                          q0=q0, p0=p0, seed=seed, dtype=dt, device=dev))
             bar.update(hi - lo)
     finally:
         bar.close()
@@ -198,13 +199,27 @@ def _trajectory(blocks, h):
     return out
 
 
-def _chunk(blocks, shape, lo, hi, n_probes, q0, p0, seed, dt, dev):
-    """Per-network (K, O_C, O_T, j, k) of networks lo..hi-1, each (depth + 1, hi − lo)."""
+def token_statistics(blocks: Sequence[nn.Module], shape: tuple[int, int], networks: range, *,
+                     n_probes: int = 4, q0: float = 1.0, p0: float = 0.0, seed: int = 0,
+                     dtype: torch.dtype | None = None, device: object = None
+                     ) -> tuple[np.ndarray, ...]:
+    """Per-network (K, O_C, O_T, j, k), each (depth + 1, n_nets), of already built stacked
+    ``blocks`` (one module per block, ``n_nets = len(networks)`` networks on (n, d) tokens).
+    Network i's input and probes come from generators seeded by (seed, i): the same
+    ``seed`` and ``networks`` give the same inputs and probes, so two variants of one set of
+    networks can be compared pairwise.  ``dtype``, ``device``: the blocks' (default: those of
+    their first parameter, else float64 on the CPU)."""
+    first = next((q for b in blocks for q in b.parameters()), None)
+    dt = dtype or (first.dtype if first is not None else torch.float64)
+    dev = torch.device(device) if device is not None else \
+        (first.device if first is not None else torch.device("cpu"))
+    lo, hi = networks.start, networks.stop
     x = token_inputs(shape, q0, p0, network_generators(seed + 31337, lo, hi, dev), dt, dev)
     V = make_probes("gaussian", n_probes, x.shape,
                     generators=network_generators(seed + 99991, lo, hi, dev), dtype=dt,
                     device=dev)  # (P, G, n, d)
     P = n_probes
+    shape = tuple(shape)
     X = x.unsqueeze(1).expand(x.shape[0], P, *shape).contiguous()
     with fwAD.dual_level():
         outs = _trajectory(blocks, fwAD.make_dual(X, V.movedim(0, 1).contiguous()))
