@@ -68,6 +68,8 @@ _LAZY = {
     "token_mixing": ".ops.mixer", "two_layer_block": ".ops.resnet",
     "AvgPool": ".ops.pool", "BatchNorm": ".ops.batchnorm", "GlobalAvgPool": ".ops.pool",
     "pool_theory": ".ops.pool",
+    # transformers (token states)
+    "transformer_block": ".ops.transformer",
     # criticality of multi-axis (Mixer) states
     "StateFixedPoint": ".criticality.state_fixed_point",
     "state_fixed_point": ".criticality.state_fixed_point",
@@ -113,7 +115,7 @@ __all__ = [
     "AvgPool", "AxisRunResult", "AxisTheory", "BatchNorm", "Conv", "GlobalAvgPool",
     "ImportResult", "O_C", "O_T", "MapsResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_maps", "to_torch_model",
-    "token_mixing", "two_layer_block", "sweep",
+    "token_mixing", "two_layer_block", "sweep", "transformer_block",
     "TokenResult", "simulate_tokens", "validate_tokens",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",

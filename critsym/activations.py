@@ -205,6 +205,18 @@ def _read_gelu(m) -> dict:
     return {}
 
 
+def _read_gelu_tanh(m) -> dict:
+    if m.approximate != "tanh":
+        raise UnsupportedModuleError(
+            f"GELU(approximate={m.approximate!r}) is not the tanh approximation")
+    return {}
+
+
+def _gelu_tanh(x_):
+    """x/2 (1 + tanh(√(2/π)(x + 0.044715 x³))), torch's GELU(approximate="tanh")."""
+    return x_ * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x_ + sp.Rational(44715, 10**6) * x_**3))) / 2
+
+
 def _read_leaky(m) -> dict:
     return {"alpha": float(m.negative_slope)}
 
@@ -244,6 +256,20 @@ REGISTRY: dict[str, ActivationSpec] = {
             torch_build=lambda t: _torch().nn.functional.gelu(t),
             torch_modules=("torch.nn.GELU",), read_module=_read_gelu, export_module=_nn("GELU"),
         ),
+        ActivationSpec(
+            "gelu_tanh", _gelu_tanh,
+            doc="phi(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (tanh-approximate gelu)",
+            torch_build=lambda t: _torch().nn.functional.gelu(t, approximate="tanh"),
+            torch_modules=("torch.nn.GELU",), read_module=_read_gelu_tanh,
+            export_module=lambda: _torch().nn.GELU(approximate="tanh"),
+        ),
+        ActivationSpec(
+            "derf", lambda x_, alpha: sp.erf(alpha * x_), {"alpha": 1.0},
+            doc="phi(x) = erf(alpha x), no rescaling: the 'Derf' replacement of LayerNorm in "
+                "normalization-free transformers, in the form of Alekseev's transformers-apjn "
+                "code (github labofdoubt/transformers-apjn, apjn/theory.py)",
+            torch_build=lambda t, alpha: (alpha * t).erf(),
+        ),
         ActivationSpec("silu", lambda x_: x_ * Sigmoid(x_), doc="phi(x) = x sigmoid(x)",
                        torch_build=lambda t: _torch().nn.functional.silu(t),
                        torch_modules=("torch.nn.SiLU",), read_module=_read_plain,
@@ -281,11 +307,17 @@ def module_activation(module) -> tuple[str, dict] | None:
     """(name, params) of the table entry whose ``torch_modules`` holds ``type(module)``
     or a base class of it (``None`` if none does); the module's settings are checked by the
     entry's ``read_module``."""
+    refused: UnsupportedModuleError | None = None
     for cls in type(module).__mro__:
         for spec in REGISTRY.values():
             for name in spec.torch_modules:
                 if _resolves_to(name, cls):
-                    return spec.name, spec.read_module(module) if spec.read_module else {}
+                    try:  # several entries may share a module type (GELU exact / tanh)
+                        return spec.name, spec.read_module(module) if spec.read_module else {}
+                    except UnsupportedModuleError as e:
+                        refused = refused or e
+    if refused is not None:
+        raise refused
     return None
 
 
@@ -300,8 +332,8 @@ def _resolves_to(dotted: str, cls: type) -> bool:
 
 
 def activation_torch_types() -> tuple[str, ...]:
-    """Every ``torch.nn`` module type named in the table."""
-    return tuple(n for spec in REGISTRY.values() for n in spec.torch_modules)
+    """Every ``torch.nn`` module type named in the table (each once)."""
+    return tuple(dict.fromkeys(n for spec in REGISTRY.values() for n in spec.torch_modules))
 
 
 def activation_names() -> list[str]:

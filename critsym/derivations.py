@@ -28,6 +28,7 @@ PROVIDERS: list[str] = [
     "critsym.criticality.exponents:exponent_documents",
     "critsym.shaping.derivations:documents",
     "critsym.ops.mixer:derivation_documents",
+    "critsym.ops.transformer:derivation_documents",
 ]
 
 

@@ -8,7 +8,7 @@ build → torch → import → theory round-trips.
 Estimators (weights assumed i.i.d. at initialization).  For a layer with n weights of fan-in f,
     σ̂_w² = f · mean(W²),   SE(σ̂_w) = σ̂_w / √(2n)      (Var σ̂_w² = 2σ_w⁴/n for Gaussian W),
     σ̂_b² = mean(b²),       SE(σ̂_b) = σ̂_b / √(2 n_b)   (0 when the layer has no bias).
-Pooled over all layers of the repeating block (the same σ_w, σ_b everywhere):
+Pooled over the layers of a block, and over the body (the same σ_w, σ_b everywhere):
     σ̂_w² = Σ_layers f·ΣW² / Σ n, and likewise for σ_b — only when the per-layer estimates agree
 within their standard errors (a χ² test, :class:`LayerAgreement`); otherwise the result says so
 and no single-σ block is returned.  (For non-Gaussian initializations, e.g.
@@ -511,6 +511,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     checked = []
     for s in segs:
         why = derivable(s, axes, tokens) if s.ok else ""
+        if why and all(type(e.op).__name__ == "Transpose" for e in s.elements):
+            why = "a transpose outside the body (layout, no theory of its own)"
         if why and len(s.elements) > 1:  # e.g. a stem's BN → ReLU before a residual block
             tail = Segment(s.elements[-1:])
             if not derivable(tail, axes, tokens):

@@ -908,7 +908,7 @@ def _multi_axis_latex(th: Theory) -> str:
     lines = [f"{lhs} &= {sp.latex(name(e).subs(sub))}" for lhs, e in rows]
     lines += [f"{sp.latex(c)} &= {sp.latex(e)}" for e, c in consts.items()]
     if th.token_state:
-        lines.insert(2, r"\mathcal{J}^{l} &= j^{l},\quad (j^{0}, k^{0}) = (1, 0),\quad "
+        lines.insert(2, r"\mathcal{J}^{l_0,l} &= j^{l},\quad (j^{l_0}, k^{l_0}) = (1, 0),\quad "
                         r"\chi_J = \rho\left(\partial (j^{l+1}, k^{l+1}) / "
                         r"\partial (j^{l}, k^{l})\right)")
     else:

@@ -125,3 +125,43 @@ class ResNet(nn.Module):
     def forward(self, x):
         x = self.layer1(self.bn1(self.conv1(x)))
         return self.fc(torch.flatten(self.pool(F.relu(self.bn2(x))), 1))
+
+
+class ViTBlock(nn.Module):
+    """Pre-LN transformer block written in forward around an attention module."""
+
+    def __init__(self, attn: nn.Module, d: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = attn
+        self.fc1, self.fc2 = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class ViT(nn.Module):
+    """Patchify stem, rearrange 'b c h w -> b (h w) c', a learned position embedding, blocks
+    around critsym's exported uniform attention (the regime with an exact theory), norm →
+    token mean → classifier."""
+
+    def __init__(self, channels: int = 16, patch: int = 4, image: int = 16, depth: int = 2):
+        import critsym as cs
+        from critsym.ops.attention import Attention
+
+        super().__init__()
+        tokens = (image // patch) ** 2
+        self.stem = nn.Conv2d(3, channels, patch, stride=patch)
+        self.pos = nn.Parameter(0.02 * torch.randn(1, tokens, channels))
+        attn = Attention(tokens, "uniform", sigma_v=1.0, sigma_o=1.0)
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        self.blocks = nn.Sequential(*[
+            ViTBlock(cs.to_torch_model(attn, channels, 1, seed=seed + i, dtype=torch.float32)[0],
+                     channels) for i in range(depth)])
+        self.norm = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, 10)
+
+    def forward(self, x):
+        x = self.stem(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(x)).mean(dim=1))

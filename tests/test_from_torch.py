@@ -111,6 +111,8 @@ def test_errors_name_the_submodule():
         m = nn.Sequential(nn.Module())
         m[0].lstm = nn.LSTM(3, 3)
         cs.from_torch(m)
+    imp = cs.from_torch(nn.Sequential(nn.GELU(approximate="tanh"), nn.Linear(3, 3)))
+    assert imp.arch.ops[0] == cs.Act("gelu_tanh")  # the tanh approximation has its own entry
     imp = cs.from_torch(nn.Sequential(nn.Linear(3, 3), nn.Softmax(-1)))
     assert imp.skipped[0].path == "1" and "softmax" in imp.skipped[0].reason
     with pytest.raises(UnsupportedModuleError, match="stride 1"):

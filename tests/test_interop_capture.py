@@ -131,6 +131,25 @@ def test_transposes_and_reshapes():
     assert "regroups the features (2, 4, 4) -> (2, 16)" in imp.skipped[0].reason
 
 
+class OpaqueRearrange(nn.Module):
+    """An einops-style layer fx cannot trace (it branches on the input's rank)."""
+
+    def forward(self, x):
+        if x.dim() != 3:
+            raise ValueError("expected (b, t, c)")
+        return x.permute(0, 2, 1)
+
+
+def test_opaque_rearrange_layer():
+    """Captured by torch.export from its call with an example input, and recognised by the
+    Transpose probe without one."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), OpaqueRearrange(), nn.Linear(4, 4))
+    for x in (torch.randn(2, 4, 4), None):
+        ops, imp = body_ops(model, x)
+        assert ops == [cs.Linear(), cs.Transpose() >> cs.Linear()] and not imp.skipped
+
+
 class KeywordBlock(nn.Module):
     """A block called with a keyword argument (an attention-style signature)."""
 

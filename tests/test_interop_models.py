@@ -21,6 +21,7 @@ from _torch_models import (
     PreLNResidual,
     RankDependent,
     ResNet,
+    ViT,
     flat_mlp,
     nested_mlp,
 )
@@ -193,6 +194,21 @@ class _TwoArguments(nn.Module):
         return self.bil(x, x)
 
 
+def test_vit_like_model_with_attention_in_forward():
+    """Patchify stem, rearrange and a position embedding (skipped, with reasons), pre-LN
+    blocks written in forward around critsym's exported attention (a token body), a head."""
+    torch.manual_seed(0)
+    with pytest.warns(PoolingWarning):  # attention (σ 1) and torch-default MLP layers differ
+        imp = cs.from_torch(ViT(16, 4, 16, depth=2), torch.randn(4, 3, 16, 16))
+    assert [s.part for s in imp.skipped] == ["stem"] * 4 + ["head", "head"]
+    assert "position embedding" in imp.skipped[3].reason
+    assert "transpose outside the body" in imp.skipped[2].reason
+    assert imp.blocks[0].block.branch.ops[1].n_tokens == 16
+    assert imp.outputs == [None, "blocks.0", None, "blocks.1", "norm"]
+    run = imp.network_run()
+    assert run.k is not None and np.isfinite(run.J).all()
+
+
 def test_model_without_analysable_part_is_refused_with_the_submodule():
     """A submodule called with its arguments (the same signal twice) is read as one call, and
     with no operator for it the refusal names it."""
@@ -263,6 +279,14 @@ def test_mixer_model_with_stem_and_head_matches_between_blocks():
     def make(n):  # channels = tokens = n
         return Mixer(n, 4, 4 * math.isqrt(n), depth=2), torch.randn(8, 3, 4 * math.isqrt(n),
                                                                      4 * math.isqrt(n))
+
+    ext, se, z = ratio_z(make, (16, 64), range(6))
+    assert abs(z) <= Z_MAX, (ext, se, z)
+
+
+def test_vit_model_matches_between_blocks():
+    def make(n):
+        return ViT(n, 4, 16, depth=2), torch.randn(8, 3, 16, 16)
 
     ext, se, z = ratio_z(make, (16, 64), range(6))
     assert abs(z) <= Z_MAX, (ext, se, z)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import HyperparameterError
+from ..errors import HyperparameterError, NumericalError
 from .fixed_point_result import K_MAX, K_MIN, FixedPoint, growth_law
 
 
@@ -48,9 +48,44 @@ def _admissible(s):
     return ok
 
 
-def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: int = 40,
-                      O_T0: object = 0.0, O_C0: object = 0.0, **hp) -> StateFixedPoint:
-    """The fixed point of ``theory``'s state map reached from (K0, O_T0, O_C0) (vectorised)."""
+def _project(s):
+    """``s`` with rounding excursions removed: offsets clipped to >= 0 and their sum to <= K
+    (token states converge onto that boundary when the tokens collapse, O_C → K)."""
+    s = s.copy()
+    K = s[0]
+    off = np.clip(s[1:], 0.0, None)
+    total = off.sum(axis=0)
+    with np.errstate(all="ignore"):
+        scale = np.where(total > K, K / np.where(total > 0, total, 1.0), 1.0)
+    s[1:] = off * scale
+    return s
+
+
+def _safe(kern, kernel, idx, x):
+    """``kern(x)``; where the batch fails numerically (a difference quotient that leaves the
+    domain of a quadrature), point by point with NaN for the points that fail."""
+    try:
+        return kern(x)
+    except NumericalError:
+        out = np.full(x.shape, np.nan)
+        for c, i in enumerate(idx):
+            try:
+                out[:, c] = kernel(np.array([i]))(x[:, c:c + 1])[:, 0]
+            except NumericalError:
+                pass
+        return out
+
+
+def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None,
+                      newton: int = 40, O_T0: object = 0.0, O_C0: object = 0.0,
+                      **hp) -> StateFixedPoint:
+    """The fixed point of ``theory``'s state map reached from (K0, O_T0, O_C0) (vectorised).
+
+    ``iterations``: plain steps before Newton's (default 8; 200 for a token state, whose
+    tokens typically collapse onto the boundary O_C = K, where Newton's difference quotients
+    are one-sided)."""
+    if iterations is None:
+        iterations = 200 if getattr(theory, "token_state", False) else 8
     vals = theory.values(hp)
     K0 = np.asarray(K0, dtype=float)
     if not np.all(np.isfinite(K0)) or np.any(K0 <= 0):
@@ -72,16 +107,20 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
 
     zero = np.zeros(n, bool)
     for _ in range(iterations):
-        sn = step_full(s)
-        zero |= sn[0] < K_MIN
-        s = np.where(np.isfinite(sn) & ~zero, sn, s)
+        live = np.nonzero(~zero & (s[0] < K_MAX))[0]  # blown-up points stop stepping
+        if live.size == 0:
+            break
+        sn = (step_full if live.size == n else kernel(live))(s[:, live])
+        zero[live] |= sn[0] < K_MIN
+        keep = np.isfinite(sn).all(axis=0) & ~zero[live]
+        s[:, live] = np.where(keep, _project(sn), s[:, live])
     done = np.zeros(n, bool)
     jac = np.full((n, d, d), np.nan)
     act = np.nonzero(~zero & _admissible(s) & (s[0] < K_MAX))[0]
     for _ in range(newton):
         if act.size == 0:
             break
-        x = s[:, act]
+        x = _project(s[:, act])
         kern = kernel(act) if act.size != n else step_full
         Mx = kern(x)
         r = Mx - x
@@ -91,12 +130,22 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
             h = 1e-7 * np.maximum(x[0], 1e-8)
             xp = x.copy()
             xp[j] += h
-            D[:, :, j] = ((kern(xp) - Mx) / h).T
+            # a backward difference where the forward step leaves the admissible set (a
+            # state on its boundary, e.g. collapsed tokens O_C = K)
+            xm = x.copy()
+            xm[j] -= h
+            back = ~_admissible(xp) & _admissible(xm)
+            stuck = ~_admissible(xp) & ~back  # no admissible neighbour: a plain step follows
+            xp = np.where(back, xm, np.where(stuck, x, xp))
+            with np.errstate(all="ignore"):
+                D[:, :, j] = ((_safe(kern, kernel, act, xp) - Mx) / np.where(back, -h, h)).T
+            D[stuck, :, j] = np.nan
         jac[act] = D
         done[act[conv]] = True
         with np.errstate(all="ignore"):
             A = D - np.eye(d)
-            ok = np.abs(np.linalg.det(A)) > 1e-14
+            ok = np.isfinite(A).all(axis=(1, 2))
+            ok[ok] = np.abs(np.linalg.det(A[ok])) > 1e-14
             dx = np.zeros_like(x)
             if np.any(ok):
                 dx[:, ok] = np.linalg.solve(A[ok], -r[:, ok].T[..., None])[..., 0].T
@@ -148,7 +197,9 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int = 8, newton: 
     chi_at[:, zi] = 0.0
     chi_at[0, zi] = K_MIN
     with np.errstate(all="ignore"):
-        chi = np.where(np.isfinite(chi_at[0]), chi_full(np.nan_to_num(chi_at, nan=1.0)), np.nan)
+        # placeholders (K = 1, no offsets: an admissible state) where there is no point
+        filled = np.where(np.isfinite(chi_at), chi_at, np.r_[1.0, np.zeros(d - 1)][:, None])
+        chi = np.where(np.isfinite(chi_at[0]), chi_full(filled), np.nan)
 
     def shaped(x):
         x = np.asarray(x).reshape(shape)

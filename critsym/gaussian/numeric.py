@@ -93,6 +93,15 @@ NUMPY_FUNCTIONS.update(
 )
 
 
+
+def _rounded_nonnegative(V: np.ndarray) -> np.ndarray:
+    """Variances with rounding excursions below 0 (|V| <= 1e-12 of the largest, e.g. a
+    difference K − O_C of collapsed tokens) set to 0; real negatives are kept (and refused)."""
+    if V.size == 0:
+        return V
+    tol = 1e-12 * max(1.0, float(np.nanmax(np.abs(V))))
+    return np.where((V < 0) & (V >= -tol), 0.0, V)
+
 class _Printer(SciPyPrinter):
     """SciPy printer that guards acos/asin/sqrt against rounding at the domain edges."""
 
@@ -294,7 +303,7 @@ class _Node1:
         return _TABLES[self._key]
 
     def __call__(self, *vals):
-        V = np.asarray(self.V(*vals), dtype=float)
+        V = _rounded_nonnegative(np.asarray(self.V(*vals), dtype=float))
         if V.size and V.min() < 0:
             raise NumericalError(f"negative variance {V.min():.3g} in a Gaussian expectation")
         if self.tabulable:
@@ -428,8 +437,8 @@ class _Node2:
         return mean2_grid(h, r, kx, ky, NODES_2D, extra_panels)
 
     def __call__(self, *vals):
-        V1 = np.asarray(self.V1(*vals), float)
-        V2 = np.asarray(self.V2(*vals), float)
+        V1 = _rounded_nonnegative(np.asarray(self.V1(*vals), float))
+        V2 = _rounded_nonnegative(np.asarray(self.V2(*vals), float))
         C = np.asarray(self.C(*vals), float)
         if np.any(V1 < 0) or np.any(V2 < 0):
             raise NumericalError("negative variance in a bivariate Gaussian expectation")

@@ -12,6 +12,7 @@ API (for :mod:`critsym.init`, :mod:`critsym.report` and users)::
     res.body_input    # BodyInput: K (and O_T, O_C for a rows × neurons body) as Estimates,
                       # source "example_input" or "default" (K = 1)
     res.capture       # module path -> "torch.fx" | "torch.export (fx: why)"
+    res.approximations  # submodule -> what its import approximates (readers record it)
     res.network_run() # NetworkRun: K, J (J[b] = J^{0,b}, b = 0 the body input), chi, O_T, O_C, k
     res.J_theory()    # theory J^{0,b} across the body at the model's current initialization
     res.J_theory(start=i)  # J^{i,b}, b = i..L: the tangent restarted at block boundary i

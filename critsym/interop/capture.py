@@ -529,8 +529,13 @@ class Walker:
         try:
             if str(n.target) in self.cap.failed or (
                     not whole(mod) and any(True for _ in mod.children())):
-                op = self.reader.capture_module(
-                    mod, path, self._call_args(n), why=self.cap.failed.get(str(n.target)))
+                try:
+                    op = self.reader.capture_module(
+                        mod, path, self._call_args(n), why=self.cap.failed.get(str(n.target)))
+                except UnsupportedModuleError:
+                    if any(True for _ in mod.children()):
+                        raise
+                    op = self.reader.map(mod, path)  # an opaque leaf: the probes
             else:
                 op = self.reader.map(mod, path)
         except UnsupportedModuleError as e:
@@ -717,6 +722,7 @@ def walk(module: nn.Module, reader, args: tuple | None, path: str = "") -> tuple
                                         and not isinstance(module, nn.Sequential)):
         cap = Captured(fx.GraphModule(module, fx.Graph()), {}, {path: "claimed by type"})
         reader.methods.update(cap.methods)
+        reader.note_inputs(module, args)  # readers of a module claimed whole see its input
         start = len(reader.layers)
         try:
             op = reader.map(module, path)

@@ -44,6 +44,22 @@ _GRAPH_ACTIVATIONS: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {
 }
 
 
+def _elementwise(module, x, y) -> bool:
+    """Whether ``module`` maps ``x`` to ``y`` entry by entry (changing one entry of x changes
+    only that entry of y)."""
+    import torch
+
+    x2 = x.clone()
+    x2.view(-1)[0] += 0.5
+    try:
+        with torch.no_grad():
+            y2 = module(x2)
+    except Exception:  # noqa: BLE001 - not a function of one tensor
+        return False
+    d = (y2 - y).view(-1)
+    return bool(d[0] != 0) and bool((d[1:] == 0).all())
+
+
 @lru_cache(maxsize=256)
 def _parse_custom(text: str) -> sp.Expr:
     """Rebuild a custom activation from its ``srepr``, knowing critsym's own sympy functions."""
@@ -195,6 +211,38 @@ class Act(Op):
                 "activation table")
         name, params = found
         return Act(name, **params)
+
+    @classmethod
+    def probe_torch(cls, module, reader, path: str) -> Op | None:
+        """A parameter-free leaf module computing one of the activation table's φ (default
+        parameters) elementwise, e.g. Hugging Face's ``GELUActivation`` (exact gelu),
+        ``SiLUActivation``, ``NewGELUActivation`` (tanh gelu, where the table has it): tested
+        on a probe tensor, |module(x) − φ(x)| ≤ 1e-9 (1 + |φ(x)|) everywhere."""
+        import torch
+
+        from ..activations import torch_activation
+        from .contract import probe_leaf
+
+        pair = probe_leaf(module)
+        if pair is None or pair[1].shape != pair[0].shape:
+            return None
+        x, y = pair
+        x, y = 3 * x, module(3 * x)  # values over [-10, 10]: tails tell gelu from its tanh form
+        for name, spec in REGISTRY.items():
+            if name == "identity" or spec.defaults:
+                continue
+            with torch.no_grad():
+                want = torch_activation(name)(x)
+            if ((y - want).abs() <= 1e-9 * (1 + want.abs())).all():
+                return Act(name)
+        if _elementwise(module, x, y):
+            raise UnsupportedModuleError(
+                f"submodule {reader.label(path)!r} ({type(module).__name__}) computes an "
+                "elementwise function that is not in critsym's activation table "
+                f"({', '.join(n for n in REGISTRY if n != 'identity')}); replace it by a "
+                "module critsym reads (e.g. nn.GELU()), or build the architecture by hand with "
+                "Act(<sympy expression>) for its φ")
+        return None
 
     @classmethod
     def read_graph(cls, call, reader, path: str) -> Op | None:

@@ -16,6 +16,7 @@ Every consumer (importer, exporter, contract tests) iterates these; none lists o
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -72,22 +73,35 @@ class Example:
         return self.name or repr(self.block)[:60]
 
 
+#: packages whose module types are resolved by importing them; a type of any other package
+#: (e.g. ``transformers``) is resolved only once that package is loaded — a model of its types
+#: cannot exist before — so that reading the claims never imports a heavy library
+_IMPORTED_FOR_CLAIMS = ("torch", "critsym")
+
+
 def _resolve(dotted: str):
     mod, _, attr = dotted.rpartition(".")
+    if dotted.split(".", 1)[0] not in _IMPORTED_FOR_CLAIMS and mod not in sys.modules:
+        return None
     try:
         return getattr(importlib.import_module(mod), attr)
     except (ImportError, AttributeError):  # a type this torch version lacks (e.g. nn.RMSNorm)
         return None
 
 
-_CLAIMS: dict[int, dict[type, type[Op]]] = {}
+_CLAIMS: dict[tuple, dict[type, type[Op]]] = {}
 
 
 def torch_claims() -> dict[type, type[Op]]:
     """torch module type → operator class, from every registered class's own
     ``torch_types`` (a class claims only what it declares itself, not what it inherits)."""
     ops = operators()
-    key = hash(tuple(id(c) for c in ops.values()))
+    for m in READER_MODULES:
+        importlib.import_module(m)
+    names = [d for c in ops.values() for d in c.__dict__.get("torch_types", ())]
+    loaded = tuple(sorted({d.rpartition(".")[0] for d in [*names, *_READERS]
+                           if d.rpartition(".")[0] in sys.modules}))
+    key = (hash(tuple(id(c) for c in ops.values())), loaded)
     if key not in _CLAIMS:
         table: dict[type, type[Op]] = {}
         for cls in ops.values():
@@ -95,6 +109,8 @@ def torch_claims() -> dict[type, type[Op]]:
                 t = _resolve(dotted)
                 if t is not None:
                     table[t] = cls
+        for t, claim in _reader_claims().items():
+            table.setdefault(t, claim)  # type: ignore[arg-type]
         _CLAIMS.clear()
         _CLAIMS[key] = table
     return _CLAIMS[key]
@@ -141,8 +157,51 @@ def graph_claims() -> dict[object, type[Op]]:
     return _GRAPH[key]
 
 
-def claimant(module) -> type[Op] | None:
-    """The operator class claiming ``type(module)`` (or its nearest base class)."""
+#: modules holding :func:`import_reader` registrations, loaded on the first claims lookup
+READER_MODULES = ("critsym.interop.hf",)
+_READERS: dict[str, Callable] = {}
+
+
+@dataclass(frozen=True)
+class ReaderClaim:
+    """A claim made by an import reader function rather than by one operator class (a module
+    type that maps to a composition of operators, e.g. a transformer layer → residual sums of
+    its parts): ``read_torch(module, reader, path)`` as an operator class's."""
+
+    read_torch: Callable
+    name: str = "reader"
+
+    @property
+    def __name__(self) -> str:  # messages name a claimant by its __name__, as for classes
+        return self.name
+
+
+def import_reader(*dotted: str):
+    """Register ``fn(module, reader, path) -> Op | None`` as the import of the module types
+    ``dotted`` (names as in ``Op.torch_types``)."""
+
+    def deco(fn):
+        for d in dotted:
+            _READERS[d] = fn
+        return fn
+
+    return deco
+
+
+def _reader_claims() -> dict[type, ReaderClaim]:
+    for m in READER_MODULES:
+        importlib.import_module(m)
+    out = {}
+    for d, fn in _READERS.items():
+        t = _resolve(d)
+        if t is not None:
+            out[t] = ReaderClaim(fn, fn.__name__)
+    return out
+
+
+def claimant(module) -> type[Op] | ReaderClaim | None:
+    """The operator class claiming ``type(module)`` (or its nearest base class), or the
+    :class:`ReaderClaim` of an :func:`import_reader`."""
     table = torch_claims()
     for t in type(module).__mro__:
         if t in table:

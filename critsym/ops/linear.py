@@ -24,7 +24,8 @@ class Linear(Op):
     sigma_b: sp.Expr
     hyper_fields = ("sigma_w", "sigma_b")
     latex_name = r"W"
-    torch_types = ("torch.nn.Linear", "critsym.torch.modules.StackedLinear")
+    torch_types = ("torch.nn.Linear", "critsym.torch.modules.StackedLinear",
+                   "transformers.pytorch_utils.Conv1D")
     graph_targets = ("torch.nn.functional.linear", "torch.ops.aten.linear.default")
 
     def __init__(self, sigma_w: object = _sw, sigma_b: object = _sb):
@@ -54,10 +55,13 @@ class Linear(Op):
 
     @classmethod
     def read_torch(cls, module, reader, path: str) -> Op:
-        """σ̂_w, σ̂_b from the weights (stacked critsym weights pool over the networks)."""
+        """σ̂_w, σ̂_b from the weights (stacked critsym weights pool over the networks;
+        Hugging Face's ``Conv1D``, GPT-2's linear layer, stores W transposed: (in, out))."""
         w = module.weight
         if w.dim() == 3:  # StackedLinear: (n_nets, out, in)
             w = w.reshape(-1, w.shape[-1])
+        elif type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+            w = w.t()
         sw, sb = reader.weights(path, "Linear", w, module.bias)
         return Linear(sw, sb)
 

@@ -9,7 +9,10 @@ O(1/N)).  On zero-mean preactivations E[e²] = Var e, so RMS-pre has LayerNorm-p
 an activation the mean of φ is *not* removed: RMS-post divides by E[φ²], LN-post by Var φ.
 Multi-axis states (a Mixer's rows × neurons): on a Gaussian variable without per-row offsets
 the rule is the same (variances and per-neuron offsets divided by r²); a per-row offset would
-make r differ between rows, which the state does not carry, so it is refused.
+make r differ between rows, which the state does not carry, so it is refused.  Token states
+(transformers) keep the rule with r² = E[e²], the token average of the mean square: exact
+without per-token offsets (O_T = 0, which transformer blocks preserve); with O_T > 0 an
+approximation (the per-token mean square a_r² + Var − O_T is replaced by its average).
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ class RMSNorm(Op):
     """
 
     latex_name = r"\mathrm{RMS}"
-    torch_types = ("torch.nn.RMSNorm",)
+    torch_types = ("torch.nn.RMSNorm", "transformers.models.llama.modeling_llama.LlamaRMSNorm")
 
     # fold ---------------------------------------------------------------------------------
     def apply(self, s):
-        if s.axes and any(not g.off.is_zero() for g in s.present(s.expr_a, "a")):
+        if s.axes and not s.tokens and any(not g.off.is_zero()
+                                           for g in s.present(s.expr_a, "a")):
             raise DerivationError(
                 "RMSNorm over neurons of a state with per-row offsets: the mean square then "
                 "differs between rows, which this state does not carry. Apply a LayerNorm "
@@ -71,13 +75,15 @@ class RMSNorm(Op):
 
     @classmethod
     def read_torch(cls, module, reader, path: str) -> Op:
-        """``nn.RMSNorm`` over the last axis with weight 1 (its initialization)."""
+        """``nn.RMSNorm`` (or Hugging Face's ``LlamaRMSNorm``) over the last axis with
+        weight 1 (its initialization)."""
         import torch
 
         name = reader.label(path)
-        if len(module.normalized_shape) != 1:
+        shape = getattr(module, "normalized_shape", None) or tuple(module.weight.shape)
+        if len(shape) != 1:
             raise UnsupportedModuleError(
-                f"submodule {name!r}: RMSNorm over {tuple(module.normalized_shape)}; only the "
+                f"submodule {name!r}: RMSNorm over {tuple(shape)}; only the "
                 "last axis (the neurons) is supported")
         w = module.weight
         if w is not None and not torch.all(w == 1):

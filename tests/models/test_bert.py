@@ -1,0 +1,43 @@
+"""Hugging Face BERT from a tiny config: its post-LN layers read as
+Residual(Attention) >> LN >> Residual(Linear >> GELU >> Linear) >> LN with the initialization's
+σ̂'s (N(0, 0.02²)), and the body's J^{0,L} theory against the APJN measured on the model,
+extrapolated in 1/width."""
+
+import math
+
+import pytest
+from _model_cases import attention_or_skip, body, extrapolated, sigma_hat, theory_or_skip
+
+import critsym as cs
+from critsym.repro import models as M
+
+
+def test_layers_read_post_norm_with_the_initialization():
+    attention_or_skip()
+    from critsym.ops.attention import Attention
+
+    case, model, x, blocks, approx, b = body("BERT")
+    for i, b in enumerate(blocks):
+        res1, ln1, res2, ln2 = b.ops
+        assert isinstance(res1.branch, Attention) and ln1 == cs.LayerNorm() == ln2
+        assert res1.branch.n_tokens == M.TOKENS and res1.branch.heads == 2
+        lin1, act, lin2 = res2.branch.ops
+        assert act == cs.Act("gelu")
+        layer = model.encoder.layer[i]
+        for op_sigma, w in ((res1.branch.sigma_v, layer.attention.self.value.weight),
+                            (res1.branch.sigma_o, layer.attention.output.dense.weight),
+                            (lin1.sigma_w, layer.intermediate.dense.weight),
+                            (lin2.sigma_w, layer.output.dense.weight)):
+            s, se = sigma_hat(w)
+            assert math.isclose(float(op_sigma), s, rel_tol=1e-12)
+            assert abs(s - 0.02 * math.sqrt(w.shape[1])) <= 4 * se
+
+
+@pytest.mark.slow
+def test_body_theory_against_measured():
+    """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
+    attention_or_skip()
+    case, model, x, blocks, approx, b = body("BERT")
+    theory_or_skip(b)
+    (r, se, _), comps = extrapolated("BERT")
+    assert abs(r - 1) <= 4 * se, (r, se, comps)
