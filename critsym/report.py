@@ -26,6 +26,8 @@ import numpy as np
 
 from .errors import CritsymError
 
+#: seconds the report spends searching for the critical σ_w
+CRITICAL_BUDGET_S = 30.0
 #: the phase is "critical" when χ_J* = 1 lies within σ̂_w ± SE_BAND standard errors
 SE_BAND = 2.0
 
@@ -179,14 +181,18 @@ def measured_J(model, example_input, part, *, n_probes: int = 16, seed: int = 0)
     return np.asarray(res.J, float), np.asarray(res.J_se, float)
 
 
-def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report:
+def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
+           critical_budget: float = CRITICAL_BUDGET_S) -> Report:
     """Theory and measured APJN of ``model`` at its current initialization (module doc).
 
     ``example_input``: one batch the model accepts (rows are independent examples); the
-    measurement averages over its rows and ``n_probes`` Hutchinson probes per row."""
+    measurement averages over its rows and ``n_probes`` Hutchinson probes per row.  The
+    search for the critical σ_w stops after ``critical_budget`` seconds (expensive maps, e.g.
+    softmax attention by quadrature), and the report then says it was not computed."""
     import torch
 
     from .criticality import analytic_exponents, fixed_point
+    from .criticality.exponents import within_budget
     from .derive import derive
     from .errors import SimulationError
     from .init import NoCriticalInitError, _refuse_batchnorm, import_part, solve_critical
@@ -229,7 +235,23 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0) -> Report
                          "example of the batch")
             _refuse_batchnorm(part, "", K0)
         others = {k: v for k, v in values.items() if k != "sigma_w"}
-        cp = solve_critical(theory, "sigma_w", current=values.get("sigma_w"), K0=K0, **others)
+
+        def search():
+            try:
+                return solve_critical(theory, "sigma_w", current=values.get("sigma_w"), K0=K0,
+                                      **others)
+            except CritsymError as e:
+                return e
+
+        found = within_budget(search, critical_budget)
+        if found is None:
+            why = (f"not computed: the search for the critical sigma_w took longer than "
+                   f"{critical_budget:g} s for this theory; run critsym.init.critical_ (no "
+                   "time limit) or pass critical_budget=")
+        elif isinstance(found, CritsymError):
+            raise found
+        else:
+            cp = found
     except NoCriticalInitError as e:
         why = str(e)
     except CritsymError as e:

@@ -236,3 +236,10 @@ def test_cli_report_input_is_not_the_weight_stream(models, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["report", f"{models}:make_mlp", "--input-shape", "8,16", "--seed", "-1"])
     assert e.value.code == 2 and "--seed" in capsys.readouterr().err
+
+
+def test_the_critical_search_stops_at_its_budget():
+    torch.manual_seed(6)
+    rep = cs.report(act_linear_mlp(nn.Tanh, 2, width=8), input_at(1.0, shape=(4, 8)),
+                    n_probes=1, critical_budget=1e-4)
+    assert rep.critical_point is None and "not computed" in rep.critical_note
