@@ -22,6 +22,7 @@ from .criticality import (
     fit_nu,
     fit_p,
     fixed_point,
+    j_growth,
     phase_grid,
     plot_phase,
     summary,
@@ -107,7 +108,7 @@ __all__ = [
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
     "analytic_exponents", "correlation", "critical_line", "critical_point", "criticality",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "phase_grid", "plot_phase",
-    "summary", "transitions",
+    "summary", "transitions", "j_growth",
     "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
     "simulate", "validate",
     # kernel shaping

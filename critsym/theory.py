@@ -76,6 +76,11 @@ _SYMBOL = {"K": K, "O_T": O_T, "O_C": O_C, "K12": K12, "O_T12": O_T12, "O_C12": 
 _STATE_SYMBOLS = frozenset(STATE + CROSS + (K11, K22))
 
 
+#: token states: the cross-token covariance is kept this fraction below q − O_T in
+#: :meth:`Theory.run` (a correlation of 1 − 1e-9 instead of rounding past 1 when tokens collapse)
+COLLAPSE_MARGIN = 1e-9
+
+
 @dataclass(frozen=True, repr=False)
 class RunResult:
     """Layer-by-layer mean-field trajectories; axis 0 is the layer l = 0..depth.
@@ -812,6 +817,11 @@ class Theory:
                 if axes:
                     OTs[layer + 1] = fa[2](*args)
                     OCs[layer + 1] = fa[3](*args) if need_C else np.nan
+                    if tok:  # collapsing tokens (ρ → 1): the arc-cosine kernels lose digits
+                        # there, and p may round past q − O_T; it is kept COLLAPSE_MARGIN
+                        # below (the closed forms take square roots of 1 − ρ² inside a block)
+                        np.minimum(OCs[layer + 1], (Ks[layer + 1] - OTs[layer + 1])
+                                   * (1 - COLLAPSE_MARGIN), out=OCs[layer + 1, ...])
                 S = state(layer + 1)
                 if not tok:
                     np.multiply(Js[layer], chis[layer], out=Js[layer + 1, ...])
@@ -870,11 +880,24 @@ class Theory:
         return theory_latex(self)
 
     def __repr__(self) -> str:
+        """Short: each map in full when it is small, else its size (print ``th.F`` etc. or
+        ``th.latex()`` for the formulas)."""
+        arch = _short(repr(self.arch), 160)
         if self.multi_axis:
-            return (f"Theory({self.arch!r}: state {self.state_names}, F = {self.F}, "
-                    f"chi_J = {self.chi}, O_T' = {self.F_T}, O_C' = {self.F_C}, "
-                    f"K12' = {self.G})")
-        return f"Theory({self.arch!r}: F = {self.F}, chi_J = {self.chi})"
+            return (f"Theory({arch}: state {self.state_names}, F = {_short_expr(self.F)}, "
+                    f"chi_J = {_short_expr(self.chi)}, O_T' = {_short_expr(self.F_T)}, "
+                    f"O_C' = {_short_expr(self.F_C)})")
+        return f"Theory({arch}: F = {_short_expr(self.F)}, chi_J = {_short_expr(self.chi)})"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _short_expr(expr: sp.Expr, limit: int = 80) -> str:
+    """``expr`` as text when it is at most ``limit`` characters, else ``<expression: n ops>``."""
+    text = str(expr)
+    return text if len(text) <= limit else f"<expression: {sp.count_ops(expr)} ops>"
 
 
 def _multi_axis_latex(th: Theory) -> str:
