@@ -22,6 +22,7 @@ from .criticality import (
     fit_nu,
     fit_p,
     fixed_point,
+    j_growth,
     phase_grid,
     plot_phase,
     summary,
@@ -73,9 +74,12 @@ _LAZY = {
     # criticality of multi-axis (Mixer) states
     "StateFixedPoint": ".criticality.state_fixed_point",
     "state_fixed_point": ".criticality.state_fixed_point",
+    # one model: theory beside the measured APJN (critical initialization: critsym.init)
+    "Report": ".report", "report": ".report",
 }
 #: subpackages available as attributes (imported on first access)
-_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats", "sweep")
+_SUBMODULES = ("shaping", "finite_width", "parameterization", "torch", "repro", "stats", "sweep",
+               "init")
 
 
 def __getattr__(name: str):
@@ -104,7 +108,7 @@ __all__ = [
     "expect2", "from_dict", "from_json", "mlp_block", "mu", "sigma_b", "sigma_w",
     "analytic_exponents", "correlation", "critical_line", "critical_point", "criticality",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "phase_grid", "plot_phase",
-    "summary", "transitions",
+    "summary", "transitions", "j_growth",
     "APJNResult", "CritsymNet", "SimulationResult", "ValidationResult", "apjn", "build",
     "simulate", "validate",
     # kernel shaping
@@ -116,6 +120,8 @@ __all__ = [
     "TokenResult", "simulate_tokens", "validate_tokens",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",
+    # one model: report and critical initialization
+    "Report", "init", "report",
     "__version__", "finite_width", "parameterization",
 ]
 __all__ += sorted(set(_ops.__all__) - set(__all__))

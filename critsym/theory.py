@@ -76,6 +76,11 @@ _SYMBOL = {"K": K, "O_T": O_T, "O_C": O_C, "K12": K12, "O_T12": O_T12, "O_C12": 
 _STATE_SYMBOLS = frozenset(STATE + CROSS + (K11, K22))
 
 
+#: token states: the cross-token covariance is kept this fraction below q − O_T in
+#: :meth:`Theory.run` (a correlation of 1 − 1e-9 instead of rounding past 1 when tokens collapse)
+COLLAPSE_MARGIN = 1e-9
+
+
 @dataclass(frozen=True, repr=False)
 class RunResult:
     """Layer-by-layer mean-field trajectories; axis 0 is the layer l = 0..depth.
@@ -812,6 +817,11 @@ class Theory:
                 if axes:
                     OTs[layer + 1] = fa[2](*args)
                     OCs[layer + 1] = fa[3](*args) if need_C else np.nan
+                    if tok:  # collapsing tokens (ρ → 1): the arc-cosine kernels lose digits
+                        # there, and p may round past q − O_T; it is kept COLLAPSE_MARGIN
+                        # below (the closed forms take square roots of 1 − ρ² inside a block)
+                        np.minimum(OCs[layer + 1], (Ks[layer + 1] - OTs[layer + 1])
+                                   * (1 - COLLAPSE_MARGIN), out=OCs[layer + 1, ...])
                 S = state(layer + 1)
                 if not tok:
                     np.multiply(Js[layer], chis[layer], out=Js[layer + 1, ...])

@@ -24,7 +24,7 @@ from critsym.attention.standard import (
     standard_cross_moments,
     standard_moments,
 )
-from critsym.errors import CritsymError, DerivationError, HyperparameterError, NumericalError
+from critsym.errors import CritsymError, DerivationError, HyperparameterError
 from critsym.gaussian.numeric import compile_expr
 
 POINTS = [(2, 1.0, 0.3), (4, 0.5, 0.6), (8, 4.0, 0.2), (8, 1.0, -0.1), (32, 9.0, 0.5),
@@ -151,7 +151,7 @@ def test_vectorised_and_bad_input():
         softmax_X(8, 1.0, 1.5)
     with pytest.raises(CritsymError):
         standard_moments(1, 1, 0, 1)
-    with pytest.raises(NumericalError, match="lower σ_QK"):
+    with pytest.raises(HyperparameterError, match="lower σ_QK"):
         softmax_X(8, 1e4, 0.3)
 
 

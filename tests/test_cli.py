@@ -38,9 +38,9 @@ def test_every_registered_subcommand_is_listed(capsys):
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("derive", "demo", "phase", "repro", "derivations", "sweep"):
+    for name in ("derive", "demo", "phase", "repro", "derivations", "report", "sweep"):
         assert f"\n    {name}" in out
-    assert len(cli.SUBCOMMANDS) + len(cli.LAZY_SUBCOMMANDS) == 6
+    assert len(cli.SUBCOMMANDS) + len(cli.LAZY_SUBCOMMANDS) == 7
 
 
 def test_a_new_subcommand_plugs_in_by_registering(monkeypatch, capsys):

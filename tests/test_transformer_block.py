@@ -144,3 +144,41 @@ def test_critical_point_of_a_collapsing_block_equals_its_single_token_reduction(
     sc = cs.critical_point(th, "sigma_w", K0=1.0, bracket=(0.9, 1.2), scan=8, **hp)
     s1 = cs.critical_point(cs.derive(single), "sigma_w", K0=1.0, bracket=(0.9, 1.2), **hp)
     assert sc == pytest.approx(s1, rel=1e-8)
+
+
+S_VIT = 0.64 * np.sqrt(768 / 1024)
+
+
+def vit_like(norm_op=None):
+    att = cs.Attention(196, sigma_v="sigma_w", sigma_o="sigma_w")
+    return cs.transformer_block(att, "relu", "pre", 1, sigma_1="sigma_w", sigma_2="sigma_2",
+                                norm_op=norm_op)
+
+
+def test_layernorm_transformer_grows_as_a_power_law():
+    """Pre-LN: q grows linearly and χ − 1 ∝ 1/q, so J ∝ l^p: the local exponent l·log χ
+    tends to a constant."""
+    g = cs.j_growth(cs.derive(vit_like()), depth=1000, K0=1.0, O_C0=0.2, sigma_w=S_VIT,
+                    sigma_2=2 * S_VIT)
+    assert g.kind == "power law" and abs(g.beta) < 0.05
+    assert 0.5 < g.power < 1.0
+
+
+@pytest.mark.slow
+def test_derf_transformer_grows_as_a_stretched_exponential():
+    """erf(αx) in place of LayerNorm: its derivative factors fall as 1/√q, so χ − 1 ∝ 1/√l and
+    log J ∝ √l: a stretched exponential with β near 1/2."""
+    g = cs.j_growth(cs.derive(vit_like(cs.Act("derf", alpha="alpha"))), depth=1000, K0=1.0,
+                    O_C0=0.2, sigma_w=S_VIT, sigma_2=2 * S_VIT, alpha=1.0)
+    assert g.kind == "stretched exponential" and abs(g.beta - 0.5) < 0.05
+
+
+@pytest.mark.slow
+def test_phase_grid_of_a_transformer_block():
+    """No-LN block with a tanh MLP and biases: an ordered region (χ_J* < 1) and a chaotic one
+    (χ_J* > 1) in (σ_w, μ), through the same phase_grid as every other theory."""
+    th = cs.derive(cs.transformer_block(ATT, "tanh", None, "mu", sigma_b=0.3))
+    grid = cs.phase_grid(th, "sigma_w", [0.6, 1.6], "mu", [0.3, 0.6], K0=1.0)
+    chi = np.asarray(grid.chi_star)
+    assert chi.shape == (2, 2)
+    assert np.all(chi[:, 0] < 1) and np.all(chi[:, 1] > 1)

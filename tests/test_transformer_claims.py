@@ -239,3 +239,17 @@ def test_standard_regime_matches_softmax_mc_wide(norm, mu, varw):
                     for w in widths), strict=True)
     m, se, _ = extrapolate(widths, ms, ses)
     assert abs(m - T.standard_one_block(norm, mu, varw)) <= 4 * se
+
+
+def test_vit_block_is_the_hand_built_stack():
+    """transformer_block gives the same operators as the stack built by hand from Residual,
+    LayerNorm, Attention, Linear and Act (hence the same theory)."""
+    import critsym as cs
+
+    att = cs.Attention(17, "uniform", sigma_v="sigma_v", sigma_o="sigma_o")
+    mlp = cs.Linear("sigma_1", 0) >> cs.Act("relu") >> cs.Linear("sigma_2", 0)
+    ln, erf = cs.LayerNorm(), cs.Act("erf")
+    assert T.vit_block("pre") == cs.Residual(ln >> att, "mu") >> cs.Residual(ln >> mlp, "mu")
+    assert T.vit_block("derf") == cs.Residual(erf >> att, "mu") >> cs.Residual(erf >> mlp, "mu")
+    assert T.vit_block("post") == (cs.Residual(att, "mu") >> ln >> cs.Residual(mlp, "mu") >> ln)
+    assert T.vit_block("none") == cs.Residual(att, "mu") >> cs.Residual(mlp, "mu")

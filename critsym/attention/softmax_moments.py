@@ -44,7 +44,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import HyperparameterError, NumericalError
+from ..errors import HyperparameterError
 
 #: trapezoid spacing of the τ (log t) integrals
 H_TAU = 0.2
@@ -218,7 +218,7 @@ def _check(n, v, rho=None) -> None:
             f"the logit variance v = σ_QK² q̃ (q̃ − p̃) must be finite and >= 0, got {v}; "
             "check that the token covariance p̃ does not exceed the variance q̃")
     if v > 400:
-        raise NumericalError(
+        raise HyperparameterError(
             f"the logit variance v = σ_QK² q̃(q̃ − p̃) = {v:g} is beyond the supported range "
             "v <= 400 (logit standard deviation 20); lower σ_QK or normalise the attention "
             "input (LayerNorm) so that its token variance q̃ stays O(1)")

@@ -1,7 +1,8 @@
 """The ``critsym`` command: one entry point with subcommands.
 
 ``critsym derive ARCH.json``, ``critsym demo``, ``critsym phase``, ``critsym repro NAME``,
-``critsym derivations [DIR]``, ``critsym sweep phase``; ``python -m critsym`` is the same command.
+``critsym derivations [DIR]``, ``critsym report MODULE:FACTORY``, ``critsym sweep phase``;
+``python -m critsym`` is the same command.
 
 A subcommand is a module listed in :data:`SUBCOMMANDS` that provides
 ``add_parser(subparsers) -> argparse.ArgumentParser``; the parser it adds sets ``run`` (a
@@ -30,6 +31,7 @@ SUBCOMMANDS: list[str] = [
     "critsym.cli.phase",
     "critsym.cli.repro",
     "critsym.cli.derivations",
+    "critsym.cli.report",
     "critsym.sweep.cli",
 ]
 

@@ -11,7 +11,16 @@ from .critical import (
     transitions,
 )
 from .everywhere import EverywhereReport, everywhere_critical
-from .exponents import Exponents, Fit, analytic_exponents, fit_nu, fit_p, measured_xi
+from .exponents import (
+    Exponents,
+    Fit,
+    GrowthLaw,
+    analytic_exponents,
+    fit_nu,
+    fit_p,
+    j_growth,
+    measured_xi,
+)
 from .fixed_point import FixedPoint, fixed_point
 from .phase import PhaseGrid, phase_grid, plot_phase
 from .summary import summary
@@ -21,5 +30,6 @@ __all__ = [
     "FirstOrderTransitionError", "FixedPoint",
     "PhaseGrid", "analytic_exponents", "chi_c", "correlation", "critical_line", "critical_point",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "measured_xi", "phase_grid",
+    "GrowthLaw", "j_growth",
     "plot_phase", "summary", "transitions",
 ]

@@ -300,9 +300,9 @@ class Attention(Op):
         # values and outputs scaled alike: an import pools every linear layer's scale
         hp = dict(sigma_v=1.1, sigma_o=1.1, mu=1)
         return (Example(Residual(LayerNorm() >> Attention(8)), hp, shape=(8, 8),
-                        monte_carlo=False, name="pre-LN uniform attention"),
+                        name="pre-LN uniform attention"),
                 Example(Residual(LayerNorm() >> Attention(8, "deterministic", heads=2)),
-                        {**hp, "sigma_qk": 1.2}, shape=(8, 8), monte_carlo=False,
+                        {**hp, "sigma_qk": 1.2}, shape=(8, 8),
                         name="pre-LN deterministic attention"))
 
 

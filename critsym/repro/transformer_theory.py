@@ -21,23 +21,19 @@ VIT_SIGMA = 0.64 * math.sqrt(768 / 1024)
 
 
 def vit_block(norm: str, n: int = N_TOKENS, mu: object = "mu"):
-    """One block as critsym operators: uniform ``Attention`` (σ_V, σ_O: ``sigma_v``,
-    ``sigma_o``) and a ReLU MLP (``sigma_1``, ``sigma_2``), zero biases, residuals x ↦ μx + branch,
-    with LayerNorm before each branch ("pre"), after each residual sum ("post"), nowhere
-    ("none"), or erf in place of LayerNorm ("derf": Derf at α = 1)."""
-    from ..ops import Act, Attention, LayerNorm, Linear, Residual
+    """One block as :func:`critsym.transformer_block`: uniform ``Attention`` (σ_V, σ_O:
+    ``sigma_v``, ``sigma_o``) and a ReLU MLP (``sigma_1``, ``sigma_2``), zero biases, residuals
+    x ↦ μx + branch, with LayerNorm before each branch ("pre"), after each residual sum ("post"),
+    nowhere ("none"), or erf in place of LayerNorm before each branch ("derf": Derf at α = 1)."""
+    from ..ops import Act, Attention
+    from ..ops.transformer import transformer_block
 
+    if norm not in NORMS + ("derf",):
+        raise HyperparameterError(f"norm must be one of {NORMS + ('derf',)}, got {norm!r}")
     att = Attention(n, "uniform", sigma_v="sigma_v", sigma_o="sigma_o")
-    mlp = Linear("sigma_1", 0) >> Act("relu") >> Linear("sigma_2", 0)
-    if norm == "pre":
-        return Residual(LayerNorm() >> att, mu) >> Residual(LayerNorm() >> mlp, mu)
-    if norm == "derf":
-        return Residual(Act("erf") >> att, mu) >> Residual(Act("erf") >> mlp, mu)
-    if norm == "post":
-        return Residual(att, mu) >> LayerNorm() >> Residual(mlp, mu) >> LayerNorm()
-    if norm == "none":
-        return Residual(att, mu) >> Residual(mlp, mu)
-    raise HyperparameterError(f"norm must be one of {NORMS + ('derf',)}, got {norm!r}")
+    placement = {"pre": "pre", "derf": "pre", "post": "post", "none": None}[norm]
+    return transformer_block(att, "relu", placement, mu, sigma_1="sigma_1", sigma_2="sigma_2",
+                             norm_op=Act("erf") if norm == "derf" else None)
 
 
 @cache
@@ -88,10 +84,15 @@ def theory_one_block(norm: str, mu, varw, layer: int = 7, n: int = N_TOKENS,
     mu, varw = np.broadcast_arrays(np.asarray(mu, float), np.asarray(varw, float))
     s = np.sqrt(varw)
     hyper = _hyper(mu, s, s, s, s)
-    r = block_theory(norm, n).run(layer, K0=q0, O_C0=p0, **hyper)
-    K, O_C = np.asarray(r.K, float)[-1], np.asarray(r.O_C, float)[-1]
-    # collapsing tokens (ρ → 1) can leave p a rounding error above q after many blocks
-    O_C = np.minimum(O_C, K)
+    th = block_theory(norm, n)
+    K = np.full(mu.shape, float(q0))
+    O_C = np.full(mu.shape, float(p0))
+    for _ in range(layer):
+        # one block at a time: collapsing tokens (ρ → 1, μ small) leave p a rounding error
+        # above q, where the ReLU kernel's asin(ρ) would turn into NaN in the next block
+        r = th.run(1, K0=K, O_C0=O_C, **hyper)
+        K = np.asarray(r.K, float)[-1]
+        O_C = np.minimum(np.asarray(r.O_C, float)[-1], K)
     M = block_theory(norm, n).tangent_map(K=K, O_C=O_C, **hyper)
     out = np.asarray(M, float)[..., 0, 0]
     return float(out) if out.ndim == 0 else out
@@ -161,7 +162,7 @@ def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int
     approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance leaves
     the tabulated range v <= 400 of the softmax moments (no LN at large varw: the attention is
     one-hot there)."""
-    from ..errors import HyperparameterError as _Range
+    from ..errors import NumericalError
 
     sqk = float(varw if sigma_qk is None else sigma_qk)
     state = (float(q0), float(p0), 1.0, 0.0)
@@ -170,5 +171,5 @@ def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int
             state = _standard_block(state, norm, mu, varw, sqk, n)
         return float(_standard_block((state[0], state[1], 1.0, 0.0), norm, mu, varw, sqk,
                                      n)[2])
-    except _Range:
+    except (HyperparameterError, NumericalError):  # v beyond the softmax moments' range
         return float("nan")

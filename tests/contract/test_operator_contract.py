@@ -19,6 +19,7 @@ import torch
 
 import critsym as cs
 from critsym.errors import CritsymError
+from critsym.ops.attention import uses_tokens
 from critsym.ops.axes import uses_axes
 from critsym.ops.base import from_dict, operators
 from critsym.ops.contract import builtin_blocks, torch_claims
@@ -167,8 +168,13 @@ SHAPED_MC_CASES = _distinct([c for c in CASES if c.values[0].theory
 
 def _maps_setup(ex):
     """Feature shapes, networks and depth of the check.  Multi-axis blocks (Transpose: rows
-    and neurons both mix) scale every axis, N = 32, 64 (at N = 16 the O(1/N²) terms of the APJN
-    still bend the extrapolation); blocks on spatial maps scale the channels, C = 16, 32."""
+    and neurons both mix) scale every axis, N = 32, 64 (at N = 16 the O(1/N²) terms of the
+    APJN still bend the extrapolation); token blocks (Attention) fix the number of tokens,
+    which is part of the block, and scale the channels, C = 32, 64; blocks on spatial maps
+    scale the channels, C = 16, 32."""
+    if uses_tokens(ex.block):  # the number of tokens is part of the block: scale channels
+        widths = (32, 64)
+        return widths, [(*ex.shape[:-1], w) for w in widths], 96
     if uses_axes(ex.block):
         widths = (32, 64)
         return widths, [tuple(w for _ in ex.shape) for w in widths], 96

@@ -66,5 +66,9 @@ def test_body_gap_is_characterised():
     assert "causal" in approx["layers.0.self_attn"]
     theory_or_skip(b)
     c = M.compare(M.CASES["Llama"], seeds=8)
+    # Known gap, characterised: RMSNorm now derives in token states, and the body's theory
+    # reads Llama's causal, rotary attention as exchangeable-token attention (both labelled
+    # approximations of the import).  Measured here (seeds 0..7): measured/theory of J^{0,L}
+    # = 1.186 ± 0.023 (z = 7.9).  The band: that ratio within 4 SE.
     r, se = c.ratio
-    assert 1.08 < r < 1.35 and r > 1 + 2 * se, (r, se, c)
+    assert abs(r - 1.186) <= 4 * se, (r, se, c)

@@ -1,0 +1,322 @@
+r"""One report for one torch model: theory beside Monte Carlo at its current initialization.
+
+``cs.report(model, example_input)`` finds the analysed body (:mod:`critsym.body`), reads σ_w,
+σ_b from its weights, and gives
+
+* the APJN across the body from theory, J^{0,l} = Π_{m<l} χ_J(K^m) with K^{m+1} = F_m(K^m)
+  run through each block's own map (its own σ's) from K⁰ = mean(h⁰²) of the example input;
+* the APJN measured on the model itself (:func:`critsym.apjn`, Hutchinson probes from its own
+  generator) at the outputs of the same blocks, with its standard error;
+* the phase ("critical" when χ_J* = 1 within σ̂_w ± 2 SE), χ_J*, the depth scale
+  ξ_J = −1/log χ_J* and the universality class with the exponent p of J ~ (l/l₀)^p (where
+  critical), at the pooled σ's;
+* the critical σ_w at the other values (:func:`critsym.init.solve_critical`), or why none.
+
+``Report.plot(ax=None)`` draws J^{0,l} against l: the theory line over the measured points.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import CritsymError
+
+#: seconds the report spends searching for the critical σ_w
+CRITICAL_BUDGET_S = 30.0
+#: the phase is "critical" when χ_J* = 1 lies within σ̂_w ± SE_BAND standard errors
+SE_BAND = 2.0
+
+
+@dataclass(frozen=True, repr=False)
+class Report:
+    """Theory and measurement of one model (see the module doc).
+
+    ``part``: the analysed part; ``hyperparameters``: the pooled σ estimates; ``K0``;
+    ``J_theory``, ``J_measured``, ``J_measured_se``: J^{0,l} for l = 0..n_blocks;
+    ``phase``, ``chi_star``, ``xi_J``, ``universality``, ``exponent`` (p, None off
+    criticality); ``critical_point`` (:class:`critsym.init.CriticalPoint` of σ_w, or None)
+    with ``critical_note`` saying why none; ``notes``."""
+
+    part: object
+    hyperparameters: dict
+    K0: float
+    J_theory: np.ndarray
+    J_measured: np.ndarray
+    J_measured_se: np.ndarray
+    phase: str
+    chi_star: float
+    xi_J: float
+    universality: str
+    exponent: float | None
+    critical_point: object | None
+    critical_note: str = ""
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def analysed(self) -> str:
+        """Which part of the model was analysed, and what was skipped."""
+        skip = "; ".join(f"{p} ({why})" for p, why in self.part.skipped)
+        return self.part.description + (f"; skipped: {skip}" if skip else "")
+
+    @property
+    def layers(self) -> np.ndarray:
+        return np.arange(len(self.J_theory))
+
+    @property
+    def z(self) -> np.ndarray:
+        """(measured − theory)/SE per block (NaN where the SE is 0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.J_measured_se > 0,
+                            (self.J_measured - self.J_theory) / self.J_measured_se, np.nan)
+
+    def _critical_text(self) -> str:
+        if self.critical_point is None:
+            return "none: " + self.critical_note
+        cp = self.critical_point
+        return f"{cp.solve_for} = {cp.value:.6g} (chi_J* {cp.chi_below:.4g} | {cp.chi_above:.4g})"
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v:.4g}" for k, v in self.hyperparameters.items())
+        n = len(self.J_theory) - 1
+        crit = (f"critical {self.critical_point.solve_for}={self.critical_point.value:.4g}"
+                if self.critical_point is not None else "no critical point")
+        what = (f"{self.part.n_blocks} differing blocks" if self.part.differing else
+                f"{self.part.n_blocks} x {self.part.block!r}")
+        hp = hp or "sigmas per block"
+        return (f"Report({what}; {hp}; {self.phase}, "
+                f"chi_J*={self.chi_star:.4g}; J^(0,{n}) theory {self.J_theory[-1]:.4g}, "
+                f"measured {self.J_measured[-1]:.4g} ± {self.J_measured_se[-1]:.2g}; {crit})")
+
+    def __str__(self) -> str:
+        n = len(self.J_theory) - 1
+        lines = [
+            f"analysed: {self.analysed}",
+            ("hyperparameters (pooled over the body): "
+             + ", ".join(f"{k} = {v:.6g}" for k, v in self.hyperparameters.items())
+             if self.hyperparameters else "hyperparameters: each block's own")
+            + f"; K0 = {self.K0:.6g}",
+            f"phase: {self.phase}, chi_J* = {self.chi_star:.6g}, depth scale xi_J = "
+            f"{self.xi_J:.4g} blocks",
+            f"universality: {self.universality}"
+            + (f"; J ~ (l/l0)^p with p = {self.exponent:.6g}" if self.exponent is not None
+               else ""),
+            f"J^(0,{n}): theory {self.J_theory[-1]:.6g}, measured {self.J_measured[-1]:.6g} "
+            f"± {self.J_measured_se[-1]:.3g} (z = {self.z[-1]:.2f})",
+            f"critical initialization: {self._critical_text()}",
+        ]
+        lines += [f"note: {t}" for t in self.notes]
+        return "\n".join(lines)
+
+    def plot(self, ax=None):
+        """J^{0,l} against the block index l: the theory line over the measured points with
+        their standard errors (log scale).  Returns the figure."""
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(5.5, 3.8)) if ax is None else ax.figure
+        ax = fig.add_subplot(111) if ax is None else ax
+        ln = self.layers
+        ax.plot(ln, self.J_theory, "-", color="C0", label="theory")
+        ax.errorbar(ln[1:], self.J_measured[1:], yerr=self.J_measured_se[1:], fmt="o",
+                    ms=4, color="C1", capsize=2, label="measured (cs.apjn)")
+        if np.all(self.J_theory > 0) and np.all(self.J_measured[1:] > 0):
+            ax.set_yscale("log")
+        ax.set_xlabel("block l")
+        ax.set_ylabel(r"$J^{0,l}$")
+        ax.set_title(f"{self.phase}, $\\chi_J^*$ = {self.chi_star:.4g}" if np.isfinite(
+            self.chi_star) else self.universality, fontsize=10)
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        return fig
+
+
+def _theory_J(part, K0: float) -> tuple[np.ndarray, list[str]]:
+    """J^{0,l} through each block's own numeric map (single-axis state), else the pooled
+    block's recursion; with notes on what was done."""
+    from .derive import derive
+
+    if part.pooled:
+        th = derive(part.block)
+        return np.asarray(th.run(part.n_blocks, K0=K0, **part.values).J, float), []
+    cache: dict[str, object] = {}
+    K, J = K0, [1.0]
+    for op in part.ops:
+        key = repr(op)
+        th = cache.get(key) or cache.setdefault(key, derive(op))
+        if th.multi_axis:
+            th = derive(part.block)
+            return (np.asarray(th.run(part.n_blocks, K0=K0, **part.values).J, float),
+                    ["per-layer sigmas differ, but the block's state has several axes: the "
+                     "theory runs at the pooled sigmas"])
+        r = th.run(1, K0=K)
+        K = float(r.K[1])
+        J.append(J[-1] * float(r.chi[0]))
+    return np.asarray(J), ["per-layer sigmas differ: the theory runs through each block's own "
+                           "sigmas; phase and critical point are at the pooled sigmas"]
+
+
+def _wrapped(model):
+    """``model`` behind an ``nn.Identity`` named "input", whose output is the model input (so
+    that the APJN can start there), and the path map from model paths to wrapper paths."""
+    from torch import nn
+
+    wrap = nn.Sequential(OrderedDict([("input", nn.Identity()), ("model", model)]))
+    return wrap, (lambda p: "input" if p is None else ("model" if p == "" else f"model.{p}"))
+
+
+def measured_J(model, example_input, part, *, n_probes: int = 16, seed: int = 0):
+    """J^{0,l} measured with :func:`critsym.apjn` from the body input to every block output
+    of ``part``: (J, SE) arrays of length n_blocks + 1."""
+    from .init import frozen_batch_stats
+    from .torch.apjn import apjn
+
+    wrap, name = _wrapped(model)
+    layers = [name(part.inputs)] + [name(p) for p in part.outputs]
+    with frozen_batch_stats(model):
+        res = apjn(wrap, example_input, layers, n_probes=n_probes, seed=seed)
+    return np.asarray(res.J, float), np.asarray(res.J_se, float)
+
+
+def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
+           critical_budget: float = CRITICAL_BUDGET_S) -> Report:
+    """Theory and measured APJN of ``model`` at its current initialization (module doc).
+
+    ``example_input``: one batch the model accepts (rows are independent examples); the
+    measurement averages over its rows and ``n_probes`` Hutchinson probes per row.  The
+    search for the critical σ_w stops after ``critical_budget`` seconds (expensive maps, e.g.
+    softmax attention by quadrature), and the report then says it was not computed."""
+    import torch
+
+    from .criticality import analytic_exponents, fixed_point
+    from .criticality.exponents import within_budget
+    from .derive import derive
+    from .errors import SimulationError
+    from .init import NoCriticalInitError, _refuse_batchnorm, import_part, solve_critical
+    from .ops.batchnorm import BatchNorm
+
+    if not isinstance(example_input, torch.Tensor):
+        raise SimulationError("example_input must be a torch.Tensor batch the model accepts "
+                              f"(rows = examples), got {type(example_input).__name__}")
+    from .body import NoRepeatedBlockError
+
+    try:
+        part = import_part(model, example_input)
+    except NoRepeatedBlockError as err:
+        return _network_report(model, example_input, err, n_probes=n_probes, seed=seed)
+    notes: list[str] = []
+    K0 = float(part.K0)
+    values = part.values
+    for k in part.disagreeing():
+        notes.append(f"{k} differs between the body's layers beyond sampling error "
+                     f"({part.agreement[k]!r}); pooled value {values.get(k, float('nan')):.4g}")
+    J_th, more = _theory_J(part, K0)
+    notes += more
+    J_me, J_se = measured_J(model, example_input, part, n_probes=n_probes, seed=seed)
+    theory = derive(part.block)
+    fp = fixed_point(theory, K0=K0, **values)
+    phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
+    se = part.sigma_w.se
+    if phase != "critical" and "sigma_w" in values and np.isfinite(se) and se > 0:
+        lo, hi = (float(fixed_point(theory, K0=K0, **{**values, "sigma_w": values["sigma_w"]
+                                                      + s * SE_BAND * se}).chi_star)
+                  for s in (-1, 1))
+        if (lo - 1) * (hi - 1) <= 0:
+            phase = "critical"
+            notes.append(f"chi_J* = 1 within sigma_w ± {SE_BAND:g} SE ({se:.2g}) of the "
+                         "estimate: critical within sampling error")
+    cp, why = None, ""
+    try:
+        if part.contains(BatchNorm):
+            notes.append("BatchNorm mixes the examples of a batch: the measured APJN is per "
+                         "example of the batch")
+            _refuse_batchnorm(part, "", K0)
+        others = {k: v for k, v in values.items() if k != "sigma_w"}
+
+        def search():
+            try:
+                return solve_critical(theory, "sigma_w", current=values.get("sigma_w"), K0=K0,
+                                      **others)
+            except CritsymError as e:
+                return e
+
+        found = within_budget(search, critical_budget)
+        if found is None:
+            why = (f"not computed: the search for the critical sigma_w took longer than "
+                   f"{critical_budget:g} s for this theory; run critsym.init.critical_ (no "
+                   "time limit) or pass critical_budget=")
+        elif isinstance(found, CritsymError):
+            raise found
+        else:
+            cp = found
+    except NoCriticalInitError as e:
+        why = str(e)
+    except CritsymError as e:
+        why = str(e)
+    at = values
+    if phase == "critical" and cp is not None and str(fp.phase(1e-6)) != "critical":
+        at = {**values, "sigma_w": cp.value}
+        notes.append(f"universality and exponent at the critical sigma_w = {cp.value:.6g}")
+    ex = analytic_exponents(theory, K0=K0, **at)
+    return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th, J_measured=J_me,
+                  J_measured_se=J_se, phase=phase, chi_star=chi, xi_J=float(fp.xi_J),
+                  universality=str(ex.universality),
+                  exponent=None if ex.p is None else float(ex.p), critical_point=cp,
+                  critical_note=why, notes=tuple(notes))
+
+
+def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
+    """A body of differing blocks (a whole-network import): the importer's network theory
+    J^{1,b} (from the first block's output, through each block's own map) beside the APJN
+    measured between the same outputs; no single χ_J*, phase or critical point exists."""
+    import warnings
+
+    from .body import AnalysedPart
+    from .importer import from_torch
+    from .init import frozen_batch_stats
+    from .torch.apjn import apjn
+
+    with warnings.catch_warnings(), frozen_batch_stats(model):
+        warnings.simplefilter("ignore")
+        res = from_torch(model, x)
+    blocks, outs = list(res.blocks), list(res.outputs)
+    if len(blocks) < 2 or any(o is None for o in outs):
+        raise err
+    with frozen_batch_stats(model):
+        meas = apjn(model, x, outs, n_probes=n_probes, seed=seed)
+    J_th = np.asarray(res.J_theory(start=1), float)
+    run = res.network_run()
+    part = AnalysedPart(
+        block=blocks[1].block, ops=tuple(b.arch for b in blocks[1:]),
+        children=tuple((b.path,) for b in blocks[1:]), inputs=outs[0],
+        outputs=tuple(outs[1:]), layers=tuple(p for b in blocks[1:] for p in b.layers),
+        sigma_w=res.sigma_w, sigma_b=res.sigma_b, agreement=dict(res.agreement),
+        skipped=tuple((getattr(s, "path", str(s)), getattr(s, "reason", ""))
+                      for s in res.skipped) + ((blocks[0].path, "reference: J is measured "
+                                                "from its output"),),
+        K0=float(run.K[1]), differing=True)
+    why = ("the body's blocks differ, so there is no single chi_J*, phase or critical point; "
+           "J runs through each block's own map (import the repeated part by itself for them)")
+    return Report(part=part, hyperparameters={}, K0=float(run.K[1]), J_theory=J_th,
+                  J_measured=np.asarray(meas.J, float), J_measured_se=np.asarray(meas.J_se,
+                                                                                float),
+                  phase="undetermined", chi_star=float("nan"), xi_J=float("nan"),
+                  universality="blocks differ", exponent=None, critical_point=None,
+                  critical_note=why, notes=(why,))
+
+
+class _CallableModule(types.ModuleType):
+    """``critsym.report`` is both this module and the function :func:`report`: once the
+    module is imported as ``critsym.report`` (which binds the name on the package), calling
+    it still runs the report."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["Report", "measured_J", "report"]
