@@ -460,21 +460,36 @@ def compare(case: Case, seeds: int, n_probes: int = 8, init=None, theory: bool =
 
 def one_layer(case: Case, seeds: int, n_probes: int = 8, init=None):
     """The APJN of each body layer (its input → its output) measured on ``seeds``
-    initializations: (mean, SE) over layers and seeds."""
+    initializations: (mean, SE) over layers and seeds.  With ``init``, only the layers whose
+    weights it changed are measured (``critical_`` leaves stem and head as they are)."""
     from ..torch.apjn import apjn
 
     out = []
     for s in range(seeds):
         model, x = case.build(s)
+        named = dict(model.named_modules())
+        before = {n: [p.detach().clone() for p in named[n].parameters()]
+                  for _, parts in case.blocks for n in parts}
         if init is not None:
             init(model, x)
         net = _Harness(model) if case.stem is None else model
         stem, outs = _names(case, case.stem is None)
         layers = [stem, *outs]
-        for a, b in zip(layers[:-1], layers[1:], strict=True):
+        for (a, b), (_, parts) in zip(zip(layers[:-1], layers[1:], strict=True), case.blocks,
+                                      strict=True):
+            if init is not None and not any(
+                    not torch_equal(p0, p) for n in parts
+                    for p0, p in zip(before[n], named[n].parameters(), strict=True)):
+                continue
             out.append(float(apjn(net, x, [a, b], n_probes=n_probes, seed=s,
                                   batch_axis=None if _mixes_batch(model) else 0).J[-1]))
     return _mse(out)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
 
 
 def compare_part(build_part, K: float, seeds: int, shape=(64, WIDTH), n_probes: int = 8
