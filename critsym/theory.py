@@ -76,9 +76,26 @@ _SYMBOL = {"K": K, "O_T": O_T, "O_C": O_C, "K12": K12, "O_T12": O_T12, "O_C12": 
 _STATE_SYMBOLS = frozenset(STATE + CROSS + (K11, K22))
 
 
-#: token states: the cross-token covariance is kept this fraction below q − O_T in
-#: :meth:`Theory.run` (a correlation of 1 − 1e-9 instead of rounding past 1 when tokens collapse)
+#: token states: where a block's maps are NaN at collapsed tokens (ρ = p/(q − O_T) within
+#: rounding of 1: the arc-cosine kernels take square roots of 1 − ρ² that round below 0 inside
+#: the block), :meth:`Theory.run` evaluates them at ρ = 1 − COLLAPSE_MARGIN instead
 COLLAPSE_MARGIN = 1e-9
+
+
+def _collapse_guard(fa, args):
+    """``args`` (state first: K, O_T, O_C) with O_C moved to (K − O_T)(1 − COLLAPSE_MARGIN)
+    at the points where a map is NaN although the state is finite (collapsed tokens); the
+    other points are untouched, so results off the collapse are exact."""
+    K, OT, OC = (np.asarray(a, dtype=float) for a in args[:3])
+    with np.errstate(all="ignore"):
+        bad = np.zeros(np.broadcast(K, OT, OC).shape, bool)
+        for f in fa:
+            bad |= np.isnan(np.asarray(f(*args), dtype=float))
+    bad &= np.isfinite(K) & np.isfinite(OC)
+    if not bad.any():
+        return args
+    OC = np.where(bad, np.minimum(OC, (K - OT) * (1 - COLLAPSE_MARGIN)), OC)
+    return (args[0], args[1], OC, *args[3:])
 
 
 @dataclass(frozen=True, repr=False)
@@ -801,6 +818,7 @@ class Theory:
             for layer in range(depth):
                 args = (*S, *vals, *Pa)
                 if tok:
+                    args = _collapse_guard(fa, args)
                     m = [fa[mi + i](*args) for i in range(4)]
                     jl, kl = Js[layer], ks[layer]
                     Js[layer + 1] = m[0] * jl + m[1] * kl
@@ -817,11 +835,9 @@ class Theory:
                 if axes:
                     OTs[layer + 1] = fa[2](*args)
                     OCs[layer + 1] = fa[3](*args) if need_C else np.nan
-                    if tok:  # collapsing tokens (ρ → 1): the arc-cosine kernels lose digits
-                        # there, and p may round past q − O_T; it is kept COLLAPSE_MARGIN
-                        # below (the closed forms take square roots of 1 − ρ² inside a block)
-                        np.minimum(OCs[layer + 1], (Ks[layer + 1] - OTs[layer + 1])
-                                   * (1 - COLLAPSE_MARGIN), out=OCs[layer + 1, ...])
+                    if tok:  # collapsing tokens (ρ → 1): p may round past q − O_T
+                        np.minimum(OCs[layer + 1], Ks[layer + 1] - OTs[layer + 1],
+                                   out=OCs[layer + 1, ...])
                 S = state(layer + 1)
                 if not tok:
                     np.multiply(Js[layer], chis[layer], out=Js[layer + 1, ...])
