@@ -7,7 +7,9 @@ multi-axis :class:`~critsym.theory.Theory`).  Vectorised over hyperparameter gri
 1. ``iterations`` plain steps s ← M(s) from s⁰ = (K0, O_T0[, O_C0]);
 2. Newton steps s ← s − (DM − I)⁻¹ (M(s) − s) with a forward-difference Jacobian DM, a step
    being replaced by a plain step when it leaves the admissible set (K > 0, 0 ≤ O ≤ K);
-   converged when |M(s) − s| ≤ 1e-12 (1 + K) in every component;
+   converged when |M(s) − s| ≤ 1e-12 (1 + K) in every component (M(s) projected onto the
+   admissible set: collapsed tokens put the fixed point on its boundary O_C = K − O_T, where a
+   conserved component or an offset held at zero by the map is left out of the Newton step);
 3. a converged point is "finite" when it is stable (spectral radius of DM ≤ 1); the reported
    ``dF_dK`` is the eigenvalue of DM of largest modulus (the rate at which the state approaches
    s*; for a one-component state it is F'(K*));
@@ -105,6 +107,12 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
     def kernel(i):
         return theory.state_kernel([v[i] for v in V], [p[i] for p in P])[0]
 
+    # components the map conserves exactly (e.g. O_T' = O_T in a block without token-axis
+    # linear layers) are held at their start: DM − I is singular along them, and on the
+    # boundary of the admissible set (collapsed tokens) they have no admissible neighbour
+    maps = theory.state_maps
+    free = np.array([maps[sym] != sym for sym in theory.feedback_state])
+
     zero = np.zeros(n, bool)
     for _ in range(iterations):
         live = np.nonzero(~zero & (s[0] < K_MAX))[0]  # blown-up points stop stepping
@@ -123,10 +131,14 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
         x = _project(s[:, act])
         kern = kernel(act) if act.size != n else step_full
         Mx = kern(x)
-        r = Mx - x
+        r = _project(Mx) - x  # on the boundary the map's rounding points outside it
         conv = np.all(np.abs(r) <= 1e-12 * (1 + x[0]), axis=0)
-        D = np.empty((act.size, d, d))
+        D = np.zeros((act.size, d, d))
+        held = np.zeros((act.size, d), bool)
         for j in range(d):
+            if not free[j]:  # a conserved component: M_j(s) = s_j
+                D[:, j, j] = 1.0
+                continue
             h = 1e-7 * np.maximum(x[0], 1e-8)
             xp = x.copy()
             xp[j] += h
@@ -139,24 +151,32 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
             xp = np.where(back, xm, np.where(stuck, x, xp))
             with np.errstate(all="ignore"):
                 D[:, :, j] = ((_safe(kern, kernel, act, xp) - Mx) / np.where(back, -h, h)).T
-            D[stuck, :, j] = np.nan
+            # an offset at zero that the map keeps at zero (an invariant face, e.g. O_T = 0
+            # at collapsed tokens, whose neighbours are all outside the admissible set) is
+            # held there: its row and column are zero (no Newton step along it)
+            held[:, j] = stuck & (x[j] == 0) & (r[j] == 0)
+            D[stuck & ~held[:, j], :, j] = np.nan
+        for j in range(d):
+            D[held[:, j], :, j] = 0.0
+            D[held[:, j], j, :] = 0.0
         jac[act] = D
         done[act[conv]] = True
         with np.errstate(all="ignore"):
-            A = D - np.eye(d)
+            A = (D - np.eye(d))[:, free][:, :, free]
             ok = np.isfinite(A).all(axis=(1, 2))
             ok[ok] = np.abs(np.linalg.det(A[ok])) > 1e-14
             dx = np.zeros_like(x)
             if np.any(ok):
-                dx[:, ok] = np.linalg.solve(A[ok], -r[:, ok].T[..., None])[..., 0].T
-        xn = x + dx
-        bad = ~ok | ~_admissible(xn)
+                sol = np.linalg.solve(A[ok], -r[free][:, ok].T[..., None])[..., 0].T
+                dx[np.ix_(free, np.nonzero(ok)[0])] = sol
+        xn = _project(x + dx)  # a fixed point on the boundary (collapsed tokens) is reached
+        bad = ~ok | ~_admissible(xn)  # from both sides of it: steps past it are projected
         xn[:, bad] = Mx[:, bad]
         blow = xn[0] >= K_MAX
         s[:, act] = np.where(conv, x, xn)
         act = act[~conv & ~blow & _admissible(xn)]
-    rho = np.max(np.abs(np.linalg.eigvals(np.nan_to_num(jac))), axis=1)
-    ev = np.linalg.eigvals(np.nan_to_num(jac))
+    ev = np.linalg.eigvals(np.nan_to_num(jac[:, free][:, :, free]))  # conserved parts: 1
+    rho = np.max(np.abs(ev), axis=1)
     lead = np.take_along_axis(ev, np.argmax(np.abs(ev), axis=1)[:, None], 1)[:, 0].real
     finite = done & (rho <= 1 + 1e-9)
 
