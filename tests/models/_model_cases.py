@@ -1,12 +1,8 @@
 """Shared pieces of the model acceptance tests: the tiny models of
-:mod:`critsym.repro.models`, their body read by the import readers, and the skip used where a
-part's theory is not available in this installation (the reason is the library's own error)."""
+:mod:`critsym.repro.models` and their body read by the import readers."""
 
 import math
 
-import pytest
-
-from critsym.errors import CritsymError
 from critsym.repro import models as M
 
 
@@ -19,13 +15,9 @@ def body(name: str, seed: int = 0):
     return case, model, x, [blk.arch for blk in b.blocks], b.approximations, b
 
 
-def theory_or_skip(body) -> float:
-    """J^{0,L} of the theory across ``body``; skipped (with the library's reason) when a
-    block's theory is not available here."""
-    try:
-        return M.body_theory(body)
-    except CritsymError as e:
-        pytest.skip(f"theory not available: {e}")
+def body_theory(body) -> float:
+    """J^{0,L} of the theory across ``body`` (a block without a theory is a failure)."""
+    return M.body_theory(body)
 
 
 def sigma_hat(w) -> tuple[float, float]:
@@ -33,10 +25,6 @@ def sigma_hat(w) -> tuple[float, float]:
     w = w.detach().double()
     s = math.sqrt(float((w * w).mean()) * w.shape[1])
     return s, s / math.sqrt(2 * w.numel())
-
-
-def attention_or_skip():
-    return pytest.importorskip("critsym.ops.attention", reason="no Attention operator here")
 
 
 def extrapolated(name: str, widths=(32, 64), seeds: int = 8):

@@ -6,7 +6,7 @@ extrapolated in 1/width."""
 import math
 
 import pytest
-from _model_cases import attention_or_skip, body, extrapolated, sigma_hat, theory_or_skip
+from _model_cases import body, body_theory, extrapolated, sigma_hat
 
 import critsym as cs
 from critsym.interop.hf import standard_available
@@ -14,7 +14,6 @@ from critsym.repro import models as M
 
 
 def test_layers_read_post_norm_with_the_initialization():
-    attention_or_skip()
     from critsym.ops.attention import Attention
 
     case, model, x, blocks, approx, b = body("BERT")
@@ -46,8 +45,7 @@ def test_layers_read_post_norm_with_the_initialization():
 @pytest.mark.slow
 def test_body_theory_against_measured():
     """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("BERT")
-    theory_or_skip(b)
+    body_theory(b)
     (r, se, _), comps = extrapolated("BERT")
     assert abs(r - 1) <= 4 * se, (r, se, comps)

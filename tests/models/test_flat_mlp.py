@@ -4,7 +4,7 @@ APJN measured on the model itself."""
 
 import warnings
 
-from _model_cases import body, theory_or_skip
+from _model_cases import body, body_theory
 
 import critsym as cs
 from critsym.repro import models as M
@@ -26,7 +26,7 @@ def test_imports_and_reads_each_layer():
 
 def test_theory_against_measured_apjn():
     case, model, x, blocks, approx, b = body("flat nn.Sequential MLP")
-    J = theory_or_skip(b)
+    J = body_theory(b)
     # torch's default init is far from critical for ReLU: χ = σ_w²/2 ≈ 1/6 per layer
     assert 0.3 * 6.0 ** -4 < J < 3 * 6.0 ** -4
     c = M.compare(case, seeds=12)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from _model_cases import attention_or_skip, body, sigma_hat, theory_or_skip
+from _model_cases import body, body_theory, sigma_hat
 
 import critsym as cs
 from critsym.importer import Reader
@@ -39,7 +39,6 @@ def test_gated_mlp_theory_against_the_real_llama_mlp():
 
 
 def test_layers_read_with_rotary_and_causal_labelled():
-    attention_or_skip()
     from critsym.ops.attention import Attention
 
     model, x = M.llama(0)
@@ -61,10 +60,9 @@ def test_body_gap_is_characterised():
     the measured APJN: a known gap.  Measured band at width 32, 8 seeds: measured/theory
     1.19 (theory 1.135, measured 1.347 ± 0.028); the import labels what the theory leaves
     out (the causal mask, rotary positions); which of them makes the gap is not established."""
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("Llama")
     assert "causal" in approx["layers.0.self_attn"]
-    theory_or_skip(b)
+    body_theory(b)
     c = M.compare(M.CASES["Llama"], seeds=8)
     # Known gap, characterised: RMSNorm now derives in token states, and the body's theory
     # reads Llama's causal, rotary attention as exchangeable-token attention (both labelled

@@ -3,7 +3,7 @@ torchvision does not import next to this torch): imported, analysed, theory agai
 
 import warnings
 
-from _model_cases import body, theory_or_skip
+from _model_cases import body, body_theory
 
 import critsym as cs
 from critsym.repro import models as M
@@ -20,6 +20,6 @@ def test_imports_with_dropout_skipped():
 
 def test_theory_against_measured_apjn():
     case, model, x, blocks, approx, b = body("torchvision.ops.MLP (structure)")
-    theory_or_skip(b)
+    body_theory(b)
     c = M.compare(case, seeds=12)
     assert abs(c.z) <= 4, c

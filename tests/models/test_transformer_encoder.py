@@ -8,14 +8,13 @@ weights; re-drawn independently (what the theory assumes), theory and measuremen
 import math
 
 import pytest
-from _model_cases import attention_or_skip, body, extrapolated, sigma_hat, theory_or_skip
+from _model_cases import body, body_theory, extrapolated, sigma_hat
 
 import critsym as cs
 from critsym.repro import models as M
 
 
 def test_post_norm_layers_read_with_the_initialization():
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("TransformerEncoder post-norm")
     res1, ln1, res2, ln2 = blocks[0].ops
     att = res1.branch
@@ -29,7 +28,6 @@ def test_post_norm_layers_read_with_the_initialization():
 
 
 def test_pre_norm_layers_read():
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("TransformerEncoder pre-norm")
     res1, res2 = blocks[0].ops
     assert [type(o).__name__ for o in res1.branch.ops] == ["LayerNorm", "Attention"]
@@ -40,9 +38,8 @@ def test_pre_norm_layers_read():
 @pytest.mark.slow
 def test_post_norm_body_theory_against_measured():
     """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("TransformerEncoder post-norm")
-    theory_or_skip(b)
+    body_theory(b)
     (r, se, _), comps = extrapolated("TransformerEncoder post-norm")
     assert abs(r - 1) <= 4 * se, (r, se, comps)
 
@@ -50,9 +47,8 @@ def test_post_norm_body_theory_against_measured():
 @pytest.mark.slow
 def test_pre_norm_body_gap_is_characterised():
     """Slow: the pre-norm token-state derivation takes ~30 s."""
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("TransformerEncoder pre-norm")
-    theory_or_skip(b)
+    body_theory(b)
     c = M.compare(case, seeds=6)
     r, se = c.ratio
     # measured band at width 32: measured/theory 1.145 (standard regime), 1.17 (uniform);
@@ -78,7 +74,6 @@ def _independent_pre_norm(seed: int, width: int = M.WIDTH):
 def test_pre_norm_gap_is_the_cloned_layers():
     """Slow (~1 min).  Measured at width 32, 8 seeds: independent layers 1.004 ± 0.007 of the
     theory (z = 0.55), cloned layers 1.145 ± 0.006."""
-    attention_or_skip()
     base = M.CASES["TransformerEncoder pre-norm"]
     indep = M.Case("independent", _independent_pre_norm, None, base.blocks)
     c = M.compare(indep, seeds=8)

@@ -6,14 +6,13 @@ all tokens alike — does not hold), characterised by its measured band."""
 import math
 
 import pytest
-from _model_cases import attention_or_skip, body, sigma_hat, theory_or_skip
+from _model_cases import body, body_theory, sigma_hat
 
 import critsym as cs
 from critsym.repro import models as M
 
 
 def test_layers_read_pre_norm_with_the_initialization():
-    attention_or_skip()
     from critsym.ops.attention import Attention
 
     case, model, x, blocks, approx, b = body("ViT")
@@ -39,9 +38,8 @@ def test_mlp_theory_against_the_real_vit_mlp():
 @pytest.mark.slow
 def test_body_gap_from_unequal_tokens_is_characterised():
     """Slow: the standard-regime theory of each layer at two widths and 8 seeds (~1–2 min)."""
-    attention_or_skip()
     case, model, x, blocks, approx, b = body("ViT")
-    theory_or_skip(b)
+    body_theory(b)
     c = M.compare(case, seeds=8)
     r, se = c.ratio
     # measured band at width 32 (8 seeds): 1.06 ± 0.02 (standard and uniform attention alike:
