@@ -29,7 +29,7 @@ from ..ops.base import Op, as_op
 from ..stats import mean_se
 from ..torch.build import build, check_positive_int, feature_shape, network_generators
 from ..torch.estimators import jvp_norms_folded, make_probes
-from ..torch.validate import score
+from ..torch.validate import ScoredRows, score
 from .theory import split_block
 
 
@@ -149,32 +149,13 @@ def batch_theory(arch: Op, depth: int, batch_size: int, K0: float = 1.0, **hp):
 
 
 @dataclass(frozen=True)
-class BatchValidation:
-    """Rows (quantity, layer, theory, per-width MC ± SE, N → ∞ ± SE, z) and the verdict."""
+class BatchValidation(ScoredRows):
+    """Rows (quantity, layer, theory, per-width MC ± SE, N → ∞ ± SE, z) and the verdict
+    (:class:`~critsym.torch.validate.ScoredRows`: the rule of :func:`critsym.validate`)."""
 
     rows: list[dict]
     sims: list[BatchSimulation]
     z_max: float
-
-    @property
-    def scored(self) -> list[dict]:
-        return [r for r in self.rows if r["z"] is not None]
-
-    @property
-    def unscored(self) -> list[dict]:
-        """Entries that should have been scored but could not be (each with its ``reason``)."""
-        return [r for r in self.rows if r["reason"] is not None]
-
-    @property
-    def max_abs_z(self) -> float:
-        """max |z| over the scored entries (NaN when none is scored)."""
-        return max((abs(r["z"]) for r in self.scored), default=math.nan)
-
-    @property
-    def passed(self) -> bool:
-        """Every entry that should be scored is (the rule of :func:`critsym.validate`), and
-        every |z| ≤ ``z_max``."""
-        return bool(self.scored) and not self.unscored and self.max_abs_z <= self.z_max
 
     def to_text(self) -> str:
         lines = [f"{'q':>2} {'l':>3} {'theory':>12} {'N->inf':>22} {'z':>7}"]

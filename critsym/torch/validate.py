@@ -91,17 +91,12 @@ def score(quantity: str, layer: int, theory: float, widths: Sequence[float],
                 extrapolated=ext, extrapolated_se=ext_se, slope=slope, z=z, reason=reason)
 
 
-@dataclass(frozen=True)
-class ValidationResult:
-    """Rows of (quantity, layer, theory, per-width MC ± SE, extrapolated ± SE, z)."""
+class ScoredRows:
+    """The verdict over rows of :func:`score` (each with ``z`` and ``reason``) against the
+    threshold ``z_max``: every entry that should be scored is, and every |z| ≤ ``z_max``.
+    Shared by the validation results (``rows`` and ``z_max`` are their fields)."""
 
-    arch: Op
-    hp: dict
-    widths: tuple[int, ...]
-    depth: int
     rows: list[dict]
-    sims: list[SimulationResult]
-    theory: object
     z_max: float
 
     @property
@@ -148,6 +143,20 @@ class ValidationResult:
 
     def worst(self, n: int = 3) -> list[dict]:
         return sorted(self.scored, key=lambda r: -abs(r["z"]))[:n]
+
+
+@dataclass(frozen=True)
+class ValidationResult(ScoredRows):
+    """Rows of (quantity, layer, theory, per-width MC ± SE, extrapolated ± SE, z)."""
+
+    arch: Op
+    hp: dict
+    widths: tuple[int, ...]
+    depth: int
+    rows: list[dict]
+    sims: list[SimulationResult]
+    theory: object
+    z_max: float
 
     def to_text(self) -> str:
         """The table as aligned plain text."""
