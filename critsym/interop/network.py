@@ -32,6 +32,8 @@ from .capture import Element
 
 #: operators after which the signal is a Gaussian preactivation again (a block may end there)
 CLOSING = ("Linear", "Conv", "Residual", "Parallel", "BalancedResidual", "Attention")
+#: normalisations that end a post-norm layer read whole
+POST_NORMS = ("LayerNorm", "RMSNorm")
 
 
 @dataclass(frozen=True)
@@ -195,8 +197,12 @@ def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
 
 # ---------------------------------------------------------------------------- segmentation
 def closes(op: Op) -> bool:
-    """True when ``op`` leaves a Gaussian preactivation (a block may end after it)."""
+    """True when ``op`` leaves a Gaussian preactivation (a block may end after it), or ends
+    in a normalisation of a residual sum (a post-norm layer read whole, ``… >> Residual >>
+    LayerNorm``)."""
     while isinstance(op, Sequential):
+        if len(op.ops) > 1 and type(op.ops[-1]).__name__ in POST_NORMS and closes(op.ops[-2]):
+            return True
         op = op.ops[-1]
     return type(op).__name__ in CLOSING
 
@@ -253,6 +259,8 @@ def segments(items) -> list[Segment]:
                                   "sum" if e.kind == "scale" else "not analysable")
             out.append(Segment([e], ok=False, reason=reason))
             continue
+        if cur and isinstance(e.op, Sequential) and closes(e.op):
+            flush()  # a whole layer read at once is a block of its own (e.g. after a stem LN)
         cur.append(e)
         if closes(e.op):
             flush()

@@ -333,32 +333,11 @@ def read_body(model, x, case: Case) -> Body:
 
 
 def template(op):
-    """``op`` with every non-integer number in a hyperparameter field replaced by its own
-    symbol (``sigma_w_0``, ``sigma_b_1`` …), and the values: blocks of one structure then share
-    one derivation, whatever their weight scales."""
-    import itertools
+    """:func:`critsym.body.numeric_form`: ``op`` with each non-integer hyperparameter its own
+    symbol, and the values (blocks of one structure share one derivation)."""
+    from ..body import numeric_form
 
-    from ..ops.base import from_dict, operators
-
-    counter, values = itertools.count(), {}
-    ops = operators()
-
-    def walk(d):
-        fields = ops[d["op"]].hyper_fields
-        for k, v in list(d.items()):
-            if k in fields and isinstance(v, float) and v != int(v):
-                name = f"{k}_{next(counter)}"
-                values[name], d[k] = v, name
-            elif isinstance(v, dict) and "op" in v:
-                walk(v)
-            elif isinstance(v, list):
-                for item in v:
-                    if isinstance(item, dict) and "op" in item:
-                        walk(item)
-
-    d = op.to_dict()
-    walk(d)
-    return from_dict(d), values
+    return numeric_form(op)
 
 
 _DERIVED: dict = {}
