@@ -268,10 +268,15 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
         if chi is None:
             grid = np.linspace(lo, hi, 33)
             chi = _chi_grid(theory, solve_for, grid, K0, hp)
+        side = ("ordered (chi_J* < 1)" if np.nanmax(chi) < 1 else
+                "chaotic (chi_J* > 1)" if np.nanmin(chi) > 1 else "on both sides of 1")
+        ends = (f"; chi_J* = {chi[0]:.4g} at {solve_for} = {grid[0]:.4g} and {chi[-1]:.4g} at "
+                f"{grid[-1]:.4g}")
         raise NoCriticalInitError(
             f"no critical point{where}: chi_J* stays in [{np.nanmin(chi):.4g}, "
-            f"{np.nanmax(chi):.4g}] for {solve_for} in [{lo:g}, {hi:g}]{at}; solve for "
-            "another hyperparameter, or pass bracket=(lo, hi)")
+            f"{np.nanmax(chi):.4g}] for {solve_for} in [{grid[0]:.4g}, {grid[-1]:.4g}]{at}, "
+            f"{side} at every value{ends}; solve for another hyperparameter, or pass "
+            "bracket=(lo, hi)")
     ref = current if current is not None and np.isfinite(current) else roots[0]
     x = min(roots, key=lambda r: (abs(r - ref), r))
     d = SIDE_OFFSET * max(abs(x), 1e-12)
