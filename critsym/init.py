@@ -194,6 +194,36 @@ def _chi_grid_robust(theory, solve_for: str, grid, K0: float, hp: dict
     return out, why
 
 
+def _unbounded_everywhere(theory, solve_for: str, current, bracket, K0: float, hp: dict,
+                          where: str) -> None:
+    """Raise :class:`EverywhereCriticalError` when the state grows without bound with
+    χ_J* = 1 (to 1e-6) at ``current`` and at ``current``·10^{∓1} (inside ``bracket``): e.g.
+    pre-LN residual blocks with μ = 1, where K grows linearly with depth and χ_J → 1 whatever
+    the weight scales."""
+    from .criticality import fixed_point
+
+    lo, hi = bracket
+    if current is None or not np.isfinite(current) or current <= 0:
+        return
+    xs = np.array([x for x in (current / 10, current, current * 10) if lo <= x <= hi])
+    if len(xs) < 2:
+        return
+    try:
+        fp = fixed_point(theory, K0=K0, **{**hp, solve_for: xs})
+    except CritsymError:
+        return
+    status = np.broadcast_to(np.asarray(fp.status), xs.shape)
+    chi = np.broadcast_to(np.asarray(fp.chi_star, float), xs.shape)
+    if np.all(status == "unbounded") and np.all(np.abs(chi - 1) <= 1e-6):
+        at = ", ".join(f"{x:.4g}" for x in xs)
+        raise EverywhereCriticalError(
+            f"no isolated critical point{where}: at every sigma tried along {solve_for} "
+            f"({at}) the state grows without bound and chi_J* = 1 (e.g. a pre-LN residual "
+            "block with mu = 1: the residual stream grows linearly with depth and the APJN "
+            "as a power of depth at any initialization); keep the current initialization, "
+            "or change the architecture (e.g. residual mu < 1) to get a critical point")
+
+
 def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None = None,
                    K0: float = 1.0, bracket: tuple[float, float] | None = None,
                    where: str = "", **hp) -> CriticalPoint:
@@ -219,8 +249,11 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
     lo, hi = bracket if bracket is not None else DEFAULT_BRACKETS.get(solve_for, (0.0, 1.0))
     grid = chi = None
     if theory.multi_axis or getattr(theory, "token_state", False):
-        # every fixed point costs seconds (token states, attention by quadrature): a coarse
-        # scan, then each sign change of log chi_J* on its own sub-bracket
+        # every fixed point costs seconds (token states, attention by quadrature): first the
+        # current value and a decade on each side (a residual stream that grows without bound
+        # at all three, chi_J* = 1: everywhere critical), else a coarse scan, then each sign
+        # change of log chi_J* on its own sub-bracket
+        _unbounded_everywhere(theory, solve_for, current, (lo, hi), K0, hp, where)
         grid = np.geomspace(max(lo, hi * 1e-3), hi, COARSE_SCAN) if lo >= 0 and hi > 0 \
             else np.linspace(lo, hi, COARSE_SCAN)
         chi, failed = _chi_grid_robust(theory, solve_for, grid, K0, hp)
