@@ -421,6 +421,11 @@ def frozen_batch_stats(model):
             m.track_running_stats = True
 
 
+def _first_clause(e: Exception, n: int = 160) -> str:
+    text = str(e).split(" (blocks ")[0].split("; ")[0]
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def import_part(model, example_input=None):
     """:func:`critsym.body.analysed_part` (the longest run of agreeing blocks of
     :func:`critsym.from_torch`'s body), with a model holding BatchNorm modules that cannot be
@@ -439,11 +444,14 @@ def import_part(model, example_input=None):
     except UnsupportedModuleError as e:
         bn = _batchnorm_modules(model)
         if bn:
-            raise BatchNormStackError(
+            err = BatchNormStackError(
                 f"no critical initialization: submodule {bn[0]!r} normalises over the batch "
-                f"(BatchNorm) and the model cannot be analysed ({e}); BatchNorm makes "
+                f"(BatchNorm) and the model cannot be analysed ({_first_clause(e)}); "
+                "BatchNorm makes "
                 "gradients explode with depth at every initialization: replace it by "
-                "LayerNorm or GroupNorm") from None
+                "LayerNorm or GroupNorm")
+            err.cause = e  # what the analysis found (e.g. blocks that differ)
+            raise err from None
         raise
     return part
 

@@ -196,7 +196,13 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     from .criticality import fixed_point
     from .criticality.exponents import within_budget
     from .errors import SimulationError
-    from .init import NoCriticalInitError, _refuse_batchnorm, import_part, solve_critical
+    from .init import (
+        BatchNormStackError,
+        NoCriticalInitError,
+        _refuse_batchnorm,
+        import_part,
+        solve_critical,
+    )
     from .ops.batchnorm import BatchNorm
 
     if not isinstance(example_input, torch.Tensor):
@@ -206,6 +212,11 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
         part = import_part(model, example_input)
     except NoRepeatedBlockError as err:
         return _network_report(model, example_input, err, n_probes=n_probes, seed=seed)
+    except BatchNormStackError as err:
+        if not isinstance(getattr(err, "cause", None), NoRepeatedBlockError):
+            raise
+        return _network_report(model, example_input, err, n_probes=n_probes, seed=seed,
+                               why=str(err))
     notes: list[str] = []
     K0 = float(part.K0)
     values = part.values
@@ -292,7 +303,7 @@ def _exponents(theory, K0: float, at: dict, budget: float) -> tuple[str, float |
     return str(ex.universality), None if ex.p is None else float(ex.p)
 
 
-def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
+def _network_report(model, x, err, *, n_probes: int, seed: int, why: str = "") -> Report:
     """A body of differing blocks (a whole-network import): the importer's network theory
     J^{1,b} (from the first block's output, through each block's own map) beside the APJN
     measured between the same outputs; no single χ_J*, phase or critical point exists."""
@@ -300,7 +311,7 @@ def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
 
     from .body import AnalysedPart, role_block
     from .importer import from_torch
-    from .init import frozen_batch_stats
+    from .init import _batchnorm_modules, frozen_batch_stats
     from .torch.apjn import apjn
 
     with warnings.catch_warnings(), frozen_batch_stats(model):
@@ -309,8 +320,11 @@ def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
     blocks, outs = list(res.blocks), list(res.outputs)
     if len(blocks) < 2 or any(o is None for o in outs):
         raise err
+    named = dict(model.named_modules())
+    mixes = any(named[n].training for n in _batchnorm_modules(model))
     with frozen_batch_stats(model):
-        meas = apjn(model, x, outs, n_probes=n_probes, seed=seed)
+        meas = apjn(model, x, outs, n_probes=n_probes, seed=seed,
+                    batch_axis=None if mixes else 0)
     J_th = np.asarray(res.J_theory(start=1), float)
     run = res.network_run()
     part = AnalysedPart(
@@ -320,14 +334,18 @@ def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
         skipped=tuple((s.path, f"{s.part}: {s.reason}") for s in res.skipped)
         + ((blocks[0].path, "reference: J is measured from its output"),),
         state={"K0": float(run.K[1])}, differing=True)
-    why = ("the body's blocks differ, so there is no single chi_J*, phase or critical point; "
-           "J runs through each block's own map (import the repeated part by itself for them)")
+    differ = ("the body's blocks differ, so there is no single chi_J*, phase or critical "
+              "point; J runs through each block's own map (import the repeated part by itself "
+              "for them)")
+    notes = (differ,) + (("the whole batch is one example (BatchNorm mixes its rows)",)
+                         if mixes else ())
+    why = why or differ
     return Report(part=part, hyperparameters={}, K0=float(run.K[1]), J_theory=J_th,
                   J_measured=np.asarray(meas.J, float), J_measured_se=np.asarray(meas.J_se,
                                                                                 float),
                   phase="undetermined", chi_star=float("nan"), xi_J=float("nan"),
                   universality="blocks differ", exponent=None, critical_point=None,
-                  critical_note=why, notes=(why,))
+                  critical_note=why, notes=notes)
 
 
 class _CallableModule(types.ModuleType):
