@@ -4,6 +4,7 @@ redrawn at its own hyperparameter with its own fan-in, and either a critical poi
 Monte Carlo (the measured one-block APJN extrapolated in 1/width is 1 within 4 SE) or the
 refusal the theory gives."""
 
+import functools
 import math
 import warnings
 
@@ -21,6 +22,12 @@ def _part(name: str, seed: int = 0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model, x, ci.import_part(model, x)
+
+
+@functools.cache
+def _read_only_part(name: str):
+    """:func:`_part` of seed 0, shared by the tests that do not change the model."""
+    return _part(name)
 
 
 def _sigma(w: torch.Tensor) -> tuple[float, float]:
@@ -43,7 +50,7 @@ def _assert_drawn(w_rows_out: torch.Tensor, sigma: float):
     ("TransformerEncoder post-norm", ("layers.0", "layers.1")),
 ])
 def test_transformer_layers_are_one_part_with_a_symbol_per_role(name, layers):
-    model, x, part = _part(name)
+    model, x, part = _read_only_part(name)
     assert tuple(b.path for b in part.blocks) == layers, part
     names = {s.name for s in part.block.hyperparameters()}
     assert {"sigma_v", "sigma_o", "sigma_qk", "sigma_w"} <= names, names
@@ -57,7 +64,7 @@ def test_transformer_layers_are_one_part_with_a_symbol_per_role(name, layers):
 def test_post_norm_encoder_is_read_with_its_example_input():
     """Regression: the second layer's attention read through torch.export had the batch size
     (4) as its number of tokens, and the part's reader ignored the example input."""
-    model, x, part = _part("TransformerEncoder post-norm")
+    model, x, part = _read_only_part("TransformerEncoder post-norm")
     assert part.n_blocks == 2 and not any("example_input" in r for _, r in part.skipped)
     for op in part.ops:
         att = op.ops[0].branch
@@ -65,7 +72,7 @@ def test_post_norm_encoder_is_read_with_its_example_input():
 
 
 def test_vit_tuple_output_and_class_token_are_labelled():
-    model, x, part = _part("ViT")
+    model, x, part = _read_only_part("ViT")
     assert part.result.output == "output[0]"
     assert any("class token" in r for _, r in part.skipped), part.skipped
     assert part.inputs == "embeddings"
@@ -163,3 +170,35 @@ def test_post_norm_transformers_are_ordered_at_every_sigma_w(name):
     with pytest.raises(ci.NoCriticalInitError, match="ordered") as e:
         ci.critical_(model, example_input=x)
     assert type(e.value) is ci.NoCriticalInitError
+
+
+# ----------------------------------------------------------------------------- the report
+def test_hf_resnet_report_gives_the_batchnorm_refusal():
+    model, x = M.resnet(0)
+    rep = cs.report(model, x, n_probes=2)
+    assert rep.critical_point is None and "BatchNorm" in rep.critical_note
+    assert len(rep.J_theory) == len(rep.J_measured) == rep.part.n_blocks + 1
+    assert any("batch is one example" in n for n in rep.notes)
+
+
+REPORT_ANSWERS = {
+    "GPT-2": "grows without bound", "Llama": "grows without bound", "ViT": "grows without bound",
+    "TransformerEncoder pre-norm": "grows without bound", "BERT": "ordered",
+    "TransformerEncoder post-norm": "ordered",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REPORT_ANSWERS))
+def test_report_on_transformers(name):
+    """Slow (1–3 min each): theory beside the measured APJN across the layers, the phase and
+    the refusal of critical_, and the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    model, x = M.CASES[name].build(0)
+    rep = cs.report(model, x, n_probes=4, critical_budget=600)
+    assert rep.part.n_blocks == 2 and len(rep.J_theory) == 3
+    assert np.all(np.isfinite(rep.J_theory)) and np.all(rep.J_measured_se[1:] > 0)
+    assert rep.critical_point is None and REPORT_ANSWERS[name] in rep.critical_note
+    assert rep.plot().axes[0].get_xlabel() == "block l"
