@@ -478,7 +478,7 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     """
 
     part = import_part(model, example_input)
-    where = f" for {part.description}"
+    where = f" for {part.n_blocks} blocks {part.blocks[0].path} … {part.blocks[-1].path}"
     _refuse_batchnorm(part, where, part.K0 if part.K0 is not None else 1.0)
     theory = part.theory()
     names = theory.hyperparameter_names
