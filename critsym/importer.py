@@ -187,6 +187,8 @@ class ImportResult:
             raise UnsupportedModuleError(
                 f"start must be a block boundary 0..{len(self.blocks)}, got {start}")
         st = {"K0": float(run.K[start])}
+        if run.laws is not None:  # a post-activation residual body: the law at ``start``
+            st["law0"] = run.laws[start]
         if run.O_T is not None:
             st.update(O_T0=float(run.O_T[start]), O_C0=float(run.O_C[start]))
         return run_blocks(self.blocks[start:], **st).J
