@@ -238,8 +238,9 @@ class Segment:
 
 def segment_path(elements) -> str:
     """The module a run of elements comes from, or ``"first..last"`` for several."""
-    paths = [e.path or "<model>" for e in elements]
-    if all(p == paths[0] or p.startswith(paths[0] + ".") for p in paths):
+    raw = [e.path for e in elements]
+    paths = [p or "<model>" for p in raw]
+    if all(p == raw[0] or not raw[0] or p.startswith(raw[0] + ".") for p in raw):
         return paths[0]  # a module and its children (e.g. a residual block and its activation)
     return f"{paths[0]}..{paths[-1]}"
 

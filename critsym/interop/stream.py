@@ -155,14 +155,19 @@ def post_activation(op: Op) -> PostActivation | None:
 
 def post_activation_joins(items) -> set[int]:
     """Indices of residual / parallel sums in a chain's elements that close their block only
-    after the activation that follows them: the sum is followed by an ``Act`` and either the
-    next element is again a sum (the activation's output is the next block's skip) or the
-    previous block is such a block."""
+    after the activation that follows them: the sum is followed by an ``Act`` and either every
+    branch of the sum ends in BatchNorm (the stream theory's block), or the next element is
+    again a sum (the activation's output is the next block's skip), or the previous block is
+    such a block (the last two: a post-activation body the theory refuses with the reason)."""
     out: set[int] = set()
     names = [type(e.op).__name__ if e.ok else "" for e in items]
     for i in range(len(items) - 1):
-        if names[i] in SUMS and names[i + 1] == "Act" and (
-                (i + 2 < len(items) and names[i + 2] in SUMS) or (i - 2) in out):
+        if names[i] not in SUMS or names[i + 1] != "Act":
+            continue
+        parts = post_activation(Sequential(items[i].op, items[i + 1].op))
+        normalised = parts is not None and bool(parts.branches) and all(
+            _ends_in_batchnorm(b) for b in parts.branches)
+        if normalised or (i + 2 < len(items) and names[i + 2] in SUMS) or (i - 2) in out:
             out.add(i)
     return out
 
