@@ -25,8 +25,8 @@ leaves (e.g. an einops ``Rearrange``) by ``Op.probe_torch``.  Built in (channels
 conv nets map to critsym's channels-last ops, which compute the same per-position maps):
 
 * ``nn.Sequential`` → ``Sequential``; ``nn.Identity``, ``nn.Dropout`` → skipped;
-* ``nn.Linear`` / ``F.linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, stride
-  1, dilation 1, groups 1, 'same' padding) → ``Conv`` with its padding mode;
+* ``nn.Linear`` / ``F.linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, equal
+  strides, dilation 1, groups 1, 'same' padding) → ``Conv`` with its padding mode and stride;
 * ``nn.LayerNorm``, ``F.layer_norm``, ``nn.GroupNorm(1, C)`` (γ = 1, β = 0) → ``LayerNorm``;
 * the activation table's modules and functions (ReLU, LeakyReLU, Tanh, GELU, SiLU, Sigmoid,
   Softplus(β=1), ELU(α=1), SELU) → ``Act``;
@@ -35,8 +35,10 @@ conv nets map to critsym's channels-last ops, which compute the same per-positio
 
 Whole networks (:mod:`critsym.interop.network`): the chain is cut into blocks, the longest run
 of blocks that derive is the analysed body, the rest stem and head (``result.skipped`` says
-why).  A part that cannot be mapped is reported there, naming the submodule; a model with
-nothing analysable raises :class:`UnsupportedModuleError`.
+why).  A residual sum followed by an activation (torchvision / Hugging Face ResNet blocks) is
+one block, whose theory carries the stream's law (:mod:`critsym.interop.stream`).  A part
+that cannot be mapped is reported there, naming the submodule; a model with nothing
+analysable raises :class:`UnsupportedModuleError`.
 """
 
 from __future__ import annotations

@@ -310,3 +310,20 @@ def test_zero_padding_gap_is_characterised_and_shrinks_with_the_map():
     assert (1 - ext) / se > Z_MAX  # a real gap at this map size
     ext64, se64, _ = ratio((16, 64), measure(make(64), (16, 64), range(4)))
     assert (ext64 - ext) / math.hypot(se, se64) > Z_MAX, (ext, ext64)  # larger maps: closer
+
+
+def test_strided_conv_builds_exports_and_imports():
+    from critsym.torch.build import network_generators
+    from critsym.torch.modules import BuildContext
+
+    conv = cs.Conv(3, 1.2, 0.1, stride=2)
+    assert cs.from_json(conv.to_json()) == conv and "stride" not in cs.Conv(3).to_json()
+    ctx = BuildContext(n_nets=2, width=6, values={},
+                       generators=network_generators(0, 0, 2, torch.device("cpu")))
+    mod, out = conv.to_torch(ctx, (9, 8, 4))
+    assert out == (5, 4, 6)
+    assert tuple(mod(torch.randn(2, 3, 9, 8, 4, dtype=torch.float64)).shape) == (2, 3, 5, 4, 6)
+    model = cs.to_torch_model(cs.Act("relu") >> conv.symbolic(), 16, 1, sigma_w=1.2,
+                              sigma_b=0.1)
+    assert model[0][1].stride == (2, 2)
+    assert cs.from_torch(model).arch.ops[1].stride == 2
