@@ -132,20 +132,25 @@ def _import(model, x):
 
 def measure(make, widths, seeds):
     """Per width: the ratios measured/theory of J across the body (from the body input to the
-    last block's output) and measured/(tangent-independent product) for the power check."""
+    last block's output), measured/(tangent-independent product) for the power check, and
+    measured/theory of the last block alone (a stage's first block: strided, projection)."""
     out = []
     for n in widths:
-        r, r_indep = [], []
+        r, r_indep, r_last = [], [], []
         for seed in seeds:
             model, x, start = make(n, seed)
             imp = _import(model, x)
+            L = len(imp.blocks)
             J = imp.J_theory()[-1]
-            indep = math.prod(imp.J_theory(start=b)[1] for b in range(len(imp.blocks)))
+            indep = math.prod(imp.J_theory(start=b)[1] for b in range(L))
             m = cs.apjn(model, x, [start, imp.outputs[-1]], n_probes=4, seed=seed,
                         batch_axis=None).J[-1]
+            m_last = cs.apjn(model, x, imp.outputs[-2:], n_probes=4, seed=seed,
+                             batch_axis=None).J[-1]
             r.append(m / J)
             r_indep.append(m / indep)
-        out.append((np.array(r), np.array(r_indep)))
+            r_last.append(m_last / imp.J_theory(start=L - 1)[1])
+        out.append((np.array(r), np.array(r_indep), np.array(r_last)))
     return out
 
 
@@ -274,11 +279,15 @@ def test_hugging_face_resnet_body_matches_the_network_theory():
 
 
 def test_torchvision_style_resnet_body_matches_the_network_theory():
+    """Also the stride-2 projection block alone (its strided convs have the per-position map
+    of unstrided ones)."""
     def make(n, seed):
         return tv_resnet(n, seed, "circular")
 
     runs = measure(make, (16, 64), range(6))
     ext, se, z = ratio((16, 64), runs)
+    assert abs(z) <= Z_MAX, (ext, se, z)
+    ext, se, z = ratio((16, 64), runs, 2)
     assert abs(z) <= Z_MAX, (ext, se, z)
 
 
