@@ -327,7 +327,10 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
         return BodyInput(Estimate(1.0, 0.0, 0), z if axes else None, z if axes else None)
     h = x.detach().to(torch.float64)
     flat = h.reshape(-1)
-    samples = flat[::max(1, flat.numel() // LAW_SAMPLES)].numpy().copy()
+    if flat.numel() > LAW_SAMPLES:  # a fixed random subset (a stride could alias the layout)
+        pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))
+        flat = flat[pick[:LAW_SAMPLES]]
+    samples = flat.numpy().copy()
     B = h.shape[0]
     per = (h * h).reshape(B, -1).mean(1)
     K = _mean_se(per)

@@ -87,10 +87,6 @@ class StreamLaw:
     def O(self) -> float:  # noqa: E743 - the offset's name in the theory
         return self.mean ** 2 if self.offset is None else self.offset
 
-    def restarted(self) -> StreamLaw:
-        """The same law with the tangent restarted (a unit probe independent of x)."""
-        return StreamLaw(self.x, self.p, self.p.copy(), self.offset)
-
     def __repr__(self) -> str:
         return f"StreamLaw(K={self.K:.5g}, E x={self.mean:.4g}, J={self.J:.5g})"
 
@@ -294,6 +290,8 @@ def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None, J0: floa
     branches see the offset ``O_C0``."""
     from .network import NetworkRun
 
+    if not np.isfinite(O_C0):
+        raise HyperparameterError(f"O_C0 must be a finite offset, got {O_C0!r}")
     if law0 is None:
         law = gaussian_law(K0, O_C0)
     elif isinstance(law0, StreamLaw):
