@@ -180,7 +180,8 @@ def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
     if any(getattr(th, "stream", False) for th, _ in pairs):
         from .stream import run_stream
 
-        return run_stream(pairs, K0, O_C0=O_C0, law0=law0, J0=J0)
+        s = run_stream(pairs, K0, O_C0=O_C0, law0=law0, J0=J0)
+        return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], np.zeros_like(s.K), s.O, None, s.laws)
     axes = any(th.multi_axis for th, _ in pairs)
     tokens = any(getattr(th, "token_state", False) for th, _ in pairs)
     n = len(pairs)

@@ -176,9 +176,10 @@ def _ends_in_batchnorm(op: Op) -> bool:
 
 @lru_cache(maxsize=128)
 def _branch_theory(branch: Op):
-    from .network import derive_block
+    """The fold's theory of a branch (it ends in BatchNorm: the multi-axis state)."""
+    from ..derive import derive
 
-    return derive_block(branch, True, False)
+    return derive(branch)
 
 
 class PostActivationTheory:
@@ -283,13 +284,23 @@ def _act_numeric(act, values: dict):
     return phi, d2
 
 
-def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None, J0: float = 1.0):
+@dataclass(frozen=True, eq=False)
+class StreamRun:
+    """The stream theory across a body: at every block boundary b = 0..L, ``K[b]`` = E[x²],
+    ``J[b]`` = J^{0,b}, ``O[b]`` the per-neuron offset, ``laws[b]`` the :class:`StreamLaw`."""
+
+    K: np.ndarray
+    J: np.ndarray
+    O: np.ndarray
+    laws: tuple
+
+
+def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None,
+               J0: float = 1.0) -> StreamRun:
     """The network theory of a body of post-activation blocks (``pairs`` = (theory, values)):
-    K, J, χ and the law at every block boundary.  ``law0``: the body input's
+    K, J, the offset and the law at every block boundary.  ``law0``: the body input's
     :class:`StreamLaw`, or samples of it (its empirical law), else x⁰ ~ N(0, K0); the first
     branches see the offset ``O_C0``."""
-    from .network import NetworkRun
-
     if not np.isfinite(O_C0):
         raise HyperparameterError(f"O_C0 must be a finite offset, got {O_C0!r}")
     if law0 is None:
@@ -310,8 +321,8 @@ def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None, J0: floa
     K = np.array([x.K for x in laws])
     J = np.array([x.J for x in laws])
     O = np.array([x.O for x in laws])
-    return NetworkRun(K, J, J[1:] / J[:-1], np.zeros_like(K), O, None, tuple(laws))
+    return StreamRun(K, J, O, tuple(laws))
 
 
-__all__ = ["PostActivation", "PostActivationTheory", "StreamLaw", "empirical_law",
+__all__ = ["PostActivation", "PostActivationTheory", "StreamLaw", "StreamRun", "empirical_law",
            "gaussian_law", "post_activation", "post_activation_joins", "run_stream"]
