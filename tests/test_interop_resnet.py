@@ -172,6 +172,9 @@ def test_post_activation_block_is_one_block_with_a_law_state():
     assert isinstance(th, S.PostActivationTheory) and th.parts.mu == 1
     with pytest.raises(cs.errors.DerivationError, match="not a Gaussian preactivation"):
         cs.derive(blk)  # the fold alone refuses it: its output is not Gaussian
+    with pytest.raises(cs.errors.DerivationError, match="run_blocks"):
+        th.chi_J(K=1.0)  # the single-block Theory API does not apply to a law state
+    assert getattr(th, "fixed_point", None) is None
 
 
 def test_identity_skip_at_mu_zero_matches_the_closed_form():

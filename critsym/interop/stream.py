@@ -182,9 +182,17 @@ def _branch_theory(branch: Op):
     return derive(branch)
 
 
+class LawStateError(DerivationError, AttributeError):
+    """A :class:`~critsym.theory.Theory` method asked of a post-activation block, whose state
+    is a law (an ``AttributeError`` too, so ``getattr(theory, name, default)`` still works)."""
+
+
 class PostActivationTheory:
     """The stream theory of one post-activation block (module doc): ``step(law, values)``
-    maps the law at the block input to the law at its output."""
+    maps the law at the block input to the law at its output.  It runs only within a body
+    (:func:`critsym.interop.run_blocks`, ``ImportResult.network_run`` / ``J_theory``); the
+    single-block :class:`~critsym.theory.Theory` API (``run``, ``chi_J``, fixed points) does
+    not apply to a law state and raises :class:`LawStateError` saying so."""
 
     multi_axis = True
     token_state = False
@@ -210,6 +218,16 @@ class PostActivationTheory:
 
     def __repr__(self) -> str:
         return f"PostActivationTheory({self.block!r})"
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise LawStateError(
+            f"{name!r} is not available for the post-activation block {self.block!r}: its state "
+            "is the law of a non-Gaussian stream, run through a body with "
+            "critsym.interop.run_blocks or ImportResult.network_run() / J_theory(); with "
+            "BatchNorm in every branch it has no critical initialization (gradients explode "
+            "at every initialization, docs/batchnorm.md)")
 
     def _values(self, th, values: dict) -> dict:
         names = {s.name for s in th.arch.hyperparameters()}
@@ -324,5 +342,6 @@ def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None,
     return StreamRun(K, J, O, tuple(laws))
 
 
-__all__ = ["PostActivation", "PostActivationTheory", "StreamLaw", "StreamRun", "empirical_law",
-           "gaussian_law", "post_activation", "post_activation_joins", "run_stream"]
+__all__ = ["LawStateError", "PostActivation", "PostActivationTheory", "StreamLaw", "StreamRun",
+           "empirical_law", "gaussian_law", "post_activation", "post_activation_joins",
+           "run_stream"]
