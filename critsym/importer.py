@@ -471,6 +471,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     """
     from .interop.capture import Element, walk
     from .interop.network import Segment, body_input, derivable, longest_run, segments
+    from .interop.stream import post_activation
     from .ops.attention import uses_tokens
     from .ops.axes import uses_axes
     from .torch.build import CritsymNet
@@ -538,10 +539,15 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     body_axes = any(uses_axes(s.op) for s in body)
     body_tokens = any(uses_tokens(s.op) for s in body)
     skipped = []
+    stream = any(post_activation(s.op) is not None for s in body)
     for part, group, blocker in (("stem", segs[:a], segs[a - 1] if a else None),
                                  ("head", segs[b:], segs[b] if b < len(segs) else None)):
         for s in group:
             why = s.reason or f"has a theory, but {blocker.path!r} separates it from the body"
+            if stream and part == "stem" and "not a Gaussian preactivation" in why:
+                why = ("its output (an activation) is not a Gaussian preactivation; the "
+                       "post-activation residual body after it starts from the measured law "
+                       "of its input")
             skipped.append(Skipped(part, s.path, why))
     bblocks = tuple(_body_block(s, imp, values, body_axes, body_tokens) for s in body)
     first = body[0].elements[0].inp

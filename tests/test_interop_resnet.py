@@ -248,6 +248,9 @@ def test_hugging_face_resnet_reads_every_stage(kind):
     skipped = {(s.part, s.path): s.reason for s in imp.skipped}
     assert "max_pool2d" in skipped[("stem", "resnet.embedder.pooler")]
     assert ("stem", "resnet.embedder.embedder.convolution") in skipped
+    relu = skipped[("stem", "resnet.embedder.embedder.normalization..resnet.embedder.embedder"
+                            ".activation")]
+    assert "measured law" in relu
     assert "GlobalAvgPool" in skipped[("head", "resnet.pooler")]
     assert ("head", "classifier.1") in skipped
     assert imp.body_input.source == "example_input" and imp.body_input.samples is not None
