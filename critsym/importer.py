@@ -529,6 +529,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
             s.ok, s.reason = False, why
         checked.append(s)
     segs = checked
+    _one_kind(segs)
     a, b = longest_run([s.ok for s in segs])
     if a == b:
         reasons = "; ".join(s.reason for s in segs if s.reason)
@@ -580,6 +581,28 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
                         capture=dict(imp.methods),
                         approximations=dict(getattr(imp, "approximations", {})))
+
+
+def _one_kind(segs) -> None:
+    """A body is of one kind: Gaussian blocks, or post-activation residual blocks (a law
+    state, :mod:`critsym.interop.stream`).  Where both derive, the kind with the longer run
+    stays; the other kind's blocks are marked not analysable, with the reason."""
+    from .interop.network import longest_run
+    from .interop.stream import post_activation
+
+    law = [s.ok and post_activation(s.op) is not None for s in segs]
+    gauss = [s.ok and not k for s, k in zip(segs, law, strict=True)]
+    if not any(law) or not any(gauss):
+        return
+    a, b = longest_run(law)
+    c, d = longest_run(gauss)
+    drop, why = (law, "a post-activation residual block (a law state) where the body is of "
+                      "Gaussian blocks") if d - c > b - a else (
+        gauss, "a Gaussian block next to a post-activation residual body (a law state); "
+               "critsym runs a body of one kind")
+    for s, k in zip(segs, drop, strict=True):
+        if k:
+            s.ok, s.reason = False, why
 
 
 def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:

@@ -342,3 +342,23 @@ def test_strided_conv_builds_exports_and_imports():
                               sigma_b=0.1)
     assert model[0][1].stride == (2, 2)
     assert cs.from_torch(model).arch.ops[1].stride == 2
+
+
+def test_a_body_is_of_one_kind():
+    """A Linear straight before post-activation blocks: the body is the blocks, the Linear is
+    skipped with the reason (the law state does not start from a Gaussian block's output)."""
+    class Block(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(n, n), nn.Linear(n, n)
+            self.bn1, self.bn2 = nn.BatchNorm1d(n), nn.BatchNorm1d(n)
+
+        def forward(self, x):
+            return torch.relu(x + self.bn2(self.fc2(torch.relu(self.bn1(self.fc1(x))))))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), Block(16), Block(16)).double()
+    imp = _import(model, torch.randn(64, 6, dtype=torch.float64))
+    assert [b.path for b in imp.blocks] == ["1", "2"]
+    assert "one kind" in imp.skipped[0].reason and imp.skipped[0].path == "0"
+    assert np.all(np.isfinite(imp.J_theory()))
