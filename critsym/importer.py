@@ -586,7 +586,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
 def _one_kind(segs) -> None:
     """A body is of one kind: Gaussian blocks, or post-activation residual blocks (a law
     state, :mod:`critsym.interop.stream`).  Where both derive, the kind with the longer run
-    stays; the other kind's blocks are marked not analysable, with the reason."""
+    stays; the other kind's blocks joined to it are marked not analysable, with the reason."""
     from .interop.network import longest_run
     from .interop.stream import post_activation
 
@@ -596,13 +596,16 @@ def _one_kind(segs) -> None:
         return
     a, b = longest_run(law)
     c, d = longest_run(gauss)
-    drop, why = (law, "a post-activation residual block (a law state) where the body is of "
-                      "Gaussian blocks") if d - c > b - a else (
-        gauss, "a Gaussian block next to a post-activation residual body (a law state); "
-               "critsym runs a body of one kind")
-    for s, k in zip(segs, drop, strict=True):
-        if k:
-            s.ok, s.reason = False, why
+    (a, b), other, why = ((c, d), law, "a post-activation residual block (a law state) next "
+                                       "to a body of Gaussian blocks") if d - c > b - a else (
+        (a, b), gauss, "a Gaussian block next to a post-activation residual body (a law "
+                       "state); critsym runs a body of one kind")
+    for rng in (range(a - 1, -1, -1), range(b, len(segs))):  # outward from the kept run
+        for i in rng:
+            if not segs[i].ok:
+                break
+            if other[i]:
+                segs[i].ok, segs[i].reason = False, why
 
 
 def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:
