@@ -4,10 +4,12 @@ A captured chain (:mod:`critsym.interop.capture`) is cut into blocks, each endin
 signal is again a Gaussian preactivation (after a weight layer, a residual / parallel sum):
 ``Linear``, ``Act → Linear``, ``LayerNorm → Act → Linear``, ``Residual(…)``.  Operators
 before a weight layer join it (so ``Linear → act`` stacks read as the input layer followed
-by ``act → Linear`` blocks).  Each block is derived (:func:`critsym.derive`; blocks of one
-body share the state kind: multi-axis for all when one needs it).  The **body** is the longest
-run of consecutive blocks that derive; what comes before is the stem, what follows the head,
-each skipped part listed with its reason.
+by ``act → Linear`` blocks).  A residual sum followed by an activation, φ(x + f(x)) (the
+torchvision / Hugging Face ResNet block), closes after the activation; such blocks carry the
+stream's law instead of (K, offsets) (:mod:`critsym.interop.stream`).  Each block is derived
+(:func:`critsym.derive`; blocks of one body share the state kind: multi-axis for all when one
+needs it).  The **body** is the longest run of consecutive blocks that derive; what comes
+before is the stem, what follows the head, each skipped part listed with its reason.
 
 The network theory runs the state through each block's own maps,
 
