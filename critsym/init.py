@@ -248,6 +248,7 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
     hp = {k: float(v) for k, v in hp.items()}
     lo, hi = bracket if bracket is not None else DEFAULT_BRACKETS.get(solve_for, (0.0, 1.0))
     grid = chi = None
+    skipped_at = ""
     if theory.multi_axis or getattr(theory, "token_state", False):
         # every fixed point costs seconds (token states, attention by quadrature): first the
         # current value and a decade on each side (a residual stream that grows without bound
@@ -259,6 +260,8 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
         chi, failed = _chi_grid_robust(theory, solve_for, grid, K0, hp)
         if failed:
             keep = np.isfinite(chi)
+            skipped_at = (f"; no fixed point could be computed at {int((~keep).sum())} of the "
+                          f"{len(grid)} values scanned ({failed})")
             grid, chi = grid[keep], chi[keep]
             if not keep.any():
                 raise NoCriticalInitError(
@@ -308,8 +311,8 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
         raise NoCriticalInitError(
             f"no critical point{where}: chi_J* stays in [{np.nanmin(chi):.4g}, "
             f"{np.nanmax(chi):.4g}] for {solve_for} in [{grid[0]:.4g}, {grid[-1]:.4g}]{at}, "
-            f"{side} at every value{ends}; solve for another hyperparameter, or pass "
-            "bracket=(lo, hi)")
+            f"{side} at every value{ends}{skipped_at}; solve for another hyperparameter, or "
+            "pass bracket=(lo, hi)")
     ref = current if current is not None and np.isfinite(current) else roots[0]
     x = min(roots, key=lambda r: (abs(r - ref), r))
     d = SIDE_OFFSET * max(abs(x), 1e-12)

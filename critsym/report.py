@@ -233,10 +233,20 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     J_th = theory_J(part)
     J_me, J_se = measured_J(model, example_input, part, n_probes=n_probes, seed=seed)
     theory = part.theory()
-    fp = fixed_point(theory, K0=K0, **values)
-    phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
+    try:
+        fp = fixed_point(theory, K0=K0, **values)
+    except CritsymError as e:  # e.g. a post-activation block: its state is a law, no K*
+        fp = None
+        chi = float(J_th[-1] / J_th[-2]) if len(J_th) > 1 and J_th[-2] > 0 else float("nan")
+        phase = ("undetermined" if not np.isfinite(chi) else "chaotic" if chi > 1 else
+                 "ordered" if chi < 1 else "critical")
+        notes.append(f"no fixed point of this block's theory ({str(e).splitlines()[0][:160]}"
+                     f"); phase and chi from the last block's theory chi_J = {chi:.4g}")
+    else:
+        phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
     se = part.sigma_w.se
-    if phase != "critical" and "sigma_w" in values and np.isfinite(se) and se > 0:
+    if fp is not None and phase != "critical" and "sigma_w" in values and np.isfinite(se) \
+            and se > 0:
         lo, hi = (float(fixed_point(theory, K0=K0, **{**values, "sigma_w": values["sigma_w"]
                                                       + s * SE_BAND * se}).chi_star)
                   for s in (-1, 1))
@@ -273,6 +283,13 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     except CritsymError as e:
         why = str(e)
     at = values
+    if fp is None:
+        return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
+                      J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
+                      xi_J=float(-1 / np.log(chi)) if np.isfinite(chi) and chi > 0 and
+                      chi != 1 else float("inf"),
+                      universality="not computed (no fixed point)", exponent=None,
+                      critical_point=cp, critical_note=why, notes=tuple(notes))
     if phase == "critical" and cp is not None and str(fp.phase(1e-6)) != "critical":
         at = {**values, "sigma_w": cp.value}
         notes.append(f"universality and exponent at the critical sigma_w = {cp.value:.6g}")

@@ -162,12 +162,14 @@ def test_pre_norm_transformers_are_everywhere_critical(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["BERT", "TransformerEncoder post-norm"])
-def test_post_norm_transformers_are_ordered_at_every_sigma_w(name):
-    """Slow (~1–2 min each): post-LN layers: chi_J* < 1 along sigma_w (it approaches 1 from
-    below as sigma_w grows), so no critical initialization exists along it."""
+@pytest.mark.parametrize("name, side", [("BERT", "chaotic"),
+                                        ("TransformerEncoder post-norm", "ordered")])
+def test_post_norm_transformers_have_no_critical_sigma_w(name, side):
+    """Slow (2–4 min each): post-LN layers: chi_J* stays on one side of 1 along sigma_w
+    (the encoder's Xavier-initialized layers below it, BERT's above it where its token fixed
+    point can be computed)."""
     model, x = M.CASES[name].build(0)
-    with pytest.raises(ci.NoCriticalInitError, match="ordered") as e:
+    with pytest.raises(ci.NoCriticalInitError, match=side) as e:
         ci.critical_(model, example_input=x)
     assert type(e.value) is ci.NoCriticalInitError
 
@@ -178,12 +180,12 @@ def test_hf_resnet_report_gives_the_batchnorm_refusal():
     rep = cs.report(model, x, n_probes=2)
     assert rep.critical_point is None and "BatchNorm" in rep.critical_note
     assert len(rep.J_theory) == len(rep.J_measured) == rep.part.n_blocks + 1
-    assert any("batch is one example" in n for n in rep.notes)
+    assert any("one example" in n for n in rep.notes), rep.notes
 
 
 REPORT_ANSWERS = {
     "GPT-2": "grows without bound", "Llama": "grows without bound", "ViT": "grows without bound",
-    "TransformerEncoder pre-norm": "grows without bound", "BERT": "ordered",
+    "TransformerEncoder pre-norm": "grows without bound", "BERT": "chaotic",
     "TransformerEncoder post-norm": "ordered",
 }
 
