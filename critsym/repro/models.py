@@ -526,7 +526,12 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
     except CritsymError as e:
         theory = False
         row.analysed = f"body read, theory not available: {_short(e)}"
-    comps = [compare(case, seeds, theory=theory, width=w) for w in widths]
+    try:
+        comps = [compare(case, seeds, theory=theory, width=w) for w in widths]
+    except (CritsymError, RuntimeError) as e:  # e.g. torch.func refusing an in-place sum
+        row.analysed += f"; not measured: {_short(e, 160)}"
+        _critical_answer(case, row)
+        return row
     c = comps[0]
     row.J_measured, row.J_measured_se = _mse(c.measured)
     if theory:
