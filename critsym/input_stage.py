@@ -16,6 +16,9 @@ Parts (independent of each other, so their G's and m's add):
   vocabulary of V (uniform 1/V by default).  G_aa = σ_e² P(id ≠ pad), G_ab = σ_e² Σ_v π_v²
   over v ≠ pad (two tokens share an embedding row exactly when their ids agree; the row of
   ``padding_idx`` is zero, as nn.Embedding(padding_idx=) and Hugging Face initialise it).
+  Within one sequence the pair (h_a, h_b) is then a mixture (equal rows or independent ones),
+  not jointly Gaussian: the token state carries its pair-averaged covariance, exact for q, p
+  themselves and for linear maps of them, an approximation of order P(id_a = id_b) beyond.
 * :class:`LearnedPositions`: a row of N(0, σ_pos²) per position: G_aa = σ_pos², G_ab = 0.
 * :class:`TokenTypes` (BERT's segment embedding): G_aa = σ_t², G_ab = σ_t² Σ_t π_t² (all
   tokens of type 0, the usual single-segment input: G_ab = σ_t²).
@@ -60,12 +63,16 @@ def _probabilities(name: str, probs, size: int | None = None) -> np.ndarray:
 @dataclass(frozen=True)
 class TokenEmbedding:
     """nn.Embedding(vocab, d) with entries N(0, ``sigma``²) read at i.i.d. token ids of law
-    ``probs`` (None: uniform over ``vocab``); ``padding_idx``: a zero row."""
+    ``probs`` (None: uniform over ``vocab``); ``padding_idx``: a zero row.  ``p_same``
+    (P(id_a = id_b ≠ pad) for two positions) and ``p_token`` (P(id ≠ pad)) replace the values
+    of the law when given (e.g. measured on real sequences)."""
 
     vocab: int
     sigma: float
     probs: tuple[float, ...] | None = None
     padding_idx: int | None = None
+    p_same: float | None = None
+    p_token: float | None = None
 
     def __post_init__(self):
         if int(self.vocab) != self.vocab or self.vocab < 1:
@@ -76,6 +83,13 @@ class TokenEmbedding:
         if self.padding_idx is not None and not 0 <= self.padding_idx < self.vocab:
             raise HyperparameterError(f"padding_idx must lie in [0, {self.vocab}), got "
                                       f"{self.padding_idx!r}")
+        for name in ("p_same", "p_token"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= float(v) <= 1:
+                raise HyperparameterError(f"{name} must be a probability in [0, 1], got {v!r}")
+        if self.p_same is not None and self.p_token is not None and self.p_same > self.p_token:
+            raise HyperparameterError("p_same cannot exceed p_token (two equal non-padding ids "
+                                      "are non-padding ids)")
 
     def law(self) -> np.ndarray:
         if self.probs is None:
@@ -87,7 +101,9 @@ class TokenEmbedding:
         if self.padding_idx is not None:
             pi[self.padding_idx] = 0.0
         s2 = float(self.sigma) ** 2
-        return _exchangeable(n, s2 * pi.sum(), s2 * float(pi @ pi)), np.zeros(n)
+        tok = pi.sum() if self.p_token is None else float(self.p_token)
+        same = float(pi @ pi) if self.p_same is None else float(self.p_same)
+        return _exchangeable(n, s2 * tok, s2 * same), np.zeros(n)
 
 
 @dataclass(frozen=True)

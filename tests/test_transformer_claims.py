@@ -106,6 +106,20 @@ def test_standard_regime_reduces_to_uniform_at_zero_logit_scale():
             pytest.approx(T.theory_one_block(norm, mu, varw), rel=1e-10)
 
 
+@pytest.mark.parametrize("norm", ["pre", "post", "none"])
+def test_standard_regime_fold_equals_hand_combination(norm):
+    """The repro's standard-regime theory comes from cs.derive (Attention "standard"); the
+    same softmax moments combined by hand (the rule of critsym.attention.standard) agree to
+    rounding, and both are NaN where the logit variance leaves the moments' range."""
+    for mu, varw in [(1.0, 0.1), (1.0, 2.1), (0.7, 2.1), (1.0, 0.6), (0.4, 1.1)]:
+        fold = T.standard_one_block(norm, mu, varw)
+        hand = T.standard_one_block_by_hand(norm, mu, varw)
+        if np.isnan(hand):
+            assert np.isnan(fold) and norm == "none"
+        else:
+            assert fold == pytest.approx(hand, rel=1e-10)
+
+
 def test_standard_regime_pre_ln_is_near_critical():
     """In the standard regime pre-LN μ = 1 stays within 1 ≤ J^{7→8} ≤ 1.25 over varw ≤ 4.1
     (the query/key path adds up to 0.18 to the uniform value)."""

@@ -53,7 +53,9 @@ from .transformer_theory import (
     NORMS,
     VIT_SIGMA,
     block_theory,
+    standard_block_theory,
     standard_one_block,
+    standard_one_block_by_hand,
     theory_one_block,
     theory_run,
     vit_base_depth_theory,
@@ -62,8 +64,9 @@ from .transformer_theory import (
 
 __all__ = ["MEASURED", "N_BLOCKS", "N_TOKENS", "NORMS", "VIT_SIGMA", "GrowthFit", "block_theory",
            "depth_growth", "depth_path", "fit_growth", "measure_depth", "measure_one_block",
-           "phase_diagrams", "plot_depth", "plot_phase", "run", "standard_one_block",
-           "theory_one_block", "theory_run", "vit_base_depth_theory", "vit_block", "vit_stack"]
+           "phase_diagrams", "plot_depth", "plot_phase", "run", "standard_block_theory",
+           "standard_one_block", "standard_one_block_by_hand", "theory_one_block", "theory_run",
+           "vit_base_depth_theory", "vit_block", "vit_stack"]
 THEORY_LABEL = ("theory: standard softmax regime, σ_QK = varw (critsym.attention.standard; grey: "
                 "logit variance beyond its range); dashed: uniform attention A = 11ᵀ/n")
 

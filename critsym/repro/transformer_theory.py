@@ -153,15 +153,55 @@ def _standard_block(state, norm: str, mu: float, varw: float, sigma_qk: float, n
     return q, p, j, kap
 
 
+@cache
+def standard_block_theory(norm: str, n: int = N_TOKENS):
+    """critsym's Theory of :func:`vit_block` with ``Attention(n, "standard", sigma_qk=…)``
+    (the paper's softmax attention: independent W_Q, W_K), derived once per (norm, n)."""
+    from ..derive import derive
+    from ..ops import Attention
+    from ..ops.transformer import transformer_block
+
+    if norm not in NORMS:
+        raise HyperparameterError(f"norm must be one of {NORMS}, got {norm!r}")
+    att = Attention(n, "standard", sigma_qk="sigma_qk", sigma_v="sigma_v", sigma_o="sigma_o")
+    placement = {"pre": "pre", "post": "post", "none": None}[norm]
+    return derive(transformer_block(att, "relu", placement, "mu", sigma_1="sigma_1",
+                                    sigma_2="sigma_2"))
+
+
 def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int = N_TOKENS,
                        sigma_qk: float | None = None, q0: float = 1.0,
                        p0: float = 0.0) -> float:
     """J^{l→l+1} of the ViT-like stack with the paper's softmax attention in the standard regime
-    (independent W_Q, W_K: σ_QK = σ_Q σ_K = varw unless ``sigma_qk`` is given), from
-    :func:`_standard_block`.  Across blocks the theory propagates the expected token Gram (the
-    approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance leaves
-    the tabulated range v <= 400 of the softmax moments (no LN at large varw: the attention is
-    one-hot there)."""
+    (independent W_Q, W_K: σ_QK = σ_Q σ_K = varw unless ``sigma_qk`` is given), from critsym's
+    fold (:func:`standard_block_theory`): the (j, j) entry of the block's tangent map at the
+    state after ``layer`` blocks.  Across blocks the theory propagates the expected token Gram
+    (the approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance
+    leaves the tabulated range v <= 400 of the softmax moments (no LN at large varw: the
+    attention is one-hot there).  :func:`standard_one_block_by_hand` combines the same moments
+    by hand; the two agree to rounding."""
+    from ..errors import NumericalError
+
+    s = math.sqrt(float(varw))
+    hyper = dict(_hyper(float(mu), s, s, s, s), sigma_qk=float(varw if sigma_qk is None
+                                                               else sigma_qk))
+    th = standard_block_theory(norm, n)
+    K, O_C = float(q0), float(p0)
+    try:
+        for _ in range(layer):
+            r = th.run(1, K0=K, O_C0=O_C, **hyper)
+            K = float(r.K[-1])
+            O_C = min(float(r.O_C[-1]), K)  # collapsing tokens: p within rounding of q
+        return float(th.tangent_map(K=K, O_C=O_C, **hyper)[0, 0])
+    except (HyperparameterError, NumericalError):  # v beyond the softmax moments' range
+        return float("nan")
+
+
+def standard_one_block_by_hand(norm: str, mu: float, varw: float, layer: int = 7,
+                               n: int = N_TOKENS, sigma_qk: float | None = None,
+                               q0: float = 1.0, p0: float = 0.0) -> float:
+    """:func:`standard_one_block` from :func:`_standard_block`, the softmax moments combined by
+    hand (an independent check of the fold's standard regime)."""
     from ..errors import NumericalError
 
     sqk = float(varw if sigma_qk is None else sigma_qk)
