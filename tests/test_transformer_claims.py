@@ -180,6 +180,34 @@ def test_depth_growth_laws_in_theory():
     assert erf.rms_power > 3 * erf.rms_stretched
 
 
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+def test_derf_alpha_theory_equals_reference_and_stretches(alpha):
+    """Derf erf(αx) at α = ½ and 2 (ViT-base-like init, n = 17): critsym's theory equals the
+    independent reference's finite-n recursion to 1e-12 over 256 blocks, and J^{0,l} over
+    l = 16..256 fits a stretched exponential (measured β = 0.44 at α = ½, 0.50 at α = 2)."""
+    J = T.vit_base_depth_theory("derf", 256, 17, alpha)
+    kw = dict(sigma_o=T.VIT_SIGMA, sigma_v=T.VIT_SIGMA, sigma_1=T.VIT_SIGMA,
+              sigma_2=2 * T.VIT_SIGMA, q0=1.0, p0=0.0)
+    e = ref.run(256, 17, norm="derf", alpha=alpha, **kw)
+    np.testing.assert_allclose(J, e.j, rtol=1e-12)
+    l = np.arange(16, 257)
+    f = T.fit_growth(l, J[l])
+    assert f.form == "stretched exponential" and 0.35 <= f.beta <= 0.6
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0])
+def test_derf_alpha_mc_uniform_attention(alpha):
+    """Torch stacks with erf(αx) in place of LayerNorm: J^{0,l} (l ≤ 6) agrees with the theory
+    within 4 SE after 1/N extrapolation at every layer."""
+    widths, depth = (32, 64), 6
+    runs = [T.measure_depth("derf", depth, dim=w, n_nets=4, seed=5, n=17, alpha=alpha)
+            for w in widths]
+    th = T.vit_base_depth_theory("derf", 256, 17, alpha)
+    for layer in range(1, depth + 1):
+        m, se, _ = extrapolate(widths, [r[0][layer] for r in runs], [r[1][layer] for r in runs])
+        assert abs(m - th[layer]) <= 4 * se, (layer, m, se, th[layer])
+
+
 @pytest.mark.parametrize("norm", ["pre", "derf"])
 def test_depth_mc_uniform_attention(norm):
     """J^{0,l} of torch stacks (l ≤ 6) agrees with the theory within 4 SE after 1/N
@@ -198,6 +226,9 @@ def test_repro_transformer_quick(tmp_path):
     assert out.stat().st_size > 10_000 and T.depth_path(out).stat().st_size > 10_000
     assert r["depth"]["pre"]["fit_theory"].form == "power law"
     assert r["depth"]["derf"]["fit_theory"].form == "stretched exponential"
+    for key in ("derf_0.5", "derf_2"):  # Derf at α = ½, 2: theory and Monte Carlo drawn
+        d = r["depth"][key]
+        assert d["fit_theory"].form == "stretched exponential" and len(d["mc"]) == 13
     assert r["phase"]["theory_label"].startswith("theory: standard softmax regime")
     pre = r["phase"]["pre"]
     assert np.all(np.isfinite(pre["standard_grid"])) and pre["standard_grid"].shape == (2, 3)
