@@ -28,7 +28,6 @@ the other at x*(1 ∓ 10⁻³).  Where no such point exists, both refuse with a
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -407,23 +406,6 @@ def _batchnorm_modules(model) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
 
 
-@contextmanager
-def frozen_batch_stats(model):
-    """BatchNorm modules in training mode normalise with the batch statistics but do not update
-    their running statistics (the model's buffers are left as they were)."""
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    changed = [m for m in model.modules()
-               if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
-    for m in changed:
-        m.track_running_stats = False
-    try:
-        yield model
-    finally:
-        for m in changed:
-            m.track_running_stats = True
-
-
 def _first_clause(e: Exception, n: int = 160) -> str:
     text = str(e).split(" (blocks ")[0].split("; ")[0]
     return text if len(text) <= n else text[:n - 1] + "…"
@@ -434,6 +416,7 @@ def import_part(model, example_input=None):
     :func:`critsym.from_torch`'s body), with a model holding BatchNorm modules that cannot be
     imported refused as a :class:`BatchNormStackError`."""
     from .body import analysed_part
+    from .torch.batch_stats import frozen_batch_stats
     from .torch.build import CritsymNet
 
     if isinstance(model, CritsymNet):

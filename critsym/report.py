@@ -169,8 +169,9 @@ def measured_J(model, example_input, part, *, n_probes: int = 16, seed: int = 0)
     """J^{0,l} measured with :func:`critsym.apjn` from the part's input to every block output
     of ``part``: (J, SE) arrays of length n_blocks + 1.  A model with BatchNorm in training
     mode is measured with the batch as one example (its statistics mix the rows)."""
-    from .init import _batchnorm_modules, frozen_batch_stats
+    from .init import _batchnorm_modules
     from .torch.apjn import apjn
+    from .torch.batch_stats import frozen_batch_stats
 
     wrap, name = _wrapped(model)
     layers = [name(part.inputs)] + [name(p) for p in part.outputs]
@@ -328,8 +329,9 @@ def _network_report(model, x, err, *, n_probes: int, seed: int, why: str = "") -
 
     from .body import AnalysedPart, role_block
     from .importer import from_torch
-    from .init import _batchnorm_modules, frozen_batch_stats
+    from .init import _batchnorm_modules
     from .torch.apjn import apjn
+    from .torch.batch_stats import frozen_batch_stats
 
     with warnings.catch_warnings(), frozen_batch_stats(model):
         warnings.simplefilter("ignore")
