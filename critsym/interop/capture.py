@@ -424,11 +424,14 @@ class Walker:
         return a
 
     def chains(self, n: fx.Node) -> list[tuple[int, Chain]]:
+        """(argument position, chain) of the traced tensors among ``n``'s arguments, those
+        inside a list or tuple argument included (``torch.cat([class_token, x])``)."""
         out = []
         flat = list(n.args) + list(n.kwargs.values())
         for i, a in enumerate(flat):
-            if isinstance(a, fx.Node) and isinstance(self.env.get(a.name), Chain):
-                out.append((i, self.env[a.name]))
+            for x in a if isinstance(a, (list, tuple)) else (a,):
+                if isinstance(x, fx.Node) and isinstance(self.env.get(x.name), Chain):
+                    out.append((i, self.env[x.name]))
         return out
 
     def module_of(self, n: fx.Node, path: str) -> str | None:
