@@ -25,7 +25,10 @@ body is a stack of identical blocks), ``res.sigma_w`` / ``res.sigma_b`` (pooled 
 when the layers agree), ``res.theory()``, ``res.critical()``, ``res.run()``.
 
 Modules: :mod:`~critsym.interop.capture` (torch.fx / torch.export capture and the graph
-walk), :mod:`~critsym.interop.network` (blocks, body, the network theory).
+walk), :mod:`~critsym.interop.network` (blocks, body, the network theory), the readers of
+library layers by class name: :mod:`~critsym.interop.hf` (torch's and Hugging Face's
+transformer layers), :mod:`~critsym.interop.tv` (torchvision's and timm's ViT and Mixer
+blocks).
 """
 
 from .network import (

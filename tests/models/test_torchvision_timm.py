@@ -17,7 +17,6 @@ measured band.
 
 import math
 
-import numpy as np
 import pytest
 
 from critsym.repro import torchvision_models as TV
@@ -46,17 +45,8 @@ def ratio(th, me) -> tuple[float, float]:
 def test_torchvision_mlp_theory_against_measured_and_critical_init():
     th, me, _ = compare("torchvision.ops.MLP")
     assert abs(z_score(th, me)) <= 4, (th.mean(), me.mean())
-    from critsym.init import critical_
-
-    one = []
-    for s in range(8):
-        model, x, _ = TV.tv_mlp(s)
-        critical_(model, example_input=x)
-        outs = TV.imported(model, x).outputs
-        for a, b in zip(outs[1:-1], outs[2:], strict=True):
-            one.append(TV.measured(model, x, a, [b], s))
-    m, se = float(np.mean(one)), float(np.std(one, ddof=1) / math.sqrt(len(one)))
-    assert abs(m - 1) <= 4 * se, (m, se)
+    m, se, n = TV.one_block_after_critical(TV.CASES["torchvision.ops.MLP"])
+    assert n >= 8 and abs(m - 1) <= 4 * se, (m, se, n)
 
 
 def test_torchvision_resnet18_imports_and_reports_its_stem():
