@@ -113,12 +113,12 @@ def tv_mlp(seed: int):
 
 
 def tv_resnet18(seed: int):
-    """``torchvision.models.resnet18()`` (training mode, its default), on 2×3×32×32."""
+    """``torchvision.models.resnet18()`` (training mode, its default), on 8×3×32×32."""
     import torch
     from torchvision.models import resnet18
 
     torch.manual_seed(seed)
-    return resnet18().double(), images(seed, 2), "maxpool"
+    return resnet18().double(), images(seed, 8), "maxpool"
 
 
 def tv_vit(seed: int):
@@ -226,9 +226,14 @@ def body_theory(res, stop: int | None = None) -> float:
 
 def measured(model, x, entry: str, outputs, seed: int) -> float:
     """J from the output of ``entry`` to the last of ``outputs``, by :func:`critsym.apjn`."""
+    from ..init import frozen_batch_stats
     from ..torch.apjn import apjn
+    from .models import _mixes_batch
 
-    return float(apjn(model, x, [entry, *outputs], n_probes=8, seed=seed, progress=False).J[-1])
+    mixes = _mixes_batch(model)  # BatchNorm in training mode: the batch is one example
+    with frozen_batch_stats(model):
+        return float(apjn(model, x, [entry, *outputs], n_probes=8, seed=seed, progress=False,
+                          batch_axis=None if mixes else 0).J[-1])
 
 
 def compare(case: Case, seeds: int = 8) -> tuple[np.ndarray, np.ndarray, object]:
