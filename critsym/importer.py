@@ -470,7 +470,14 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     the first submodule it cannot map.
     """
     from .interop.capture import Element, walk
-    from .interop.network import Segment, body_input, derivable, longest_run, segments
+    from .interop.network import (
+        Segment,
+        body_input,
+        derivable,
+        longest_run,
+        segments,
+        stem_input,
+    )
     from .interop.stream import post_activation
     from .ops.attention import uses_tokens
     from .ops.axes import uses_axes
@@ -558,6 +565,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     bn = any(contains(s.op, lambda o: type(o).__name__ == "BatchNorm") for s in body)
     start = body_input(x0, body_axes, "batch" if bn else "tokens",
                        any(contains(s.op, lambda o: type(o).channels_first) for s in body))
+    start = stem_input(module, example_input, start, body[0].path, body_tokens)
     body_layers = sorted({i for s in body for e in s.elements for i in e.layers})
     layers = [imp.layers[i] for i in body_layers]
     sw, sb, agreement = imp.pooled(layers)
