@@ -433,6 +433,8 @@ class Walker:
         return a
 
     def chains(self, n: fx.Node) -> list[tuple[int, Chain]]:
+        """(argument position, chain) of the traced tensors among ``n``'s arguments, those
+        inside a list or tuple argument included (``torch.cat([class_token, x])``)."""
         out = []
         flat = list(n.args) + list(n.kwargs.values())
         for i, a in enumerate(flat):
