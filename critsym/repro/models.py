@@ -368,9 +368,15 @@ def body_theory(body: Body) -> float:
     example (:func:`critsym.interop.network.body_input`)."""
     from ..interop import run_blocks
     from ..interop.network import body_input
+    from ..ops.contract import contains
 
-    start = body_input(body.h0, any(b.axes or b.tokens for b in body.blocks)).state()
-    return float(run_blocks([_pair(b) for b in body.blocks], **start).J[-1])
+    def has(kind):
+        return any(contains(b.arch, kind) for b in body.blocks)
+
+    bn = has(lambda o: type(o).__name__ == "BatchNorm")  # rows: the batch (as the importer)
+    start = body_input(body.h0, any(b.axes or b.tokens for b in body.blocks),
+                       "batch" if bn else "tokens", has(lambda o: type(o).channels_first))
+    return float(run_blocks([_pair(b) for b in body.blocks], **start.state()).J[-1])
 
 
 def part_theory(result, K: float) -> float:
