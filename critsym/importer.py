@@ -607,12 +607,40 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                       "block keeps its own estimates: result.blocks)", PoolingWarning,
                       stacklevel=2)
         block = None
+    approximations = dict(getattr(imp, "approximations", {}))
+    if body_tokens:
+        unlike = _unlike_tokens(x0)
+        if unlike:
+            approximations[f"{body[0].path} (body input)"] = unlike
     return ImportResult(arch=arch, block=block, n_blocks=n, sigma_w=sw, sigma_b=sb,
                         layers=per_layer, mu=dict(imp.mus), agreement=agreement,
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
                         capture=dict(imp.methods),
-                        approximations=dict(getattr(imp, "approximations", {})),
+                        approximations=approximations,
                         output=output, records=tuple(layers))
+
+
+#: per-token second moments at the body input further apart than this factor are reported
+TOKEN_SPREAD = 2.0
+
+
+def _unlike_tokens(x0) -> str:
+    """A note when the tokens of the body input (batch, tokens, channels) are not alike: the
+    per-token second moments m_a = mean over examples and channels of h_a² differ by more than
+    :data:`TOKEN_SPREAD` (e.g. a class token drawn near zero); '' otherwise.  The theory's
+    exchangeable tokens carry their average."""
+    import torch
+
+    if not isinstance(x0, torch.Tensor) or x0.dim() != 3 or x0.shape[1] < 2:
+        return ""
+    m = (x0.detach().to(torch.float64) ** 2).mean(dim=(0, 2))
+    lo, hi = float(m.min()), float(m.max())
+    if hi <= 0 or lo * TOKEN_SPREAD >= hi:
+        return ""
+    a, b = int(m.argmin()), int(m.argmax())
+    return (f"tokens not alike: per-token second moment {lo:.3g} (token {a}) to {hi:.3g} "
+            f"(token {b}), e.g. a class token; the theory's exchangeable tokens carry their "
+            "average")
 
 
 def _one_kind(segs) -> None:
