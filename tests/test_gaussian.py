@@ -134,3 +134,29 @@ def test_derivative_of_expectation_in_variance():
     fd = (gauss(lambda x: np.tanh(x) ** 2, k + h) - gauss(lambda x: np.tanh(x) ** 2, k - h)) / (
         2 * h)
     assert float(_num(d, K)(k)) == pytest.approx(fd, rel=1e-7)
+
+
+def test_nested_expectation_with_a_kink_in_the_inner_integrand():
+    """E_w[(E_z[relu(w + z)])²], w ~ N(0, a), z ~ N(0, b): the inner kink at z = −w moves with
+    the outer variable and is no kink of the outer integrand (it used to raise).  Reference:
+    the inner mean in closed form, m(w) = w Φ(w/√b) + √b φ(w/√b), then scipy quadrature."""
+    from scipy import integrate, stats
+
+    from critsym.gaussian.numeric import quadrature_only
+
+    w, z = sp.symbols("w z", real=True)
+    a, b = 0.3, 0.64
+    relu = activation_expr("relu", w + z)
+    inner = GaussE(sp.Lambda(z, relu), sp.Float(b))
+    outer = GaussE(sp.Lambda(w, inner ** 2), sp.Float(a))
+    with quadrature_only():  # one value: no variance table of the nested integrand
+        got = float(compile_expr(outer, ())())
+
+    sb = np.sqrt(b)
+
+    def m(x):
+        return x * stats.norm.cdf(x / sb) + sb * stats.norm.pdf(x / sb)
+
+    ref = integrate.quad(lambda x: m(x) ** 2 * stats.norm.pdf(x, scale=np.sqrt(a)),
+                         -np.inf, np.inf, epsabs=1e-13, epsrel=1e-12)[0]
+    assert got == pytest.approx(ref, rel=1e-8)

@@ -67,8 +67,11 @@ def rule(kinks: Sequence = (), n: int = 12, shape: tuple[int, ...] = ()
 
 def kink_points(expr: sp.Expr, x: sp.Symbol, *, include_zero: bool = False) -> list[sp.Expr]:
     """Points where an argument of a :data:`KINKED` atom of ``expr``, linear in ``x``, crosses
-    zero (nonlinear arguments give no point; 0 itself, a mesh edge, only with ``include_zero``)."""
+    zero (nonlinear arguments give no point; 0 itself, a mesh edge, only with ``include_zero``).
+    A kink inside a nested expectation whose location moves with that expectation's own
+    variable is no kink of ``expr`` (the inner integral smooths it) and gives no point."""
     pts: list[sp.Expr] = []
+    free = expr.free_symbols
     for atom in expr.atoms(*KINKED):
         for arg in atom.args:
             if not arg.has(x):
@@ -77,6 +80,8 @@ def kink_points(expr: sp.Expr, x: sp.Symbol, *, include_zero: bool = False) -> l
             if a.has(x) or a == 0:
                 continue
             pt = sp.simplify(-sp.expand(arg - a * x) / a)
+            if not pt.free_symbols <= free:
+                continue
             if (include_zero or pt != 0) and pt not in pts:
                 pts.append(pt)
     return pts
