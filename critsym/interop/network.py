@@ -102,12 +102,15 @@ class BodyInput:
     "example_input") or the default K = 1 with zero offsets (``source`` "default").
     ``K`` = mean h²; multi-axis (rows × neurons in the last two axes): ``O_T`` = mean of
     h_{r,n} h_{r,n'} over n ≠ n' (the per-row part), ``O_C`` = mean of h_{r,n} h_{r',n} over
-    r ≠ r'; each an :class:`Estimate` whose SE is the spread over the examples / √B."""
+    r ≠ r'; each an :class:`Estimate` whose SE is the spread over the examples / √B.
+    ``gram``: with token rows, each example's token Gram h_a·h_b/N, shape (examples, R, R)
+    (the start of the causal recursion, :mod:`critsym.attention.causal`), else None."""
 
     K: Estimate
     O_T: Estimate | None = None
     O_C: Estimate | None = None
     source: str = "default"
+    gram: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def state(self) -> dict[str, float]:
         out = {"K0": self.K.value}
@@ -326,7 +329,11 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     top = K.value
     OC = Estimate(min(max(OC.value, 0.0), top), OC.se, OC.n)
     OT = Estimate(min(max(OT.value, 0.0), top - OC.value), OT.se, OT.n)
-    return BodyInput(K, OT, OC, "example_input")
+    gram = None
+    if rows == "tokens":
+        t = g.reshape(-1, R, N)
+        gram = (t @ t.transpose(-1, -2) / N).numpy()
+    return BodyInput(K, OT, OC, "example_input", gram)
 
 
 def _mean_se(v: torch.Tensor) -> Estimate:

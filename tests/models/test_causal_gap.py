@@ -124,3 +124,31 @@ def test_gap_is_the_causal_mask(name):
         v = measure(name, VARIANTS[label], 64, seeds=8)
         d = v.measured / v.theory - built.measured / built.theory
         assert abs(d.mean()) <= 4 * se_built, (label, d)
+
+
+def test_import_result_runs_the_causal_recursion_from_the_body_input():
+    """``from_torch(GPT-2).causal_run()`` starts from each example's token Gram at the body
+    input (the output of ``drop``) and runs through the imported blocks: the same numbers as
+    the recursion run by hand from that Gram; a body without tokens is refused."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    import critsym as cs
+    from critsym.attention.causal import causal_run, input_gram
+    from critsym.errors import UnsupportedModuleError
+
+    model, x = M.gpt2(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cs.from_torch(model, example_input=x)
+    assert "causal_run" in res.approximations["h.0.attn"]
+    _, outs = M.layer_inputs(model, x)
+    K0, _ = input_gram(outs[id(model.drop)])
+    by_hand = causal_run([b.arch for b in res.blocks], K0)
+    np.testing.assert_allclose(res.causal_run().J, by_hand.J, rtol=1e-12)
+    assert res.causal_run().J[2] > res.causal_run(causal=False).J[2]
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4))
+    with pytest.raises(UnsupportedModuleError, match="token Gram"):
+        cs.from_torch(mlp, example_input=torch.randn(8, 4)).causal_run()
