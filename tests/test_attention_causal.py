@@ -148,10 +148,12 @@ def test_bad_inputs():
 
 
 # ------------------------------------------------------------------------- Monte Carlo
-def _simulate(kind, d, nets, C, depth, sv, so, sw, seed, probes=4):
+def _simulate(kind, d, nets, C, depth, sv, so, sw, seed, probes=4, sigma_qk=None):
     """J^{0,L} per network of a hand-built stack of causal pre-norm blocks
     x + W_O A W_V N(x), x + MLP(N(x)) (A uniform causal, N LayerNorm with a ReLU MLP or
-    RMSNorm with a SiLU-gated MLP), inputs x_a = Σ_b C_ab z_b, z_b ~ N(0, I_d)."""
+    RMSNorm with a SiLU-gated MLP), inputs x_a = Σ_b C_ab z_b, z_b ~ N(0, I_d).  With
+    ``sigma_qk``: deterministic attention instead, one tied query-key matrix W (entries
+    N(0, σ_QK²/d)), logits (W h_a)·(W h_b)/d under the mask."""
     g = torch.Generator().manual_seed(seed)
     n = C.shape[0]
     x0 = torch.einsum("ab,kbd->kad", torch.as_tensor(C),
@@ -161,9 +163,15 @@ def _simulate(kind, d, nets, C, depth, sv, so, sw, seed, probes=4):
         return s / math.sqrt(i) * torch.randn(nets, o, i, generator=g, dtype=torch.float64)
 
     blocks = [dict(v=W(sv, d, d), o=W(so, d, d), a=W(sw, 2 * d, d), b=W(sw, 2 * d, d),
-                   c=W(sw, d, 2 * d)) for _ in range(depth)]
-    A = torch.tril(torch.ones(n, n, dtype=torch.float64))
-    A = A / A.sum(1, keepdim=True)
+                   c=W(sw, d, 2 * d), qk=W(sigma_qk or 0.0, d, d)) for _ in range(depth)]
+    mask = torch.tril(torch.ones(n, n, dtype=torch.bool))
+    uniform = mask.to(torch.float64) / mask.sum(1, keepdim=True)
+
+    def mixing(b, h):
+        if sigma_qk is None:
+            return uniform
+        q = lin(b["qk"], h)
+        return torch.softmax((q @ q.transpose(-1, -2) / d).masked_fill(~mask, -torch.inf), -1)
 
     def norm(x):
         if kind == "ln-relu":
@@ -175,7 +183,8 @@ def _simulate(kind, d, nets, C, depth, sv, so, sw, seed, probes=4):
 
     def f(x):
         for b in blocks:
-            x = x + lin(b["o"], A @ lin(b["v"], norm(x)))
+            h = norm(x)
+            x = x + lin(b["o"], mixing(b, h) @ lin(b["v"], h))
             h = norm(x)
             if kind == "ln-relu":
                 x = x + lin(b["c"], torch.relu(lin(b["a"], h)))
@@ -190,8 +199,9 @@ def _simulate(kind, d, nets, C, depth, sv, so, sw, seed, probes=4):
     return (J / probes).numpy()
 
 
-def _arch(kind, n, sv, so, sw):
-    att = Attention(n, sigma_v=sv, sigma_o=so)
+def _arch(kind, n, sv, so, sw, sigma_qk=None):
+    att = Attention(n, sigma_v=sv, sigma_o=so) if sigma_qk is None else Attention(
+        n, "deterministic", sigma_qk=sigma_qk, sigma_v=sv, sigma_o=so)
     if kind == "ln-relu":
         return Residual(LayerNorm() >> att, 1) >> Residual(
             LayerNorm() >> Linear(sw, 0) >> Act("relu") >> Linear(sw, 0), 1)
@@ -200,18 +210,18 @@ def _arch(kind, n, sv, so, sw):
                               down=Linear(sw, 0)), 1)
 
 
-def _check_against_monte_carlo(kind, sw, nets, n=6):
+def _check_against_monte_carlo(kind, sw, nets, n=6, sigma_qk=None):
     depth, s = 2, 0.7
     # input tokens x_a = Σ_b C_ab z_b: a Gram C Cᵀ that is not exchangeable
     C = np.tril(np.full((n, n), 1.8 / n)) + np.diag(np.linspace(0.2, 1.0, n))
     widths = (128, 256, 512)
     means, ses = [], []
     for d in widths:
-        J = _simulate(kind, d, nets, C, depth, s, s, sw, seed=d + 1)
+        J = _simulate(kind, d, nets, C, depth, s, s, sw, seed=d + 1, sigma_qk=sigma_qk)
         means.append(J.mean())
         ses.append(J.std(ddof=1) / math.sqrt(nets))
     ext, se, _ = extrapolate(widths, means, ses)
-    blocks = [_arch(kind, n, s, s, sw)] * depth
+    blocks = [_arch(kind, n, s, s, sw, sigma_qk)] * depth
     causal = causal_run(blocks, C @ C.T).J[-1]
     full = causal_run(blocks, C @ C.T, causal=False).J[-1]
     assert abs(ext - causal) <= 4 * se, (ext, se, causal)
@@ -239,3 +249,12 @@ def test_causal_stack_against_monte_carlo_at_other_token_counts(n):
     """Slow (~1 min).  The RMSNorm / gated stack at n = 3 and n = 12 tokens, 48 networks per
     width: the causal recursion within 4 SE, the unmasked one rejected."""
     _check_against_monte_carlo("rms-gated", 1.0, 48, n)
+
+
+@pytest.mark.slow
+def test_causal_deterministic_attention_against_monte_carlo():
+    """Slow (~1 min).  Deterministic attention (tied query-key matrix, σ_QK² = 2: A =
+    softmax(2 K) under the mask, its softmax path O(1/d)) in the RMSNorm / gated stack, 48
+    networks per width: the causal recursion within 4 SE after the 1/d extrapolation.
+    Measured: 4.225 ± 0.056 against 4.212 (unmasked 3.451; uniform causal attention 4.417)."""
+    _check_against_monte_carlo("rms-gated", 1.0, 48, sigma_qk=2**0.5)
