@@ -25,8 +25,8 @@ leaves (e.g. an einops ``Rearrange``) by ``Op.probe_torch``.  Built in (channels
 conv nets map to critsym's channels-last ops, which compute the same per-position maps):
 
 * ``nn.Sequential`` → ``Sequential``; ``nn.Identity``, ``nn.Dropout`` → skipped;
-* ``nn.Linear`` / ``F.linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, stride
-  1, dilation 1, groups 1, 'same' padding) → ``Conv`` with its padding mode;
+* ``nn.Linear`` / ``F.linear`` → ``Linear``; ``nn.Conv1d/2d/3d`` (odd square kernel, equal
+  strides, dilation 1, groups 1, 'same' padding) → ``Conv`` with its padding mode and stride;
 * ``nn.LayerNorm``, ``F.layer_norm``, ``nn.GroupNorm(1, C)`` (γ = 1, β = 0) → ``LayerNorm``;
 * the activation table's modules and functions (ReLU, LeakyReLU, Tanh, GELU, SiLU, Sigmoid,
   Softplus(β=1), ELU(α=1), SELU) → ``Act``;
@@ -35,8 +35,10 @@ conv nets map to critsym's channels-last ops, which compute the same per-positio
 
 Whole networks (:mod:`critsym.interop.network`): the chain is cut into blocks, the longest run
 of blocks that derive is the analysed body, the rest stem and head (``result.skipped`` says
-why).  A part that cannot be mapped is reported there, naming the submodule; a model with
-nothing analysable raises :class:`UnsupportedModuleError`.
+why).  A residual sum followed by an activation (torchvision / Hugging Face ResNet blocks) is
+one block, whose theory carries the stream's law (:mod:`critsym.interop.stream`).  A part
+that cannot be mapped is reported there, naming the submodule; a model with nothing
+analysable raises :class:`UnsupportedModuleError`.
 """
 
 from __future__ import annotations
@@ -204,6 +206,8 @@ class ImportResult:
             raise UnsupportedModuleError(
                 f"start must be a block boundary 0..{len(self.blocks)}, got {start}")
         st = {"K0": float(run.K[start])}
+        if run.laws is not None:  # a post-activation residual body: the law at ``start``
+            st["law0"] = run.laws[start]
         if run.O_T is not None:
             st.update(O_T0=float(run.O_T[start]), O_C0=float(run.O_C[start]))
         return run_blocks(self.blocks[start:], **st).J
@@ -484,6 +488,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     """
     from .interop.capture import Element, walk
     from .interop.network import Segment, body_input, derivable, longest_run, segments
+    from .interop.stream import post_activation
     from .ops.attention import uses_tokens
     from .ops.axes import uses_axes
     from .torch.build import CritsymNet
@@ -541,6 +546,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
             s.ok, s.reason = False, why
         checked.append(s)
     segs = checked
+    _one_kind(segs)
     a, b = longest_run([s.ok for s in segs])
     if a == b:
         reasons = "; ".join(s.reason for s in segs if s.reason)
@@ -551,10 +557,15 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     body_axes = any(uses_axes(s.op) for s in body)
     body_tokens = any(uses_tokens(s.op) for s in body)
     skipped = []
+    stream = any(post_activation(s.op) is not None for s in body)
     for part, group, blocker in (("stem", segs[:a], segs[a - 1] if a else None),
                                  ("head", segs[b:], segs[b] if b < len(segs) else None)):
         for s in group:
             why = s.reason or f"has a theory, but {blocker.path!r} separates it from the body"
+            if stream and part == "stem" and "not a Gaussian preactivation" in why:
+                why = ("its output (an activation) is not a Gaussian preactivation; the "
+                       "post-activation residual body after it starts from the measured law "
+                       "of its input")
             skipped.append(Skipped(part, s.path, why))
     bblocks = tuple(_body_block(s, imp, values, body_axes, body_tokens) for s in body)
     first = body[0].elements[0].inp
@@ -587,6 +598,31 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
                         capture=dict(imp.methods),
                         approximations=dict(getattr(imp, "approximations", {})))
+
+
+def _one_kind(segs) -> None:
+    """A body is of one kind: Gaussian blocks, or post-activation residual blocks (a law
+    state, :mod:`critsym.interop.stream`).  Where both derive, the kind with the longer run
+    stays; the other kind's blocks joined to it are marked not analysable, with the reason."""
+    from .interop.network import longest_run
+    from .interop.stream import post_activation
+
+    law = [s.ok and post_activation(s.op) is not None for s in segs]
+    gauss = [s.ok and not k for s, k in zip(segs, law, strict=True)]
+    if not any(law) or not any(gauss):
+        return
+    a, b = longest_run(law)
+    c, d = longest_run(gauss)
+    (a, b), other, why = ((c, d), law, "a post-activation residual block (a law state) next "
+                                       "to a body of Gaussian blocks") if d - c > b - a else (
+        (a, b), gauss, "a Gaussian block next to a post-activation residual body (a law "
+                       "state); critsym runs a body of one kind")
+    for rng in (range(a - 1, -1, -1), range(b, len(segs))):  # outward from the kept run
+        for i in rng:
+            if not segs[i].ok:
+                break
+            if other[i]:
+                segs[i].ok, segs[i].reason = False, why
 
 
 def _layout_to_stem(segs, a: int, b: int) -> tuple[int, int]:

@@ -115,7 +115,7 @@ class ResNet(nn.Module):
 
     def __init__(self, channels: int = 8, depth: int = 3):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, channels, 3, stride=2, padding=1)
+        self.conv1 = nn.Conv2d(3, channels, 3, stride=2, padding=1, padding_mode="circular")
         self.bn1 = _bn(channels)
         self.layer1 = nn.Sequential(*[BasicBlock(channels) for _ in range(depth)])
         self.bn2 = _bn(channels)

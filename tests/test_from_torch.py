@@ -115,8 +115,8 @@ def test_errors_name_the_submodule():
     assert imp.arch.ops[0] == cs.Act("gelu_tanh")  # the tanh approximation has its own entry
     imp = cs.from_torch(nn.Sequential(nn.Linear(3, 3), nn.Softmax(-1)))
     assert imp.skipped[0].path == "1" and "softmax" in imp.skipped[0].reason
-    with pytest.raises(UnsupportedModuleError, match="stride 1"):
-        cs.from_torch(nn.Conv2d(3, 3, 3, stride=2, padding=1))
+    with pytest.raises(UnsupportedModuleError, match="equal strides, dilation 1"):
+        cs.from_torch(nn.Conv2d(3, 3, 3, stride=2, padding=1, dilation=2))
     ln = nn.LayerNorm(3)
     with torch.no_grad():
         ln.weight.fill_(2.0)

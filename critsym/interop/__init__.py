@@ -18,14 +18,22 @@ API (for :mod:`critsym.init`, :mod:`critsym.report` and users)::
     res.J_theory(start=i)  # J^{i,b}, b = i..L: the tangent restarted at block boundary i
     res.outputs       # [block.output …]: cs.apjn(model, x, [res.outputs[i], …]) measures J from
                       # the output of block i, which J_theory(start=i + 1) predicts
-    critsym.interop.run_blocks(blocks_or_(theory, values)_pairs, K0=, O_T0=, O_C0=, J0=, k0=)
+    critsym.interop.run_blocks(blocks_or_(theory, values)_pairs, K0=, O_T0=, O_C0=, J0=, k0=,
+                               law0=)
+
+ResNets with the activation after the residual sum (torchvision, Hugging Face): each block
+φ(skip(x) + branch(x)) is one block (``Residual(b, μ) >> Act`` or ``Parallel(b, shortcut) >>
+Act``, the projection shortcut's conv strided), and the body carries the stream's law
+(:mod:`~critsym.interop.stream`): ``res.network_run().laws``, the body input's law from
+``res.body_input.samples``.
 
 Legacy single-block fields stay: ``res.block`` / ``res.n_blocks`` (the repeating unit when the
 body is a stack of identical blocks), ``res.sigma_w`` / ``res.sigma_b`` (pooled over the body
 when the layers agree), ``res.theory()``, ``res.critical()``, ``res.run()``.
 
 Modules: :mod:`~critsym.interop.capture` (torch.fx / torch.export capture and the graph
-walk), :mod:`~critsym.interop.network` (blocks, body, the network theory).
+walk), :mod:`~critsym.interop.network` (blocks, body, the network theory),
+:mod:`~critsym.interop.stream` (post-activation residual bodies: the stream's law).
 """
 
 from .network import (

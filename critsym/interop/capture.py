@@ -272,7 +272,7 @@ def _label(path: str) -> str:
 
 # ---------------------------------------------------------------------------- the walk
 _ADD = {operator.add, operator.iadd, torch.add, "Tensor.add", "Tensor.add_", "Tensor.__add__",
-        torch.ops.aten.add.Tensor}
+        torch.ops.aten.add.Tensor, torch.ops.aten.add_.Tensor}
 _MUL = {operator.mul, operator.imul, torch.mul, "Tensor.mul", "Tensor.mul_",
         torch.ops.aten.mul.Tensor}
 _DIV = {operator.truediv, torch.div, "Tensor.div", "Tensor.div_", torch.ops.aten.div.Tensor}
@@ -442,6 +442,10 @@ class Walker:
         mod = kw.pop("module", None)
         if mod is None and op is not None:
             mod = self.module_of(n, path)
+            parts = path.split(".") if path else []
+            while mod is None and len(parts) > 1:  # e.g. a shared ReLU ending a block
+                parts.pop()
+                mod = self.module_of(n, ".".join(parts))
         return chain.then(Element(op, path, chain.end, n.name, tuple(layers), reason, mod, **kw))
 
     def bad(self, n, chain: Chain, reason: str) -> Chain:

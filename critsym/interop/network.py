@@ -4,10 +4,12 @@ A captured chain (:mod:`critsym.interop.capture`) is cut into blocks, each endin
 signal is again a Gaussian preactivation (after a weight layer, a residual / parallel sum):
 ``Linear``, ``Act → Linear``, ``LayerNorm → Act → Linear``, ``Residual(…)``.  Operators
 before a weight layer join it (so ``Linear → act`` stacks read as the input layer followed
-by ``act → Linear`` blocks).  Each block is derived (:func:`critsym.derive`; blocks of one
-body share the state kind: multi-axis for all when one needs it).  The **body** is the longest
-run of consecutive blocks that derive; what comes before is the stem, what follows the head,
-each skipped part listed with its reason.
+by ``act → Linear`` blocks).  A residual sum followed by an activation, φ(x + f(x)) (the
+torchvision / Hugging Face ResNet block), closes after the activation; such blocks carry the
+stream's law instead of (K, offsets) (:mod:`critsym.interop.stream`).  Each block is derived
+(:func:`critsym.derive`; blocks of one body share the state kind: multi-axis for all when one
+needs it).  The **body** is the longest run of consecutive blocks that derive; what comes
+before is the stem, what follows the head, each skipped part listed with its reason.
 
 The network theory runs the state through each block's own maps,
 
@@ -30,6 +32,8 @@ from ..errors import CritsymError, DerivationError, UnsupportedModuleError
 from ..ops.base import Op, Sequential
 from .capture import Element
 
+#: the most entries of the body input kept as its law (BodyInput.samples)
+LAW_SAMPLES = 200_000
 #: operators after which the signal is a Gaussian preactivation again (a block may end there)
 CLOSING = ("Linear", "Conv", "Residual", "Parallel", "BalancedResidual", "Attention")
 
@@ -110,10 +114,15 @@ class BodyInput:
     O_T: Estimate | None = None
     O_C: Estimate | None = None
     source: str = "default"
+    #: entries of the body input (at most :data:`LAW_SAMPLES`): its law, which the theory of
+    #: post-activation residual bodies (:mod:`~.stream`) starts from; None without an input
+    samples: np.ndarray | None = field(default=None, repr=False, compare=False)
     gram: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def state(self) -> dict[str, float]:
         out = {"K0": self.K.value}
+        if self.samples is not None:
+            out["law0"] = self.samples
         if self.O_T is not None:
             out["O_T0"] = self.O_T.value
         if self.O_C is not None:
@@ -126,7 +135,8 @@ class NetworkRun:
     """The network theory across the body: index b = 0..len(blocks) is the input of block b
     (b = len(blocks): the body output).  ``J[b]`` = J^{0,b} (J[0] = 1), ``chi[b]`` =
     J[b+1]/J[b]; ``K``, ``O_T``, ``O_C`` the state (offsets None for a single-axis body);
-    ``k`` the cross-token tangent of token theories (None otherwise)."""
+    ``k`` the cross-token tangent of token theories (None otherwise); ``laws`` the law of
+    each boundary for a body of post-activation residual blocks (:mod:`~.stream`; else None)."""
 
     K: np.ndarray
     J: np.ndarray
@@ -134,6 +144,7 @@ class NetworkRun:
     O_T: np.ndarray | None = None
     O_C: np.ndarray | None = None
     k: np.ndarray | None = None
+    laws: tuple | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (f"NetworkRun({len(self.chi)} blocks: J^{{0,L}}={self.J[-1]:.5g}, "
@@ -150,6 +161,10 @@ def derive_block(block: Op, axes: bool = False, tokens: bool = False):
 
     if tokens:
         return derive(block, tokens=True)
+    from .stream import PostActivationTheory, post_activation
+
+    if post_activation(block) is not None:
+        return PostActivationTheory(block)
     if not axes or uses_axes(block):
         return derive(block)
     from ..derive import _maps_within_budget
@@ -159,12 +174,19 @@ def derive_block(block: Op, axes: bool = False, tokens: bool = False):
 
 
 def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
-               J0: float = 1.0, k0: float = 0.0) -> NetworkRun:
+               J0: float = 1.0, k0: float = 0.0, law0=None) -> NetworkRun:
     """Run the state and the APJN through ``blocks`` (:class:`BodyBlock` s, or pairs
     (Theory, values)), each with its own maps and hyperparameters (see the module doc).  Token
     theories carry the two-part tangent (j, k) (``Theory.run(1, J0=j, k0=k)`` per block);
-    other theories multiply J by their χ_J."""
+    other theories multiply J by their χ_J.  A body of post-activation residual blocks carries
+    the stream's law instead (:func:`~critsym.interop.stream.run_stream`; ``law0``: the body
+    input's law or samples of it)."""
     pairs = [(b.theory, b.values) if isinstance(b, BodyBlock) else b for b in blocks]
+    if any(getattr(th, "stream", False) for th, _ in pairs):
+        from .stream import run_stream
+
+        s = run_stream(pairs, K0, O_C0=O_C0, law0=law0, J0=J0)
+        return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], np.zeros_like(s.K), s.O, None, s.laws)
     axes = any(th.multi_axis for th, _ in pairs)
     tokens = any(getattr(th, "token_state", False) for th, _ in pairs)
     n = len(pairs)
@@ -222,8 +244,11 @@ class Segment:
 
 def segment_path(elements) -> str:
     """The module a run of elements comes from, or ``"first..last"`` for several."""
-    paths = [e.path or "<model>" for e in elements]
-    return paths[0] if len(set(paths)) == 1 else f"{paths[0]}..{paths[-1]}"
+    raw = [e.path for e in elements]
+    paths = [p or "<model>" for p in raw]
+    if all(p == raw[0] or not raw[0] or p.startswith(raw[0] + ".") for p in raw):
+        return paths[0]  # a module and its children (e.g. a residual block and its activation)
+    return f"{paths[0]}..{paths[-1]}"
 
 
 def _common_prefix(paths) -> str:
@@ -240,6 +265,10 @@ def _common_prefix(paths) -> str:
 def segments(items) -> list[Segment]:
     """Cut a chain's elements into blocks (see the module doc); a part that is not analysable
     is a segment of its own with ``ok`` False."""
+    from .stream import post_activation_joins
+
+    items = list(items)
+    joins = post_activation_joins(items)  # φ(x + f(x)): the block closes after φ
     out: list[Segment] = []
     cur: list[Element] = []
 
@@ -249,15 +278,17 @@ def segments(items) -> list[Segment]:
             out.append(Segment(cur))
             cur = []
 
-    for e in items:
+    for i, e in enumerate(items):
         if not e.ok:
             flush()
             reason = e.reason or (f"a scaling by {e.scale:g} that is not part of a residual "
                                   "sum" if e.kind == "scale" else "not analysable")
             out.append(Segment([e], ok=False, reason=reason))
             continue
+        if i in joins:  # a post-activation block starts at its sum (what precedes is stem)
+            flush()
         cur.append(e)
-        if closes(e.op):
+        if (closes(e.op) and i not in joins) or (i - 1) in joins:
             flush()
     flush()
     return out
@@ -301,11 +332,16 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
         z = Estimate(0.0, 0.0, 0)
         return BodyInput(Estimate(1.0, 0.0, 0), z if axes else None, z if axes else None)
     h = x.detach().to(torch.float64)
+    flat = h.reshape(-1)
+    if flat.numel() > LAW_SAMPLES:  # a fixed random subset (a stride could alias the layout)
+        pick = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))
+        flat = flat[pick[:LAW_SAMPLES]]
+    samples = flat.numpy().copy()
     B = h.shape[0]
     per = (h * h).reshape(B, -1).mean(1)
     K = _mean_se(per)
     if not axes:
-        return BodyInput(K, source="example_input")
+        return BodyInput(K, source="example_input", samples=samples)
     if rows == "batch":
         if channels_first and h.dim() > 2:
             h = h.movedim(1, -1)
@@ -333,7 +369,7 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     if rows == "tokens":
         t = g.reshape(-1, R, N)
         gram = (t @ t.transpose(-1, -2) / N).numpy()
-    return BodyInput(K, OT, OC, "example_input", gram)
+    return BodyInput(K, OT, OC, "example_input", samples, gram)
 
 
 def _mean_se(v: torch.Tensor) -> Estimate:

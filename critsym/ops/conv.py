@@ -24,8 +24,9 @@ PADDINGS = ("circular", "zeros")
 class Conv(Op):
     r"""h_{i,x} = Σ_{j, δ} W_{ij,δ} e_{j,x+δ} + b_i, W ~ N(0, σ_w²/(k^d·C_in)), b ~ N(0, σ_b²).
 
-    ``kernel_size`` k, ``dim`` d spatial axes (2 for images), stride 1, 'same' output size,
-    ``channels``: output channels (None: the build width).
+    ``kernel_size`` k, ``dim`` d spatial axes (2 for images), 'same' padding (k−1)/2,
+    ``channels``: output channels (None: the build width), ``stride`` s (the output keeps the
+    positions x = s·x', i.e. ⌈n/s⌉ of n per axis: a ResNet stage's downsampling conv).
 
     Mean field (infinite C_in).  Distinct taps δ have independent weights, so every cross term
     between taps vanishes and, at each output position x,
@@ -42,6 +43,11 @@ class Conv(Op):
     terms, K and J become position dependent there and the fold's recursion holds only in the
     interior (the bulk).  The fold then gives the bulk recursion; simulations of small maps
     with zero padding deviate from it.
+
+    **Stride** s keeps the output positions s·x' of the stride-1 map: each kept position is the
+    same sum over its k^d taps, so for a spatially uniform input state K', J' and the offsets
+    follow the same per-position rule as at stride 1 (the APJN is per output unit).  The
+    contract Monte Carlo checks this on a strided example.
     """
 
     kernel_size: int
@@ -50,6 +56,7 @@ class Conv(Op):
     padding: str
     dim: int
     channels: int | None
+    stride: int
     hyper_fields = ("sigma_w", "sigma_b")
     latex_name = r"\mathrm{Conv}"
     torch_types = ("torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d",
@@ -57,8 +64,10 @@ class Conv(Op):
     channels_first = True
 
     def __init__(self, kernel_size: int = 3, sigma_w: object = _sw, sigma_b: object = _sb,
-                 padding: str = "circular", dim: int = 2, channels: int | None = None):
-        for name, v, lo in (("kernel_size", kernel_size, 1), ("dim", dim, 1)):
+                 padding: str = "circular", dim: int = 2, channels: int | None = None,
+                 stride: int = 1):
+        for name, v, lo in (("kernel_size", kernel_size, 1), ("dim", dim, 1),
+                            ("stride", stride, 1)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
                 raise ArchitectureError(f"Conv {name} must be an integer >= {lo}, got {v!r}")
         if kernel_size % 2 == 0:
@@ -76,6 +85,19 @@ class Conv(Op):
         object.__setattr__(self, "padding", padding)
         object.__setattr__(self, "dim", int(dim))
         object.__setattr__(self, "channels", None if channels is None else int(channels))
+        object.__setattr__(self, "stride", int(stride))
+
+    def __repr__(self) -> str:
+        text = (f"Conv(kernel_size={self.kernel_size}, sigma_w={self.sigma_w}, "
+                f"sigma_b={self.sigma_b}, padding={self.padding!r}, dim={self.dim}, "
+                f"channels={self.channels}")
+        return text + (f", stride={self.stride})" if self.stride != 1 else ")")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if self.stride == 1:  # descriptions written before strides read back the same
+            del d["stride"]
+        return d
 
     @property
     def taps(self) -> int:
@@ -102,8 +124,9 @@ class Conv(Op):
         c_out = self.channels or ctx.width
         mod = StackedConv.init(ctx, shape[-1], c_out, self.kernel_size, self.dim,
                                ctx.value(self.sigma_w, "Conv sigma_w"),
-                               ctx.value(self.sigma_b, "Conv sigma_b"), self.padding)
-        return mod, (*shape[:-1], c_out)
+                               ctx.value(self.sigma_b, "Conv sigma_b"), self.padding,
+                               self.stride)
+        return mod, (*(-(-n // self.stride) for n in shape[:-1]), c_out)
 
     def export(self, ctx, fan: int):
         """``nn.Conv{dim}d`` on channels-first maps, 'same' padding in the op's mode."""
@@ -111,8 +134,8 @@ class Conv(Op):
 
         cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.dim]
         c_out = self.channels or ctx.width
-        m = cls(fan, c_out, self.kernel_size, padding=self.kernel_size // 2,
-                padding_mode=self.padding, dtype=ctx.dtype)
+        m = cls(fan, c_out, self.kernel_size, stride=self.stride,
+                padding=self.kernel_size // 2, padding_mode=self.padding, dtype=ctx.dtype)
         ctx.init(m, ctx.value(self.sigma_w, "Conv sigma_w"), ctx.value(self.sigma_b,
                                                                       "Conv sigma_b"),
                  fan * self.taps)
@@ -120,14 +143,14 @@ class Conv(Op):
 
     @classmethod
     def read_torch(cls, module, reader, path: str) -> Op:
-        """An odd square kernel, stride 1, dilation 1, groups 1, 'same' padding."""
+        """An odd square kernel, equal strides, dilation 1, groups 1, 'same' padding."""
         from ..torch.conv import StackedConv
 
         if isinstance(module, StackedConv):
             w = module.weight.reshape(-1, *module.weight.shape[2:])
             sw, sb = reader.weights(path, "Conv", w, module.bias)
             return Conv(int(module.weight.shape[-1]), sw, sb, padding=module.padding,
-                        dim=module.dim)
+                        dim=module.dim, stride=module.stride)
         name = reader.label(path)
         d = len(module.kernel_size)
         k = set(module.kernel_size)
@@ -137,21 +160,22 @@ class Conv(Op):
                 "square kernel")
         (k,) = k
         pad = module.padding if isinstance(module.padding, str) else set(module.padding)
-        if set(module.stride) != {1} or set(module.dilation) != {1} or module.groups != 1 or (
+        if len(set(module.stride)) != 1 or set(module.dilation) != {1} or module.groups != 1 or (
                 pad != "same" and pad != {k // 2}):
             raise UnsupportedModuleError(
-                f"submodule {name!r}: {module}; critsym's Conv is stride 1, dilation 1, groups 1 "
-                f"with 'same' padding ({k // 2})")
+                f"submodule {name!r}: {module}; critsym's Conv has equal strides, dilation 1, "
+                f"groups 1 and 'same' padding ({k // 2})")
         if module.padding_mode not in PADDINGS:
             raise UnsupportedModuleError(
                 f"submodule {name!r}: padding_mode {module.padding_mode!r}; use 'circular' "
                 "(exact mean field) or 'zeros'")
         sw, sb = reader.weights(path, "Conv", module.weight, module.bias)
-        return Conv(k, sw, sb, padding=module.padding_mode, dim=d)
+        return Conv(k, sw, sb, padding=module.padding_mode, dim=d, stride=module.stride[0])
 
     def symbolic(self) -> Op:
         return Conv(self.kernel_size, _sw, _sb if self.sigma_b != 0 else 0,
-                    padding=self.padding, dim=self.dim, channels=self.channels)
+                    padding=self.padding, dim=self.dim, channels=self.channels,
+                    stride=self.stride)
 
     @classmethod
     def examples(cls):

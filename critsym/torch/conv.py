@@ -14,20 +14,22 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 class StackedConv(nn.Module):
-    r"""Per-network convolution, W ~ N(0, σ_w²/(k^d C_in)), b ~ N(0, σ_b²), stride 1, 'same'."""
+    r"""Per-network convolution, W ~ N(0, σ_w²/(k^d C_in)), b ~ N(0, σ_b²), 'same' padding,
+    ``stride`` s (every s-th position of the stride-1 output)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: str):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: str, stride: int = 1):
         super().__init__()
+        self.stride = int(stride)
         self.weight = nn.Parameter(weight, requires_grad=False)  # (n, C_out, C_in, *k)
         self.bias = nn.Parameter(bias, requires_grad=False)  # (n, C_out)
         self.padding = padding
 
     @classmethod
     def init(cls, ctx, c_in: int, c_out: int, k: int, dim: int, sigma_w: float,
-             sigma_b: float, padding: str) -> StackedConv:
+             sigma_b: float, padding: str, stride: int = 1) -> StackedConv:
         fan_in = c_in * k**dim
         w = ctx.randn(c_out, c_in, *([k] * dim), scale=sigma_w / fan_in**0.5)
-        return cls(w, ctx.randn(c_out, scale=sigma_b), padding)
+        return cls(w, ctx.randn(c_out, scale=sigma_b), padding, stride)
 
     @property
     def dim(self) -> int:
@@ -48,14 +50,16 @@ class StackedConv(nn.Module):
         else:
             pad = p
         w = self.weight.reshape(n * self.weight.shape[1], c_in, *self.weight.shape[3:])
-        y = _CONV[d](xb, w, self.bias.reshape(-1), padding=pad, groups=n)
+        y = _CONV[d](xb, w, self.bias.reshape(-1), padding=pad, groups=n, stride=self.stride)
         c_out = self.weight.shape[1]
+        spatial = y.shape[2:]
         y = y.reshape(B, n, c_out, *spatial)
         y = y.permute(1, 0, *range(3, d + 3), 2)  # (n, B, *S, C_out)
         return y.reshape(n, *batch, *spatial, c_out)
 
     def extra_repr(self) -> str:
-        return f"weight={tuple(self.weight.shape)}, padding={self.padding}"
+        text = f"weight={tuple(self.weight.shape)}, padding={self.padding}"
+        return text + (f", stride={self.stride}" if self.stride != 1 else "")
 
 
 class ChannelsLastPool(nn.Module):
