@@ -71,6 +71,10 @@ _LAZY = {
     "pool_theory": ".ops.pool",
     # transformers (token states)
     "transformer_block": ".ops.transformer",
+    # the input stage of a transformer (embeddings → q⁰, p⁰)
+    "InputStage": ".input_stage", "LearnedPositions": ".input_stage",
+    "SinusoidalPositions": ".input_stage", "TokenEmbedding": ".input_stage",
+    "TokenState": ".input_stage", "TokenTypes": ".input_stage",
     # criticality of multi-axis (Mixer) states
     "StateFixedPoint": ".criticality.state_fixed_point",
     "state_fixed_point": ".criticality.state_fixed_point",
@@ -117,6 +121,8 @@ __all__ = [
     "ImportResult", "O_C", "O_T", "MapsResult", "Transpose", "channel_mixing", "from_torch",
     "mixer_block", "pool_theory", "resnet_block", "simulate_maps", "to_torch_model",
     "token_mixing", "two_layer_block", "sweep", "transformer_block",
+    "InputStage", "LearnedPositions", "SinusoidalPositions", "TokenEmbedding", "TokenState",
+    "TokenTypes",
     "TokenResult", "simulate_tokens", "validate_tokens",
     # multi-axis criticality
     "StateFixedPoint", "state_fixed_point",

@@ -176,14 +176,19 @@ class ImportResult:
 
     def causal_run(self, causal: bool = True):
         """The position-resolved token Gram recursion through every block
-        (:func:`critsym.attention.causal.causal_run`), from the Gram of each example of the
-        body input: the theory of a causal decoder (GPT-2, Llama), whose mask the exchangeable
-        theory of :meth:`network_run` leaves out (listed in ``approximations``).  Standard
-        attention is taken as uniform under the mask (the result records its largest logit
-        variance); ``causal=False`` runs the same recursion without the mask."""
+        (:func:`critsym.attention.causal.causal_run`), from the Gram of each example measured
+        at the body input (``body_input.gram``, or ``body_input.measured.gram`` where the
+        body input's state comes from the embedding theory): the theory of a causal decoder
+        (GPT-2, Llama), whose mask the exchangeable theory of :meth:`network_run` leaves out
+        (listed in ``approximations``).  Standard attention is taken as uniform under the mask
+        (the result records its largest logit variance); ``causal=False`` runs the same
+        recursion without the mask."""
         from .attention.causal import causal_run
 
-        gram = None if self.body_input is None else self.body_input.gram
+        bi = self.body_input
+        gram = None if bi is None else bi.gram
+        if gram is None and bi is not None and bi.measured is not None:
+            gram = bi.measured.gram  # the body input's state from the embedding theory
         if gram is None:
             raise UnsupportedModuleError(
                 "the causal recursion needs the token Gram of the body input: import a model "
@@ -487,7 +492,14 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     the first submodule it cannot map.
     """
     from .interop.capture import Element, walk
-    from .interop.network import Segment, body_input, derivable, longest_run, segments
+    from .interop.network import (
+        Segment,
+        body_input,
+        derivable,
+        longest_run,
+        segments,
+        stem_input,
+    )
     from .interop.stream import post_activation
     from .ops.attention import uses_tokens
     from .ops.axes import uses_axes
@@ -575,6 +587,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     bn = any(contains(s.op, lambda o: type(o).__name__ == "BatchNorm") for s in body)
     start = body_input(x0, body_axes, "batch" if bn else "tokens",
                        any(contains(s.op, lambda o: type(o).channels_first) for s in body))
+    start = stem_input(module, example_input, start, body[0].path, body_tokens)
     body_layers = sorted({i for s in body for e in s.elements for i in e.layers})
     layers = [imp.layers[i] for i in body_layers]
     sw, sb, agreement = imp.pooled(layers)

@@ -24,6 +24,7 @@ from .exponents import (
 from .fixed_point import FixedPoint, fixed_point
 from .phase import PhaseGrid, phase_grid, plot_phase
 from .summary import summary
+from .trivial import trivial_chi
 
 __all__ = [
     "Correlation", "CriticalLine", "EverywhereReport", "Exponents", "Fit", "FirstOrderTransition",
@@ -31,5 +32,5 @@ __all__ = [
     "PhaseGrid", "analytic_exponents", "chi_c", "correlation", "critical_line", "critical_point",
     "everywhere_critical", "fit_nu", "fit_p", "fixed_point", "measured_xi", "phase_grid",
     "GrowthLaw", "j_growth",
-    "plot_phase", "summary", "transitions",
+    "plot_phase", "summary", "transitions", "trivial_chi",
 ]

@@ -16,6 +16,13 @@ fixed points: silu and gelu at small σ_b have a stable and an unstable one): th
 order transition, located by bisection and returned as a :class:`FirstOrderTransition` (χ_J*
 below and above the jump, and the saddle-node where the attractor left at the jump stops
 existing), never as a root; the scan then continues to the next sign change.
+
+A crossing where the attractor on one side is the trivial fixed point K* = 0 (status "zero":
+a block without biases) is solved on χ_J(0), the χ_J of the trivial fixed point
+(:func:`~critsym.criticality.trivial.trivial_chi`), which crosses 1 linearly, instead of on
+χ_J*, which approaches 1 only quadratically from the nontrivial side; the continuity check is
+the same (a subcritical transition, where the nontrivial fixed point appears at a finite K,
+stays a jump).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 
 from ..errors import HyperparameterError, NoCriticalPointError
 from .fixed_point import K_MIN, _illinois, fixed_point
+from .trivial import trivial_chi
 
 FLAT_TOL = 1e-9
 DEFAULT_BRACKETS = {"sigma_w": (1e-3, 10.0), "sigma_b": (0.0, 10.0), "mu": (0.0, 1.0)}
@@ -75,10 +83,16 @@ def _fp(theory, solve_for, x, K0, hp):
     return fixed_point(theory, K0=K0, **{**hp, solve_for: x})
 
 
-def _log_chi(theory, solve_for, x, K0, hp):
+def _log_chi(theory, solve_for, x, K0, hp, with_status=False):
     fp = _fp(theory, solve_for, x, K0, hp)
     with np.errstate(all="ignore"):
-        return np.log(np.asarray(fp.chi_star, dtype=float))
+        g = np.log(np.asarray(fp.chi_star, dtype=float))
+    return (g, np.asarray(fp.status)) if with_status else g
+
+
+def _log_trivial_chi(theory, solve_for, x, hp):
+    with np.errstate(all="ignore"):
+        return np.log(np.asarray(trivial_chi(theory, **{**hp, solve_for: x}), dtype=float))
 
 
 def _jump(theory, solve_for, a, b, K0, hp, steps=60):
@@ -169,8 +183,9 @@ def _solve(theory, solve_for, lo, hi, scan, K0f, flat, xtol, tol, end=None):
     end = hi if end is None else end
     n = K0f.size
     xs = np.linspace(lo, hi, scan)
-    grid = _log_chi(theory, solve_for, xs[:, None], K0f[None, :],
-                    {k: v[None, :] for k, v in flat.items()})  # (scan, n)
+    grid, status = _log_chi(theory, solve_for, xs[:, None], K0f[None, :],
+                            {k: v[None, :] for k, v in flat.items()}, with_status=True)
+    status = np.broadcast_to(status, grid.shape)  # (scan, n)
     sg = np.where(np.abs(grid) <= FLAT_TOL, 0, np.sign(grid))
     sg = np.where(np.isnan(grid), 2, sg)
     level = np.all(sg == 0, axis=0)
@@ -216,6 +231,24 @@ def _solve(theory, solve_for, lo, hi, scan, K0f, flat, xtol, tol, end=None):
             return _log_chi(theory, solve_for, x, K0f[j], {k: v[j] for k, v in flat.items()})
 
         r, _ = _illinois(g, a, b, ga, gb, tol=xtol)
+        # a crossing at the end of the trivial attractor K* = 0 (status "zero" on one side):
+        # the root of log χ_J(0), which crosses 0 linearly (trivial.py)
+        za = status[ia, act] == "zero"
+        zb = status[ib, act] == "zero"
+        one = np.nonzero(za != zb)[0]
+        if one.size:
+            sub = {k: v[act[one]] for k, v in flat.items()}
+            ta = _log_trivial_chi(theory, solve_for, a[one], sub)
+            tb = _log_trivial_chi(theory, solve_for, b[one], sub)
+            cross = np.isfinite(ta) & np.isfinite(tb) & (ta * tb < 0)
+            one, ta, tb = one[cross], ta[cross], tb[cross]
+            if one.size:
+                def gt(x, k, one=one):
+                    j = act[one[k]]
+                    return _log_trivial_chi(theory, solve_for, x,
+                                            {kk: v[j] for kk, v in flat.items()})
+
+                r[one] = _illinois(gt, a[one], b[one], ta, tb, tol=xtol)[0]
         for k in np.nonzero(exact)[0]:
             i0, i1, p = ia[k], ib[k], act[k]
             z = i0 + 1 + int(np.argmax(sg[i0 + 1:i1, p] == 0))

@@ -10,10 +10,17 @@ multi-axis :class:`~critsym.theory.Theory`).  Vectorised over hyperparameter gri
    converged when |M(s) − s| ≤ 1e-12 (1 + K) in every component (M(s) projected onto the
    admissible set: collapsed tokens put the fixed point on its boundary O_C = K − O_T, where a
    conserved component or an offset held at zero by the map is left out of the Newton step);
+   (relative to K, so that a state of rounding size is no fixed point);
 3. a converged point is "finite" when it is stable (spectral radius of DM ≤ 1); the reported
    ``dF_dK`` is the eigenvalue of DM of largest modulus (the rate at which the state approaches
    s*; for a one-component state it is F'(K*));
-4. otherwise: "zero" if K^l fell below K_MIN, else the growth law along the asymptotic ray
+4. "zero" (the trivial fixed point of a block without biases) if K^l fell below K_MIN, or if
+   the state ended below 10⁻⁶·max(K0, 1) and the map linearised at 0 does not expand (its
+   leading eigenvalue, by power iteration of M(K_MIN·ŝ)/K_MIN, is ≤ 1): the orbit creeps
+   towards 0 near a continuous transition out of K* = 0.  There χ_J* is χ_J at K_MIN along
+   the direction of approach and ``dF_dK`` that eigenvalue (the two agree: the network is
+   linear there, see :mod:`critsym.criticality.trivial`);
+5. otherwise: the growth law along the asymptotic ray
    O = ρK (ρ from the increments of the map at K = 10⁸): F(K)/K → r > 1 exponential,
    F(K) − K → B > 0 linear (residual μ = 1), F(K) − K ≈ B K^β power; χ_J* is then χ_J on the
    ray at K_MAX (the large-K limit), as for one-component maps.  The growth law is the one
@@ -28,6 +35,9 @@ import numpy as np
 
 from ..errors import HyperparameterError, NumericalError
 from .fixed_point_result import K_MAX, K_MIN, FixedPoint, growth_law
+
+#: an unconverged orbit below SMALL_K·max(K0, 1) whose map does not expand is heading to K = 0
+SMALL_K = 1e-6
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,22 @@ def _safe(kern, kernel, idx, x):
         return out
 
 
+def _rate_at_zero(step, ratio, iterations: int = 60) -> np.ndarray:
+    """The leading eigenvalue of the state map linearised at the trivial fixed point, by power
+    iteration of s ← M(K_MIN·ŝ)/K_MIN from the direction (1, ``ratio``) (the offsets stay in
+    the admissible cone): the factor by which K shrinks per block near 0."""
+    v = np.vstack([np.ones((1, ratio.shape[1])), ratio])
+    lam = np.full(ratio.shape[1], np.nan)
+    for _ in range(iterations):
+        with np.errstate(all="ignore"):
+            w = step(K_MIN * v) / K_MIN
+            prev, lam = lam, w[0] / v[0]
+            v = _project(w / np.where(w[0] > 0, w[0], 1.0))
+        if np.all(np.abs(lam - prev) <= 1e-14 * np.abs(lam)):
+            break
+    return lam
+
+
 def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None,
                       newton: int = 40, O_T0: object = 0.0, O_C0: object = 0.0,
                       **hp) -> StateFixedPoint:
@@ -99,6 +125,7 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
     n = int(np.prod(shape))
     V = [np.broadcast_to(v, shape).reshape(n).astype(float) for v in vals]
     d = len(theory.feedback_state)
+    K0f = np.broadcast_to(K0, shape).reshape(n).astype(float)
     s = np.stack([np.broadcast_to(x, shape).reshape(n).astype(float)
                   for x in (K0, OT0, OC0)][:d])
     P = theory.state_constants(V)  # the expensive state-independent integrals, once
@@ -132,7 +159,9 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
         kern = kernel(act) if act.size != n else step_full
         Mx = kern(x)
         r = _project(Mx) - x  # on the boundary the map's rounding points outside it
-        conv = np.all(np.abs(r) <= 1e-12 * (1 + x[0]), axis=0)
+        # relative to K: an absolute test would accept any tiny state as a fixed point
+        # (near a continuous transition out of K* = 0 the orbit creeps towards 0)
+        conv = np.all(np.abs(r) <= 1e-12 * x[0], axis=0)
         D = np.zeros((act.size, d, d))
         held = np.zeros((act.size, d), bool)
         for j in range(d):
@@ -174,11 +203,27 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
         xn[:, bad] = Mx[:, bad]
         blow = xn[0] >= K_MAX
         s[:, act] = np.where(conv, x, xn)
-        act = act[~conv & ~blow & _admissible(xn)]
+        # Newton steps towards the trivial fixed point K = 0 (an attracting K = 0 with no
+        # other root in between): reached once K drops below K_MIN
+        low = ~conv & (xn[0] < K_MIN)
+        zero[act[low]] = True
+        act = act[~conv & ~blow & ~low & _admissible(xn)]
     ev = np.linalg.eigvals(np.nan_to_num(jac[:, free][:, :, free]))  # conserved parts: 1
     rho = np.max(np.abs(ev), axis=1)
     lead = np.take_along_axis(ev, np.argmax(np.abs(ev), axis=1)[:, None], 1)[:, 0].real
     finite = done & (rho <= 1 + 1e-9)
+    # near a continuous transition out of K* = 0 the orbit creeps towards 0 (algebraically at
+    # the transition, where the map linearised at 0 has spectral radius 1), and a state of
+    # rounding size passes any convergence test: a small state goes to K = 0 when the
+    # linearised map there does not expand (the nontrivial fixed point of a supercritical
+    # transition exists only where it does)
+    small = np.nonzero(~zero & (s[0] > 0) & (s[0] < SMALL_K * np.maximum(K0f, 1.0)))[0]
+    if small.size:
+        with np.errstate(all="ignore"):
+            rat = np.clip(np.nan_to_num(s[1:, small] / s[0, small]), 0.0, 1.0)
+        shrinks = _rate_at_zero(kernel(small), rat) <= 1 + 1e-12
+        zero[small[shrinks]] = True
+        finite &= ~zero
 
     status = np.full(n, "unconverged", dtype=object)
     status[finite] = "finite"
@@ -214,8 +259,14 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
         rho_T[g_idx] = ratio[0, grows]
         chi_at[:, g_idx] = ray(K_MAX, ratio)[:, grows]
     zi = np.nonzero(status == "zero")[0]
-    chi_at[:, zi] = 0.0
+    # the K → 0 limit along the direction of approach (offsets in proportion to K)
+    with np.errstate(all="ignore"):
+        ratio0 = np.where(s[0, zi] > 0, s[1:, zi] / s[0, zi], 0.0)
+    ratio0 = np.where(np.isfinite(ratio0), np.clip(ratio0, 0.0, 1.0), 0.0)
     chi_at[0, zi] = K_MIN
+    chi_at[1:, zi] = K_MIN * ratio0
+    if zi.size:  # the rate of approach: leading eigenvalue of the map linearised at 0
+        dF[zi] = _rate_at_zero(kernel(zi), ratio0)
     with np.errstate(all="ignore"):
         # placeholders (K = 1, no offsets: an admissible state) where there is no point
         filled = np.where(np.isfinite(chi_at), chi_at, np.r_[1.0, np.zeros(d - 1)][:, None])
@@ -226,10 +277,12 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
         return x[()] if x.ndim == 0 else x
 
     OC = s[2] if d > 2 else np.full(n, np.nan)
+    at_zero = status == "zero"
     return StateFixedPoint(
         K_star=shaped(Kstar), dF_dK=shaped(dF), chi_star=shaped(chi),
         status=shaped(status.astype(str)), growth=shaped(growth.astype(str)),
         growth_rate=shaped(rate), growth_power=shaped(power),
-        O_T_star=shaped(np.where(finite, s[1], np.nan)),
-        O_C_star=shaped(np.where(finite, OC, np.nan)), rho_T=shaped(rho_T),
+        O_T_star=shaped(np.where(finite, s[1], np.where(at_zero, 0.0, np.nan))),
+        O_C_star=shaped(np.where(finite, OC, np.where(at_zero, 0.0, np.nan))),
+        rho_T=shaped(rho_T),
     )

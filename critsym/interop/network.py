@@ -103,7 +103,9 @@ class BodyBlock:
 @dataclass(frozen=True)
 class BodyInput:
     """The state entering the body, estimated from the example input (``source``
-    "example_input") or the default K = 1 with zero offsets (``source`` "default").
+    "example_input"), from the embedding theory of a registered embedding stem (``source``
+    "embedding theory: …", :func:`stem_input`; the example estimate kept in ``measured``) or
+    the default K = 1 with zero offsets (``source`` "default").
     ``K`` = mean h²; multi-axis (rows × neurons in the last two axes): ``O_T`` = mean of
     h_{r,n} h_{r,n'} over n ≠ n' (the per-row part), ``O_C`` = mean of h_{r,n} h_{r',n} over
     r ≠ r'; each an :class:`Estimate` whose SE is the spread over the examples / √B.
@@ -118,6 +120,8 @@ class BodyInput:
     #: post-activation residual bodies (:mod:`~.stream`) starts from; None without an input
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)
     gram: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: the example-input estimate when the values come from the embedding theory
+    measured: BodyInput | None = None
 
     def state(self) -> dict[str, float]:
         out = {"K0": self.K.value}
@@ -372,6 +376,24 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     return BodyInput(K, OT, OC, "example_input", samples, gram)
 
 
+def stem_input(model, example_input, measured: BodyInput, body_start: str,
+               tokens: bool) -> BodyInput:
+    """The body input from the embedding theory when the model's stem is a registered
+    embedding stem (:mod:`critsym.interop.embedding`: BERT, GPT-2, Llama) and the body is a
+    token body; else ``measured`` unchanged."""
+    from .embedding import read_stage
+
+    if not tokens or isinstance(model, torch.nn.Sequential):
+        return measured
+    got = read_stage(model, example_input, None, body_start)
+    if got is None:
+        return measured
+    stage, label = got
+    st = stage.state
+    return BodyInput(Estimate(st.q, 0.0, 0), Estimate(st.O_T, 0.0, 0), Estimate(st.p, 0.0, 0),
+                     f"embedding theory: {label}", measured=measured)
+
+
 def _mean_se(v: torch.Tensor) -> Estimate:
     """Mean and standard error over the entries of ``v`` (SE NaN for a single entry: one
     batch-wide statistic)."""
@@ -382,4 +404,4 @@ def _mean_se(v: torch.Tensor) -> Estimate:
 
 
 __all__ = ["BodyBlock", "BodyInput", "Estimate", "NetworkRun", "Skipped", "derive_block",
-           "run_blocks"]
+           "run_blocks", "stem_input"]

@@ -7,11 +7,13 @@ LayerNorm before each branch ("pre"), after each residual sum ("post") or nowher
 The one-block APJN J^{7→8} = (1/(n d)) ‖∂h⁸/∂h⁷‖_F² over varw ∈ [0.1, 4.1], μ ∈ [0.1, 1].
 
 * Theory, as drawn: the **standard softmax regime** of the paper's attention (independent W_Q,
-  W_K, logits of variance σ_QK² q̃(q̃ − p̃) with σ_QK = varw): :func:`standard_one_block`
-  combines the exact softmax moments of :mod:`critsym.attention.softmax_moments` by the fold rule
-  of :mod:`critsym.attention.standard` (``Attention(..., "standard")`` does not derive through
-  the fold yet), propagating the expected token Gram across blocks.  Where the logit variance
-  leaves the moments' range (no LN at large varw) it is NaN (grey).
+  W_K, logits of variance σ_QK² q̃(q̃ − p̃) with σ_QK = varw): :func:`standard_one_block` runs
+  critsym's fold of the block with ``Attention(n, "standard", …)``
+  (:func:`standard_block_theory`; the exact softmax moments of
+  :mod:`critsym.attention.softmax_moments` combined by the rule of
+  :mod:`critsym.attention.standard`, equal to rounding to the same moments combined by hand,
+  :func:`standard_one_block_by_hand`), propagating the expected token Gram across blocks.
+  Where the logit variance leaves the moments' range (no LN at large varw) it is NaN (grey).
 * Theory, dashed: critsym's token theory (q, p per token and the two-part tangent (j, k)) of
   the block built from ``Residual``, ``LayerNorm``, ``Attention``, ``Linear`` and ``Act``
   (:func:`vit_block`) with **uniform attention** A = 11ᵀ/n; J^{7→8} is the (j, j) entry of the
@@ -26,7 +28,8 @@ ordered (J < 1); no LN is chaotic (J > 1) once varw is not small.
 
 **Depth** (labofdoubt/transformers-apjn): a ViT-base-like init (σ_O = σ_V = σ₁ = 0.64·√(3/4),
 σ₂ = 2σ₁, uniform attention) with pre-LN, and with erf(x) ("Derf" erf(αx + s) of Chen et al.
-2025, arXiv 2512.10938, at its initial α = 1, s = 0) in place of LayerNorm.  J^{0,l} grows as
+2025, arXiv 2512.10938, at its initial α = 1, s = 0, and at α = ½ and 2) in place of
+LayerNorm.  J^{0,l} grows as
 a power law J ∝ l^b with LayerNorm (q grows ∝ l and each block adds O(1/q)) and as a
 stretched exponential log J ≈ a + c·l^β, β ≈ ½, with erf (its Jacobian factor decays only as
 q^{-1/2}).  Both forms are fitted (:func:`fit_growth`) to the theory and to the Monte Carlo.
@@ -53,17 +56,21 @@ from .transformer_theory import (
     NORMS,
     VIT_SIGMA,
     block_theory,
+    standard_block_theory,
     standard_one_block,
+    standard_one_block_by_hand,
     theory_one_block,
     theory_run,
     vit_base_depth_theory,
     vit_block,
 )
 
-__all__ = ["MEASURED", "N_BLOCKS", "N_TOKENS", "NORMS", "VIT_SIGMA", "GrowthFit", "block_theory",
+__all__ = ["DEPTH_CURVES", "MEASURED", "N_BLOCKS", "N_TOKENS", "NORMS", "VIT_SIGMA", "GrowthFit",
+           "block_theory",
            "depth_growth", "depth_path", "fit_growth", "measure_depth", "measure_one_block",
-           "phase_diagrams", "plot_depth", "plot_phase", "run", "standard_one_block",
-           "theory_one_block", "theory_run", "vit_base_depth_theory", "vit_block", "vit_stack"]
+           "phase_diagrams", "plot_depth", "plot_phase", "run", "standard_block_theory",
+           "standard_one_block", "standard_one_block_by_hand", "theory_one_block", "theory_run",
+           "vit_base_depth_theory", "vit_block", "vit_stack"]
 THEORY_LABEL = ("theory: standard softmax regime, σ_QK = varw (critsym.attention.standard; grey: "
                 "logit variance beyond its range); dashed: uniform attention A = 11ᵀ/n")
 
@@ -180,20 +187,26 @@ def phase_diagrams(quick: bool = False, seed: int = 0) -> dict:
     return res
 
 
+#: the depth curves: (key, norm, Derf α) — pre-LN, and Derf erf(αx) at α = 1, ½ and 2
+DEPTH_CURVES = (("pre", "pre", 1.0), ("derf", "derf", 1.0), ("derf_0.5", "derf", 0.5),
+                ("derf_2", "derf", 2.0))
+
+
 def depth_growth(quick: bool = False, seed: int = 0) -> dict:
-    """J^{0,l} vs l for pre-LN and erf ("derf") ViT-base-like stacks: theory to a large depth,
-    Monte Carlo to a modest one, both growth laws fitted to each."""
+    """J^{0,l} vs l for pre-LN and Derf erf(αx) (α ∈ {1, ½, 2}; keys of
+    :data:`DEPTH_CURVES`) ViT-base-like stacks: theory to a large depth, Monte Carlo to a
+    modest one, both growth laws fitted to each."""
     s = _settings(quick)
     res = {"n": s["depth_n"], "dim": s["depth_dim"], "n_nets": s["depth_nets"]}
-    for norm in ("pre", "derf"):
-        th = vit_base_depth_theory(norm, s["theory_depth"], s["depth_n"])
+    for key, norm, alpha in DEPTH_CURVES:
+        th = vit_base_depth_theory(norm, s["theory_depth"], s["depth_n"], alpha)
         m, se = measure_depth(norm, s["depth"], dim=s["depth_dim"], n_nets=s["depth_nets"],
-                              seed=seed, n=s["depth_n"])
+                              seed=seed, n=s["depth_n"], alpha=alpha)
         lo = max(2, s["depth"] // 8)
         layers = np.arange(lo, s["depth"] + 1)
         deep = np.arange(s["theory_depth"] // 16, s["theory_depth"] + 1)
         z = (m[1:] - th[1:len(m)]) / se[1:]
-        res[norm] = {"theory": th, "mc": m, "mc_se": se,
+        res[key] = {"alpha": alpha, "theory": th, "mc": m, "mc_se": se,
                      "fit_theory": fit_growth(deep, th[deep]),
                      "fit_theory_mc_range": fit_growth(layers, th[layers]),
                      "fit_mc": fit_growth(layers, m[layers], se[layers]),
@@ -230,7 +243,7 @@ def run(quick: bool = False, out: str | None = None, seed: int = 0) -> dict:
          "regime / uniform attention) and Monte Carlo", rows)
     depth = depth_growth(quick, seed)
     rows = []
-    for norm in ("pre", "derf"):
+    for norm, _, _ in DEPTH_CURVES:
         d = depth[norm]
         rows += [(norm, "theory", repr(d["fit_theory"])),
                  (norm, "theory", repr(d["fit_theory_mc_range"])),
@@ -318,8 +331,11 @@ def plot_depth(res: dict, ax=None):
         fig, ax = plt.subplots(figsize=(6.0, 4.4))
     else:
         fig = ax.figure
-    names = {"pre": "pre-LN", "derf": "erf (Derf, α = 1)"}
-    for i, norm in enumerate(("pre", "derf")):
+    names = {"pre": "pre-LN", "derf": "Derf erf(x)", "derf_0.5": "Derf erf(x/2)",
+             "derf_2": "Derf erf(2x)"}
+    for i, (norm, _, _) in enumerate(DEPTH_CURVES):
+        if norm not in res:
+            continue
         d, col = res[norm], f"C{i}"
         th = d["theory"]
         l_th = np.arange(1, len(th))
@@ -333,7 +349,7 @@ def plot_depth(res: dict, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("depth l (blocks)")
     ax.set_ylabel(r"$J^{0,l}$")
-    ax.set_title("ViT-base-like init, uniform attention: LN → power law, erf → stretched "
-                 "exponential", fontsize=8)
+    ax.set_title("ViT-base-like init, uniform attention: LN → power law, Derf erf(αx) → "
+                 "stretched exponential", fontsize=8)
     ax.legend(fontsize=6)
     return fig

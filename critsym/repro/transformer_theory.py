@@ -20,11 +20,12 @@ MEASURED = ("blocks.6", "blocks.7")
 VIT_SIGMA = 0.64 * math.sqrt(768 / 1024)
 
 
-def vit_block(norm: str, n: int = N_TOKENS, mu: object = "mu"):
+def vit_block(norm: str, n: int = N_TOKENS, mu: object = "mu", alpha: float = 1.0):
     """One block as :func:`critsym.transformer_block`: uniform ``Attention`` (σ_V, σ_O:
     ``sigma_v``, ``sigma_o``) and a ReLU MLP (``sigma_1``, ``sigma_2``), zero biases, residuals
     x ↦ μx + branch, with LayerNorm before each branch ("pre"), after each residual sum ("post"),
-    nowhere ("none"), or erf in place of LayerNorm before each branch ("derf": Derf at α = 1)."""
+    nowhere ("none"), or Derf erf(αx) in place of LayerNorm before each branch ("derf";
+    ``alpha`` = 1: ``Act("erf")``, else ``Act("derf", alpha=alpha)``)."""
     from ..ops import Act, Attention
     from ..ops.transformer import transformer_block
 
@@ -32,16 +33,22 @@ def vit_block(norm: str, n: int = N_TOKENS, mu: object = "mu"):
         raise HyperparameterError(f"norm must be one of {NORMS + ('derf',)}, got {norm!r}")
     att = Attention(n, "uniform", sigma_v="sigma_v", sigma_o="sigma_o")
     placement = {"pre": "pre", "derf": "pre", "post": "post", "none": None}[norm]
+    alpha = float(alpha)
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise HyperparameterError(f"alpha must be a finite number > 0, got {alpha!r}")
+    norm_op = None
+    if norm == "derf":
+        norm_op = Act("erf") if alpha == 1.0 else Act("derf", alpha=alpha)
     return transformer_block(att, "relu", placement, mu, sigma_1="sigma_1", sigma_2="sigma_2",
-                             norm_op=Act("erf") if norm == "derf" else None)
+                             norm_op=norm_op)
 
 
 @cache
-def block_theory(norm: str, n: int = N_TOKENS):
-    """The critsym Theory of :func:`vit_block` (derived once per (norm, n))."""
+def block_theory(norm: str, n: int = N_TOKENS, alpha: float = 1.0):
+    """The critsym Theory of :func:`vit_block` (derived once per (norm, n, alpha))."""
     from ..derive import derive
 
-    return derive(vit_block(norm, n))
+    return derive(vit_block(norm, n, alpha=alpha))
 
 
 def _hyper(mu, sigma_o, sigma_v, sigma_1, sigma_2) -> dict:
@@ -49,7 +56,8 @@ def _hyper(mu, sigma_o, sigma_v, sigma_1, sigma_2) -> dict:
 
 
 def theory_run(depth: int, *, norm: str = "pre", mu=1.0, n: int = N_TOKENS, sigma_o=1.0,
-               sigma_v=1.0, sigma_1=1.0, sigma_2=1.0, q0: float = 1.0, p0: float = 0.0):
+               sigma_v=1.0, sigma_1=1.0, sigma_2=1.0, q0: float = 1.0, p0: float = 0.0,
+               alpha: float = 1.0):
     r"""critsym's token theory of ``depth`` blocks from (q⁰, p⁰), j⁰ = 1, k⁰ = 0: the
     RunResult with ``K`` = q, ``O_C`` = p, ``J`` = j, ``k`` per block (hyperparameters may be
     arrays: one run per entry).  For uniform attention A = 11ᵀ/n behind a per-token map e = N(h)
@@ -59,19 +67,21 @@ def theory_run(depth: int, *, norm: str = "pre", mu=1.0, n: int = N_TOKENS, sigm
         j ← μ² j + σ_OV²(q̂ j/n + p̂ k),  k ← μ² k + ((n−1)/n) σ_OV²(q̂ j/n + p̂ k),
 
     then the MLP multiplies j by μ² + σ₁²σ₂² q̂ E relu'² and k by μ² + σ₁²σ₂² p̂ κ'(ρ),
-    κ'(ρ) = ¼ + asin(ρ)/(2π); "post" divides q, p, j, k by q at each LayerNorm."""
-    th = block_theory(norm, n)
+    κ'(ρ) = ¼ + asin(ρ)/(2π); "post" divides q, p, j, k by q at each LayerNorm.  ``alpha``:
+    the Derf scale of "derf"."""
+    th = block_theory(norm, n, alpha)
     return th.run(depth, K0=q0, O_C0=p0, J0=1.0, k0=0.0,
                   **_hyper(mu, sigma_o, sigma_v, sigma_1, sigma_2))
 
 
 @lru_cache(maxsize=8)
-def vit_base_depth_theory(norm: str, depth: int, n: int = N_TOKENS) -> np.ndarray:
+def vit_base_depth_theory(norm: str, depth: int, n: int = N_TOKENS,
+                          alpha: float = 1.0) -> np.ndarray:
     """J^{0,l}, l = 0..depth, of the ViT-base-like init (σ_O = σ_V = σ₁ = :data:`VIT_SIGMA`,
     σ₂ = 2σ₁, μ = 1, q⁰ = 1, p⁰ = 0) from critsym's theory (cached: the erf block takes
-    ~45 ms per block)."""
+    ~45 ms per block); ``alpha``: the Derf scale of "derf"."""
     r = theory_run(depth, norm=norm, n=n, sigma_o=VIT_SIGMA, sigma_v=VIT_SIGMA,
-                   sigma_1=VIT_SIGMA, sigma_2=2 * VIT_SIGMA)
+                   sigma_1=VIT_SIGMA, sigma_2=2 * VIT_SIGMA, alpha=alpha)
     out = np.asarray(r.J, float)
     out.setflags(write=False)
     return out
@@ -153,15 +163,55 @@ def _standard_block(state, norm: str, mu: float, varw: float, sigma_qk: float, n
     return q, p, j, kap
 
 
+@cache
+def standard_block_theory(norm: str, n: int = N_TOKENS):
+    """critsym's Theory of :func:`vit_block` with ``Attention(n, "standard", sigma_qk=…)``
+    (the paper's softmax attention: independent W_Q, W_K), derived once per (norm, n)."""
+    from ..derive import derive
+    from ..ops import Attention
+    from ..ops.transformer import transformer_block
+
+    if norm not in NORMS:
+        raise HyperparameterError(f"norm must be one of {NORMS}, got {norm!r}")
+    att = Attention(n, "standard", sigma_qk="sigma_qk", sigma_v="sigma_v", sigma_o="sigma_o")
+    placement = {"pre": "pre", "post": "post", "none": None}[norm]
+    return derive(transformer_block(att, "relu", placement, "mu", sigma_1="sigma_1",
+                                    sigma_2="sigma_2"))
+
+
 def standard_one_block(norm: str, mu: float, varw: float, layer: int = 7, n: int = N_TOKENS,
                        sigma_qk: float | None = None, q0: float = 1.0,
                        p0: float = 0.0) -> float:
     """J^{l→l+1} of the ViT-like stack with the paper's softmax attention in the standard regime
-    (independent W_Q, W_K: σ_QK = σ_Q σ_K = varw unless ``sigma_qk`` is given), from
-    :func:`_standard_block`.  Across blocks the theory propagates the expected token Gram (the
-    approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance leaves
-    the tabulated range v <= 400 of the softmax moments (no LN at large varw: the attention is
-    one-hot there)."""
+    (independent W_Q, W_K: σ_QK = σ_Q σ_K = varw unless ``sigma_qk`` is given), from critsym's
+    fold (:func:`standard_block_theory`): the (j, j) entry of the block's tangent map at the
+    state after ``layer`` blocks.  Across blocks the theory propagates the expected token Gram
+    (the approximation of :mod:`critsym.attention.standard`).  NaN where the logit variance
+    leaves the tabulated range v <= 400 of the softmax moments (no LN at large varw: the
+    attention is one-hot there).  :func:`standard_one_block_by_hand` combines the same moments
+    by hand; the two agree to rounding."""
+    from ..errors import NumericalError
+
+    s = math.sqrt(float(varw))
+    hyper = dict(_hyper(float(mu), s, s, s, s), sigma_qk=float(varw if sigma_qk is None
+                                                               else sigma_qk))
+    th = standard_block_theory(norm, n)
+    K, O_C = float(q0), float(p0)
+    try:
+        for _ in range(layer):
+            r = th.run(1, K0=K, O_C0=O_C, **hyper)
+            K = float(r.K[-1])
+            O_C = min(float(r.O_C[-1]), K)  # collapsing tokens: p within rounding of q
+        return float(th.tangent_map(K=K, O_C=O_C, **hyper)[0, 0])
+    except (HyperparameterError, NumericalError):  # v beyond the softmax moments' range
+        return float("nan")
+
+
+def standard_one_block_by_hand(norm: str, mu: float, varw: float, layer: int = 7,
+                               n: int = N_TOKENS, sigma_qk: float | None = None,
+                               q0: float = 1.0, p0: float = 0.0) -> float:
+    """:func:`standard_one_block` from :func:`_standard_block`, the softmax moments combined by
+    hand (an independent check of the fold's standard regime)."""
     from ..errors import NumericalError
 
     sqk = float(varw if sigma_qk is None else sigma_qk)

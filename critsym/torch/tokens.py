@@ -138,7 +138,7 @@ def simulate_tokens(arch, shape: Sequence[int], depth: int, *, n_nets: int | Non
                     n_probes: int = 4, q0: float = 1.0, p0: float = 0.0, seed: int = 0,
                     width: int | None = None, device: object = None,
                     dtype: object = torch.float64, chunk_size: int | None = None,
-                    progress: bool | None = None, **hp: float) -> TokenResult:
+                    progress: bool | None = None, inputs=None, **hp: float) -> TokenResult:
     r"""Monte Carlo q, p, O_T, j, k of ``depth`` blocks ``arch`` on ``shape`` = (tokens,
     channels), for ``n_nets`` independent networks (default 16; weights from per-network
     generators seeded by (seed, i), so chunking does not change the numbers).
@@ -146,7 +146,9 @@ def simulate_tokens(arch, shape: Sequence[int], depth: int, *, n_nets: int | Non
     ``q0``, ``p0``: the input's per-token variance and cross-token covariance (0 ≤ p0 < q0).
     ``width``: the Linear output width (default ``shape[-1]``).  Forward mode, ``n_probes``
     Gaussian probes per network from their own generators.  A progress bar over the network
-    chunks shows on a terminal (``progress=False``: never).
+    chunks shows on a terminal (``progress=False``: never).  ``inputs``: a function
+    ``(networks: range, dtype, device) -> h⁰`` of shape (len(networks), tokens, channels) in
+    place of the Gaussian input (e.g. a real embedding stage; q0, p0 are then only recorded).
     """
     t0 = time.perf_counter()
     try:
@@ -179,7 +181,8 @@ def simulate_tokens(arch, shape: Sequence[int], depth: int, *, n_nets: int | Non
                                device=dev)
             blocks = nn.ModuleList(build_blocks(arch, ctx, shape, depth)).to(dev)
             parts.append(token_statistics(blocks, shape, range(lo, hi), n_probes=n_probes,
-                                          q0=q0, p0=p0, seed=seed, dtype=dt, device=dev))
+                                          q0=q0, p0=p0, seed=seed, dtype=dt, device=dev,
+                                          inputs=inputs))
             bar.update(hi - lo)
     finally:
         bar.close()
@@ -201,20 +204,27 @@ def _trajectory(blocks, h):
 
 def token_statistics(blocks: Sequence[nn.Module], shape: tuple[int, int], networks: range, *,
                      n_probes: int = 4, q0: float = 1.0, p0: float = 0.0, seed: int = 0,
-                     dtype: torch.dtype | None = None, device: object = None
+                     dtype: torch.dtype | None = None, device: object = None, inputs=None
                      ) -> tuple[np.ndarray, ...]:
     """Per-network (K, O_C, O_T, j, k), each (depth + 1, n_nets), of already built stacked
     ``blocks`` (one module per block, ``n_nets = len(networks)`` networks on (n, d) tokens).
     Network i's input and probes come from generators seeded by (seed, i): the same
     ``seed`` and ``networks`` give the same inputs and probes, so two variants of one set of
-    networks can be compared pairwise.  ``dtype``, ``device``: the blocks' (default: those of
+    networks can be compared pairwise (``inputs``: as in :func:`simulate_tokens`).
+    ``dtype``, ``device``: the blocks' (default: those of
     their first parameter, else float64 on the CPU)."""
     first = next((q for b in blocks for q in b.parameters()), None)
     dt = dtype or (first.dtype if first is not None else torch.float64)
     dev = torch.device(device) if device is not None else \
         (first.device if first is not None else torch.device("cpu"))
     lo, hi = networks.start, networks.stop
-    x = token_inputs(shape, q0, p0, network_generators(seed + 31337, lo, hi, dev), dt, dev)
+    if inputs is None:
+        x = token_inputs(shape, q0, p0, network_generators(seed + 31337, lo, hi, dev), dt, dev)
+    else:
+        x = inputs(networks, dt, dev)
+        if tuple(x.shape) != (hi - lo, *shape):
+            raise SimulationError(f"inputs gave shape {tuple(x.shape)}, expected "
+                                  f"{(hi - lo, *shape)} (networks, tokens, channels)")
     V = make_probes("gaussian", n_probes, x.shape,
                     generators=network_generators(seed + 99991, lo, hi, dev), dtype=dt,
                     device=dev)  # (P, G, n, d)
