@@ -1,103 +1,135 @@
-r"""The analysed part of a torch model: stem → repeating body → head.
+r"""The analysed part of a torch model for :mod:`critsym.init` and :mod:`critsym.report`: the
+longest run of blocks of one structure in the body :func:`critsym.from_torch` reads.
 
-:func:`analysed_part` reads a model with the importer's operator registries
-(:class:`critsym.importer.Reader`) and finds the part the mean-field theory describes: the
-longest run of consecutive children that repeats one block.  The children are those of a
-top-level ``nn.Sequential``, or of a module whose ``forward`` applies its children in order
-(checked on the example input); an ``nn.Sequential`` child is expanded one level where that
-gives more blocks (``stem, Sequential(*blocks), head``).  A flat ``Linear, act, Linear, act,
-…`` stack is a sequence of blocks ``act >> Linear`` between consecutive ``Linear`` outputs
-(the map of Gaussian preactivations).  Children before the run (the stem) and after it (the
-head) are skipped, and the result says so.  For any other model, an importer that lists
-the body's blocks (``from_torch(...).blocks``, from a captured graph) gives the blocks, and
-the longest run of identical ones is the body; without one, the model is one block.
+The importer (:mod:`critsym.interop`) reads the model as stem → body → head, the body a
+sequence of blocks (:class:`~critsym.interop.BodyBlock`), each with its own σ estimates.  This
+module reads no structure of its own; it only groups the importer's blocks:
 
-The block is the symbolic form of the repeated unit (all weight scales σ_w, σ_b); each block
-also keeps its own numeric operator (the σ's read from its own layers).  Pooled estimates
-over the body's layers (σ̂² = Σ f·ΣW² / Σ n, see :mod:`critsym.importer`) carry the χ² check
-of per-layer agreement.  ``K0`` is the per-feature second moment of the body's input,
-K⁰ = mean(h⁰²), when an example input is given.
+* **roles**: every hyperparameter field ``sigma_*`` of a block's operators becomes the symbol
+  of its role (:func:`role_block`): a Linear's σ_w, σ_b; an attention's σ_v, σ_o, σ_qk =
+  σ_q·σ_k, σ_b_v, σ_b_o.  Each weight layer the importer recorded carries its role
+  (``ImportResult.records``: path, role, fan-in, the weight as read), so every layer is
+  redrawn at its own hyperparameter, with its own fan-in (a GPT-2 ``Conv1D`` stores its
+  weight as (in, out): the record holds it as (out, in));
+* **the repeated part**: blocks agree when their role forms and their layers' shapes agree
+  (their current σ's may differ: a critical initialization overwrites them); the longest run
+  of two or more agreeing blocks is the analysed part, the other blocks are skipped with the
+  reason, and so are the importer's stem and head;
+* **estimates**: per role, pooled over the part's layers (σ̂² = Σ f·ΣW² / Σ n, with the χ²
+  check of per-layer agreement, :mod:`critsym.importer`);
+* **the input**: the submodule whose output enters the part (the previous block's output, the
+  module that returns the body input, or the model input), and the state there measured on
+  the example input, K⁰ = mean(h⁰²) (and the token offsets of a token body).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .errors import SimulationError, UnsupportedModuleError
-from .importer import Estimate, LayerAgreement, Reader
-from .ops import Sequential
+from .importer import Estimate, ImportResult, LayerAgreement, Reader
 from .ops.base import Op
 from .ops.contract import contains
-from .symbols import sigma_b as _sb
 
 
 class NoRepeatedBlockError(UnsupportedModuleError):
-    """The imported body has no run of two or more identical blocks."""
+    """The imported body has no run of two or more blocks of one structure."""
 
 
 @dataclass(frozen=True, repr=False)
 class AnalysedPart:
-    """The part of a model the theory describes.
+    """The part of a model the theory describes (see the module doc).
 
-    ``block``: the repeated unit with symbolic σ_w, σ_b; ``ops``: each block's own numeric
-    operator; ``children``: the model's child names in the body, per block; ``inputs``: the
-    submodule path whose output is the body's input (``None``: the model's input);
-    ``outputs``: per block, the submodule path whose output is that block's output;
-    ``layers``: the body's weight layers (paths); ``sigma_w``, ``sigma_b``: pooled estimates
-    over them with ``agreement`` (χ² of per-layer agreement); ``skipped``: (path, reason) of
-    the children left out; ``K0``: mean(h⁰²) of the body input (``None`` without an example
-    input); ``layer_sigmas``: {path: (σ̂_w, σ̂_b)}.
-    """
+    ``result``: the import (:class:`~critsym.importer.ImportResult`); ``blocks``: the run of
+    agreeing body blocks; ``block``: their role form (symbols σ_w, σ_b, σ_v, σ_o, σ_qk …);
+    ``ops``: each block's numeric operator; ``inputs``: the submodule whose output enters the
+    part (``None``: the model input); ``outputs``: per block, the submodule returning its
+    output; ``layers``: the part's weight layers (paths); ``records``: their importer records
+    (role, fan-in, weight); ``estimates``: {role: pooled :class:`Estimate`} with
+    ``agreement``; ``skipped``: (path, reason) of everything left out; ``state``: the state
+    entering the part measured on the example input ({"K0": …, "O_T0": …, "O_C0": …}; empty
+    without one); ``layer_sigmas``: {path: (σ̂, σ̂_b)}."""
 
+    result: ImportResult
+    blocks: tuple
     block: Op
     ops: tuple[Op, ...]
-    children: tuple[tuple[str, ...], ...]
     inputs: str | None
-    outputs: tuple[str, ...]
+    outputs: tuple[str | None, ...]
     layers: tuple[str, ...]
-    sigma_w: Estimate
-    sigma_b: Estimate
+    records: tuple = field(default=(), repr=False)
+    estimates: dict = field(default_factory=dict)
     agreement: dict = field(default_factory=dict)
     skipped: tuple[tuple[str, str], ...] = ()
-    K0: float | None = None
+    state: dict = field(default_factory=dict)
     layer_sigmas: dict = field(default_factory=dict)
-    has_bias: bool = True
-    #: the blocks differ (a whole-network body read block by block; ``block`` is the first)
+    #: the blocks differ (no run of two agreeing blocks; ``block`` is the first one's form)
     differing: bool = False
 
     @property
     def n_blocks(self) -> int:
-        return len(self.ops)
+        return len(self.blocks)
+
+    @property
+    def K0(self) -> float | None:
+        """mean(h⁰²) of the part's input on the example input (None without one)."""
+        return self.state.get("K0")
+
+    @property
+    def has_bias(self) -> bool:
+        return bool(self.records) and all(r.n_b > 0 for r in self.records
+                                          if r.role == "sigma_w")
+
+    @property
+    def token_state(self) -> bool:
+        return any(b.tokens for b in self.blocks)
+
+    @property
+    def axes(self) -> bool:
+        return any(b.axes for b in self.blocks)
+
+    @property
+    def sigma_w(self) -> Estimate:
+        return self.estimates.get("sigma_w", Estimate(float("nan"), float("nan"), 0))
+
+    @property
+    def sigma_b(self) -> Estimate:
+        return self.estimates.get("sigma_b", Estimate(0.0, 0.0, 0))
 
     @property
     def pooled(self) -> bool:
-        """True when every pooled σ agrees with its per-layer estimates."""
+        """True when every role's per-layer estimates agree (one σ per role describes the
+        part)."""
         return all(a.agree for a in self.agreement.values())
 
     @property
     def values(self) -> dict[str, float]:
-        """The pooled estimates of the block's hyperparameters."""
-        names = {s.name for s in self.block.hyperparameters()}
-        v = {"sigma_w": self.sigma_w.value, "sigma_b": self.sigma_b.value}
-        return {k: x for k, x in v.items() if k in names}
+        """The pooled estimates of the role form's hyperparameters."""
+        names = [s.name for s in self.block.hyperparameters()]
+        return {k: self.estimates[k].value for k in sorted(names) if k in self.estimates}
 
     def disagreeing(self) -> list[str]:
-        """The hyperparameters whose per-layer estimates differ beyond their sampling error."""
+        """The roles whose per-layer estimates differ beyond their sampling error."""
         return [k for k, a in self.agreement.items() if not a.agree]
 
     def contains(self, op_type: type) -> bool:
         return contains(self.block, lambda o: isinstance(o, op_type))
 
+    def theory(self):
+        """The role form's :class:`~critsym.theory.Theory` in the body's state kind."""
+        from .interop import derive_block
+
+        return derive_block(self.block, self.axes, self.token_state)
+
     @property
     def description(self) -> str:
-        """One line: which children, how many blocks of which block."""
-        kids = [c for b in self.children for c in b]
-        where = "the whole model" if kids == [""] else (
-            f"children {kids[0]}..{kids[-1]}" if len(kids) > 1 else f"child {kids[0]}")
+        """One line: which blocks, how many, of which form."""
+        first, last = self.blocks[0].path, self.blocks[-1].path
+        where = first if len(self.blocks) == 1 else f"blocks {first} … {last}"
         if self.differing:
             return f"{where}: {self.n_blocks} differing blocks"
         return f"{where}: {self.n_blocks} x {self.block!r}"
@@ -107,112 +139,174 @@ class AnalysedPart:
         return f"AnalysedPart({self.description}{skip})"
 
 
-def _with_bias(op: Op) -> Op:
-    """``op`` with σ_b symbolic in every layer whose σ̂_b read 0 (a bias initialized to zero is
-    still a bias critical_ may set)."""
-    if "sigma_b" in type(op).hyper_fields and getattr(op, "sigma_b", None) == 0:
-        try:
-            return replace(op, sigma_b=_sb)
-        except TypeError:  # an operator whose constructor takes other arguments
-            return op
-    return op.map_children(_with_bias)
+# ----------------------------------------------------------------------------- roles
+def _bias_roles(records) -> set[str]:
+    """The bias roles some layer holds a bias tensor for (a bias initialized to zero is
+    still a bias :func:`critsym.init.critical_` may set)."""
+    return {r.bias_role for r in records if r.bias_role and r.n_b > 0}
 
 
-def _period(sym: list[str]) -> tuple[int, int, int]:
-    """(start, period, repeats) of the longest run of a repeated unit in ``sym`` (ties: the
-    shorter period, then the earlier start); (0, len, 1) when nothing repeats."""
-    best = (0, len(sym), 1)
-    best_cover = 0
-    n = len(sym)
-    for p in range(1, n // 2 + 1):
-        for s in range(0, n - 2 * p + 1):
-            k = 1
-            while s + (k + 1) * p <= n and sym[s + k * p:s + (k + 1) * p] == sym[s:s + p]:
-                k += 1
-            if k >= 2 and k * p > best_cover:
-                best, best_cover = (s, p, k), k * p
-    return best
+def role_block(arch: Op, bias_roles: set[str] | None = None) -> Op:
+    """``arch`` with every nonzero ``sigma_*`` hyperparameter field replaced by the symbol of
+    its role (the field's name; an attention's ``sigma_qk`` is σ_q·σ_k), and zero bias scales
+    of the roles in ``bias_roles`` too; other fields (residual μ, τ …) keep their numbers."""
+    from .ops.base import from_dict, operators
+
+    ops = operators()
+    bias_roles = bias_roles or set()
+
+    def walk(d):
+        fields = ops[d["op"]].hyper_fields
+        for k, v in list(d.items()):
+            if k in fields and k.startswith("sigma") and isinstance(v, (int, float)) and (
+                    v != 0 or k in bias_roles):
+                d[k] = k
+            elif isinstance(v, dict) and "op" in v:
+                walk(v)
+            elif isinstance(v, list):
+                for item in v:
+                    if isinstance(item, dict) and "op" in item:
+                        walk(item)
+
+    d = arch.to_dict()
+    walk(d)
+    return from_dict(d)
 
 
-def _pooled(layers) -> tuple[Estimate, Estimate, dict]:
-    r = Reader({})
-    r.layers = list(layers)
-    return r.pooled()
+def numeric_form(op: Op) -> tuple[Op, dict[str, float]]:
+    """``op`` with every non-integer number in a hyperparameter field replaced by its own
+    symbol (``sigma_w_0``, ``sigma_b_1`` …), and the values: blocks of one structure then share
+    one derivation, whatever their weight scales."""
+    import itertools
+
+    from .ops.base import from_dict, operators
+
+    counter, values = itertools.count(), {}
+    ops = operators()
+
+    def walk(d):
+        fields = ops[d["op"]].hyper_fields
+        for k, v in list(d.items()):
+            if k in fields and isinstance(v, float) and v != int(v):
+                name = f"{k}_{next(counter)}"
+                values[name], d[k] = v, name
+            elif isinstance(v, dict) and "op" in v:
+                walk(v)
+            elif isinstance(v, list):
+                for item in v:
+                    if isinstance(item, dict) and "op" in item:
+                        walk(item)
+
+    d = op.to_dict()
+    walk(d)
+    return from_dict(d), values
 
 
-def _mean_sq(t: torch.Tensor | None) -> float | None:
-    if t is None:
-        return None
-    t = t.detach().to(torch.float64)
-    return float((t * t).mean())
+def _records_by_path(result: ImportResult) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in result.records:
+        out.setdefault(r.path, []).append(r)
+    return out
 
 
-def _leaves(op: Op) -> list[Op]:
-    return list(op.ops) if isinstance(op, Sequential) else [op]
+def _block_records(block, by_path) -> list:
+    seen, out = set(), []
+    for p in block.layers:
+        if p not in seen:
+            seen.add(p)
+            out += by_path.get(p, [])[:1]
+    return out
 
 
-def _has_weights(op: Op) -> bool:
-    return contains(op, lambda o: "sigma_w" in type(o).hyper_fields)
+def _key(block, records, bias_roles) -> tuple:
+    """What must agree between blocks of one part: the role form and the layers' shapes."""
+    shapes = tuple((r.role, r.fan_in, r.n_w // max(r.fan_in, 1)) for r in records)
+    return role_block(block.arch, bias_roles), shapes
 
 
-def _derives(op: Op) -> bool:
-    from .derive import derive
-    from .errors import DerivationError
-
-    try:
-        derive(op.symbolic())
-    except DerivationError:
-        return False
-    return True
-
-
-def _seq(ops: list[Op]) -> Op:
-    return ops[0] if len(ops) == 1 else Sequential(*ops)
-
-
-def _rotated(units):
-    """Blocks that end in their last weight layer: a unit ``Linear >> act`` (which cannot
-    repeat as a map of Gaussian preactivations) read as ``act >> Linear`` between the outputs
-    of consecutive weight layers.  ``units``: per unit (leaf ops, weight-layer paths).
-    Returns (ops, input path, output paths) or ``None`` when no rotation applies."""
-    leaves, paths = units[0]
-    j = max((i for i, o in enumerate(leaves) if "sigma_w" in type(o).hyper_fields), default=-1)
-    if j < 0 or any(_has_weights(o) for o in leaves[j + 1:]) or len(units) < 2:
-        return None
-    ops = tuple(_seq(units[i - 1][0][j + 1:] + units[i][0][:j + 1]) for i in range(1, len(units)))
-    if not _derives(ops[0]):
-        return None
-    return ops, units[0][1][-1], tuple(u[1][-1] for u in units[1:])
+def estimates(records) -> tuple[dict[str, Estimate], dict[str, LayerAgreement]]:
+    """Per role, the pooled estimate over ``records`` and the χ² check of per-layer agreement;
+    ``sigma_qk`` = σ̂_q·σ̂_k (SE by the delta method)."""
+    reader = Reader()
+    est, agree = {}, {}
+    roles = dict.fromkeys(r.role for r in records)
+    for role in roles:
+        layers = [r for r in records if r.role == role]
+        sw, sb, ag = reader.pooled(layers)
+        est[role] = sw
+        if "sigma_w" in ag:
+            agree[role] = ag["sigma_w"]
+        brole = layers[0].bias_role
+        if brole:
+            est[brole] = sb
+            if "sigma_b" in ag:
+                agree[brole] = ag["sigma_b"]
+    if "sigma_q" in est and "sigma_k" in est:
+        q, k = est["sigma_q"], est["sigma_k"]
+        v = q.value * k.value
+        se = v * math.hypot(q.se / q.value if q.value else 0.0, k.se / k.value if k.value
+                            else 0.0)
+        est["sigma_qk"] = Estimate(v, se, min(q.n, k.n))
+    return est, agree
 
 
-def _output_mean_sq(model: nn.Module, path: str, x: torch.Tensor) -> float | None:
-    """mean(y²) of submodule ``path``'s output on ``model(x)`` (its first call)."""
-    mod = dict(model.named_modules())[path]
-    seen: list[torch.Tensor] = []
-    h = mod.register_forward_hook(
-        lambda m, a, y: seen.append(y.detach()) if isinstance(y, torch.Tensor) else None)
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        h.remove()
-    return _mean_sq(seen[0]) if seen else None
+def _field_values(ops, names) -> dict[str, Estimate]:
+    """Root mean square of the numeric fields of each role over ``ops`` (roles no weight
+    record holds, e.g. a deterministic attention's logit scale)."""
+    vals: dict[str, list] = {}
+
+    def walk(d):
+        for k, v in d.items():
+            if k in names and isinstance(v, (int, float)):
+                vals.setdefault(k, []).append(float(v))
+            elif isinstance(v, dict):
+                walk(v)
+            elif isinstance(v, list):
+                for item in v:
+                    if isinstance(item, dict):
+                        walk(item)
+
+    for op in ops:
+        walk(op.to_dict())
+    return {k: Estimate(math.sqrt(sum(x * x for x in v) / len(v)), float("nan"), len(v))
+            for k, v in vals.items()}
 
 
-def _capture_inputs(model: nn.Module, x: torch.Tensor | None) -> dict[int, torch.Tensor]:
-    """id(module) → the first tensor argument of its first call on ``model(x)`` (buffers
-    restored afterwards, so BatchNorm statistics are left as they were)."""
-    inputs: dict[int, torch.Tensor] = {}
-    if x is None:
-        return inputs
-    if not isinstance(x, torch.Tensor):
-        raise SimulationError("example_input must be a torch.Tensor the model accepts")
+# ----------------------------------------------------------------------------- the input
+def _module_path(block_path: str) -> str:
+    return block_path.split("..")[0]
 
-    def record(m, args):
-        if args and isinstance(args[0], torch.Tensor):
-            inputs.setdefault(id(m), args[0].detach())
 
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules()]
+def _io_on_example(model: nn.Module, x: torch.Tensor, first: str | None
+                   ) -> tuple[torch.Tensor | None, str | None, dict]:
+    """Run ``model(x)`` once: the tensor submodule ``first`` receives (first positional
+    argument or ``hidden_states``), the last module called before it that returned that very
+    tensor, and every module's first output.  Buffers are restored (BatchNorm statistics do not
+    move)."""
+    got: dict = {}
+    order: list[tuple[str, torch.Tensor]] = []
+    outs: dict[str, torch.Tensor] = {}
+    hooks = []
+    named = dict(model.named_modules())
+
+    def pre(m, args, kwargs):
+        t = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get(
+            "hidden_states")
+        if isinstance(t, torch.Tensor) and "in" not in got:
+            got["in"], got["n"] = t.detach(), len(order)
+
+    def post_for(name):
+        def post(m, args, out):
+            if isinstance(out, torch.Tensor):
+                order.append((name, out))
+                outs.setdefault(name, out.detach())
+        return post
+
+    if first is not None and first in named:
+        hooks.append(named[first].register_forward_pre_hook(pre, with_kwargs=True))
+    for name, m in named.items():
+        if name:
+            hooks.append(m.register_forward_hook(post_for(name)))
     saved = {k: b.detach().clone() for k, b in model.named_buffers()}
     try:
         with torch.no_grad():
@@ -227,201 +321,121 @@ def _capture_inputs(model: nn.Module, x: torch.Tensor | None) -> dict[int, torch
             for k, b in model.named_buffers():
                 if k in saved:
                     b.copy_(saved[k])
-    return inputs
+    t = got.get("in")
+    src = None
+    if t is not None:
+        for name, o in reversed(order[:got["n"]]):
+            if o is t or (o.shape == t.shape and torch.equal(o.detach(), t)):
+                src = name
+                break
+    return t, src, outs
 
 
-def _children_in_order(model: nn.Module, x: torch.Tensor | None) -> bool:
-    """``model(x)`` equals its children applied in order (a container written in forward)."""
-    children = list(model.children())
-    if x is None or not children or list(model.parameters(recurse=False)):
-        return False
-    try:
-        with torch.no_grad():
-            y, h = model(x), x
-            for c in children:
-                h = c(h)
-    except Exception:  # noqa: BLE001 - not a plain chain of its children
-        return False
-    return (isinstance(y, torch.Tensor) and isinstance(h, torch.Tensor) and h.shape == y.shape
-            and bool(torch.allclose(h, y, rtol=1e-6, atol=1e-9)))
+# ----------------------------------------------------------------------------- the part
+def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None,
+                  result: ImportResult | None = None) -> AnalysedPart:
+    """The longest run of agreeing body blocks of ``model`` (see the module doc), from
+    ``result`` or ``critsym.from_torch(model, example_input)``.
 
-
-def _map_items(items, inputs):
-    """Map (path, module) items: ([(path, op, weight layers)], [(path, why skipped)])."""
-    reader = Reader(inputs)
-    mapped, skipped = [], []
-    for path, mod in items:
-        n0 = len(reader.layers)
-        op = reader.map(mod, path)
-        if op is None:
-            skipped.append((path, "identity (evaluation mode)"))
-        else:
-            mapped.append((path, op, reader.layers[n0:]))
-    return mapped, skipped
-
-
-def _sequence(model: nn.Module, inputs, x):
-    """The model as a chain of children (an ``nn.Sequential``, or a module whose forward
-    applies its children in order, checked on ``x``), with every ``nn.Sequential`` child
-    expanded one level where that gives more repeated blocks (stem, Sequential(blocks), head):
-    (items, mapped, skipped, (start, period, repeats)); ``None`` for a single block."""
-    if isinstance(model, nn.Sequential):
-        if len(model) < 2 and not any(isinstance(c, nn.Sequential) for c in model.children()):
-            return None
-    elif not _children_in_order(model, x):
-        return None
-    top = list(model.named_children())
-    expanded = [(f"{n}.{cn}", cc) for n, c in top
-                for cn, cc in (c.named_children() if isinstance(c, nn.Sequential) and len(c) > 1
-                               else [("", c)])]
-    expanded = [(p.rstrip("."), m) for p, m in expanded]
-    best = None
-    for items in (top, expanded) if expanded != top else (top,):
-        mapped, skipped = _map_items(items, inputs)
-        if not mapped:
-            continue
-        per = _period([repr(_with_bias(op.symbolic())) for _, op, _ in mapped])
-        if best is None or per[2] > best[3][2]:
-            best = (items, mapped, skipped, per)
-    if best is None:
-        raise UnsupportedModuleError("the model contains no operators critsym can map "
-                                     "(only identities)")
-    if len(best[1]) < 2 and best[3][2] < 2:
-        return None
-    return best
-
-
-def _network_blocks(model: nn.Module, x: torch.Tensor | None):
-    """The longest run of identical blocks of a whole-network import (an importer whose
-    result lists the body's blocks, ``result.blocks``, each with its numeric ``arch``, its
-    ``output`` module and its weight ``layers``): (ops, children, body input path, outputs,
-    layer records, skipped), or ``None`` when the import has no such list or fewer than two
-    blocks."""
+    Raises :class:`NoRepeatedBlockError` naming the blocks (and what was skipped) when no two
+    consecutive blocks agree, and the importer's :class:`UnsupportedModuleError` when nothing
+    can be analysed."""
     import warnings
 
     from .importer import from_torch
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = from_torch(model, x)
-    except UnsupportedModuleError:
-        if x is not None:  # the importer's reason is the most precise one
-            raise
-        return None
-    blocks = list(getattr(res, "blocks", ()) or ())
-    if len(blocks) < 2:
-        return None
-    skipped = [(getattr(sk, "path", str(sk)), getattr(sk, "reason", ""))
-               for sk in getattr(res, "skipped", ())]
-    s, p, k = _period([repr(_with_bias(b.arch.symbolic())) for b in blocks])
-    found = "; ".join(f"{b.path}: {b.block!r}" for b in blocks)
-    why = "; ".join(f"{pth}: {r}" for pth, r in skipped) or "nothing"
-    if k < 2:
-        raise NoRepeatedBlockError(
-            f"the analysed body has no run of identical blocks (blocks {found}; skipped "
-            f"{why}); a critical initialization needs a repeated block: import the repeated "
-            "part by itself (e.g. model.layers)")
-    if any(b.output is None for b in blocks[s:s + k * p]):
-        raise UnsupportedModuleError(
-            f"no submodule returns the outputs of the repeated blocks ({found}), e.g. residual "
-            "sums written in forward, so they cannot be measured or re-initialized block by "
-            "block: wrap each block in its own nn.Module")
-    skipped += [(b.path, "before the repeated blocks") for b in blocks[:s]]
-    skipped += [(b.path, "after the repeated blocks") for b in blocks[s + k * p:]]
-    units = [blocks[s + i * p:s + (i + 1) * p] for i in range(k)]
-    stem_skipped = any(getattr(sk, "part", "") == "stem" for sk in getattr(res, "skipped", ()))
-    if s > 0:
-        body_input = blocks[s - 1].output
-    elif not stem_skipped:
-        body_input = None
-    else:  # the body input is no module's output: measure from the first block's output
-        body_input, units = units[0][-1].output, units[1:]
-        skipped.append((blocks[s].path, "reference: J is measured from its output"))
-        if len(units) < 2:
-            return None
-    ops = tuple(_seq([b.arch for b in u]) for u in units)
-    modules = dict(model.named_modules())
-    reader = Reader({})
-    for u in units:
-        for b in u:
-            for path in b.layers:
-                m = modules.get(path)
-                w = getattr(m, "weight", None)
-                if isinstance(w, torch.Tensor) and w.dim() >= 2:
-                    reader.weights(path, type(m).__name__, w, getattr(m, "bias", None))
-    return (ops, tuple(tuple(b.path for b in u) for u in units), body_input,
-            tuple(u[-1].output for u in units), list(reader.layers), skipped)
-
-
-def analysed_part(model: nn.Module, example_input: torch.Tensor | None = None) -> AnalysedPart:
-    """The stem / repeating body / head split of ``model`` (see the module doc).
-
-    Raises :class:`UnsupportedModuleError` naming the first submodule no operator maps, or
-    when the repeated unit cannot be read as a block (a map of Gaussian preactivations)."""
     if not isinstance(model, nn.Module):
+        raise UnsupportedModuleError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if example_input is not None and not isinstance(example_input, torch.Tensor):
+        raise SimulationError("example_input must be a torch.Tensor the model accepts")
+    if result is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # per-layer σ's that differ are reported here
+            result = from_torch(model, example_input)
+    blocks = list(result.blocks)
+    by_path = _records_by_path(result)
+    recs = [_block_records(b, by_path) for b in blocks]
+    bias_roles = _bias_roles(result.records)
+    keys = [_key(b, r, bias_roles) for b, r in zip(blocks, recs, strict=True)]
+    start, stop = 0, 1
+    i = 0
+    while i < len(blocks):
+        j = i + 1
+        while j < len(blocks) and keys[j] == keys[i]:
+            j += 1
+        if j - i > stop - start:
+            start, stop = i, j
+        i = j
+    imported = tuple((s.path, f"{s.part}: {s.reason}") for s in result.skipped)
+    if stop - start < 2:
+        found = "; ".join(f"{b.path}: {b.block!r}" for b in blocks)
+        why = "; ".join(f"{p}: {r}" for p, r in imported) or "nothing"
+        raise NoRepeatedBlockError(
+            f"the analysed body has no run of two blocks of one structure (blocks {found}; "
+            f"skipped {why}); a critical initialization needs a repeated block: import the "
+            "repeated part by itself (e.g. model.layers)")
+    run = blocks[start:stop]
+    if any(b.output is None for b in run):
         raise UnsupportedModuleError(
-            f"expected a torch.nn.Module, got {type(model).__name__}")
-    inputs = _capture_inputs(model, example_input)
-    reader = Reader(inputs)
-    skipped: list[tuple[str, str]] = []
-    seq = _sequence(model, inputs, example_input)
-    if seq is not None:
-        items, mapped, skipped, (s, p, k) = seq
-        units = [mapped[s + i * p:s + (i + 1) * p] for i in range(k)]
-        names = [n for n, _, _ in mapped]
-        skipped += [(n, "stem: before the repeating body") for n in names[:s]]
-        skipped += [(n, "head: after the repeating body") for n in names[s + k * p:]]
-        order = [n for n, _ in items]
-        skipped.sort(key=lambda e: order.index(e[0]))
-        first = order.index(names[s])
-        body_input = None if first == 0 else order[first - 1]
-        ops = tuple(_seq([op for _, op, _ in u]) for u in units)
-        children = tuple(tuple(n for n, _, _ in u) for u in units)
-        outputs = tuple(u[-1][0] for u in units)
-        body_layers = [la for u in units for _, _, ls in u for la in ls]
-        unit_leaves = [([lf for _, op, _ in u for lf in _leaves(op)],
-                        [la.path for _, _, ls in u for la in ls]) for u in units]
-    elif (net := _network_blocks(model, example_input)) is not None:
-        ops, children, body_input, outputs, body_layers, skipped = net
-        unit_leaves = [(_leaves(op), []) for op in ops]
-    else:
-        op = reader.map(model, "")
-        if op is None:
-            raise UnsupportedModuleError("the model contains no operators critsym can map "
-                                         "(only identities)")
-        ops, children, outputs = (op,), (("",),), ("",)
-        body_input = None
-        body_layers = list(reader.layers)
-        unit_leaves = [(_leaves(op), [la.path for la in body_layers])]
-    if not _derives(ops[0]):
-        rot = _rotated(unit_leaves)
-        if rot is None:
-            raise UnsupportedModuleError(
-                f"the repeated unit {ops[0].symbolic()!r} of the model is not a map of "
-                "Gaussian preactivations (it must end in a Linear layer, a residual sum or a "
-                "LayerNorm of Gaussian parts) and cannot be read as one; import the block "
-                "by itself or write it as act >> Linear")
-        ops, body_input, outputs = rot
-        skipped.append((f"after {outputs[-1]}", "tail: the ops after the last weight layer "
-                        "(blocks run from one weight layer's output to the next)"))
-    if example_input is None:
-        K0 = None
-    elif body_input is None:
-        K0 = _mean_sq(example_input)
-    else:
-        K0 = _output_mean_sq(model, body_input, example_input)
-    block = ops[0].symbolic()
-    has_bias = bool(body_layers) and all(la.n_b > 0 for la in body_layers)
-    if has_bias:
-        block = _with_bias(block)
-    sw, sb, agreement = _pooled(body_layers)
-    per = {la.path: (math.sqrt(la.w_sq / la.n_w),
-                     math.sqrt(la.b_sq / la.n_b) if la.n_b else 0.0) for la in body_layers}
-    return AnalysedPart(block=block, ops=tuple(ops), children=children, inputs=body_input,
-                        outputs=tuple(outputs), layers=tuple(la.path for la in body_layers),
-                        sigma_w=sw, sigma_b=sb, agreement=agreement, skipped=tuple(skipped),
-                        K0=K0, layer_sigmas=per, has_bias=has_bias)
+            f"no submodule returns the outputs of the repeated blocks "
+            f"({', '.join(b.path for b in run)}), e.g. residual sums written in forward, so "
+            "they cannot be measured block by block: wrap each block in its own nn.Module")
+    skipped = list(imported)
+    skipped += [(b.path, "stem: before the repeating body") for b in blocks[:start]]
+    skipped += [(b.path, "head: after the repeating body") for b in blocks[stop:]]
+    records = [r for rs in recs[start:stop] for r in rs]
+    est, agreement = estimates(records)
+    block = keys[start][0]
+    names = {s.name for s in block.hyperparameters()}
+    missing = names - set(est)
+    if missing:
+        est.update({k: v for k, v in _field_values([b.arch for b in run], missing).items()})
+    stem_skipped = any(s.part == "stem" for s in result.skipped)
+    inputs, h0 = _part_input(model, example_input, blocks, start, stem_skipped)
+    state = {}
+    if h0 is not None:
+        from .interop.network import body_input
+
+        bn = any(contains(b.arch, lambda o: type(o).__name__ == "BatchNorm") for b in run)
+        cf = any(contains(b.arch, lambda o: type(o).channels_first) for b in run)
+        try:
+            state = body_input(h0, any(b.axes or b.tokens for b in run),
+                               "batch" if bn else "tokens", cf).state()
+        except UnsupportedModuleError:
+            state = {"K0": float((h0.detach().double() ** 2).mean())}
+    per = {r.path: (math.sqrt(r.w_sq / r.n_w), math.sqrt(r.b_sq / r.n_b) if r.n_b else 0.0)
+           for r in records}
+    return AnalysedPart(result=result, blocks=tuple(run), block=block,
+                        ops=tuple(b.arch for b in run), inputs=inputs,
+                        outputs=tuple(b.output for b in run),
+                        layers=tuple(dict.fromkeys(r.path for r in records)),
+                        records=tuple(records), estimates=est, agreement=agreement,
+                        skipped=tuple(skipped), state=state, layer_sigmas=per)
 
 
-__all__ = ["AnalysedPart", "Estimate", "LayerAgreement", "NoRepeatedBlockError", "analysed_part"]
+def _part_input(model, x, blocks, start: int, stem_skipped: bool):
+    """(submodule whose output enters block ``start`` or None for the model input, that
+    tensor on ``x`` or None without ``x``)."""
+    if start > 0 and blocks[start - 1].output is not None:
+        inputs = blocks[start - 1].output
+        if x is None:
+            return inputs, None
+        _, _, outs = _io_on_example(model, x, None)
+        return inputs, outs.get(inputs)
+    if not stem_skipped and start == 0:
+        return None, x
+    if x is None:
+        raise UnsupportedModuleError(
+            "the body starts after a stem critsym does not analyse; pass example_input=... so "
+            "that the module returning the body input can be found")
+    h, src, _ = _io_on_example(model, x, _module_path(blocks[start].path))
+    if src is None:
+        raise UnsupportedModuleError(
+            f"no submodule returns the input of the body's first block "
+            f"{blocks[start].path!r} (it is computed in forward): the APJN cannot be measured "
+            "from it; wrap the stem in its own nn.Module")
+    return src, h
+
+
+__all__ = ["AnalysedPart", "Estimate", "LayerAgreement", "NoRepeatedBlockError",
+           "analysed_part", "estimates", "numeric_form", "role_block"]

@@ -86,6 +86,14 @@ class _Layer:
     b_sq: float
     n_b: int
     b4: float
+    #: the hyperparameter the layer's weights scale (``sigma_w``; an attention projection's
+    #: ``sigma_q``, ``sigma_k``, ``sigma_v``, ``sigma_o``) and its bias's (``""``: none)
+    role: str = "sigma_w"
+    bias_role: str = "sigma_b"
+    #: the weight as read (rows = outputs; a view of the model's parameter where the reader
+    #: passed one) and the bias: what :func:`critsym.init.critical_` redraws
+    weight: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    bias: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -143,11 +151,17 @@ class ImportResult:
     body_input: BodyInput | None = None
     capture: dict = field(default_factory=dict)
     approximations: dict = field(default_factory=dict)
+    #: which output is analysed when the model returns a tuple / dict (e.g. a Hugging Face
+    #: ModelOutput: "output['last_hidden_state']"); "" for a tensor output
+    output: str = ""
+    #: the body's weight records (path, role, fan-in, the weight and bias as read), in order
+    records: tuple = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         skip = "; ".join(repr(s) for s in self.skipped) or "nothing"
+        out = f"; analysed output: {self.output}" if self.output else ""
         return (f"ImportResult(analysed: {self.analysed}; skipped: {skip}; "
-                f"pooled: {self.pooled})")
+                f"pooled: {self.pooled}{out})")
 
     @property
     def analysed(self) -> str:
@@ -326,14 +340,20 @@ class Reader:
     def label(path: str) -> str:
         return path or "<model>"
 
-    def weights(self, path: str, kind: str, w: torch.Tensor, b: torch.Tensor | None
-                ) -> tuple[float, float]:
-        """Record one layer's weights (rows = outputs) and bias; return (σ̂_w, σ̂_b)."""
+    def weights(self, path: str, kind: str, w: torch.Tensor, b: torch.Tensor | None,
+                role: str = "sigma_w", bias_role: str | None = None) -> tuple[float, float]:
+        """Record one layer's weights (rows = outputs) and bias; return (σ̂_w, σ̂_b).
+        ``role``: the hyperparameter the weights scale (default ``sigma_w``; its bias's
+        ``bias_role``, default ``sigma_b`` for ``sigma_w`` and ``sigma_b_<x>`` for
+        ``sigma_<x>``)."""
+        if bias_role is None:
+            bias_role = "sigma_b" if role == "sigma_w" else role.replace("sigma_", "sigma_b_")
+        ref, bref = w, b
         w = w.detach().to(torch.float64)
         f = int(w[0].numel())
         sq = (w * w * f).flatten()
         layer = _Layer(path, kind, f, float(sq.sum()), sq.numel(), float((sq * sq).sum()),
-                       0.0, 0, 0.0)
+                       0.0, 0, 0.0, role, bias_role, ref, bref)
         if b is not None:
             bb = (b.detach().to(torch.float64) ** 2).flatten()
             layer.b_sq, layer.n_b, layer.b4 = float(bb.sum()), bb.numel(), float((bb * bb).sum())
@@ -520,6 +540,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                     "tokens, not channels); write the token MLP as a transpose + nn.Linear")
     imp = Reader()
     values: dict = {}
+    output = ""
     if isinstance(module, CritsymNet):  # stacked networks (leading n_nets axis): per block
         blocks = module.iter_blocks() if hasattr(module, "iter_blocks") else module.blocks
         items = []
@@ -539,6 +560,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
         args = None if example_input is None else (example_input,)
         chain, cap = walk(module, imp, args)
         items, values = list(chain.items), cap.values
+        output = "output" + "".join(f"[{k}]" if k.isdigit() else f"[{k!r}]"
+                                    for k in cap.output_path) if cap.output_path else ""
     segs = segments(items)
     axes = any(uses_axes(s.op) for s in segs if s.ok)
     tokens = any(uses_tokens(s.op) for s in segs if s.ok)
@@ -606,11 +629,40 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                       "block keeps its own estimates: result.blocks)", PoolingWarning,
                       stacklevel=2)
         block = None
+    approximations = dict(getattr(imp, "approximations", {}))
+    if body_tokens:
+        unlike = _unlike_tokens(x0)
+        if unlike:
+            approximations[f"{body[0].path} (body input)"] = unlike
     return ImportResult(arch=arch, block=block, n_blocks=n, sigma_w=sw, sigma_b=sb,
                         layers=per_layer, mu=dict(imp.mus), agreement=agreement,
                         blocks=bblocks, skipped=tuple(skipped), body_input=start,
                         capture=dict(imp.methods),
-                        approximations=dict(getattr(imp, "approximations", {})))
+                        approximations=approximations,
+                        output=output, records=tuple(layers))
+
+
+#: per-token second moments at the body input further apart than this factor are reported
+TOKEN_SPREAD = 2.0
+
+
+def _unlike_tokens(x0) -> str:
+    """A note when the tokens of the body input (batch, tokens, channels) are not alike: the
+    per-token second moments m_a = mean over examples and channels of h_a² differ by more than
+    :data:`TOKEN_SPREAD` (e.g. a class token drawn near zero); '' otherwise.  The theory's
+    exchangeable tokens carry their average."""
+    import torch
+
+    if not isinstance(x0, torch.Tensor) or x0.dim() != 3 or x0.shape[1] < 2:
+        return ""
+    m = (x0.detach().to(torch.float64) ** 2).mean(dim=(0, 2))
+    lo, hi = float(m.min()), float(m.max())
+    if hi <= 0 or lo * TOKEN_SPREAD >= hi:
+        return ""
+    a, b = int(m.argmin()), int(m.argmax())
+    return (f"tokens not alike: per-token second moment {lo:.3g} (token {a}) to {hi:.3g} "
+            f"(token {b}), e.g. a class token; the theory's exchangeable tokens carry their "
+            "average")
 
 
 def _one_kind(segs) -> None:

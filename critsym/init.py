@@ -2,9 +2,12 @@ r"""Critical initialization of torch models, in the style of ``torch.nn.init``.
 
 * :func:`critical_` re-initializes a model in place at its theory's critical point: the value
   x* of one hyperparameter (``solve_for``, default σ_w) at which χ_J* = 1, the others at the
-  values read from the model's weights or given.  Every weight layer of the analysed body gets
-  W ~ N(0, σ_w²/fan_in) (fan_in = in_features · kernel size, as torch computes it), every bias
-  b ~ N(0, σ_b²) (zero when σ_b = 0).
+  values read from the model's weights or given.  Every weight layer of the analysed body
+  (:func:`critsym.body.analysed_part`, from :func:`critsym.from_torch`) is redrawn at its own
+  hyperparameter (its role: σ_w for MLP and convolution weights; σ_v, σ_o, and σ_q·σ_k = σ_qk
+  for attention projections): W ~ N(0, σ²/fan_in) (fan_in as the importer read it, e.g.
+  in_features · kernel size; the rows of a GPT-2 ``Conv1D`` weight are its inputs), every
+  bias b ~ N(0, σ_b²) of its role (zero when σ_b = 0).
 * :func:`critical_gain` is a ``torch.nn.init.calculate_gain`` analogue: the critical σ_w of
   the block ``act >> Linear`` for an activation at a given σ_b.
 
@@ -25,13 +28,17 @@ the other at x*(1 ∓ 10⁻³).  Where no such point exists, both refuse with a
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .criticality.critical import FirstOrderTransitionError
-from .errors import HyperparameterError, NoCriticalPointError, UnsupportedModuleError
+from .errors import (
+    CritsymError,
+    HyperparameterError,
+    NoCriticalPointError,
+    UnsupportedModuleError,
+)
 
 #: relative offset at which χ_J* is checked on both sides of the critical point
 SIDE_OFFSET = 1e-3
@@ -108,6 +115,7 @@ class CriticalInit:
     parameters: dict
     part: object
     notes: tuple = ()
+    example_input: object = field(default=None, repr=False, compare=False)
 
     @property
     def solve_for(self) -> str:
@@ -125,12 +133,17 @@ class CriticalInit:
     def verified(self) -> bool:
         return self.point.verified
 
-    def apply_to(self, model, generator=None) -> None:
+    def apply_to(self, model, generator=None, example_input=None) -> None:
         """Redraw another model of the same architecture at the same σ's (e.g. an ensemble
-        of independently initialized copies), layer by layer as :func:`critical_` did."""
-        sw = float(self.hyperparameters.get("sigma_w", self.part.sigma_w.value))
-        sb = float(self.hyperparameters.get("sigma_b", 0.0))
-        _draw(model, list(self.layers), sw, sb, generator)
+        of independently initialized copies), layer by layer as :func:`critical_` did
+        (``example_input``: as for :func:`critical_`, default the one it was given)."""
+        x = example_input if example_input is not None else self.example_input
+        part = import_part(model, x)
+        if set(part.layers) != set(self.layers):
+            raise UnsupportedModuleError(
+                "apply_to needs a model of the same architecture: its analysed layers "
+                f"{list(part.layers)[:4]}… differ from {list(self.layers)[:4]}…")
+        _draw(model, part, self.hyperparameters, generator)
 
     def __repr__(self) -> str:
         was = self.previous.get(self.solve_for)
@@ -143,11 +156,71 @@ class CriticalInit:
                 f"{self.point.chi_star:.6g} | {self.point.chi_above:.4g})")
 
 
+#: points of the coarse scan of χ_J* along ``solve_for`` for token / multi-axis theories
+COARSE_SCAN = 13
+
+
 # ----------------------------------------------------------------------------- solving
 def _chi_star(theory, K0, **hp) -> float:
     from .criticality import fixed_point
 
     return float(fixed_point(theory, K0=K0, **hp).chi_star)
+
+
+def _chi_grid(theory, solve_for: str, grid, K0: float, hp: dict) -> np.ndarray:
+    """χ_J* at every value of ``grid`` along ``solve_for`` (one vectorized fixed-point
+    search)."""
+    from .criticality import fixed_point
+
+    fp = fixed_point(theory, K0=K0, **{**hp, solve_for: np.asarray(grid, float)})
+    return np.broadcast_to(np.asarray(fp.chi_star, float), np.shape(grid)).copy()
+
+
+def _chi_grid_robust(theory, solve_for: str, grid, K0: float, hp: dict
+                     ) -> tuple[np.ndarray, str]:
+    """:func:`_chi_grid`, point by point where the vectorized search fails; NaN at the
+    points the theory cannot evaluate, and the first reason ("" when none failed)."""
+    try:
+        return _chi_grid(theory, solve_for, grid, K0, hp), ""
+    except CritsymError:
+        pass
+    out, why = np.full(len(grid), np.nan), ""
+    for i, x in enumerate(grid):
+        try:
+            out[i] = _chi_star(theory, K0, **{**hp, solve_for: float(x)})
+        except CritsymError as e:
+            why = why or f"{solve_for} = {x:.4g}: {str(e).splitlines()[0]}"
+    return out, why
+
+
+def _unbounded_everywhere(theory, solve_for: str, current, bracket, K0: float, hp: dict,
+                          where: str) -> None:
+    """Raise :class:`EverywhereCriticalError` when the state grows without bound with
+    χ_J* = 1 (to 1e-6) at ``current`` and at ``current``·10^{∓1} (inside ``bracket``): e.g.
+    pre-LN residual blocks with μ = 1, where K grows linearly with depth and χ_J → 1 whatever
+    the weight scales."""
+    from .criticality import fixed_point
+
+    lo, hi = bracket
+    if current is None or not np.isfinite(current) or current <= 0:
+        return
+    xs = np.array([x for x in (current / 10, current, current * 10) if lo <= x <= hi])
+    if len(xs) < 2:
+        return
+    try:
+        fp = fixed_point(theory, K0=K0, **{**hp, solve_for: xs})
+    except CritsymError:
+        return
+    status = np.broadcast_to(np.asarray(fp.status), xs.shape)
+    chi = np.broadcast_to(np.asarray(fp.chi_star, float), xs.shape)
+    if np.all(status == "unbounded") and np.all(np.abs(chi - 1) <= 1e-6):
+        at = ", ".join(f"{x:.4g}" for x in xs)
+        raise EverywhereCriticalError(
+            f"no isolated critical point{where}: at every sigma tried along {solve_for} "
+            f"({at}) the state grows without bound and chi_J* = 1 (e.g. a pre-LN residual "
+            "block with mu = 1: the residual stream grows linearly with depth and the APJN "
+            "as a power of depth at any initialization); keep the current initialization, "
+            "or change the architecture (e.g. residual mu < 1) to get a critical point")
 
 
 def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None = None,
@@ -172,14 +245,47 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
     if missing:
         raise HyperparameterError(f"give values for {missing}{where}")
     hp = {k: float(v) for k, v in hp.items()}
-    crossings = transitions(theory, solve_for, bracket=bracket, K0=K0, **hp)
+    lo, hi = bracket if bracket is not None else DEFAULT_BRACKETS.get(solve_for, (0.0, 1.0))
+    grid = chi = None
+    skipped_at = ""
+    if theory.multi_axis or getattr(theory, "token_state", False):
+        # every fixed point costs seconds (token states, attention by quadrature): first the
+        # current value and a decade on each side (a residual stream that grows without bound
+        # at all three, chi_J* = 1: everywhere critical), else a coarse scan, then each sign
+        # change of log chi_J* on its own sub-bracket
+        _unbounded_everywhere(theory, solve_for, current, (lo, hi), K0, hp, where)
+        grid = np.geomspace(max(lo, hi * 1e-3), hi, COARSE_SCAN) if lo >= 0 and hi > 0 \
+            else np.linspace(lo, hi, COARSE_SCAN)
+        chi, failed = _chi_grid_robust(theory, solve_for, grid, K0, hp)
+        if failed:
+            keep = np.isfinite(chi)
+            skipped_at = (f"; no fixed point could be computed at {int((~keep).sum())} of the "
+                          f"{len(grid)} values scanned ({failed})")
+            grid, chi = grid[keep], chi[keep]
+            if not keep.any():
+                raise NoCriticalInitError(
+                    f"no critical point could be computed{where} along {solve_for} in "
+                    f"[{lo:g}, {hi:g}]: {failed}")
+        lg = np.log(chi)
+        sg = np.where(np.abs(lg) <= 1e-9, 0, np.sign(lg))
+        idx = [i for i in range(len(grid)) if sg[i] in (-1, 1) and np.isfinite(lg[i])]
+        crossings = []
+        for i0, i1 in zip(idx[:-1], idx[1:], strict=False):
+            if sg[i0] != sg[i1]:
+                crossings += transitions(theory, solve_for, bracket=(grid[i0], grid[i1]),
+                                         K0=K0, scan=3, **hp)
+    else:
+        crossings = transitions(theory, solve_for, bracket=bracket, K0=K0, **hp)
     roots = [float(c) for c in crossings if not hasattr(c, "chi_below")]
     jumps = [c for c in crossings if hasattr(c, "chi_below")]
-    lo, hi = bracket if bracket is not None else DEFAULT_BRACKETS.get(solve_for, (0.0, 1.0))
     at = f" at {hp}" if hp else ""
     if not roots:
-        ev = everywhere_critical(theory, {solve_for: (lo, hi)}, K0=K0, **hp)
-        if ev.everywhere:
+        if chi is not None:
+            everywhere = bool(np.all(np.abs(chi - 1) <= 1e-6))
+        else:
+            everywhere = everywhere_critical(theory, {solve_for: (lo, hi)}, K0=K0,
+                                             **hp).everywhere
+        if everywhere:
             raise EverywhereCriticalError(
                 f"no isolated critical point{where}: chi_J* = 1 for every {solve_for} in "
                 f"[{lo:g}, {hi:g}]{at} (e.g. a pre-LN residual block with mu = 1), so the "
@@ -194,12 +300,18 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
                 f"{t.chi_below:.4g} -> {t.chi_above:.4g}); fix another hyperparameter to a "
                 "value with a continuous transition (e.g. a larger sigma_b), see "
                 "critsym.critical_line", jumps)
-        grid = np.linspace(lo, hi, 33)
-        chi = np.array([_chi_star(theory, K0, **{**hp, solve_for: x}) for x in grid])
+        if chi is None:
+            grid = np.linspace(lo, hi, 33)
+            chi = _chi_grid(theory, solve_for, grid, K0, hp)
+        side = ("ordered (chi_J* < 1)" if np.nanmax(chi) < 1 else
+                "chaotic (chi_J* > 1)" if np.nanmin(chi) > 1 else "on both sides of 1")
+        ends = (f"; chi_J* = {chi[0]:.4g} at {solve_for} = {grid[0]:.4g} and {chi[-1]:.4g} at "
+                f"{grid[-1]:.4g}")
         raise NoCriticalInitError(
             f"no critical point{where}: chi_J* stays in [{np.nanmin(chi):.4g}, "
-            f"{np.nanmax(chi):.4g}] for {solve_for} in [{lo:g}, {hi:g}]{at}; solve for "
-            "another hyperparameter, or pass bracket=(lo, hi)")
+            f"{np.nanmax(chi):.4g}] for {solve_for} in [{grid[0]:.4g}, {grid[-1]:.4g}]{at}, "
+            f"{side} at every value{ends}{skipped_at}; solve for another hyperparameter, or "
+            "pass bracket=(lo, hi)")
     ref = current if current is not None and np.isfinite(current) else roots[0]
     x = min(roots, key=lambda r: (abs(r - ref), r))
     d = SIDE_OFFSET * max(abs(x), 1e-12)
@@ -212,35 +324,60 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
 
 
 # ----------------------------------------------------------------------------- critical_
-def _draw(model, paths, sw: float, sb: float, generator=None):
-    """Redraw the weight layers ``paths`` of ``model``: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²)
-    (zeros at σ_b = 0).  Returns ({path: (σ_w, σ_b, fan_in)}, {parameter: std}, notes)."""
+def _role_sigma(part, values: dict, role: str) -> float | None:
+    """The scale of a layer of ``role`` at ``values``: σ_q and σ_k split σ_qk keeping their
+    ratio read from the model (σ_q/σ_k); None for a role the theory does not hold."""
+    if role in ("sigma_q", "sigma_k") and "sigma_qk" in values:
+        q, k = part.estimates.get("sigma_q"), part.estimates.get("sigma_k")
+        r = q.value / k.value if q is not None and k is not None and k.value > 0 and \
+            q.value > 0 else 1.0
+        qk = float(values["sigma_qk"])
+        return math.sqrt(qk * r) if role == "sigma_q" else math.sqrt(qk / r)
+    v = values.get(role)
+    return None if v is None else float(v)
+
+
+def _draw(model, part, values: dict, generator=None):
+    """Redraw the analysed part's weight layers, each at its role's scale in ``values``:
+    W ~ N(0, σ²/fan_in), b ~ N(0, σ_b²) (zeros at σ_b = 0).  Layers of a role the theory
+    does not hold keep their weights (noted).  Returns ({path: (σ, σ_b, fan_in)},
+    {parameter: std}, notes)."""
     import torch
 
-    modules = dict(model.named_modules())
+    model_storage = {p.untyped_storage().data_ptr() for p in model.parameters()}
     layers, params, notes = {}, {}, []
+    todo = []
+    for r in part.records:
+        sw = _role_sigma(part, values, r.role)
+        if sw is None:
+            notes.append(f"layer {r.path!r} ({r.role}) is not part of the theory's "
+                         "hyperparameters: left as it is")
+            continue
+        w = r.weight
+        if not isinstance(w, torch.Tensor) or w.untyped_storage().data_ptr() not in \
+                model_storage:
+            raise UnsupportedModuleError(
+                f"cannot re-initialize layer {r.path!r}: the importer read a transformed copy "
+                "of its weight, not the model's parameter; initialize it by hand at the "
+                "returned point")
+        sb = float(values.get(r.bias_role, 0.0)) if r.bias_role else 0.0
+        todo.append((r, sw, sb))
     with torch.no_grad():
-        for path in paths:
-            m = modules.get(path)
-            w = getattr(m, "weight", None)
-            if not isinstance(w, torch.Tensor) or w.dim() < 2:
-                raise UnsupportedModuleError(
-                    f"cannot re-initialize layer {path!r}: it has no weight matrix of its own; "
-                    "initialize it by hand at the returned point")
-            fan_in = int(w[0].numel())
-            std = sw / math.sqrt(fan_in)
-            w.normal_(0.0, std, generator=generator)
-            params[f"{path}.weight" if path else "weight"] = std
-            b = getattr(m, "bias", None)
+        for r, sw, sb in todo:
+            std = sw / math.sqrt(r.fan_in)
+            r.weight.normal_(0.0, std, generator=generator)
+            params[f"{r.path}.weight" if r.path else "weight"] = std
+            b = r.bias
             if isinstance(b, torch.Tensor):
                 if sb > 0:
                     b.normal_(0.0, sb, generator=generator)
                 else:
                     b.zero_()
-                params[f"{path}.bias" if path else "bias"] = sb
+                params[f"{r.path}.bias" if r.path else "bias"] = sb
             elif sb > 0:
-                notes.append(f"layer {path!r} has no bias: sigma_b = {sb:.4g} is not set there")
-            layers[path] = (sw, sb if isinstance(b, torch.Tensor) else 0.0, fan_in)
+                notes.append(f"layer {r.path!r} has no bias: {r.bias_role} = {sb:.4g} is not "
+                             "set there")
+            layers[r.path] = (sw, sb if isinstance(b, torch.Tensor) else 0.0, r.fan_in)
     return layers, params, notes
 
 
@@ -251,11 +388,9 @@ def _refuse_batchnorm(part, where: str, K0: float = 1.0) -> None:
 
     if not part.contains(BatchNorm):
         return
-    from .derive import derive
-
     try:
-        chi = f"{_chi_star(derive(part.block), K0, **part.values):.4g}"
-    except NoCriticalPointError:  # pragma: no cover - reported without the number
+        chi = f"{_chi_star(part.theory(), K0, **part.values):.4g}"
+    except CritsymError:  # pragma: no cover - reported without the number
         chi = "undetermined"
     raise BatchNormStackError(
         f"no critical initialization{where}: the body normalises over the batch (BatchNorm); "
@@ -271,27 +406,17 @@ def _batchnorm_modules(model) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
 
 
-@contextmanager
-def frozen_batch_stats(model):
-    """BatchNorm modules in training mode normalise with the batch statistics but do not update
-    their running statistics (the model's buffers are left as they were)."""
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    changed = [m for m in model.modules()
-               if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
-    for m in changed:
-        m.track_running_stats = False
-    try:
-        yield model
-    finally:
-        for m in changed:
-            m.track_running_stats = True
+def _first_clause(e: Exception, n: int = 160) -> str:
+    text = str(e).split(" (blocks ")[0].split("; ")[0]
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def import_part(model, example_input=None):
-    """:func:`critsym.body.analysed_part`, with a model holding BatchNorm modules that
-    cannot be imported refused as a :class:`BatchNormStackError`."""
+    """:func:`critsym.body.analysed_part` (the longest run of agreeing blocks of
+    :func:`critsym.from_torch`'s body), with a model holding BatchNorm modules that cannot be
+    imported refused as a :class:`BatchNormStackError`."""
     from .body import analysed_part
+    from .torch.batch_stats import frozen_batch_stats
     from .torch.build import CritsymNet
 
     if isinstance(model, CritsymNet):
@@ -301,16 +426,20 @@ def import_part(model, example_input=None):
             "...)), or export one plain torch model with cs.to_torch_model")
     try:
         with frozen_batch_stats(model):
-            return analysed_part(model, example_input)
+            part = analysed_part(model, example_input)
     except UnsupportedModuleError as e:
         bn = _batchnorm_modules(model)
         if bn:
-            raise BatchNormStackError(
+            err = BatchNormStackError(
                 f"no critical initialization: submodule {bn[0]!r} normalises over the batch "
-                f"(BatchNorm) and the model cannot be analysed ({e}); BatchNorm makes "
+                f"(BatchNorm) and the model cannot be analysed ({_first_clause(e)}); "
+                "BatchNorm makes "
                 "gradients explode with depth at every initialization: replace it by "
-                "LayerNorm or GroupNorm") from None
+                "LayerNorm or GroupNorm")
+            err.cause = e  # what the analysis found (e.g. blocks that differ)
+            raise err from None
         raise
+    return part
 
 
 def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: float | None = None,
@@ -318,25 +447,26 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
               **fixed: float) -> CriticalInit:
     r"""Re-initialize ``model`` in place at the critical point of its theory; return what was set.
 
-    The analysed body (:func:`critsym.body.analysed_part`: the repeated blocks of a top-level
-    ``nn.Sequential``, or the whole model as one block) gives the theory; ``solve_for``
-    ("sigma_w" or "sigma_b") is solved for χ_J* = 1 with the other hyperparameters at
-    ``fixed`` or, where not given, at their pooled estimates from the body's weights.  Every
-    weight layer of the body is redrawn W ~ N(0, σ_w²/fan_in) and its bias b ~ N(0, σ_b²)
+    The analysed part (:func:`critsym.body.analysed_part`: the longest run of blocks of one
+    structure in the body :func:`critsym.from_torch` reads, their current σ's aside) gives the
+    theory, each hyperparameter a role (σ_w, σ_b, and for attention σ_v, σ_o, σ_qk, σ_b_v,
+    σ_b_o); ``solve_for`` is solved for χ_J* = 1 with the other hyperparameters at ``fixed``
+    or, where not given, at their pooled estimates from the part's layers.  Every weight layer
+    of the part is redrawn W ~ N(0, σ²/fan_in) at its role's σ and its bias b ~ N(0, σ_b²)
     (zeros at σ_b = 0), under ``torch.no_grad`` with ``generator`` (default: torch's global
-    stream, as ``torch.nn.init``).  Stem and head layers are left as they are.
+    stream, as ``torch.nn.init``).  Stem, head and the blocks outside the part are left as
+    they are.
 
-    ``example_input`` (one batch the model accepts) lets the importer recognise residual
-    modules written in ``forward`` and sets K⁰ = mean(h⁰²) of the body input (default
-    ``K0`` = 1).  Refusals: see the module doc.
+    ``example_input`` (one batch the model accepts) lets the importer read what only a run
+    shows (token counts, residual sums written in ``forward``, a stem fx cannot trace) and
+    sets K⁰ = mean(h⁰²) of the part's input (default ``K0`` = 1).  Refusals: see the module
+    doc.
     """
 
     part = import_part(model, example_input)
-    where = f" for {part.description}"
+    where = f" for {part.n_blocks} blocks {part.blocks[0].path} … {part.blocks[-1].path}"
     _refuse_batchnorm(part, where, part.K0 if part.K0 is not None else 1.0)
-    from .derive import derive
-
-    theory = derive(part.block)
+    theory = part.theory()
     names = theory.hyperparameter_names
     if solve_for not in names:
         raise HyperparameterError(
@@ -347,8 +477,8 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     notes = []
     for k in part.disagreeing():
         if k in names and k != solve_for and k not in fixed:
-            per = ", ".join(f"{p}: {v[0 if k == 'sigma_w' else 1]:.4g}"
-                            for p, v in part.layer_sigmas.items())
+            per = ", ".join(f"{r.path}: {math.sqrt(r.w_sq / r.n_w):.4g}"
+                            for r in part.records if r.role == k)
             notes.append(f"{k} differs between layers ({per}); set to the pooled "
                          f"{measured[k]:.6g} in every layer (pass {k}=... to choose)")
     hp = {k: v for k, v in measured.items() if k != solve_for}
@@ -358,12 +488,11 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     point = solve_critical(theory, solve_for, current=measured.get(solve_for), K0=K0,
                            bracket=bracket, where=where, **hp)
     values = {**hp, solve_for: point.value}
-    sw = float(values.get("sigma_w", part.sigma_w.value))
-    sb = float(values.get("sigma_b", 0.0))
-    layers, params, more = _draw(model, part.layers, sw, sb, generator)
+    layers, params, more = _draw(model, part, values, generator)
     notes += more
     return CriticalInit(point=point, hyperparameters=values, previous=measured, layers=layers,
-                        parameters=params, part=part, notes=tuple(notes))
+                        parameters=params, part=part, notes=tuple(notes),
+                        example_input=example_input)
 
 
 # ----------------------------------------------------------------------------- critical_gain

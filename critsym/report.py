@@ -1,10 +1,12 @@
 r"""One report for one torch model: theory beside Monte Carlo at its current initialization.
 
-``cs.report(model, example_input)`` finds the analysed body (:mod:`critsym.body`), reads σ_w,
-σ_b from its weights, and gives
+``cs.report(model, example_input)`` imports the model (:func:`critsym.from_torch`), takes the
+longest run of blocks of one structure in its body (:func:`critsym.body.analysed_part`; each
+hyperparameter by its role: σ_w, σ_b, σ_v, σ_o, σ_qk …, read from the weights), and gives
 
-* the APJN across the body from theory, J^{0,l} = Π_{m<l} χ_J(K^m) with K^{m+1} = F_m(K^m)
-  run through each block's own map (its own σ's) from K⁰ = mean(h⁰²) of the example input;
+* the APJN across the part from theory, J^{0,l} = Π_{m<l} χ_J(K^m) with K^{m+1} = F_m(K^m)
+  run through each block's own map (its own σ's) from the state measured at the part's input
+  (K⁰ = mean(h⁰²); a token body's offsets too), :func:`critsym.interop.run_blocks`;
 * the APJN measured on the model itself (:func:`critsym.apjn`, Hutchinson probes from its own
   generator) at the outputs of the same blocks, with its standard error;
 * the phase ("critical" when χ_J* = 1 within σ̂_w ± 2 SE), χ_J*, the depth scale
@@ -26,8 +28,8 @@ import numpy as np
 
 from .errors import CritsymError
 
-#: seconds the report spends searching for the critical σ_w
-CRITICAL_BUDGET_S = 30.0
+#: seconds the report spends searching for the critical σ_w (and for the exponents)
+CRITICAL_BUDGET_S = 60.0
 #: the phase is "critical" when χ_J* = 1 lies within σ̂_w ± SE_BAND standard errors
 SE_BAND = 2.0
 
@@ -134,29 +136,24 @@ class Report:
         return fig
 
 
-def _theory_J(part, K0: float) -> tuple[np.ndarray, list[str]]:
-    """J^{0,l} through each block's own numeric map (single-axis state), else the pooled
-    block's recursion; with notes on what was done."""
-    from .derive import derive
+def theory_J(part) -> np.ndarray:
+    """J^{0,l} of the theory through the part's blocks from the state measured at the part's
+    input (K⁰ = 1 without an example input), :func:`critsym.interop.run_blocks`: at the
+    pooled σ of each role where the layers agree (:attr:`AnalysedPart.pooled`), else each
+    block at its own numbers (every non-integer hyperparameter of a block its own symbol,
+    :func:`critsym.body.numeric_form`, so blocks of one structure share one derivation)."""
+    from .body import numeric_form
+    from .interop import derive_block, run_blocks
 
+    axes, tokens = part.axes or part.token_state, part.token_state
     if part.pooled:
-        th = derive(part.block)
-        return np.asarray(th.run(part.n_blocks, K0=K0, **part.values).J, float), []
-    cache: dict[str, object] = {}
-    K, J = K0, [1.0]
-    for op in part.ops:
-        key = repr(op)
-        th = cache.get(key) or cache.setdefault(key, derive(op))
-        if th.multi_axis:
-            th = derive(part.block)
-            return (np.asarray(th.run(part.n_blocks, K0=K0, **part.values).J, float),
-                    ["per-layer sigmas differ, but the block's state has several axes: the "
-                     "theory runs at the pooled sigmas"])
-        r = th.run(1, K0=K)
-        K = float(r.K[1])
-        J.append(J[-1] * float(r.chi[0]))
-    return np.asarray(J), ["per-layer sigmas differ: the theory runs through each block's own "
-                           "sigmas; phase and critical point are at the pooled sigmas"]
+        pairs = [(part.theory(), part.values)] * part.n_blocks
+    else:
+        pairs = []
+        for op in part.ops:
+            tpl, vals = numeric_form(op)
+            pairs.append((derive_block(tpl, axes, tokens), vals))
+    return np.asarray(run_blocks(pairs, **(part.state or {"K0": 1.0})).J, float)
 
 
 def _wrapped(model):
@@ -169,15 +166,20 @@ def _wrapped(model):
 
 
 def measured_J(model, example_input, part, *, n_probes: int = 16, seed: int = 0):
-    """J^{0,l} measured with :func:`critsym.apjn` from the body input to every block output
-    of ``part``: (J, SE) arrays of length n_blocks + 1."""
-    from .init import frozen_batch_stats
+    """J^{0,l} measured with :func:`critsym.apjn` from the part's input to every block output
+    of ``part``: (J, SE) arrays of length n_blocks + 1.  A model with BatchNorm in training
+    mode is measured with the batch as one example (its statistics mix the rows)."""
+    from .init import _batchnorm_modules
     from .torch.apjn import apjn
+    from .torch.batch_stats import frozen_batch_stats
 
     wrap, name = _wrapped(model)
     layers = [name(part.inputs)] + [name(p) for p in part.outputs]
+    mixes = any(getattr(dict(model.named_modules())[n], "training", False)
+                for n in _batchnorm_modules(model))
     with frozen_batch_stats(model):
-        res = apjn(wrap, example_input, layers, n_probes=n_probes, seed=seed)
+        res = apjn(wrap, example_input, layers, n_probes=n_probes, seed=seed,
+                   batch_axis=None if mixes else 0)
     return np.asarray(res.J, float), np.asarray(res.J_se, float)
 
 
@@ -191,36 +193,61 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     softmax attention by quadrature), and the report then says it was not computed."""
     import torch
 
-    from .criticality import analytic_exponents, fixed_point
+    from .body import NoRepeatedBlockError
+    from .criticality import fixed_point
     from .criticality.exponents import within_budget
-    from .derive import derive
     from .errors import SimulationError
-    from .init import NoCriticalInitError, _refuse_batchnorm, import_part, solve_critical
+    from .init import (
+        BatchNormStackError,
+        NoCriticalInitError,
+        _refuse_batchnorm,
+        import_part,
+        solve_critical,
+    )
     from .ops.batchnorm import BatchNorm
 
     if not isinstance(example_input, torch.Tensor):
         raise SimulationError("example_input must be a torch.Tensor batch the model accepts "
                               f"(rows = examples), got {type(example_input).__name__}")
-    from .body import NoRepeatedBlockError
-
     try:
         part = import_part(model, example_input)
     except NoRepeatedBlockError as err:
         return _network_report(model, example_input, err, n_probes=n_probes, seed=seed)
+    except BatchNormStackError as err:
+        if not isinstance(getattr(err, "cause", None), NoRepeatedBlockError):
+            raise
+        return _network_report(model, example_input, err, n_probes=n_probes, seed=seed,
+                               why=str(err))
     notes: list[str] = []
     K0 = float(part.K0)
     values = part.values
     for k in part.disagreeing():
         notes.append(f"{k} differs between the body's layers beyond sampling error "
                      f"({part.agreement[k]!r}); pooled value {values.get(k, float('nan')):.4g}")
-    J_th, more = _theory_J(part, K0)
-    notes += more
+    if not part.pooled:
+        notes.append("per-layer sigmas differ: the theory runs through each block's own "
+                     "sigmas; phase and critical point are at the pooled sigmas of each role")
+    if part.result.approximations:
+        notes += [f"{p}: {t}" for p, t in part.result.approximations.items()]
+    if part.result.output:
+        notes.append(f"the model returns several outputs: {part.result.output} is analysed")
+    J_th = theory_J(part)
     J_me, J_se = measured_J(model, example_input, part, n_probes=n_probes, seed=seed)
-    theory = derive(part.block)
-    fp = fixed_point(theory, K0=K0, **values)
-    phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
+    theory = part.theory()
+    try:
+        fp = fixed_point(theory, K0=K0, **values)
+    except CritsymError as e:  # e.g. a post-activation block: its state is a law, no K*
+        fp = None
+        chi = float(J_th[-1] / J_th[-2]) if len(J_th) > 1 and J_th[-2] > 0 else float("nan")
+        phase = ("undetermined" if not np.isfinite(chi) else "chaotic" if chi > 1 else
+                 "ordered" if chi < 1 else "critical")
+        notes.append(f"no fixed point of this block's theory ({str(e).splitlines()[0][:160]}"
+                     f"); phase and chi from the last block's theory chi_J = {chi:.4g}")
+    else:
+        phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
     se = part.sigma_w.se
-    if phase != "critical" and "sigma_w" in values and np.isfinite(se) and se > 0:
+    if fp is not None and phase != "critical" and "sigma_w" in values and np.isfinite(se) \
+            and se > 0:
         lo, hi = (float(fixed_point(theory, K0=K0, **{**values, "sigma_w": values["sigma_w"]
                                                       + s * SE_BAND * se}).chi_star)
                   for s in (-1, 1))
@@ -231,8 +258,8 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     cp, why = None, ""
     try:
         if part.contains(BatchNorm):
-            notes.append("BatchNorm mixes the examples of a batch: the measured APJN is per "
-                         "example of the batch")
+            notes.append("BatchNorm mixes the examples of a batch: the measured APJN is that "
+                         "of the whole batch as one example")
             _refuse_batchnorm(part, "", K0)
         others = {k: v for k, v in values.items() if k != "sigma_w"}
 
@@ -257,27 +284,54 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     except CritsymError as e:
         why = str(e)
     at = values
+    if fp is None:
+        return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
+                      J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
+                      xi_J=float(-1 / np.log(chi)) if np.isfinite(chi) and chi > 0 and
+                      chi != 1 else float("inf"),
+                      universality="not computed (no fixed point)", exponent=None,
+                      critical_point=cp, critical_note=why, notes=tuple(notes))
     if phase == "critical" and cp is not None and str(fp.phase(1e-6)) != "critical":
         at = {**values, "sigma_w": cp.value}
         notes.append(f"universality and exponent at the critical sigma_w = {cp.value:.6g}")
-    ex = analytic_exponents(theory, K0=K0, **at)
+    universality, exponent = _exponents(theory, K0, at, critical_budget)
     return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th, J_measured=J_me,
                   J_measured_se=J_se, phase=phase, chi_star=chi, xi_J=float(fp.xi_J),
-                  universality=str(ex.universality),
-                  exponent=None if ex.p is None else float(ex.p), critical_point=cp,
+                  universality=universality, exponent=exponent, critical_point=cp,
                   critical_note=why, notes=tuple(notes))
 
 
-def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
+def _exponents(theory, K0: float, at: dict, budget: float) -> tuple[str, float | None]:
+    """(universality class, exponent p or None) of :func:`critsym.analytic_exponents`, or
+    "not computed" when it takes longer than ``budget`` seconds."""
+    from .criticality import analytic_exponents
+    from .criticality.exponents import within_budget
+
+    def run():
+        try:
+            return analytic_exponents(theory, K0=K0, **at)
+        except CritsymError as e:
+            return e
+
+    ex = within_budget(run, budget)
+    if ex is None:
+        return f"not computed (longer than {budget:g} s)", None
+    if isinstance(ex, CritsymError):
+        return f"not computed: {str(ex).splitlines()[0]}", None
+    return str(ex.universality), None if ex.p is None else float(ex.p)
+
+
+def _network_report(model, x, err, *, n_probes: int, seed: int, why: str = "") -> Report:
     """A body of differing blocks (a whole-network import): the importer's network theory
     J^{1,b} (from the first block's output, through each block's own map) beside the APJN
     measured between the same outputs; no single χ_J*, phase or critical point exists."""
     import warnings
 
-    from .body import AnalysedPart
+    from .body import AnalysedPart, role_block
     from .importer import from_torch
-    from .init import frozen_batch_stats
+    from .init import _batchnorm_modules
     from .torch.apjn import apjn
+    from .torch.batch_stats import frozen_batch_stats
 
     with warnings.catch_warnings(), frozen_batch_stats(model):
         warnings.simplefilter("ignore")
@@ -285,27 +339,32 @@ def _network_report(model, x, err, *, n_probes: int, seed: int) -> Report:
     blocks, outs = list(res.blocks), list(res.outputs)
     if len(blocks) < 2 or any(o is None for o in outs):
         raise err
+    named = dict(model.named_modules())
+    mixes = any(named[n].training for n in _batchnorm_modules(model))
     with frozen_batch_stats(model):
-        meas = apjn(model, x, outs, n_probes=n_probes, seed=seed)
+        meas = apjn(model, x, outs, n_probes=n_probes, seed=seed,
+                    batch_axis=None if mixes else 0)
     J_th = np.asarray(res.J_theory(start=1), float)
     run = res.network_run()
     part = AnalysedPart(
-        block=blocks[1].block, ops=tuple(b.arch for b in blocks[1:]),
-        children=tuple((b.path,) for b in blocks[1:]), inputs=outs[0],
-        outputs=tuple(outs[1:]), layers=tuple(p for b in blocks[1:] for p in b.layers),
-        sigma_w=res.sigma_w, sigma_b=res.sigma_b, agreement=dict(res.agreement),
-        skipped=tuple((getattr(s, "path", str(s)), getattr(s, "reason", ""))
-                      for s in res.skipped) + ((blocks[0].path, "reference: J is measured "
-                                                "from its output"),),
-        K0=float(run.K[1]), differing=True)
-    why = ("the body's blocks differ, so there is no single chi_J*, phase or critical point; "
-           "J runs through each block's own map (import the repeated part by itself for them)")
+        result=res, blocks=tuple(blocks[1:]), block=role_block(blocks[1].arch),
+        ops=tuple(b.arch for b in blocks[1:]), inputs=outs[0], outputs=tuple(outs[1:]),
+        layers=tuple(p for b in blocks[1:] for p in b.layers),
+        skipped=tuple((s.path, f"{s.part}: {s.reason}") for s in res.skipped)
+        + ((blocks[0].path, "reference: J is measured from its output"),),
+        state={"K0": float(run.K[1])}, differing=True)
+    differ = ("the body's blocks differ, so there is no single chi_J*, phase or critical "
+              "point; J runs through each block's own map (import the repeated part by itself "
+              "for them)")
+    notes = (differ,) + (("the whole batch is one example (BatchNorm mixes its rows)",)
+                         if mixes else ())
+    why = why or differ
     return Report(part=part, hyperparameters={}, K0=float(run.K[1]), J_theory=J_th,
                   J_measured=np.asarray(meas.J, float), J_measured_se=np.asarray(meas.J_se,
                                                                                 float),
                   phase="undetermined", chi_star=float("nan"), xi_J=float("nan"),
                   universality="blocks differ", exponent=None, critical_point=None,
-                  critical_note=why, notes=(why,))
+                  critical_note=why, notes=notes)
 
 
 class _CallableModule(types.ModuleType):

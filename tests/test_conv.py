@@ -145,3 +145,25 @@ def test_new_operators_round_trip_json():
               cs.Conv(5, 1.2, 0, padding="zeros", dim=1, channels=7) >> cs.AvgPool(2)
               >> cs.GlobalAvgPool()):
         assert cs.from_json(a.to_json()) == a
+
+
+def test_zero_padding_labelled_as_an_approximation():
+    import warnings
+
+    import torch
+    from torch import nn
+
+    import critsym as cs
+
+    x = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = {}
+    for mode in ("zeros", "circular"):
+        torch.manual_seed(0)
+        conv = [nn.Conv2d(8, 8, 3, padding=1, padding_mode=mode) for _ in range(3)]
+        model = nn.Sequential(conv[0], nn.ReLU(), conv[1], nn.ReLU(), conv[2]).double()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            labels[mode] = cs.from_torch(model, x).approximations
+    assert labels["circular"] == {}
+    assert set(labels["zeros"]) == {"0", "2", "4"}
+    assert all("zero padding" in v for v in labels["zeros"].values())

@@ -175,3 +175,25 @@ def test_round_trip_of_critsym_built_networks(arch, hp, shape):
     assert imp.block == arch.subs({"mu": hp["mu"]}) and imp.n_blocks == 3
     assert abs(imp.sigma_w.value - hp["sigma_w"]) <= 4 * imp.sigma_w.se
     assert abs(imp.sigma_b.value - hp["sigma_b"]) <= 4 * imp.sigma_b.se
+
+
+def test_unlike_tokens_at_the_body_input_are_labelled():
+    """A near-zero first token (a class token at initialization) is not exchangeable with the
+    others: the import says so; alike tokens get no such label."""
+    import warnings
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True,
+                                       norm_first=True)
+    model = nn.Sequential(layer).double().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 6, 16, generator=g, dtype=torch.float64)
+    cls = x.clone()
+    cls[:, 0] *= 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alike = cs.from_torch(model, x).approximations
+        unlike = cs.from_torch(model, cls).approximations
+    assert not any("tokens not alike" in v for v in alike.values())
+    notes = [v for v in unlike.values() if "tokens not alike" in v]
+    assert len(notes) == 1 and "(token 0)" in notes[0]

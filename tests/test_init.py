@@ -157,7 +157,7 @@ def test_critical_relu_flat_mlp_has_unit_one_block_apjn():
     res = ci.critical_(model)
     assert res.value == pytest.approx(math.sqrt(2), abs=1e-9)
     assert torch.equal(model[-1].weight, head)  # the head is not part of the body
-    assert ("16", "head: after the repeating body") in res.part.skipped
+    assert ("15..16", "head: after the repeating body") in res.part.skipped
     x = input_at(1.0, shape=(BATCH, 64))
     # blocks run from one Linear output to the next: ReLU >> Linear
     _assert_unit(*one_block_apjn(res, make, x, "12", "14"))
@@ -285,7 +285,7 @@ def test_bad_requests_are_hyperparameter_errors():
         ci.critical_(model, solve_for="mu")
     with pytest.raises(cs.errors.HyperparameterError, match="unknown"):
         ci.critical_(model, gamma=1.0)
-    with pytest.raises(cs.errors.UnsupportedModuleError, match="Hardtanh"):
+    with pytest.raises(cs.errors.UnsupportedModuleError, match="(?i)hardtanh"):
         ci.critical_(nn.Sequential(nn.Linear(4, 4), nn.Hardtanh()))
 
 

@@ -183,6 +183,11 @@ def touched():
 
 def not_a_model():
     return 3
+
+
+def embedded_mlp():
+    return nn.Sequential(nn.Embedding(50, 16),
+                         *[nn.Sequential(nn.Tanh(), nn.Linear(16, 16)) for _ in range(3)])
 '''
 
 
@@ -201,6 +206,15 @@ def test_cli_report_prints_and_writes_the_figure(models, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "phase:" in text and "critical initialization:" in text and f"wrote {out}" in text
     assert out.stat().st_size > 1000
+
+
+def test_cli_report_draws_token_ids_for_a_model_with_an_embedding(models, capsys):
+    code = cli.main(["report", f"{models}:embedded_mlp", "--input-shape", "4,8", "--vocab",
+                     "50", "--eval", "--n-probes", "2"])
+    assert code == 0
+    text = capsys.readouterr().out
+    # the embedding is a stem left out; the body's input is its output
+    assert "skipped: 0 (stem: " in text and "J^(0,3)" in text, text
 
 
 def _one_line(capsys):

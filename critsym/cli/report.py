@@ -1,5 +1,7 @@
-"""``critsym report MODULE:FACTORY --input-shape 8,16 [--out fig.png]``: theory beside the
-measured APJN of one torch model at its current initialization (:func:`critsym.report`)."""
+"""``critsym report MODULE:FACTORY --input-shape 8,16 [--vocab N] [--eval] [--out fig.png]``:
+theory beside the measured APJN of one torch model at its current initialization
+(:func:`critsym.report`); ``--vocab`` draws integer token ids for models that start with an
+embedding."""
 
 from __future__ import annotations
 
@@ -34,6 +36,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="torch.manual_seed before building the model; the input batch and the "
                    "probes come from their own streams derived from it")
     p.add_argument("--n-probes", type=int, default=16, help="Hutchinson probes per example")
+    p.add_argument("--vocab", type=int, default=None, metavar="N",
+                   help="draw the input as integer token ids in [0, N) of --input-shape (a "
+                   "model that starts with a token embedding, e.g. GPT-2, BERT, Llama)")
+    p.add_argument("--eval", action="store_true",
+                   help="put the model in evaluation mode first (dropout off)")
     p.set_defaults(run=run, parser=p)
     return p
 
@@ -112,6 +119,8 @@ def run(args) -> int:
         args.parser.error(f"--n-probes {args.n_probes}: give at least 1")
     if args.seed < 0:
         args.parser.error(f"--seed {args.seed}: give an integer >= 0")
+    if args.vocab is not None and args.vocab < 1:
+        args.parser.error(f"--vocab {args.vocab}: give a vocabulary size >= 1")
     if args.out is not None:
         check_output_file(args.out)
 
@@ -125,8 +134,13 @@ def run(args) -> int:
         dtype = next(model.parameters()).dtype
     except StopIteration:
         dtype = torch.get_default_dtype()
+    if args.eval:
+        model.eval()
     gen = torch.Generator().manual_seed(input_seed(args.seed))
-    x = torch.randn(shape, generator=gen, dtype=dtype)
+    if args.vocab is not None:
+        x = torch.randint(0, args.vocab, shape, generator=gen)
+    else:
+        x = torch.randn(shape, generator=gen, dtype=dtype)
     rep = report(model, x, n_probes=args.n_probes, seed=args.seed)
     print(rep)
     if args.out is not None:

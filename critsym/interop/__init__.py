@@ -33,7 +33,10 @@ when the layers agree), ``res.theory()``, ``res.critical()``, ``res.run()``.
 
 Modules: :mod:`~critsym.interop.capture` (torch.fx / torch.export capture and the graph
 walk), :mod:`~critsym.interop.network` (blocks, body, the network theory),
-:mod:`~critsym.interop.stream` (post-activation residual bodies: the stream's law).
+:mod:`~critsym.interop.stream` (post-activation residual bodies: the stream's law), the
+readers of library layers by class name: :mod:`~critsym.interop.hf` (torch's and Hugging
+Face's transformer layers), :mod:`~critsym.interop.tv` (torchvision's and timm's ViT and Mixer
+blocks).
 """
 
 from .network import (

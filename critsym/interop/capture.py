@@ -138,6 +138,9 @@ class Captured:
     root: nn.Module | None = None
     #: the graph inlines every module (torch.export): modules read whole are regions of it
     inlined: bool = False
+    #: the keys / indices leading to the analysed output in a tuple / dict output (empty: a
+    #: tensor output)
+    output_path: tuple[str, ...] = ()
 
 
 def whole(m: nn.Module) -> bool:
@@ -327,7 +330,11 @@ class Walker:
         #: modules called more than once (their output is no hook point)
         self.repeated = {p for p, keys in calls.items() if len(keys) > 1}
         self.first_input: str | None = None
+        #: the keys / indices leading to the analysed output in a tuple / dict output
+        self.output_path: list[str] = []
         self.regions: dict[str, Chain] = {}
+        #: call key of a module read whole (torch.export) -> the last node inside it (its output)
+        self.region_ends: dict[str, str] = {}
 
     # ---------------------------------------------------------------- helpers
     def _stack(self, n: fx.Node) -> list[str]:
@@ -370,7 +377,8 @@ class Walker:
 
     def in_region(self, n: fx.Node, key: str, rel: str):
         """Read a whole module's inlined nodes as one call of it: every node of the region
-        stands for the module's output."""
+        stands for the module's output, which is the region's last node (the value the next
+        part receives, e.g. its number of tokens)."""
         if key in self.regions:
             return self.regions[key]
         ins = [self.env[a.name] for a in n.all_input_nodes
@@ -379,6 +387,7 @@ class Walker:
             return None
         chain = ins[0]
         path = _join(self.path, rel)
+        end = self.region_ends.get(key, n.name)
         mod = self.cap.root.get_submodule(rel)
         x = self.cap.values.get(chain.end)
         self.reader.note_inputs(mod, (x,) if isinstance(x, torch.Tensor) else None)
@@ -386,12 +395,12 @@ class Walker:
         try:
             op = self.reader.map(mod, path)
         except UnsupportedModuleError as e:
-            out = chain.then(Element(None, path, chain.end, n.name, reason=str(e)))
+            out = chain.then(Element(None, path, chain.end, end, reason=str(e)))
         else:
             layers = tuple(range(start, len(self.reader.layers)))
             mod_out = None if path in self.repeated else path
             out = chain if op is None else chain.then(
-                Element(op, path, chain.end, n.name, layers, module=mod_out))
+                Element(op, path, chain.end, end, layers, module=mod_out))
         self.regions[key] = out
         return out
 
@@ -424,11 +433,15 @@ class Walker:
         return a
 
     def chains(self, n: fx.Node) -> list[tuple[int, Chain]]:
+        """(argument position, chain) of the traced tensors among ``n``'s arguments, those
+        inside a list or tuple argument included (``torch.cat([class_token, x])``)."""
         out = []
         flat = list(n.args) + list(n.kwargs.values())
         for i, a in enumerate(flat):
-            if isinstance(a, fx.Node) and isinstance(self.env.get(a.name), Chain):
-                out.append((i, self.env[a.name]))
+            # a list argument (torch.cat's tensors) counts as its elements
+            for b in (a if isinstance(a, (list, tuple)) else (a,)):
+                if isinstance(b, fx.Node) and isinstance(self.env.get(b.name), Chain):
+                    out.append((i, self.env[b.name]))
         return out
 
     def module_of(self, n: fx.Node, path: str) -> str | None:
@@ -454,6 +467,11 @@ class Walker:
     # ---------------------------------------------------------------- walk
     def run(self) -> Chain:
         live = self._live()
+        for n in self.nodes:
+            reg = self.region(n) if n.op in ("call_function", "call_method") and \
+                n.name in live else None
+            if reg is not None:
+                self.region_ends[reg[0]] = n.name
         out_chain = None
         for n in self.nodes:
             if n.name not in live:
@@ -482,10 +500,14 @@ class Walker:
                 self.env[n.name] = self.call(n)
             elif n.op == "output":
                 res = n.args[0]
-                while isinstance(res, (tuple, list)) and res:
-                    res = res[0]
-                if isinstance(res, dict) and res:
-                    res = next(iter(res.values()))
+                while isinstance(res, (tuple, list, dict)) and res:
+                    if isinstance(res, dict):
+                        name = next(iter(res))
+                        res = res[name]
+                    else:
+                        name = "0"
+                        res = res[0]
+                    self.output_path.append(str(name))
                 got = self.env.get(res.name) if isinstance(res, fx.Node) else None
                 if not isinstance(got, Chain):
                     raise UnsupportedModuleError(
@@ -599,6 +621,10 @@ class Walker:
                                       "features")
         if key is getattr:  # x.T / x.mT
             key = "Tensor.mT"
+        if key is torch.cat or "cat" in _target_name(key).split(".")[-2:]:
+            return self.bad(n, chain, f"a concatenation in the forward of "
+                                      f"{_label(self.owner(n))!r} (e.g. a class token joined "
+                                      "to the tokens); critsym reads maps of one signal")
         cls = graph_claims().get(key)
         if cls is None:
             return self.bad(n, chain, f"{_target_name(key)} in the forward of "
@@ -738,7 +764,24 @@ def walk(module: nn.Module, reader, args: tuple | None, path: str = "") -> tuple
         return Chain("input", items), cap
     cap = capture(module, args, path)
     reader.methods.update(cap.methods)
-    return Walker(cap, reader, path).run(), cap
+    walker = Walker(cap, reader, path)
+    chain = walker.run()
+    cap.output_path = _spec_path(getattr(cap.gm, "_out_spec", None)) if cap.inlined else \
+        tuple(walker.output_path)
+    return chain, cap
+
+
+def _spec_path(spec) -> tuple[str, ...]:
+    """The keys / indices of the first leaf of a torch.export output tree (its flat outputs
+    are the graph's; empty for a tensor output)."""
+    out: list[str] = []
+    while spec is not None and getattr(spec, "type", None) is not None and \
+            getattr(spec, "children_specs", None):
+        ctx = spec.context
+        keys = ctx[0] if isinstance(ctx, list) and ctx else None
+        out.append(str(keys) if keys is not None and not isinstance(keys, int) else "0")
+        spec = spec.children_specs[0]
+    return tuple(out)
 
 
 __all__ = ["Captured", "Chain", "Element", "GraphCall", "TRACED", "Tracer", "Walker", "capture",

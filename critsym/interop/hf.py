@@ -95,10 +95,11 @@ def attention(reader, path: str, *, q, k, v, o, heads: int, n_tokens: int,
 
     for (w, b, name), what in ((q, "query"), (k, "key")):
         _zero_bias(b, what, reader.join(path, name), reader)
-        reader.weights(reader.join(path, name), "Linear", w, b)
+        reader.weights(reader.join(path, name), "Linear", w, b, role=f"sigma_{what[0]}",
+                       bias_role="")
     sq, sk = _sigma(q[0]), _sigma(k[0])
-    sv, sbv = reader.weights(reader.join(path, v[2]), "Linear", v[0], v[1])
-    so, sbo = reader.weights(reader.join(path, o[2]), "Linear", o[0], o[1])
+    sv, sbv = reader.weights(reader.join(path, v[2]), "Linear", v[0], v[1], role="sigma_v")
+    so, sbo = reader.weights(reader.join(path, o[2]), "Linear", o[0], o[1], role="sigma_o")
     d_k = head_dim or q[0].shape[0] // heads
     if scaling is not None and not math.isclose(scaling, d_k ** -0.5, rel_tol=1e-9):
         raise UnsupportedModuleError(

@@ -36,6 +36,8 @@ from .capture import Element
 LAW_SAMPLES = 200_000
 #: operators after which the signal is a Gaussian preactivation again (a block may end there)
 CLOSING = ("Linear", "Conv", "Residual", "Parallel", "BalancedResidual", "Attention")
+#: normalisations that end a post-norm layer read whole
+POST_NORMS = ("LayerNorm", "RMSNorm")
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,12 @@ def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
 
 # ---------------------------------------------------------------------------- segmentation
 def closes(op: Op) -> bool:
-    """True when ``op`` leaves a Gaussian preactivation (a block may end after it)."""
+    """True when ``op`` leaves a Gaussian preactivation (a block may end after it), or ends
+    in a normalisation of a residual sum (a post-norm layer read whole, ``… >> Residual >>
+    LayerNorm``)."""
     while isinstance(op, Sequential):
+        if len(op.ops) > 1 and type(op.ops[-1]).__name__ in POST_NORMS and closes(op.ops[-2]):
+            return True
         op = op.ops[-1]
     return type(op).__name__ in CLOSING
 
@@ -291,6 +297,8 @@ def segments(items) -> list[Segment]:
             continue
         if i in joins:  # a post-activation block starts at its sum (what precedes is stem)
             flush()
+        elif cur and isinstance(e.op, Sequential) and closes(e.op):
+            flush()  # a whole layer read at once is a block of its own (e.g. after a stem LN)
         cur.append(e)
         if (closes(e.op) and i not in joins) or (i - 1) in joins:
             flush()

@@ -264,9 +264,9 @@ class Attention(Op):
                 f"submodule {name!r}: importing standard-regime attention (random logits) is "
                 "not supported; build it with critsym.Attention(n, 'standard', ...)")
         sv, sbv = reader.weights(reader.join(path, "value"), "Attention value", parts["value"],
-                                 parts["value_bias"])
+                                 parts["value_bias"], role="sigma_v")
         so, sbo = reader.weights(reader.join(path, "output"), "Attention output",
-                                 parts["output"], parts["output_bias"])
+                                 parts["output"], parts["output_bias"], role="sigma_o")
         kw = dict(sigma_v=sv, sigma_o=so, heads=int(module.heads), sigma_b_v=sbv,
                   sigma_b_o=sbo)
         if module.regime == "deterministic":

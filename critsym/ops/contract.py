@@ -158,7 +158,7 @@ def graph_claims() -> dict[object, type[Op]]:
 
 
 #: modules holding :func:`import_reader` registrations, loaded on the first claims lookup
-READER_MODULES = ("critsym.interop.hf",)
+READER_MODULES = ("critsym.interop.hf", "critsym.interop.tv")
 _READERS: dict[str, Callable] = {}
 
 

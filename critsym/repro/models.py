@@ -14,8 +14,11 @@ prints the table (and writes it into PAGE between its markers); every number in 
   (:func:`critsym.interop.network.body_input`);
 * **measured J^{0,L}**: ``critsym.apjn`` from the stem's output to the last layer's output on
   the model itself, over ``seeds`` independent initializations (mean ± SE over them);
-* **after critical_**: ``critsym.init.critical_`` re-initializes the model, then the measured
-  APJN of one body layer (its input → its output), mean ± SE over layers and seeds.
+* **critical_**: ``critsym.init.critical_(model, example_input)`` on seed 0: the critical
+  value it set, or its refusal with the reason;
+* **after critical_**: where it set one, the measured APJN of each redrawn block (its input →
+  its output) after ``critical_`` on every seed, mean ± SE over blocks and seeds, and
+  extrapolated in 1/width.
 
 Sizes are tiny (width 32–64, two layers) so that the table reruns on a CPU in about a minute;
 theory and measurement then differ by the finite-width corrections O(1/width) on top of the
@@ -67,8 +70,11 @@ class Row:
     z: float | None = None
     ratio_inf: float | None = None
     ratio_inf_se: float | None = None
+    critical: str = ""
     J_block_critical: float | None = None
     J_block_critical_se: float | None = None
+    J_block_critical_inf: float | None = None
+    J_block_critical_inf_se: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -333,32 +339,11 @@ def read_body(model, x, case: Case) -> Body:
 
 
 def template(op):
-    """``op`` with every non-integer number in a hyperparameter field replaced by its own
-    symbol (``sigma_w_0``, ``sigma_b_1`` …), and the values: blocks of one structure then share
-    one derivation, whatever their weight scales."""
-    import itertools
+    """:func:`critsym.body.numeric_form`: ``op`` with each non-integer hyperparameter its own
+    symbol, and the values (blocks of one structure share one derivation)."""
+    from ..body import numeric_form
 
-    from ..ops.base import from_dict, operators
-
-    counter, values = itertools.count(), {}
-    ops = operators()
-
-    def walk(d):
-        fields = ops[d["op"]].hyper_fields
-        for k, v in list(d.items()):
-            if k in fields and isinstance(v, float) and v != int(v):
-                name = f"{k}_{next(counter)}"
-                values[name], d[k] = v, name
-            elif isinstance(v, dict) and "op" in v:
-                walk(v)
-            elif isinstance(v, list):
-                for item in v:
-                    if isinstance(item, dict) and "op" in item:
-                        walk(item)
-
-    d = op.to_dict()
-    walk(d)
-    return from_dict(d), values
+    return numeric_form(op)
 
 
 _DERIVED: dict = {}
@@ -383,9 +368,15 @@ def body_theory(body: Body) -> float:
     example (:func:`critsym.interop.network.body_input`)."""
     from ..interop import run_blocks
     from ..interop.network import body_input
+    from ..ops.contract import contains
 
-    start = body_input(body.h0, any(b.axes or b.tokens for b in body.blocks)).state()
-    return float(run_blocks([_pair(b) for b in body.blocks], **start).J[-1])
+    def has(kind):
+        return any(contains(b.arch, kind) for b in body.blocks)
+
+    bn = has(lambda o: type(o).__name__ == "BatchNorm")  # rows: the batch (as the importer)
+    start = body_input(body.h0, any(b.axes or b.tokens for b in body.blocks),
+                       "batch" if bn else "tokens", has(lambda o: type(o).channels_first))
+    return float(run_blocks([_pair(b) for b in body.blocks], **start.state()).J[-1])
 
 
 def part_theory(result, K: float) -> float:
@@ -456,40 +447,6 @@ def compare(case: Case, seeds: int, n_probes: int = 8, init=None, theory: bool =
                  batch_axis=None if _mixes_batch(model) else 0)
         me.append(float(r.J[-1]))
     return Comparison(np.array(th), np.array(me))
-
-
-def one_layer(case: Case, seeds: int, n_probes: int = 8, init=None):
-    """The APJN of each body layer (its input → its output) measured on ``seeds``
-    initializations: (mean, SE) over layers and seeds.  With ``init``, only the layers whose
-    weights it changed are measured (``critical_`` leaves stem and head as they are)."""
-    from ..torch.apjn import apjn
-
-    out = []
-    for s in range(seeds):
-        model, x = case.build(s)
-        named = dict(model.named_modules())
-        before = {n: [p.detach().clone() for p in named[n].parameters()]
-                  for _, parts in case.blocks for n in parts}
-        if init is not None:
-            init(model, x)
-        net = _Harness(model) if case.stem is None else model
-        stem, outs = _names(case, case.stem is None)
-        layers = [stem, *outs]
-        for (a, b), (_, parts) in zip(zip(layers[:-1], layers[1:], strict=True), case.blocks,
-                                      strict=True):
-            if init is not None and not any(
-                    not torch_equal(p0, p) for n in parts
-                    for p0, p in zip(before[n], named[n].parameters(), strict=True)):
-                continue
-            out.append(float(apjn(net, x, [a, b], n_probes=n_probes, seed=s,
-                                  batch_axis=None if _mixes_batch(model) else 0).J[-1]))
-    return _mse(out)
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))
 
 
 def compare_part(build_part, K: float, seeds: int, shape=(64, WIDTH), n_probes: int = 8
@@ -564,6 +521,7 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
         body = read_body(model, x, case)
     except CritsymError as e:
         row.analysed = f"body not read: {_short(e)}"
+        _critical_answer(case, row)
         return row
     row.approximations = _grouped(body.approximations)
     theory = True
@@ -574,7 +532,12 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
     except CritsymError as e:
         theory = False
         row.analysed = f"body read, theory not available: {_short(e)}"
-    comps = [compare(case, seeds, theory=theory, width=w) for w in widths]
+    try:
+        comps = [compare(case, seeds, theory=theory, width=w) for w in widths]
+    except (CritsymError, RuntimeError) as e:  # e.g. torch.func refusing an in-place sum
+        row.analysed += f"; not measured: {_short(e, 160)}"
+        _critical_answer(case, row)
+        return row
     c = comps[0]
     row.J_measured, row.J_measured_se = _mse(c.measured)
     if theory:
@@ -582,20 +545,56 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
         if len(widths) > 1:
             r, se, _ = extrapolated_ratio(widths, comps)
             row.ratio_inf, row.ratio_inf_se = r, se
-    try:
-        from ..init import critical_  # noqa: PLC0415 - optional until it exists
-    except ImportError:
-        row.notes.append("critsym.init.critical_ not available")
+    if not _critical_answer(case, row):
         return row
+    per_width = []
+    for w in widths:
+        per_width.append(after_critical(case, seeds, width=w))
+    row.J_block_critical, row.J_block_critical_se = per_width[0]
+    if len(widths) > 1:
+        from ..torch.validate import extrapolate
 
-    def init(m, xx):
-        critical_(m, example_input=xx)
-
-    try:
-        row.J_block_critical, row.J_block_critical_se = one_layer(case, seeds, init=init)
-    except CritsymError as e:
-        row.notes.append(f"critical_ refused: {_short(e)}")
+        r, se, _ = extrapolate(list(widths), [m for m, _ in per_width],
+                               [s for _, s in per_width])
+        row.J_block_critical_inf, row.J_block_critical_inf_se = r, se
     return row
+
+
+def _critical_answer(case: Case, row: Row) -> bool:
+    """``critsym.init.critical_`` on seed 0 (a refusal does not depend on the seed): the value
+    it set or its refusal into ``row.critical``; True when it set one."""
+    from ..init import critical_
+
+    model, x = case.build(0)
+    try:
+        point = critical_(model, example_input=x)
+    except CritsymError as e:
+        row.critical = f"refused ({type(e).__name__}): {_short(e)}"
+        return False
+    row.critical = f"{point.solve_for} = {point.value:.6g}"
+    return True
+
+
+def after_critical(case: Case, seeds: int, n_probes: int = 8, width: int = WIDTH):
+    """The one-block APJN after ``critsym.init.critical_`` (each redrawn block's input → its
+    output, the blocks critical_ analysed), over ``seeds`` initializations: (mean, SE) over
+    blocks and seeds."""
+    import torch
+
+    from ..init import critical_
+    from ..torch.apjn import apjn
+
+    out = []
+    for s in range(seeds):
+        model, x = case.build(s, width)
+        res = critical_(model, example_input=x, generator=torch.Generator().manual_seed(s))
+        net = _Harness(model)
+        ends = ["input" if p is None else f"model.{p}" for p in
+                (res.part.inputs, *res.part.outputs)]
+        for a, b in zip(ends[:-1], ends[1:], strict=True):
+            out.append(float(apjn(net, x, [a, b], n_probes=n_probes, seed=s,
+                                  batch_axis=None if _mixes_batch(model) else 0).J[-1]))
+    return _mse(out)
 
 
 def _fmt(v, se=None) -> str:
@@ -607,19 +606,21 @@ def _fmt(v, se=None) -> str:
 def table(rows) -> str:
     """The markdown table of ``rows``."""
     head = ("| model | import | parts analysed | approximations | J^{0,L} theory | "
-            "J^{0,L} measured | measured/theory, 1/width → 0 | one-layer APJN after critical_ |"
-            "\n|---|---|---|---|---|---|---|---|")
+            "J^{0,L} measured | measured/theory, 1/width → 0 | critical_ | one-block APJN "
+            "after critical_ (1/width → 0) |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         imp = r.status + (f": {r.reason}" if r.reason else "")
         crit = _fmt(r.J_block_critical, r.J_block_critical_se)
+        if r.J_block_critical_inf is not None:
+            crit += f" ({_fmt(r.J_block_critical_inf, r.J_block_critical_inf_se)})"
         if crit == "—" and r.notes:
             crit = "— (" + "; ".join(r.notes) + ")"
         lines.append(" | ".join([
             f"| {r.model}", imp.replace("|", "/"), r.analysed.replace("|", "/"),
             r.approximations or "none", _fmt(r.J_theory),
             _fmt(r.J_measured, r.J_measured_se), _fmt(r.ratio_inf, r.ratio_inf_se),
-            crit]) + " |")
+            (r.critical or "—").replace("|", "/"), crit]) + " |")
     return "\n".join(lines)
 
 

@@ -34,6 +34,7 @@ from torch.func import jacrev, vjp
 
 from ..errors import SimulationError
 from ..stats import mean_se
+from .batch_stats import frozen_batch_stats
 from .build import network_generators, network_range
 from .estimators import PROBES, jvp_norms, make_probes, token_norms, vjp_norms
 from .simulate import _Progress
@@ -226,7 +227,8 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
     model that still refuses forward-mode AD is differentiated in reverse mode, one pass per
     layer, with the same probes' law and a ``note`` in the result.  ``probe_chunk``: probes per
     pass (memory; default all); ``progress``: a progress bar over the passes (default: on a
-    terminal, when there are several).
+    terminal, when there are several).  BatchNorm modules in training mode normalise with the
+    batch statistics and their running statistics are left as they were.
     """
     if not isinstance(model, nn.Module):
         raise SimulationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -263,6 +265,8 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
     mods = _resolve(model, layers)
     names = tuple(n for n, _ in mods)
     hooks = _Hooks(mods)
+    frozen = contextlib.ExitStack()  # BatchNorm running statistics stay as they are
+    frozen.enter_context(frozen_batch_stats(model))
     try:
         with torch.no_grad():
             model(x)
@@ -302,6 +306,7 @@ def apjn(model: nn.Module, x: torch.Tensor, layers: Sequence, *, mode: str = "jv
     finally:
         hooks.remove()
         hooks.deltas = {}
+        frozen.close()
     return _result(names, sq, kk, n_out, mode, n_probes, networks, note)
 
 
