@@ -188,6 +188,28 @@ class ImportResult:
         start.update(state)
         return run_blocks(self.blocks, **start)
 
+    def causal_run(self, causal: bool = True):
+        """The position-resolved token Gram recursion through every block
+        (:func:`critsym.attention.causal.causal_run`), from the Gram of each example measured
+        at the body input (``body_input.gram``, or ``body_input.measured.gram`` where the
+        body input's state comes from the embedding theory): the theory of a causal decoder
+        (GPT-2, Llama), whose mask the exchangeable theory of :meth:`network_run` leaves out
+        (listed in ``approximations``).  Standard attention is taken as uniform under the mask
+        (the result records its largest logit variance); ``causal=False`` runs the same
+        recursion without the mask."""
+        from .attention.causal import causal_run
+
+        bi = self.body_input
+        gram = None if bi is None else bi.gram
+        if gram is None and bi is not None and bi.measured is not None:
+            gram = bi.measured.gram  # the body input's state from the embedding theory
+        if gram is None:
+            raise UnsupportedModuleError(
+                "the causal recursion needs the token Gram of the body input: import a model "
+                "whose body mixes tokens, with example_input=... of shape (batch, tokens, "
+                "channels) at the body")
+        return causal_run([b.arch for b in self.blocks], gram, causal=causal)
+
     def J_theory(self, start: int = 0, **state) -> np.ndarray:
         """Theory J^{start, b} across the body, b = start..len(blocks) (b: the output of block
         b−1, b = 0 the body input), at the model's current initialization: the state from the

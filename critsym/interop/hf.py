@@ -26,9 +26,10 @@ example_input)``).
 What the theory does not hold is recorded, per submodule, in ``reader.approximations``
 (``ImportResult.approximations``):
 rotary position embeddings (Llama; the theory takes the logits without the rotation),
-causal masks (GPT-2, Llama; the theory lets every token attend to all n tokens) and grouped
-key/value heads.  Query/key biases must be zero (their initialization); dropout is the identity
-(evaluation mode).
+causal masks (GPT-2, Llama; the theory lets every token attend to all n tokens:
+``ImportResult.causal_run()`` runs the causal token Gram recursion of
+:mod:`critsym.attention.causal` instead) and grouped key/value heads.  Query/key biases must
+be zero (their initialization); dropout is the identity (evaluation mode).
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ def read_gpt2_attention(module, reader, path: str, n_tokens: int | None = None):
     w, b = _w(module.c_attn)
     d = module.embed_dim
     (wq, wk, wv), (bq, bk, bv) = w.split(d), b.split(d)
-    approximate(reader, path, "causal mask (the theory lets every token attend to all tokens)")
+    approximate(reader, path, "causal mask (the theory lets every token attend to all "
+                              "tokens; result.causal_run() keeps the mask)")
     return attention(reader, path, q=(wq, bq, "c_attn.q"), k=(wk, bk, "c_attn.k"),
                      v=(wv, bv, "c_attn.v"), o=(*_w(module.c_proj), "c_proj"),
                      heads=module.num_heads, n_tokens=n, scaling=module.scaling,
@@ -312,7 +314,8 @@ def read_llama_attention(module, reader, path: str, n_tokens: int | None = None)
             "num_attention_heads")
     approximate(reader, path, "rotary position embeddings (the theory takes the logits "
                               "without the rotation)")
-    approximate(reader, path, "causal mask (the theory lets every token attend to all tokens)")
+    approximate(reader, path, "causal mask (the theory lets every token attend to all "
+                              "tokens; result.causal_run() keeps the mask)")
     return attention(reader, path, q=(*_w(module.q_proj), "q_proj"),
                      k=(*_w(module.k_proj), "k_proj"), v=(*_w(module.v_proj), "v_proj"),
                      o=(*_w(module.o_proj), "o_proj"), heads=heads, n_tokens=n,

@@ -110,7 +110,9 @@ class BodyInput:
     the default K = 1 with zero offsets (``source`` "default").
     ``K`` = mean h²; multi-axis (rows × neurons in the last two axes): ``O_T`` = mean of
     h_{r,n} h_{r,n'} over n ≠ n' (the per-row part), ``O_C`` = mean of h_{r,n} h_{r',n} over
-    r ≠ r'; each an :class:`Estimate` whose SE is the spread over the examples / √B."""
+    r ≠ r'; each an :class:`Estimate` whose SE is the spread over the examples / √B.
+    ``gram``: with token rows, each example's token Gram h_a·h_b/N, shape (examples, R, R)
+    (the start of the causal recursion, :mod:`critsym.attention.causal`), else None."""
 
     K: Estimate
     O_T: Estimate | None = None
@@ -119,6 +121,7 @@ class BodyInput:
     #: entries of the body input (at most :data:`LAW_SAMPLES`): its law, which the theory of
     #: post-activation residual bodies (:mod:`~.stream`) starts from; None without an input
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+    gram: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the example-input estimate when the values come from the embedding theory
     measured: BodyInput | None = None
 
@@ -374,7 +377,11 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     top = K.value
     OC = Estimate(min(max(OC.value, 0.0), top), OC.se, OC.n)
     OT = Estimate(min(max(OT.value, 0.0), top - OC.value), OT.se, OT.n)
-    return BodyInput(K, OT, OC, "example_input", samples)
+    gram = None
+    if rows == "tokens":
+        t = g.reshape(-1, R, N)
+        gram = (t @ t.transpose(-1, -2) / N).numpy()
+    return BodyInput(K, OT, OC, "example_input", samples, gram)
 
 
 def stem_input(model, example_input, measured: BodyInput, body_start: str,
