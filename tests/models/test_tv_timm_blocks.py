@@ -172,7 +172,7 @@ def test_class_token_and_position_embedding_are_a_skipped_stem():
     res = imported(model, gaussian_tokens(0, BATCH, TOKENS, DIM))
     assert [b.path for b in res.blocks] == ["blocks.0", "blocks.1"]
     reasons = " ".join(s.reason for s in res.skipped if s.part == "stem")
-    assert "torch.cat" in reasons and "learned tensor" in reasons
+    assert "concatenation" in reasons and "learned tensor" in reasons
 
 
 # ----------------------------------------------------------------------------- refusals
