@@ -174,8 +174,8 @@ class Conv(Op):
             from ..interop.hf import approximate
 
             approximate(reader, path, (
-                "zero padding (the theory is the mean field of interior positions, exact with "
-                "circular padding; border taps lower J on small maps: measured/theory 0.64 at "
+                "zero padding: the theory is the mean field of interior positions (exact with "
+                "circular padding), border taps lower J on small maps (measured/theory 0.64 at "
                 "8×8 maps, 0.86 at 32×32, see docs/importing_models.md)"))
         return Conv(k, sw, sb, padding=module.padding_mode, dim=d, stride=module.stride[0])
 
