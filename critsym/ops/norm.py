@@ -9,6 +9,9 @@ import sympy as sp
 from ..errors import UnsupportedModuleError
 from .base import Op
 
+#: fewest channels per group for which a GroupNorm is read as its mean field (GroupNorm(1, C))
+MIN_GROUP_CHANNELS = 4
+
 
 @dataclass(frozen=True)
 class LayerNorm(Op):
@@ -70,9 +73,19 @@ class LayerNorm(Op):
 
         name = reader.label(path)
         if isinstance(module, nn.GroupNorm) and module.num_groups != 1:
-            raise UnsupportedModuleError(
-                f"submodule {name!r}: GroupNorm with {module.num_groups} groups; only "
-                "GroupNorm(1, C) (a LayerNorm over the channels) is supported")
+            per = module.num_channels // module.num_groups
+            if per < MIN_GROUP_CHANNELS:
+                raise UnsupportedModuleError(
+                    f"submodule {name!r}: GroupNorm with {module.num_groups} groups of {per} "
+                    f"channels; its mean field needs groups of at least {MIN_GROUP_CHANNELS} "
+                    "channels (use fewer groups, or GroupNorm(1, C))")
+            if hasattr(reader, "approximations"):
+                from ..interop.hf import approximate
+
+                approximate(reader, path, (
+                    f"GroupNorm({module.num_groups}, {module.num_channels}): read as its mean "
+                    f"field, GroupNorm(1, C) (each group's statistics over {per} channels equal "
+                    "the layer's as the channels per group grow; corrections O(groups/C))"))
         w = getattr(module, "weight", None)
         b = getattr(module, "bias", None)
         if (w is not None and not torch.all(w == 1)) or (b is not None and not torch.all(b == 0)):
