@@ -154,23 +154,23 @@ def role_block(arch: Op, bias_roles: set[str] | None = None) -> Op:
 
     ops = operators()
     bias_roles = bias_roles or set()
-
-    def walk(d):
-        fields = ops[d["op"]].hyper_fields
-        for k, v in list(d.items()):
+    d = arch.to_dict()
+    for od in _op_dicts(d):
+        fields = ops[od["op"]].hyper_fields
+        for k, v in list(od.items()):
             if k in fields and k.startswith("sigma") and isinstance(v, (int, float)) and (
                     v != 0 or k in bias_roles):
-                d[k] = k
-            elif isinstance(v, dict) and "op" in v:
-                walk(v)
-            elif isinstance(v, list):
-                for item in v:
-                    if isinstance(item, dict) and "op" in item:
-                        walk(item)
-
-    d = arch.to_dict()
-    walk(d)
+                od[k] = k
     return from_dict(d)
+
+
+def _op_dicts(d: dict):
+    """Every operator description in the nested ``to_dict`` form ``d``, ``d`` first."""
+    yield d
+    for v in list(d.values()):
+        for item in (v if isinstance(v, list) else [v]):
+            if isinstance(item, dict) and "op" in item:
+                yield from _op_dicts(item)
 
 
 def numeric_form(op: Op) -> tuple[Op, dict[str, float]]:
@@ -183,22 +183,13 @@ def numeric_form(op: Op) -> tuple[Op, dict[str, float]]:
 
     counter, values = itertools.count(), {}
     ops = operators()
-
-    def walk(d):
-        fields = ops[d["op"]].hyper_fields
-        for k, v in list(d.items()):
+    d = op.to_dict()
+    for od in _op_dicts(d):
+        fields = ops[od["op"]].hyper_fields
+        for k, v in list(od.items()):
             if k in fields and isinstance(v, float) and v != int(v):
                 name = f"{k}_{next(counter)}"
-                values[name], d[k] = v, name
-            elif isinstance(v, dict) and "op" in v:
-                walk(v)
-            elif isinstance(v, list):
-                for item in v:
-                    if isinstance(item, dict) and "op" in item:
-                        walk(item)
-
-    d = op.to_dict()
-    walk(d)
+                values[name], od[k] = v, name
     return from_dict(d), values
 
 
