@@ -156,6 +156,35 @@ def theory_J(part) -> np.ndarray:
     return np.asarray(run_blocks(pairs, **(part.state or {"K0": 1.0})).J, float)
 
 
+def causal_J(part) -> np.ndarray | None:
+    """J^{0,l} of the causal token recursion (:mod:`critsym.attention.causal`) through the
+    part's blocks, for a body whose attention is causal (labelled "causal mask" by the
+    importer): the token Gram of each example at the body input is carried through the blocks
+    before the part, and the tangent starts at the part's input (T = I, as :func:`measured_J`
+    probes).  ``None`` where the body has no causal mask or no measured token Gram."""
+    from .attention.causal import causal_run
+
+    res = part.result
+    if not any("causal mask" in t for t in res.approximations.values()):
+        return None
+    bi = res.body_input
+    gram = None if bi is None else bi.gram
+    if gram is None and bi is not None and bi.measured is not None:
+        gram = bi.measured.gram
+    paths = [b.path for b in res.blocks]
+    first = part.blocks[0].path if part.blocks else None
+    if gram is None or first not in paths:
+        return None
+    i0 = paths.index(first)
+    archs = [b.arch for b in res.blocks]
+    K, m = np.asarray(gram, float), None
+    if i0 > 0:
+        before = causal_run(archs[:i0], K)
+        K = np.stack([st.K for st in before.states])
+        m = np.stack([st.m for st in before.states])
+    return np.asarray(causal_run(archs[i0:i0 + part.n_blocks], K, m).J, float)
+
+
 def _wrapped(model):
     """``model`` behind an ``nn.Identity`` named "input", whose output is the model input (so
     that the APJN can start there), and the path map from model paths to wrapper paths."""
@@ -232,6 +261,12 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     if part.result.output:
         notes.append(f"the model returns several outputs: {part.result.output} is analysed")
     J_th = theory_J(part)
+    J_causal = causal_J(part)
+    if J_causal is not None:
+        notes.append(f"theory J: the causal token recursion (critsym.attention.causal, the "
+                     f"mask kept); the exchangeable theory gives J^(0,{len(J_th) - 1}) = "
+                     f"{J_th[-1]:.4g}; phase and critical point from the exchangeable theory")
+        J_th = J_causal
     J_me, J_se = measured_J(model, example_input, part, n_probes=n_probes, seed=seed)
     theory = part.theory()
     try:
