@@ -35,18 +35,20 @@ def test_causal_theory_only_for_causal_bodies():
 
 @pytest.mark.slow
 def test_report_on_gpt2_uses_the_causal_recursion():
-    """Over 4 initializations the measured J^{0,2} agrees with the report's (causal) theory
-    within 4 SE, and the exchangeable theory it replaces lies further from the measurement."""
+    """Width 128 (where the mask matters: the exchangeable theory is 12 % low there), over 4
+    initializations: the measured J^{0,2} agrees with the report's causal theory within 4 SE,
+    and the exchangeable theory it replaces is rejected beyond 4 SE."""
     diff, exch = [], []
     for seed in range(4):
-        model, x = M.CASES["GPT-2"].build(seed)
+        model, x = M.gpt2(seed, width=128)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rep = cs.report(model, x, n_probes=16, seed=seed)
+            part = analysed_part(model, x)
         assert any("causal token recursion" in n for n in rep.notes)
         diff.append(rep.J_measured[-1] - rep.J_theory[-1])
-        part = analysed_part(model, x)
         exch.append(rep.J_measured[-1] - theory_J(part)[-1])
     d, se = np.mean(diff), np.std(diff, ddof=1) / np.sqrt(len(diff))
-    assert abs(d) <= 4 * se + 1e-12, (d, se)
-    assert abs(np.mean(exch)) > abs(d)
+    e, se_e = np.mean(exch), np.std(exch, ddof=1) / np.sqrt(len(exch))
+    assert abs(d) <= 4 * se, (d, se)
+    assert abs(e) > 4 * se_e, (e, se_e)
