@@ -41,20 +41,13 @@ import torch
 
 from ..errors import UnsupportedModuleError
 from ..ops.activation import Act
-from ..ops.contract import import_reader
+from ..ops.contract import approximate, import_reader
 from ..ops.residual import Residual
 
 _GPT2 = "transformers.models.gpt2.modeling_gpt2"
 _BERT = "transformers.models.bert.modeling_bert"
 _VIT = "transformers.models.vit.modeling_vit"
 _LLAMA = "transformers.models.llama.modeling_llama"
-
-
-def approximate(reader, path: str, what: str) -> None:
-    """Record that the import of submodule ``path`` approximates ``what``."""
-    notes = reader.approximations
-    label = reader.label(path)
-    notes[label] = f"{notes[label]}; {what}" if label in notes else what
 
 
 def _tokens(reader, modules, path: str) -> int:

@@ -271,3 +271,13 @@ def builtin_blocks() -> dict[str, Example]:
 def contains(arch: Op, predicate: Callable[[Op], bool]) -> bool:
     """True when ``predicate`` holds for ``arch`` or any operator inside it."""
     return predicate(arch) or any(contains(c, predicate) for c in arch.children())
+
+
+def approximate(reader, path: str, what: str) -> None:
+    """Record in ``reader.approximations`` (``ImportResult.approximations``) that the import of
+    submodule ``path`` approximates ``what``; readers without that record are left alone."""
+    notes = getattr(reader, "approximations", None)
+    if notes is None:
+        return
+    label = reader.label(path)
+    notes[label] = f"{notes[label]}; {what}" if label in notes else what

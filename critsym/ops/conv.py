@@ -170,8 +170,8 @@ class Conv(Op):
                 f"submodule {name!r}: padding_mode {module.padding_mode!r}; use 'circular' "
                 "(exact mean field) or 'zeros'")
         sw, sb = reader.weights(path, "Conv", module.weight, module.bias)
-        if module.padding_mode == "zeros" and k > 1 and hasattr(reader, "approximations"):
-            from ..interop.hf import approximate
+        if module.padding_mode == "zeros" and k > 1:
+            from .contract import approximate
 
             approximate(reader, path, (
                 "zero padding: the theory is the mean field of interior positions (exact with "

@@ -79,13 +79,12 @@ class LayerNorm(Op):
                     f"submodule {name!r}: GroupNorm with {module.num_groups} groups of {per} "
                     f"channels; its mean field needs groups of at least {MIN_GROUP_CHANNELS} "
                     "channels (use fewer groups, or GroupNorm(1, C))")
-            if hasattr(reader, "approximations"):
-                from ..interop.hf import approximate
+            from .contract import approximate
 
-                approximate(reader, path, (
-                    f"GroupNorm({module.num_groups}, {module.num_channels}): read as its mean "
-                    f"field, GroupNorm(1, C) (each group's statistics over {per} channels equal "
-                    "the layer's as the channels per group grow; corrections O(groups/C))"))
+            approximate(reader, path, (
+                f"GroupNorm({module.num_groups}, {module.num_channels}): read as its mean "
+                f"field, GroupNorm(1, C) (each group's statistics over {per} channels equal "
+                "the layer's as the channels per group grow; corrections O(groups/C))"))
         w = getattr(module, "weight", None)
         b = getattr(module, "bias", None)
         if (w is not None and not torch.all(w == 1)) or (b is not None and not torch.all(b == 0)):
