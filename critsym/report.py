@@ -163,9 +163,10 @@ def causal_J(part) -> np.ndarray | None:
     before the part, and the tangent starts at the part's input (T = I, as :func:`measured_J`
     probes).  ``None`` where the body has no causal mask or no measured token Gram."""
     from .attention.causal import causal_run
+    from .interop.hf import CAUSAL_MASK
 
     res = part.result
-    if not any("causal mask" in t for t in res.approximations.values()):
+    if not any(CAUSAL_MASK in t for t in res.approximations.values()):
         return None
     bi = res.body_input
     gram = None if bi is None else bi.gram

@@ -50,6 +50,21 @@ _VIT = "transformers.models.vit.modeling_vit"
 _LLAMA = "transformers.models.llama.modeling_llama"
 
 
+#: the note a causal decoder's attention import records (``ImportResult.approximations``);
+#: :func:`critsym.report.causal_J` looks for it
+CAUSAL_MASK = ("causal mask (the theory lets every token attend to all tokens; "
+               "result.causal_run() keeps the mask)")
+
+
+def pre_norm_layer(module, reader, path: str, norm1: str, att, norm2: str, mlp: str):
+    """A pre-norm layer x + att(norm1 x), then h + mlp(norm2 h); ``norm1``, ``norm2``, ``mlp``
+    the submodule names, ``att`` the attention already read."""
+    def part(name: str):
+        return reader.map(getattr(module, name), reader.join(path, name))
+
+    return Residual(part(norm1) >> att, 1) >> Residual(part(norm2) >> part(mlp), 1)
+
+
 def _tokens(reader, modules, path: str) -> int:
     """The number of tokens: the second-to-last axis of the input one of ``modules`` received
     in the example forward pass (``reader.inputs``, recorded by the capture)."""
@@ -201,8 +216,7 @@ def read_gpt2_attention(module, reader, path: str, n_tokens: int | None = None):
     w, b = _w(module.c_attn)
     d = module.embed_dim
     (wq, wk, wv), (bq, bk, bv) = w.split(d), b.split(d)
-    approximate(reader, path, "causal mask (the theory lets every token attend to all "
-                              "tokens; result.causal_run() keeps the mask)")
+    approximate(reader, path, CAUSAL_MASK)
     return attention(reader, path, q=(wq, bq, "c_attn.q"), k=(wk, bk, "c_attn.k"),
                      v=(wv, bv, "c_attn.v"), o=(*_w(module.c_proj), "c_proj"),
                      heads=module.num_heads, n_tokens=n, scaling=module.scaling,
@@ -223,9 +237,7 @@ def read_gpt2_block(module, reader, path: str):
                                      "cross-attention is not supported")
     n = _tokens(reader, (module, module.ln_1, module.attn), path)
     att = read_gpt2_attention(module.attn, reader, reader.join(path, "attn"), n)
-    return Residual(reader.map(module.ln_1, reader.join(path, "ln_1")) >> att, 1) >> Residual(
-        reader.map(module.ln_2, reader.join(path, "ln_2"))
-        >> reader.map(module.mlp, reader.join(path, "mlp")), 1)
+    return pre_norm_layer(module, reader, path, "ln_1", att, "ln_2", "mlp")
 
 
 # ------------------------------------------------------------------------------ BERT
@@ -286,10 +298,7 @@ def read_vit_layer(module, reader, path: str):
     """ViT's pre-LN layer."""
     n = _tokens(reader, (module, module.layernorm_before, module.attention), path)
     att = read_vit_attention(module.attention, reader, reader.join(path, "attention"), n)
-    return Residual(reader.map(module.layernorm_before, reader.join(path, "layernorm_before"))
-                    >> att, 1) >> Residual(
-        reader.map(module.layernorm_after, reader.join(path, "layernorm_after"))
-        >> reader.map(module.mlp, reader.join(path, "mlp")), 1)
+    return pre_norm_layer(module, reader, path, "layernorm_before", att, "layernorm_after", "mlp")
 
 
 # ------------------------------------------------------------------------------ Llama
@@ -307,8 +316,7 @@ def read_llama_attention(module, reader, path: str, n_tokens: int | None = None)
             "num_attention_heads")
     approximate(reader, path, "rotary position embeddings (the theory takes the logits "
                               "without the rotation)")
-    approximate(reader, path, "causal mask (the theory lets every token attend to all "
-                              "tokens; result.causal_run() keeps the mask)")
+    approximate(reader, path, CAUSAL_MASK)
     return attention(reader, path, q=(*_w(module.q_proj), "q_proj"),
                      k=(*_w(module.k_proj), "k_proj"), v=(*_w(module.v_proj), "v_proj"),
                      o=(*_w(module.o_proj), "o_proj"), heads=heads, n_tokens=n,
@@ -320,12 +328,9 @@ def read_llama_layer(module, reader, path: str):
     """Llama's pre-RMSNorm layer with the SiLU-gated MLP."""
     n = _tokens(reader, (module, module.input_layernorm, module.self_attn), path)
     att = read_llama_attention(module.self_attn, reader, reader.join(path, "self_attn"), n)
-    return Residual(reader.map(module.input_layernorm, reader.join(path, "input_layernorm"))
-                    >> att, 1) >> Residual(
-        reader.map(module.post_attention_layernorm,
-                   reader.join(path, "post_attention_layernorm"))
-        >> reader.map(module.mlp, reader.join(path, "mlp")), 1)
+    return pre_norm_layer(module, reader, path, "input_layernorm", att,
+                          "post_attention_layernorm", "mlp")
 
 
-__all__ = ["approximate", "attention", "read_bert_layer", "read_encoder_layer",
-           "read_gpt2_block", "read_llama_layer", "read_vit_layer"]
+__all__ = ["CAUSAL_MASK", "approximate", "attention", "pre_norm_layer", "read_bert_layer",
+           "read_encoder_layer", "read_gpt2_block", "read_llama_layer", "read_vit_layer"]
