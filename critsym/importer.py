@@ -188,6 +188,18 @@ class ImportResult:
         start.update(state)
         return run_blocks(self.blocks, **start)
 
+    @property
+    def input_gram(self):
+        """Each example's token Gram at the body input, (examples, n, n), measured on the
+        example input (``body_input.gram``, or ``body_input.measured.gram`` where the body
+        input's state comes from the embedding theory); ``None`` without one."""
+        bi = self.body_input
+        if bi is None:
+            return None
+        if bi.gram is None and bi.measured is not None:
+            return bi.measured.gram
+        return bi.gram
+
     def causal_run(self, causal: bool = True):
         """The position-resolved token Gram recursion through every block
         (:func:`critsym.attention.causal.causal_run`), from the Gram of each example measured
@@ -199,10 +211,7 @@ class ImportResult:
         recursion without the mask."""
         from .attention.causal import causal_run
 
-        bi = self.body_input
-        gram = None if bi is None else bi.gram
-        if gram is None and bi is not None and bi.measured is not None:
-            gram = bi.measured.gram  # the body input's state from the embedding theory
+        gram = self.input_gram
         if gram is None:
             raise UnsupportedModuleError(
                 "the causal recursion needs the token Gram of the body input: import a model "

@@ -168,10 +168,7 @@ def causal_J(part) -> np.ndarray | None:
     res = part.result
     if not any(CAUSAL_MASK in t for t in res.approximations.values()):
         return None
-    bi = res.body_input
-    gram = None if bi is None else bi.gram
-    if gram is None and bi is not None and bi.measured is not None:
-        gram = bi.measured.gram
+    gram = res.input_gram
     paths = [b.path for b in res.blocks]
     first = part.blocks[0].path if part.blocks else None
     if gram is None or first not in paths:
