@@ -639,6 +639,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                       stacklevel=2)
         block = None
     approximations = dict(getattr(imp, "approximations", {}))
+    if stream and start.maps is not None:
+        _position_resolved(approximations, body)
     if body_tokens:
         unlike = _unlike_tokens(x0)
         if unlike:
@@ -649,6 +651,22 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                         capture=dict(imp.methods),
                         approximations=approximations,
                         output=output, records=tuple(layers))
+
+
+def _position_resolved(approximations: dict, body) -> None:
+    """A post-activation body with zero-padded convolutions runs the position-resolved theory
+    (:mod:`critsym.interop.padded`): its convolutions' zero-padding labels give way to one
+    note naming what that theory approximates."""
+    from .interop.padded import POSITION_NOTE, zero_padded
+
+    if not any(zero_padded(s.op) for s in body):
+        return
+    inside = [p for p in approximations
+              if approximations[p].startswith("zero padding")
+              and any(p == s.path or p.startswith(s.path + ".") for s in body)]
+    for p in inside:
+        del approximations[p]
+    approximations[f"{body[0].path} (zero padding)"] = POSITION_NOTE
 
 
 #: per-token second moments at the body input further apart than this factor are reported

@@ -124,11 +124,16 @@ class BodyInput:
     gram: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the example-input estimate when the values come from the embedding theory
     measured: BodyInput | None = None
+    #: a conv body's input maps (batch, channels, *map), which the position-resolved theory
+    #: of zero-padded bodies (:mod:`~.padded`) starts from; None otherwise
+    maps: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def state(self) -> dict[str, float]:
         out = {"K0": self.K.value}
         if self.samples is not None:
             out["law0"] = self.samples
+        if self.maps is not None:
+            out["maps0"] = self.maps
         if self.O_T is not None:
             out["O_T0"] = self.O_T.value
         if self.O_C is not None:
@@ -180,16 +185,25 @@ def derive_block(block: Op, axes: bool = False, tokens: bool = False):
 
 
 def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
-               J0: float = 1.0, k0: float = 0.0, law0=None) -> NetworkRun:
+               J0: float = 1.0, k0: float = 0.0, law0=None, maps0=None) -> NetworkRun:
     """Run the state and the APJN through ``blocks`` (:class:`BodyBlock` s, or pairs
     (Theory, values)), each with its own maps and hyperparameters (see the module doc).  Token
     theories carry the two-part tangent (j, k) (``Theory.run(1, J0=j, k0=k)`` per block);
     other theories multiply J by their χ_J.  A body of post-activation residual blocks carries
     the stream's law instead (:func:`~critsym.interop.stream.run_stream`; ``law0``: the body
-    input's law or samples of it)."""
+    input's law or samples of it); with zero-padded convolutions and the body input's maps
+    (``maps0``, batch × channels × map, or ``law0`` a :class:`~.padded.MapLaw`) the
+    position-resolved law (:func:`~critsym.interop.padded.run_padded`)."""
     pairs = [(b.theory, b.values) if isinstance(b, BodyBlock) else b for b in blocks]
     if any(getattr(th, "stream", False) for th, _ in pairs):
+        from .padded import MapLaw, run_padded, zero_padded
         from .stream import run_stream
+
+        if isinstance(law0, MapLaw) or (maps0 is not None and any(
+                zero_padded(th.arch) for th, _ in pairs)):
+            s = run_padded(pairs, law0 if isinstance(law0, MapLaw) else maps0, J0)
+            return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], np.zeros_like(s.K), s.O, None,
+                              s.maps)
 
         s = run_stream(pairs, K0, O_C0=O_C0, law0=law0, J0=J0)
         return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], np.zeros_like(s.K), s.O, None, s.laws)
@@ -354,6 +368,7 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     K = _mean_se(per)
     if not axes:
         return BodyInput(K, source="example_input", samples=samples)
+    maps = h.numpy().copy() if rows == "batch" and channels_first and h.dim() > 3 else None
     if rows == "batch":
         if channels_first and h.dim() > 2:
             h = h.movedim(1, -1)
@@ -381,7 +396,7 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     if rows == "tokens":
         t = g.reshape(-1, R, N)
         gram = (t @ t.transpose(-1, -2) / N).numpy()
-    return BodyInput(K, OT, OC, "example_input", samples, gram)
+    return BodyInput(K, OT, OC, "example_input", samples, gram, maps=maps)
 
 
 def stem_input(model, example_input, measured: BodyInput, body_start: str,

@@ -254,31 +254,37 @@ class PostActivationTheory:
         e = sp.sympify(self.parts.mu)
         mu = float(e.subs({q: values[q.name] for q in e.free_symbols if q.name in values}))
         v, g = self.branch_moments(law.K, law.O, values)
-        sd = np.sqrt(v)
-        # μx deposited on the grid (linear weights: the mean is kept, the variance grows by
-        # at most H²/4), then convolved with the branch's N(0, v) sampled on the grid
-        t = mu * law.x / H
-        i0 = np.floor(t).astype(np.int64)
-        frac = t - i0
-        lo_i = int(i0.min())
-        n_dep = int(i0.max()) - lo_i + 2
-        dep_p, dep_t = np.zeros(n_dep), np.zeros(n_dep)
-        for arr, wts in ((dep_p, law.p), (dep_t, law.tau)):
-            np.add.at(arr, i0 - lo_i, wts * (1 - frac))
-            np.add.at(arr, i0 - lo_i + 1, wts * frac)
-        half = int(np.ceil(PAD * sd / H))
-        kern = np.exp(-0.5 * (H * np.arange(-half, half + 1) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-        p = fftconvolve(dep_p, kern)
-        w = mu * mu * fftconvolve(dep_t, kern) + g * law.J * p
-        p, w = np.maximum(p, 0.0), np.maximum(w, 0.0)  # FFT round-off below 1e-16
-        u = H * (lo_i - half + np.arange(p.size))
-        trap = np.full(u.shape, H)
-        trap[[0, -1]] = H / 2
-        phi, dphi2 = _act_numeric(self.parts.act, values)
-        x = phi(u)
-        pts = trap * p
-        norm = pts.sum()
-        return StreamLaw(x, pts / norm, trap * dphi2(u) * w / norm)
+        return advance(law, mu, v, g * law.J, _act_numeric(self.parts.act, values))
+
+
+def advance(law: StreamLaw, mu: float, v: float, gJ: float, fns) -> StreamLaw:
+    """One block of the recursion of the module doc: u = μx + y, y ~ N(0, v) independent of x,
+    with branch tangent variance ``gJ`` (= g·J_x); then x' = φ(u) (``fns`` = (φ, φ'²))."""
+    sd = np.sqrt(v)
+    # μx deposited on the grid (linear weights: the mean is kept, the variance grows by
+    # at most H²/4), then convolved with the branch's N(0, v) sampled on the grid
+    t = mu * law.x / H
+    i0 = np.floor(t).astype(np.int64)
+    frac = t - i0
+    lo_i = int(i0.min())
+    n_dep = int(i0.max()) - lo_i + 2
+    dep_p, dep_t = np.zeros(n_dep), np.zeros(n_dep)
+    for arr, wts in ((dep_p, law.p), (dep_t, law.tau)):
+        np.add.at(arr, i0 - lo_i, wts * (1 - frac))
+        np.add.at(arr, i0 - lo_i + 1, wts * frac)
+    half = int(np.ceil(PAD * sd / H))
+    kern = np.exp(-0.5 * (H * np.arange(-half, half + 1) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+    p = fftconvolve(dep_p, kern)
+    w = mu * mu * fftconvolve(dep_t, kern) + gJ * p
+    p, w = np.maximum(p, 0.0), np.maximum(w, 0.0)  # FFT round-off below 1e-16
+    u = H * (lo_i - half + np.arange(p.size))
+    trap = np.full(u.shape, H)
+    trap[[0, -1]] = H / 2
+    phi, dphi2 = fns
+    x = phi(u)
+    pts = trap * p
+    norm = pts.sum()
+    return StreamLaw(x, pts / norm, trap * dphi2(u) * w / norm)
 
 
 def _act_numeric(act, values: dict):
@@ -343,5 +349,5 @@ def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None,
 
 
 __all__ = ["LawStateError", "PostActivation", "PostActivationTheory", "StreamLaw", "StreamRun",
-           "empirical_law", "gaussian_law", "post_activation", "post_activation_joins",
+           "advance", "empirical_law", "gaussian_law", "post_activation", "post_activation_joins",
            "run_stream"]
