@@ -234,7 +234,7 @@ class ImportResult:
             raise UnsupportedModuleError(
                 f"start must be a block boundary 0..{len(self.blocks)}, got {start}")
         st = {"K0": float(run.K[start])}
-        if run.laws is not None:  # a post-activation residual body: the law at ``start``
+        if run.laws is not None:  # a post-activation or position-resolved body: its state
             st["law0"] = run.laws[start]
         if run.O_T is not None:
             st.update(O_T0=float(run.O_T[start]), O_C0=float(run.O_C[start]))
@@ -639,8 +639,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                       stacklevel=2)
         block = None
     approximations = dict(getattr(imp, "approximations", {}))
-    if stream and start.maps is not None:
-        _position_resolved(approximations, body)
+    if start.maps is not None:
+        _position_resolved(approximations, body, stream, {la.path for la in layers})
     if body_tokens:
         unlike = _unlike_tokens(x0)
         if unlike:
@@ -653,20 +653,22 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
                         output=output, records=tuple(layers))
 
 
-def _position_resolved(approximations: dict, body) -> None:
-    """A post-activation body with zero-padded convolutions runs the position-resolved theory
-    (:mod:`critsym.interop.padded`): its convolutions' zero-padding labels give way to one
-    note naming what that theory approximates."""
-    from .interop.padded import POSITION_NOTE, zero_padded
+def _position_resolved(approximations: dict, body, stream: bool, paths: set) -> None:
+    """A post-activation body, or a body of Conv / BatchNorm / activation chains, with
+    zero-padded convolutions runs the position-resolved theory (:mod:`critsym.interop.padded`):
+    its convolutions' zero-padding labels give way to one note naming what that theory
+    approximates."""
+    from .interop.padded import CHAIN_NOTE, POSITION_NOTE, _chain_op, zero_padded
 
     if not any(zero_padded(s.op) for s in body):
         return
+    if not stream and not all(_chain_op(s.op) for s in body):
+        return
     inside = [p for p in approximations
-              if approximations[p].startswith("zero padding")
-              and any(p == s.path or p.startswith(s.path + ".") for s in body)]
+              if approximations[p].startswith("zero padding") and p in paths]
     for p in inside:
         del approximations[p]
-    approximations[f"{body[0].path} (zero padding)"] = POSITION_NOTE
+    approximations[f"{body[0].path} (zero padding)"] = POSITION_NOTE if stream else CHAIN_NOTE
 
 
 #: per-token second moments at the body input further apart than this factor are reported

@@ -154,6 +154,7 @@ def test_zero_padding_labelled_as_an_approximation():
     from torch import nn
 
     import critsym as cs
+    from critsym.interop.padded import CHAIN_NOTE
 
     x = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     labels = {}
@@ -163,7 +164,11 @@ def test_zero_padding_labelled_as_an_approximation():
         model = nn.Sequential(conv[0], nn.ReLU(), conv[1], nn.ReLU(), conv[2]).double()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            labels[mode] = cs.from_torch(model, x).approximations
-    assert labels["circular"] == {}
+            labels[mode] = cs.from_torch(model).approximations
+            labels[mode, "maps"] = cs.from_torch(model, x).approximations
+    assert labels["circular"] == labels["circular", "maps"] == {}
+    # without the input maps: the bulk theory, each zero-padded conv labelled
     assert set(labels["zeros"]) == {"0", "2", "4"}
     assert all("zero padding" in v for v in labels["zeros"].values())
+    # with them: the position-resolved theory, one note for the body
+    assert labels["zeros", "maps"] == {"0 (zero padding)": CHAIN_NOTE}

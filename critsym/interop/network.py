@@ -193,8 +193,16 @@ def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
     the stream's law instead (:func:`~critsym.interop.stream.run_stream`; ``law0``: the body
     input's law or samples of it); with zero-padded convolutions and the body input's maps
     (``maps0``, batch × channels × map, or ``law0`` a :class:`~.padded.MapLaw`) the
-    position-resolved law (:func:`~critsym.interop.padded.run_padded`)."""
+    position-resolved law (:func:`~critsym.interop.padded.run_padded`); a zero-padded body of
+    Conv / BatchNorm / activation chains from ``maps0`` (or ``law0`` a
+    :class:`~.padded.MapState`) runs the position-resolved state
+    (:func:`~critsym.interop.padded.run_chain`)."""
     pairs = [(b.theory, b.values) if isinstance(b, BodyBlock) else b for b in blocks]
+    from .padded import MapState, chain, run_chain
+
+    if isinstance(law0, MapState) or (maps0 is not None and chain(pairs)):
+        s = run_chain(pairs, law0 if isinstance(law0, MapState) else maps0, J0)
+        return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], None, None, None, s.maps)
     if any(getattr(th, "stream", False) for th, _ in pairs):
         from .padded import MapLaw, run_padded, zero_padded
         from .stream import run_stream
@@ -366,9 +374,9 @@ def body_input(x: torch.Tensor | None, axes: bool, rows: str = "tokens",
     B = h.shape[0]
     per = (h * h).reshape(B, -1).mean(1)
     K = _mean_se(per)
+    maps = h.numpy().copy() if channels_first and h.dim() > 3 else None
     if not axes:
-        return BodyInput(K, source="example_input", samples=samples)
-    maps = h.numpy().copy() if rows == "batch" and channels_first and h.dim() > 3 else None
+        return BodyInput(K, source="example_input", samples=samples, maps=maps)
     if rows == "batch":
         if channels_first and h.dim() > 2:
             h = h.movedim(1, -1)

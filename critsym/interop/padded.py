@@ -65,6 +65,9 @@ POSITION_NOTE = (
     "zero padding: position-resolved theory (critsym.interop.padded); approximated: the "
     "branch output per position taken Gaussian (BatchNorm's per-channel scale makes it a scale "
     "mixture) and the stream's per-channel means Gaussian over the channels")
+#: the note for a zero-padded body of Conv / BatchNorm / activation chains
+CHAIN_NOTE = ("zero padding: position-resolved theory (critsym.interop.padded); BatchNorm's "
+              "per-channel scale averaged over drawn channels")
 #: Mehler series terms for the covariance of an activation's per-channel means
 MEHLER_TERMS = 40
 #: Gauss–Hermite nodes of the one-dimensional expectations
@@ -348,6 +351,58 @@ def run_maps(op: Op, K0: np.ndarray, values: dict, M0: np.ndarray | None = None,
     return out
 
 
+CHAIN_OPS = ("Conv", "Linear", "BatchNorm", "Act")
+
+
+def _chain_op(op) -> bool:
+    if isinstance(op, Sequential):
+        return all(_chain_op(o) for o in op.ops)
+    name = type(op).__name__
+    return name in CHAIN_OPS and not (name == "BatchNorm" and getattr(op, "batch_size", None))
+
+
+def chain(pairs) -> bool:
+    """True when every block is a chain of Conv / Linear / BatchNorm / activations and some
+    conv is zero-padded: the body :func:`run_chain` runs."""
+    ops = [th.arch for th, _ in pairs]
+    return bool(ops) and all(_chain_op(o) for o in ops) and any(zero_padded(o) for o in ops)
+
+
+@dataclass(frozen=True, eq=False)
+class ChainRun:
+    """Across a body of chains: ``K[b]``, ``J[b]`` the means over positions at boundary b,
+    ``maps[b]`` the :class:`MapState`."""
+
+    K: np.ndarray
+    J: np.ndarray
+    maps: tuple
+
+
+def map_input(x0, J0: float = 1.0) -> MapState:
+    """The body input (batch, channels, *map) as per-position second moments, the covariance
+    of its per-channel means (estimated without the batch noise, :func:`input_law`) and a
+    probe of variance ``J0``."""
+    ml = input_law(x0, J0)
+    return MapState(ml.field("K"), ml.M, np.full(ml.shape, float(J0)))
+
+
+def run_chain(pairs, x0, J0: float = 1.0) -> ChainRun:
+    """The position-resolved theory of a body of Conv / BatchNorm / activation chains
+    (``pairs`` = (theory, values)) from the body input (batch, channels, *map) or a
+    :class:`MapState` (its tangent restarted at ``J0``)."""
+    st = (MapState(x0.K, x0.M, np.full(x0.shape, float(J0)), x0.channels)
+          if isinstance(x0, MapState) else map_input(x0, J0))
+    if st.channels is not None:
+        ch, r, V, _ = st.channels
+        st = MapState(st.K, st.M, st.J, (ch, r, V, st.J / r.mean()))
+    out = [st]
+    for th, vals in pairs:
+        st = branch_step(th.arch, st, vals)
+        out.append(st)
+    return ChainRun(np.array([s.K.mean() for s in out]), np.array([s.J.mean() for s in out]),
+                    tuple(out))
+
+
 # ------------------------------------------------------------------ post-activation blocks
 @dataclass(frozen=True, eq=False)
 class MapLaw:
@@ -514,6 +569,7 @@ def zero_padded(op: Op) -> bool:
     return any(zero_padded(k) for k in kids if isinstance(k, Op))
 
 
-__all__ = ["POSITION_NOTE", "MapLaw", "MapState", "PaddedRun", "PaddedStreamTheory", "act_step",
-           "batchnorm_step", "branch_step", "conv_step", "input_law", "run_maps", "run_padded",
+__all__ = ["CHAIN_NOTE", "POSITION_NOTE", "ChainRun", "MapLaw", "MapState", "PaddedRun",
+           "PaddedStreamTheory", "act_step", "batchnorm_step", "branch_step", "chain",
+           "conv_step", "input_law", "map_input", "run_chain", "run_maps", "run_padded",
            "stencil", "stencil2", "zero_padded"]
