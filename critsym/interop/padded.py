@@ -184,14 +184,17 @@ def batchnorm_step(st: MapState) -> MapState:
                     (Jin * r.mean()).reshape(st.shape), (ch, r, V, Jin))
 
 
-#: channels drawn for the expectations over BatchNorm's per-channel scale (antithetic pairs)
+#: channels drawn for the expectations over BatchNorm's per-channel scale (antithetic pairs),
+#: at most :data:`DRAW_ENTRIES` / positions of them (and at least 2^11)
 CHANNEL_DRAWS = 1 << 14
+DRAW_ENTRIES = 1 << 22
 
 
 def _draws(C: np.ndarray) -> np.ndarray:
     lam, U = np.linalg.eigh(C)
     lam = np.clip(lam, 0.0, None)
-    z = np.random.default_rng(0).standard_normal((CHANNEL_DRAWS // 2, C.shape[0]))
+    n = max(1 << 11, min(CHANNEL_DRAWS, DRAW_ENTRIES // C.shape[0]))
+    z = np.random.default_rng(0).standard_normal((n // 2, C.shape[0]))
     z = np.concatenate([z, -z])
     return (z * np.sqrt(lam)) @ U.T
 

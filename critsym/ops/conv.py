@@ -42,7 +42,8 @@ class Conv(Op):
     map contribute 0: a position within ⌈(k−1)/2⌉·l of the border after l layers sees fewer
     terms, K and J become position dependent there and the fold's recursion holds only in the
     interior (the bulk).  The fold then gives the bulk recursion; simulations of small maps
-    with zero padding deviate from it.
+    with zero padding deviate from it.  :mod:`critsym.interop.padded` carries the state per
+    position (the importer runs it for zero-padded bodies given an example input).
 
     **Stride** s keeps the output positions s·x' of the stride-1 map: each kept position is the
     same sum over its k^d taps, so for a spatially uniform input state K', J' and the offsets
@@ -174,9 +175,11 @@ class Conv(Op):
             from .contract import approximate
 
             approximate(reader, path, (
-                "zero padding: the theory is the mean field of interior positions (exact with "
-                "circular padding), border taps lower J on small maps (measured/theory 0.64 at "
-                "8×8 maps, 0.86 at 32×32, see docs/importing_models.md)"))
+                "zero padding: the bulk theory (interior positions; exact with circular "
+                "padding), border taps lower J on small maps (measured/theory 0.64 at 8×8 maps, "
+                "0.86 at 32×32); with an example input, bodies of Conv / BatchNorm / activation "
+                "chains or post-activation residual blocks run the position-resolved theory "
+                "instead (docs/architectures.md)"))
         return Conv(k, sw, sb, padding=module.padding_mode, dim=d, stride=module.stride[0])
 
     def symbolic(self) -> Op:
