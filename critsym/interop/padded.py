@@ -21,26 +21,33 @@ over the channels with the covariance between positions
 with M(y, y') = E_channels[m(y) m(y')] of the conv's input means m.  BatchNorm removes the
 mean over positions of a_i: the centred covariance is C = Π M Π (Π = I − 11ᵀ/P), which is 0
 with circular padding (a_i is the same at every position) but not with zero padding (border
-positions miss taps).  It divides by the channel variance over rows,
-s² = mean_x [K'(x) − M'(x, x) + C(x, x)], so the position dependence survives it:
-K_BN(x) = (K'(x) − M'(x, x) + C(x, x))/s², M_BN = C/s², J_BN(x) = J'(x)/s².  Stated
-approximation: s² is taken at its mean over the channels (with zero padding each channel's
-s_i² carries its own border offsets, a spread of relative size O(border/P)).
+positions miss taps).  Each channel is divided by its own variance over rows,
+s_i² = mean_x [V(x) + c_i(x)²] (V = K' − diag M', c_i ~ N(0, C) its centred offsets), so the
+position dependence survives it; s_i depends on the channel's border offsets, and the
+expectations over channels (K_BN(x) = E[(V(x) + c(x)²)/s²], M_BN = E[c c'/s²],
+J_BN(x) = J'(x)·E[1/s²], and those of the activation after it) are averages over
+:data:`CHANNEL_DRAWS` drawn channels.
 
-An activation after BatchNorm sees h = c + ξ with the per-channel offset c ~ N(0, C) (over
-channels) and the batch fluctuation ξ ~ N(0, V(x)), V = K − diag M.  Its output means are
-g_x(c) = E_ξ φ(c + ξ) and their covariance M_φ(x, x') = E[g_x(c(x)) g_{x'}(c(x'))] is the
-Mehler series Σ_n a_n(x) a_n(x') ρ^n (a_n the normalised Hermite coefficients of
-g_x(√C(x,x)·u), ρ the offsets' correlation).
+An activation after BatchNorm acts channel by channel on the drawn channels,
+h = c_i(x)/s_i + ξ/s_i.  Elsewhere it sees h = c + ξ with the per-channel offset c ~ N(0, M)
+(over channels) and the batch fluctuation ξ ~ N(0, V(x)), V = K − diag M; its output means
+g_x(c) = E_ξ φ(c + ξ) have the covariance M_φ(x, x') = E[g_x(c(x)) g_{x'}(c(x'))], the Mehler
+series Σ_n a_n(x) a_n(x') ρ^n (a_n the normalised Hermite coefficients of g_x(√M(x,x)·u),
+ρ the offsets' correlation; tested against 2-D quadrature).
 
 **Post-activation residual blocks** x' = φ(μ·x + Σ_k y_k) (:mod:`~.stream`): per position the
-branch output y(x) is Gaussian with variance v(x) and independent of the stream (the branches'
-last weights are fresh), so each position's law follows the recursion of :mod:`~.stream` with
-its own v(x) and its own branch tangent J_y(x) (a stencil of the stream tangent field).
-Stated approximation: the stream's per-channel means are taken equal across channels,
-M(x, x') = E x(x)·E x(x') (exact at the body input, where M is measured, and with circular
-padding; with zero padding the branches leave centred per-channel offsets that the stream
-keeps).
+branch output y(x) is independent of the stream (the branches' last weights are fresh), so each
+position's law follows the recursion of :mod:`~.stream` with its own branch law and branch
+tangent J_y(x) (a stencil of the stream tangent field).  A branch ending in BatchNorm gives
+per channel y = c_i(x)/s_i + ξ/s_i with tangent variance J(x)/s_i²: a scale mixture over the
+drawn channels, carried as such (grouped by s_i); independent branches convolve.
+Stated approximation: the covariance M of the stream's per-channel means (what the next
+block's convs see) is computed with the offsets of u = μx + y taken Gaussian over the channels
+(covariance μ²·Cov of x's means plus the branches' centred offsets) and the rest of u a
+Gaussian of the law's variance; the means themselves come from the laws.  At the body input M
+is measured; with circular padding the offsets vanish.  Stated approximation of BatchNorm
+(above): expectations over the channels are averages over drawn channels (sampling error
+≈ 0.3 % on J, tested by halving).
 
 The APJN the tests measure (``cs.apjn``) averages over all positions and channels: J^{0,l} =
 mean_x J_l(x) for a probe of unit variance at every input entry.
@@ -55,6 +62,7 @@ from functools import lru_cache
 
 import numpy as np
 import sympy as sp
+from scipy.signal import fftconvolve
 
 from ..errors import DerivationError, HyperparameterError
 from ..ops.base import Op, Sequential
@@ -63,8 +71,8 @@ from . import stream as S
 #: what the position-resolved theory of a zero-padded body approximates (the import notes it)
 POSITION_NOTE = (
     "zero padding: position-resolved theory (critsym.interop.padded); approximated: the "
-    "branch output per position taken Gaussian (BatchNorm's per-channel scale makes it a scale "
-    "mixture) and the stream's per-channel means Gaussian over the channels")
+    "covariance of the stream's per-channel means (their offsets taken Gaussian over the "
+    "channels); BatchNorm's per-channel scale averaged over drawn channels")
 #: the note for a zero-padded body of Conv / BatchNorm / activation chains
 CHAIN_NOTE = ("zero padding: position-resolved theory (critsym.interop.padded); BatchNorm's "
               "per-channel scale averaged over drawn channels")
@@ -480,8 +488,10 @@ class PaddedStreamTheory:
         mu = _value(self.parts.mu, values, "mu")
         st = ml.state()
         v = Jy = offsets = None
+        outs = []
         for b in self.parts.branches:
             out = branch_step(b, st, values)
+            outs.append(out)
             v = out.K if v is None else v + out.K
             Jy = out.J if Jy is None else Jy + out.J
             offsets = out.Mflat() if offsets is None else offsets + out.Mflat()
@@ -491,7 +501,9 @@ class PaddedStreamTheory:
         laws = []
         for p in range(v.size):
             prev = ml.laws[p] if mu != 0 else _point_law()
-            laws.append(S.advance(prev, mu, float(v.flat[p]), float(Jy.flat[p]), fns))
+            kern = _mixture_kernels(outs, p) if all(o.channels is not None for o in outs) \
+                else None
+            laws.append(S.advance(prev, mu, float(v.flat[p]), float(Jy.flat[p]), fns, kern))
         return MapLaw(v.shape, tuple(laws), self._means(ml, mu, v, offsets, laws, values))
 
     def _means(self, ml: MapLaw, mu: float, v, offsets, laws, values) -> np.ndarray:
@@ -521,6 +533,49 @@ def _model_means(mean, Cov, T, act, values) -> np.ndarray:
     u, w = _gh(GH_NODES)
     c = mean[:, None] + np.sqrt(D)[:, None] * u[None, :]
     return _Activation(act, values).g(c, np.sqrt(T - D)[:, None]) @ w
+
+
+#: groups of BatchNorm's drawn channels by their scale 1/s_i² for the branch output's law
+SCALE_GROUPS = 16
+
+
+def _mixture_kernels(outs, p: int):
+    """The law of the branch sum y at position p and E[branch tangent² ; y], on the grid of
+    :mod:`~.stream`: each branch ends in BatchNorm, so per channel y = c_i/s_i + ξ/s_i with
+    ξ ~ N(0, V) and tangent variance J/s_i², a scale mixture over the drawn channels (grouped
+    by s_i, each group's offsets binned to the grid); the branches are independent."""
+    H = S.H
+    k = kt = None
+    for out in outs:
+        ch, r, V, Jin = out.channels
+        m = ch[:, p]
+        Vp = float(V[p])
+        order = np.argsort(r)
+        hm = int(np.ceil(np.abs(m).max() / H)) + 1
+        hg = int(np.ceil(S.PAD * math.sqrt(max(Vp * r.max(), (H / 4) ** 2)) / H))
+        z = H * np.arange(-hg, hg + 1)
+        ka = np.zeros(2 * (hm + hg) + 1)
+        kta = np.zeros_like(ka)
+        n = m.size
+        for idx in np.array_split(order, SCALE_GROUPS):
+            t = m[idx] / H + hm
+            i0 = np.floor(t).astype(np.int64)
+            frac = t - i0
+            hist, hist_t = np.zeros(2 * hm + 1), np.zeros(2 * hm + 1)
+            for arr, wts in ((hist, np.ones(idx.size)), (hist_t, r[idx])):
+                np.add.at(arr, i0, wts * (1 - frac) / n)
+                np.add.at(arr, np.minimum(i0 + 1, 2 * hm), wts * frac / n)
+            sd = math.sqrt(max(Vp * float(r[idx].mean()), (H / 4) ** 2))
+            gauss = np.exp(-0.5 * (z / sd) ** 2)
+            gauss /= gauss.sum() * H
+            ka += fftconvolve(hist, gauss)
+            kta += fftconvolve(hist_t, gauss) * float(Jin[p])
+        if k is None:
+            k, kt = ka, kta
+        else:
+            k, kt = H * fftconvolve(k, ka), H * (fftconvolve(kt, ka) + fftconvolve(k, kta))
+    k, kt = np.maximum(k, 0.0), np.maximum(kt, 0.0)
+    return k, kt, (k.size - 1) // 2
 
 
 def _point_law():

@@ -257,9 +257,11 @@ class PostActivationTheory:
         return advance(law, mu, v, g * law.J, _act_numeric(self.parts.act, values))
 
 
-def advance(law: StreamLaw, mu: float, v: float, gJ: float, fns) -> StreamLaw:
+def advance(law: StreamLaw, mu: float, v: float, gJ: float, fns, kernels=None) -> StreamLaw:
     """One block of the recursion of the module doc: u = μx + y, y ~ N(0, v) independent of x,
-    with branch tangent variance ``gJ`` (= g·J_x); then x' = φ(u) (``fns`` = (φ, φ'²))."""
+    with branch tangent variance ``gJ`` (= g·J_x); then x' = φ(u) (``fns`` = (φ, φ'²)).
+    ``kernels`` = (k, k_t, half): the density of y and E[branch tangent² ; y] sampled at
+    H·(−half … half) in place of the Gaussian (a branch output that is not Gaussian)."""
     sd = np.sqrt(v)
     # μx deposited on the grid (linear weights: the mean is kept, the variance grows by
     # at most H²/4), then convolved with the branch's N(0, v) sampled on the grid
@@ -272,10 +274,16 @@ def advance(law: StreamLaw, mu: float, v: float, gJ: float, fns) -> StreamLaw:
     for arr, wts in ((dep_p, law.p), (dep_t, law.tau)):
         np.add.at(arr, i0 - lo_i, wts * (1 - frac))
         np.add.at(arr, i0 - lo_i + 1, wts * frac)
-    half = int(np.ceil(PAD * sd / H))
-    kern = np.exp(-0.5 * (H * np.arange(-half, half + 1) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-    p = fftconvolve(dep_p, kern)
-    w = mu * mu * fftconvolve(dep_t, kern) + gJ * p
+    if kernels is None:
+        half = int(np.ceil(PAD * sd / H))
+        kern = np.exp(-0.5 * (H * np.arange(-half, half + 1) / sd) ** 2) / (
+            sd * np.sqrt(2 * np.pi))
+        p = fftconvolve(dep_p, kern)
+        w = mu * mu * fftconvolve(dep_t, kern) + gJ * p
+    else:
+        kern, kern_t, half = kernels
+        p = fftconvolve(dep_p, kern)
+        w = mu * mu * fftconvolve(dep_t, kern) + fftconvolve(dep_p, kern_t)
     p, w = np.maximum(p, 0.0), np.maximum(w, 0.0)  # FFT round-off below 1e-16
     u = H * (lo_i - half + np.arange(p.size))
     trap = np.full(u.shape, H)
