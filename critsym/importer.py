@@ -668,7 +668,8 @@ def _position_resolved(approximations: dict, body, stream: bool, paths: set) -> 
               if approximations[p].startswith("zero padding") and p in paths]
     for p in inside:
         del approximations[p]
-    approximations[f"{body[0].path} (zero padding)"] = POSITION_NOTE if stream else CHAIN_NOTE
+    key = body[0].path if body[0].path == "<model>" else f"{body[0].path} (zero padding)"
+    approximations.setdefault(key, POSITION_NOTE if stream else CHAIN_NOTE)
 
 
 #: per-token second moments at the body input further apart than this factor are reported

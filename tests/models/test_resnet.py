@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 import critsym as cs
+from critsym.interop.padded import POSITION_NOTE
 from critsym.interop.stream import post_activation
 from critsym.repro import models as M
 
@@ -36,3 +37,6 @@ def test_body_layers_read_one_by_one():
     b = M.read_body(model, x, M.CASES["ResNet (HF)"])
     assert len(b.blocks) == 2
     assert all(post_activation(blk.arch) is not None for blk in b.blocks)
+    # zero padding: each layer runs the position-resolved theory, one note per layer
+    assert b.approximations == {p: POSITION_NOTE for p in ("encoder.stages.0.layers.0",
+                                                           "encoder.stages.0.layers.1")}
