@@ -641,6 +641,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor | None = None) -> 
     approximations = dict(getattr(imp, "approximations", {}))
     if start.maps is not None:
         _position_resolved(approximations, body, stream, {la.path for la in layers})
+        _few_rows(approximations, body, start.maps)
     if body_tokens:
         unlike = _unlike_tokens(x0)
         if unlike:
@@ -670,6 +671,23 @@ def _position_resolved(approximations: dict, body, stream: bool, paths: set) -> 
         del approximations[p]
     key = body[0].path if body[0].path == "<model>" else f"{body[0].path} (zero padding)"
     approximations.setdefault(key, POSITION_NOTE if stream else CHAIN_NOTE)
+
+
+def _few_rows(approximations: dict, body, maps) -> None:
+    """Note the first body block whose BatchNorm normalises over fewer than
+    :data:`~critsym.interop.padded.FEW_ROWS` rows (examples × positions of its map): the
+    theory's BatchNorm is the infinite-batch one."""
+    from .interop.padded import FEW_ROWS, few_rows_note, strides
+    from .ops.contract import contains
+
+    B, shape = maps.shape[0], maps.shape[2:]
+    for s in body:
+        for st in strides(s.op):
+            shape = tuple(-(-n // st) for n in shape)
+        rows = B * int(np.prod(shape))
+        if rows < FEW_ROWS and contains(s.op, lambda o: type(o).__name__ == "BatchNorm"):
+            approximations.setdefault(f"{s.path} (BatchNorm rows)", few_rows_note(rows))
+            return
 
 
 #: per-token second moments at the body input further apart than this factor are reported

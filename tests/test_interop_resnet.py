@@ -340,13 +340,17 @@ def test_zero_padded_body_runs_the_position_resolved_theory():
     assert run.laws[0].shape == (4, 4) and run.laws[-1].shape == (2, 2)
     notes = imp.approximations
     body = [p for p in notes if p.startswith("encoder")]
-    assert body == [f"{imp.blocks[0].path} (zero padding)"]
+    assert body == [f"{imp.blocks[0].path} (zero padding)",
+                    f"{imp.blocks[2].path} (BatchNorm rows)"]  # 2×2 maps, 8 examples
     assert "position-resolved" in notes[body[0]]
     J = imp.J_theory()
     assert np.isclose(imp.J_theory(start=2)[1], J[3] / J[2], rtol=0.2)  # a restart: new probe
+    model, x, _ = tv_resnet(8, 0, image=4)  # maps 4×4, then 2×2: 8 × 4 rows in the last block
+    notes = _import(model, x).approximations
+    assert notes["layer.2 (BatchNorm rows)"].startswith("BatchNorm over 32 rows")
     model, x, _ = hf_resnet(8, 0, image=16, padding_mode="circular")
     imp = _import(model, x)
-    assert not any(p.startswith("encoder") for p in imp.approximations)
+    assert not any("zero padding" in t for t in imp.approximations.values())
     assert imp.network_run().laws[0].__class__.__name__ == "StreamLaw"
 
 

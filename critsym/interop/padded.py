@@ -615,6 +615,35 @@ def run_padded(pairs, x0, J0: float = 1.0) -> PaddedRun:
                      tuple(maps))
 
 
+#: a BatchNorm normalising over fewer rows (examples × positions) is noted on import
+FEW_ROWS = 64
+
+
+def few_rows_note(rows: int) -> str:
+    return (f"BatchNorm over {rows} rows (examples × positions of the map): the theory's "
+            "BatchNorm is the infinite-batch one, and few rows raise J (torchvision resnet18 "
+            "on 32×32 images, 8 images, 1×1 maps: measured/theory 1.3–1.6 per block; pass "
+            "more examples)")
+
+
+def strides(op: Op) -> list[int]:
+    """The strides of the strided convs of ``op`` along one path (a block's downsampling: the
+    largest stride among parallel branches)."""
+    if type(op).__name__ == "Conv":
+        return [op.stride] if op.stride > 1 else []
+    if isinstance(op, Sequential):
+        return [s for o in op.ops for s in strides(o)]
+    kids = list(getattr(op, "branches", ()) or ())
+    if getattr(op, "branch", None) is not None:
+        kids.append(op.branch)
+    best: list[int] = []
+    for k in kids:
+        got = strides(k)
+        if int(np.prod(got or [1])) > int(np.prod(best or [1])):
+            best = got
+    return best
+
+
 def zero_padded(op: Op) -> bool:
     """True when ``op`` contains a Conv with zero padding and a kernel larger than 1."""
     if type(op).__name__ == "Conv":
@@ -627,7 +656,7 @@ def zero_padded(op: Op) -> bool:
     return any(zero_padded(k) for k in kids if isinstance(k, Op))
 
 
-__all__ = ["CHAIN_NOTE", "POSITION_NOTE", "ChainRun", "MapLaw", "MapState", "PaddedRun",
-           "PaddedStreamTheory", "act_step", "batchnorm_step", "branch_step", "chain",
-           "conv_step", "input_law", "map_input", "run_chain", "run_maps", "run_padded",
-           "stencil", "stencil2", "zero_padded"]
+__all__ = ["CHAIN_NOTE", "FEW_ROWS", "POSITION_NOTE", "ChainRun", "MapLaw", "MapState",
+           "PaddedRun", "PaddedStreamTheory", "act_step", "batchnorm_step", "branch_step",
+           "chain", "conv_step", "few_rows_note", "input_law", "map_input", "run_chain",
+           "run_maps", "run_padded", "stencil", "stencil2", "strides", "zero_padded"]
