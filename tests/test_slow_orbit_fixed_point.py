@@ -101,3 +101,12 @@ def test_post_ln_block_at_small_weights_collapses_with_the_closed_form_chi(sw):
     drift = step(np.vstack([np.ones(7), np.zeros(7), oc]))[2] - oc
     assert np.all(drift > 0)
     assert drift[-1] < drift[-2]
+
+
+def test_logits_beyond_the_quadrature_range_are_refused_by_name():
+    """Where the theory has no support (σ_QK = 30: logit variance 900 at the LayerNorm's
+    K = 1, beyond v <= 400), the error says so; it is not an "unconverged" orbit."""
+    att = cs.Attention(8, "standard", sigma_v=0.114, sigma_o=0.113, sigma_qk=30.0)
+    th = cs.derive(cs.transformer_block(att, mlp_act="gelu", norm="post", mu=1))
+    with pytest.raises(HyperparameterError, match="beyond the supported range v <= 400"):
+        cs.fixed_point(th, K0=1.0, sigma_w=0.139)
