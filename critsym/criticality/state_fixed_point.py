@@ -106,6 +106,8 @@ def _rate_at_zero(step, ratio, iterations: int = 60) -> np.ndarray:
 
 #: the drift search scans t = |r⁰|·2^k along the drift direction, at most this many doublings
 DRIFT_DOUBLINGS = 60
+#: the drift search looks for the attractor below this multiple of max(K, 1) of the orbit
+DRIFT_K_RANGE = 1e3
 
 
 def _max_step(x, u):
@@ -130,7 +132,8 @@ def drift_search(step, x0, free, iterations: int = 80):
     the orbit creeps to; otherwise it is the start of Newton's polish.  Where g stays positive
     up to the edge of the admissible set (tokens collapsing onto O_C = K), the edge point is
     returned (the map keeps a collapsed state collapsed).  Points where no bracket is found
-    (g undefined, or the ray unbounded) are returned unchanged.
+    (g undefined, or g > 0 up to K = DRIFT_K_RANGE·max(K⁰, 1), e.g. a state that grows without
+    bound) are returned unchanged.
     """
     x0 = _project(np.asarray(x0, float))
     d, m = x0.shape
@@ -156,6 +159,10 @@ def drift_search(step, x0, free, iterations: int = 80):
     ok = np.isfinite(r0).all(axis=0) & (norm > 0)
     u = np.where(ok, r0 / np.where(ok, norm, 1.0), 0.0)
     tmax = np.where(ok, _max_step(x0, u), 0.0)
+    # the search stays below DRIFT_K_RANGE·max(K, 1): a fixed point far above the orbit (or a
+    # state growing without bound, whose drift never changes sign) is not its business
+    with np.errstate(all="ignore"):
+        tcap = np.where(u[0] > 0, (DRIFT_K_RANGE - 1) * np.maximum(x0[0], 1.0) / u[0], np.inf)
     out = x0.copy()
 
     def g(t, cols):
@@ -170,9 +177,10 @@ def drift_search(step, x0, free, iterations: int = 80):
         cols = np.nonzero(search)[0]
         if cols.size == 0:
             break
-        tc = np.minimum(t[cols], tmax[cols])
+        tc = np.minimum(t[cols], np.minimum(tmax[cols], tcap[cols]))
         gc = g(tc, cols)
         at_edge = tc >= tmax[cols]
+        capped = ~at_edge & (tc >= tcap[cols])
         # on a root already; at the edge of the set, rounding of the map counts as a root
         exact = (gc == 0) | (at_edge & (np.abs(gc) <= 1e-13 * np.maximum(x0[0, cols], 1.0)))
         out[:, cols[exact]] = _project(x0[:, cols[exact]] + tc[exact] * u[:, cols[exact]])
@@ -180,7 +188,7 @@ def drift_search(step, x0, free, iterations: int = 80):
         hi[cols[crossed]], ghi[cols[crossed]] = tc[crossed], gc[crossed]
         edge = ~crossed & ~exact & np.isfinite(gc) & at_edge
         out[:, cols[edge]] = _project(x0[:, cols[edge]] + tmax[cols[edge]] * u[:, cols[edge]])
-        lost = ~np.isfinite(gc)
+        lost = ~np.isfinite(gc) | (capped & (gc > 0))
         up = ~crossed & ~edge & ~lost & ~exact
         lo[cols[up]], glo[cols[up]] = tc[up], gc[up]
         t[cols] *= 2.0
@@ -327,8 +335,10 @@ def state_fixed_point(theory, K0: object = 1.0, *, iterations: int | None = None
     # Newton's step may head for a repelling root instead: search along the drift
     slow = np.nonzero(~done & ~zero & _admissible(s) & (s[0] < K_MAX))[0]
     if slow.size:
-        s[:, slow] = drift_search(lambda x, i: kernel(slow[i])(x), plain[:, slow], free)
-        newton_from(slow[_admissible(s[:, slow])])
+        found = drift_search(lambda x, i: kernel(slow[i])(x), plain[:, slow], free)
+        moved = np.any(found != _project(plain[:, slow]), axis=0) & _admissible(found)
+        s[:, slow[moved]] = found[:, moved]
+        newton_from(slow[moved])
     ev = np.linalg.eigvals(np.nan_to_num(jac[:, free][:, :, free]))  # conserved parts: 1
     rho = np.max(np.abs(ev), axis=1)
     lead = np.take_along_axis(ev, np.argmax(np.abs(ev), axis=1)[:, None], 1)[:, 0].real
