@@ -73,20 +73,23 @@ def _gelu_moments(sw: float) -> tuple[float, float]:
     return E(lambda z: phi(z) ** 2), E(lambda z: dphi(z) ** 2)
 
 
-def _bert_like():
-    att = cs.Attention(8, "standard", sigma_v=0.114, sigma_o=0.113, sigma_qk=0.0125)
+@pytest.fixture(scope="module")
+def bert_like():
+    """BERT's post-LN block at its width-32 weight scales (σ_V, σ_O ≈ 0.02·√32), σ_w and
+    σ_QK free."""
+    att = cs.Attention(8, "standard", sigma_v=0.114, sigma_o=0.113)
     return cs.derive(cs.transformer_block(att, mlp_act="gelu", norm="post", mu=1))
 
 
 @pytest.mark.parametrize("sw", [0.05, 0.139])
-def test_post_ln_block_at_small_weights_collapses_with_the_closed_form_chi(sw):
+def test_post_ln_block_at_small_weights_collapses_with_the_closed_form_chi(bert_like, sw):
     """At collapsed tokens (K = O_C = 1) the logits are constant, attention averages equal
     tokens, and its residual and LayerNorm leave the common direction unchanged (χ = 1 there);
     the MLP residual and LayerNorm give, with z ~ N(0, σ_w²),
     χ_J* = (1 + σ_w⁴ E φ'(z)²) / (1 + σ_w² E φ(z)²) = 1 + σ_w⁶/(2π) + O(σ_w⁸)."""
-    th = _bert_like()
-    assert th.hyperparameter_names == ("sigma_w",)
-    fp = cs.fixed_point(th, K0=1.0, sigma_w=sw)
+    th = bert_like
+    assert set(th.hyperparameter_names) == {"sigma_w", "sigma_qk"}
+    fp = cs.fixed_point(th, K0=1.0, sigma_w=sw, sigma_qk=0.0125)
     assert str(fp.status) == "finite"
     assert float(fp.K_star) == pytest.approx(1.0, abs=1e-12)
     assert float(fp.O_C_star) == pytest.approx(1.0, abs=1e-9)
@@ -95,7 +98,7 @@ def test_post_ln_block_at_small_weights_collapses_with_the_closed_form_chi(sw):
     assert float(fp.chi_star) - 1 == pytest.approx(chi - 1, rel=1e-6, abs=1e-14)
     # the orbit's attractor is the boundary: the drift of O_C is positive inside (no interior
     # root on a grid) and the map contracts towards O_C = 1 (slope < 1 there)
-    V = [np.full(7, float(v)) for v in th.values(dict(sigma_w=sw))]
+    V = [np.full(7, float(v)) for v in th.values(dict(sigma_w=sw, sigma_qk=0.0125))]
     step = th.state_kernel(V, th.state_constants(V))[0]
     oc = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999])
     drift = step(np.vstack([np.ones(7), np.zeros(7), oc]))[2] - oc
@@ -103,10 +106,19 @@ def test_post_ln_block_at_small_weights_collapses_with_the_closed_form_chi(sw):
     assert drift[-1] < drift[-2]
 
 
-def test_logits_beyond_the_quadrature_range_are_refused_by_name():
+def test_logits_beyond_the_quadrature_range_are_refused_by_name(bert_like):
     """Where the theory has no support (σ_QK = 30: logit variance 900 at the LayerNorm's
     K = 1, beyond v <= 400), the error says so; it is not an "unconverged" orbit."""
-    att = cs.Attention(8, "standard", sigma_v=0.114, sigma_o=0.113, sigma_qk=30.0)
-    th = cs.derive(cs.transformer_block(att, mlp_act="gelu", norm="post", mu=1))
     with pytest.raises(HyperparameterError, match="beyond the supported range v <= 400"):
-        cs.fixed_point(th, K0=1.0, sigma_w=0.139)
+        cs.fixed_point(bert_like, K0=1.0, sigma_w=0.139, sigma_qk=30.0)
+
+
+def test_growth_probe_beyond_the_quadrature_range_leaves_the_point_unconverged(bert_like):
+    """The growth law of an orbit that did not converge is read from the map at K = 1e8, where
+    this block's logit variance (σ_QK² K² ~ 1.6e12) has no quadrature: the point is reported
+    "unconverged" (χ_J* NaN), not as the quadrature's range error."""
+    from critsym.criticality.state_fixed_point import state_fixed_point
+
+    fp = state_fixed_point(bert_like, 1.0, iterations=1, newton=0, sigma_w=0.139,
+                           sigma_qk=0.0125)
+    assert str(fp.status) == "unconverged" and math.isnan(float(fp.chi_star))
