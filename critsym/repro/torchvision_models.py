@@ -121,6 +121,22 @@ def tv_resnet18(seed: int):
     return resnet18().double(), images(seed, 8), "maxpool"
 
 
+#: groups of the GroupNorm resnet18 (8 channels per group in its first stage)
+GN_GROUPS = 8
+
+
+def tv_resnet18_groupnorm(seed: int):
+    """``torchvision.models.resnet18(norm_layer=lambda c: nn.GroupNorm(8, c))`` on 4×3×32×32
+    (GroupNorm normalises per example: evaluation mode, any batch)."""
+    import torch
+    from torch import nn
+    from torchvision.models import resnet18
+
+    torch.manual_seed(seed)
+    model = resnet18(norm_layer=lambda c: nn.GroupNorm(GN_GROUPS, c))
+    return model.double().eval(), images(seed), "maxpool"
+
+
 def tv_vit(seed: int):
     """torchvision's ``VisionTransformer(image_size=32, patch_size=8, num_layers=2,
     num_heads=2, hidden_dim=64, mlp_dim=128)``."""
@@ -190,6 +206,7 @@ def timm_mixer_relu(seed: int):
 CASES: dict[str, Case] = {c.name: c for c in [
     Case("torchvision.ops.MLP", tv_mlp),
     Case("torchvision resnet18", tv_resnet18),
+    Case("torchvision resnet18, GroupNorm(8, C)", tv_resnet18_groupnorm),
     Case("torchvision ViT", tv_vit, stop=2, note="J to the last encoder layer"),
     Case("torchvision ViT encoder layers (Gaussian tokens)", tv_vit_layers, critical=False),
     Case("timm ViT", timm_vit, stop=2, note="J to the last block"),
@@ -226,8 +243,8 @@ def body_theory(res, stop: int | None = None) -> float:
 
 def measured(model, x, entry: str, outputs, seed: int) -> float:
     """J from the output of ``entry`` to the last of ``outputs``, by :func:`critsym.apjn`."""
-    from ..init import frozen_batch_stats
     from ..torch.apjn import apjn
+    from ..torch.batch_stats import frozen_batch_stats
     from .models import _mixes_batch
 
     mixes = _mixes_batch(model)  # BatchNorm in training mode: the batch is one example
