@@ -121,20 +121,22 @@ def tv_resnet18(seed: int):
     return resnet18().double(), images(seed, 8), "maxpool"
 
 
-#: groups of the GroupNorm resnet18 (8 channels per group in its first stage)
-GN_GROUPS = 8
-
-
-def tv_resnet18_groupnorm(seed: int):
-    """``torchvision.models.resnet18(norm_layer=lambda c: nn.GroupNorm(8, c))`` on 4×3×32×32
-    (GroupNorm normalises per example: evaluation mode, any batch)."""
+def tv_resnet18_groupnorm(seed: int, groups: int = 8):
+    """``torchvision.models.resnet18(norm_layer=lambda c: nn.GroupNorm(groups, c))`` on
+    4×3×32×32 (GroupNorm normalises per example: evaluation mode, any batch); 8 groups: 8
+    channels per group in the first stage."""
     import torch
     from torch import nn
     from torchvision.models import resnet18
 
     torch.manual_seed(seed)
-    model = resnet18(norm_layer=lambda c: nn.GroupNorm(GN_GROUPS, c))
+    model = resnet18(norm_layer=lambda c: nn.GroupNorm(groups, c))
     return model.double().eval(), images(seed), "maxpool"
+
+
+def tv_resnet18_layernorm(seed: int):
+    """resnet18 with ``GroupNorm(1, C)``: the mean field the GroupNorm(8, C) model is read as."""
+    return tv_resnet18_groupnorm(seed, groups=1)
 
 
 def tv_vit(seed: int):
@@ -207,6 +209,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("torchvision.ops.MLP", tv_mlp),
     Case("torchvision resnet18", tv_resnet18),
     Case("torchvision resnet18, GroupNorm(8, C)", tv_resnet18_groupnorm),
+    Case("torchvision resnet18, GroupNorm(1, C)", tv_resnet18_layernorm),
     Case("torchvision ViT", tv_vit, stop=2, note="J to the last encoder layer"),
     Case("torchvision ViT encoder layers (Gaussian tokens)", tv_vit_layers, critical=False),
     Case("timm ViT", timm_vit, stop=2, note="J to the last block"),
