@@ -257,6 +257,10 @@ def test_critical_init_of_a_groupnorm_resnet_is_refused_as_everywhere_critical()
         critical_(model, example_input=x)
     assert "power of depth" in str(err.value)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = cs.report(model, x, n_probes=2)
+    assert "does not depend on sigma_w" in rep.critical_note
     j = cs.apjn(model, x, ["relu", "layer.2"], n_probes=2, seed=0, progress=False).J[-1]
     with torch.no_grad():
         for m in model.modules():

@@ -252,7 +252,8 @@ class PostActivationTheory:
             "is the law of a non-Gaussian stream, run through a body with "
             "critsym.interop.run_blocks or ImportResult.network_run() / J_theory(); with "
             "BatchNorm in every branch it has no critical initialization (gradients explode "
-            "at every initialization, docs/batchnorm.md)")
+            "at every initialization, docs/batchnorm.md), with GroupNorm none is more critical "
+            "than another (critsym.init.critical_ says why)")
 
     def _values(self, th, values: dict) -> dict:
         names = {s.name for s in th.arch.hyperparameters()}
