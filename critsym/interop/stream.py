@@ -193,10 +193,6 @@ def _last_norm(op: Op) -> str | None:
     return name if name in BRANCH_NORMS else None
 
 
-def _ends_in_batchnorm(op: Op) -> bool:
-    return _last_norm(op) == "BatchNorm"
-
-
 @lru_cache(maxsize=128)
 def _branch_theory(branch: Op):
     """The fold's theory of a branch (it ends in BatchNorm: the multi-axis state)."""
