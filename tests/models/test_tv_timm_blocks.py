@@ -247,9 +247,8 @@ def test_critical_init_part_of_a_mixer_skips_its_patchify_stem():
     assert part.inputs == "stem" and part.K0 > 0
 
 
-@pytest.mark.slow
 def test_mixer_with_its_patchify_stem_is_everywhere_critical():
-    """Slow (~30 s).  critical_ analyses the Mixer body the importer reads (the skipped
+    """critical_ analyses the Mixer body the importer reads (the skipped
     patchify stem, an even 8×8 kernel, and the final LayerNorm stay out of it): pre-LN
     residual blocks with μ = 1, whose stream grows without bound at every σ_w, so no
     critical point; the model is left as it was."""
