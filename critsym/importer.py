@@ -659,11 +659,9 @@ def _position_resolved(approximations: dict, body, stream: bool, paths: set) -> 
     zero-padded convolutions runs the position-resolved theory (:mod:`critsym.interop.padded`):
     its convolutions' zero-padding labels give way to one note naming what that theory
     approximates."""
-    from .interop.padded import CHAIN_NOTE, POSITION_NOTE, _chain_op, zero_padded
+    from .interop.padded import CHAIN_NOTE, POSITION_NOTE, resolvable, zero_padded
 
-    if not any(zero_padded(s.op) for s in body):
-        return
-    if not stream and not all(_chain_op(s.op) for s in body):
+    if not any(zero_padded(s.op) for s in body) or not all(resolvable(s.op) for s in body):
         return
     inside = [p for p in approximations
               if approximations[p].startswith("zero padding") and p in paths]

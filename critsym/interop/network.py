@@ -204,11 +204,12 @@ def run_blocks(blocks, K0: float = 1.0, *, O_T0: float = 0.0, O_C0: float = 0.0,
         s = run_chain(pairs, law0 if isinstance(law0, MapState) else maps0, J0)
         return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], None, None, None, s.maps)
     if any(getattr(th, "stream", False) for th, _ in pairs):
-        from .padded import MapLaw, run_padded, zero_padded
+        from .padded import MapLaw, resolvable, run_padded, zero_padded
         from .stream import run_stream
 
         if isinstance(law0, MapLaw) or (maps0 is not None and any(
-                zero_padded(th.arch) for th, _ in pairs)):
+                zero_padded(th.arch) for th, _ in pairs) and all(
+                resolvable(th.arch) for th, _ in pairs)):
             s = run_padded(pairs, law0 if isinstance(law0, MapLaw) else maps0, J0)
             return NetworkRun(s.K, s.J, s.J[1:] / s.J[:-1], np.zeros_like(s.K), s.O, None,
                               s.maps)

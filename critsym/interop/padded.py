@@ -372,6 +372,16 @@ def _chain_op(op) -> bool:
     return name in CHAIN_OPS and not (name == "BatchNorm" and getattr(op, "batch_size", None))
 
 
+def resolvable(op: Op) -> bool:
+    """True when the position-resolved theory has the rules of ``op``: a chain of Conv /
+    Linear / BatchNorm / activations, or a post-activation block whose branches are such
+    chains (a GroupNorm branch is not: the bulk stream theory runs)."""
+    parts = S.post_activation(op)
+    if parts is not None:
+        return bool(parts.branches) and all(_chain_op(b) for b in parts.branches)
+    return _chain_op(op)
+
+
 def chain(pairs) -> bool:
     """True when every block is a chain of Conv / Linear / BatchNorm / activations and some
     conv is zero-padded: the body :func:`run_chain` runs."""
@@ -658,5 +668,6 @@ def zero_padded(op: Op) -> bool:
 
 __all__ = ["CHAIN_NOTE", "FEW_ROWS", "POSITION_NOTE", "ChainRun", "MapLaw", "MapState",
            "PaddedRun", "PaddedStreamTheory", "act_step", "batchnorm_step", "branch_step",
-           "chain", "conv_step", "few_rows_note", "input_law", "map_input", "run_chain",
-           "run_maps", "run_padded", "stencil", "stencil2", "strides", "zero_padded"]
+           "chain", "conv_step", "few_rows_note", "input_law", "map_input", "resolvable",
+           "run_chain", "run_maps", "run_padded", "stencil", "stencil2", "strides",
+           "zero_padded"]
