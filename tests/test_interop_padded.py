@@ -196,3 +196,16 @@ def test_channel_draws_are_converged(monkeypatch):
     coarse = PD.run_maps(op, K0, {}, M0=M0, depth=3)[-1]
     assert coarse.J.mean() == pytest.approx(fine.J.mean(), rel=5e-3)
     assert coarse.K.mean() == pytest.approx(fine.K.mean(), rel=5e-3)
+
+
+def test_resolvable_blocks():
+    """Post-activation blocks whose branches are Conv / BatchNorm / activation chains run the
+    position-resolved theory; a per-example normalised (GroupNorm → LayerNorm) branch does not."""
+    conv = cs.Conv(3, padding="zeros")
+    bn_branch = conv >> cs.BatchNorm() >> cs.Act("relu") >> conv >> cs.BatchNorm()
+    ln_branch = conv >> cs.LayerNorm() >> cs.Act("relu") >> conv >> cs.LayerNorm()
+    assert PD.resolvable(cs.Residual(bn_branch, 1) >> cs.Act("relu"))
+    assert not PD.resolvable(cs.Residual(ln_branch, 1) >> cs.Act("relu"))
+    assert PD.resolvable(conv >> cs.Act("relu")) and PD.zero_padded(bn_branch)
+    assert PD.strides(cs.Parallel(cs.Conv(3, stride=2) >> cs.BatchNorm(),
+                                  cs.Conv(1, stride=2)) >> cs.Act("relu")) == [2]
