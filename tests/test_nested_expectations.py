@@ -151,3 +151,42 @@ def test_table_path_agrees_with_direct_quadrature():
     assert fn._nodes[0].table.max_rel_error <= 1e-10
     np.testing.assert_allclose(tabled, direct, rtol=1e-10)
     np.testing.assert_allclose(direct, [gelu_reference(x, b) for x in a], rtol=1e-10)
+
+
+def gelu_mixer_block(sigmas):
+    """A Mixer block (μ = 1, LayerNorm, token then channel GELU MLP), numeric (σ_w, σ_b) per
+    Linear, as the importer reads a timm-style block."""
+    from critsym.ops.activation import Act
+    from critsym.ops.axes import Transpose
+    from critsym.ops.linear import Linear
+    from critsym.ops.norm import LayerNorm
+    from critsym.ops.residual import Residual
+
+    (w1, b1), (w2, b2), (w3, b3), (w4, b4) = sigmas
+    tok = Residual(LayerNorm() >> Transpose() >> Linear(w1, b1) >> Act("gelu")
+                   >> Linear(w2, b2) >> Transpose(), 1)
+    return tok >> Residual(LayerNorm() >> Linear(w3, b3) >> Act("gelu") >> Linear(w4, b4), 1)
+
+
+@pytest.mark.slow
+def test_gelu_mixer_with_numeric_sigmas_runs_without_nested_tables():
+    """The block of the timm GELU Mixer row (its σ's numbers, so its nested expectations depend
+    on nothing but their variance): J and K through it equal the same block derived with
+    symbolic σ's and run at their values (a different evaluation path: parameter-dependent
+    integrands, never tabulated), and no variance table of a nested integrand is built."""
+    import critsym as cs
+    from critsym.body import numeric_form
+    from critsym.interop.network import run_blocks
+
+    numeric.clear_caches()
+    arch = gelu_mixer_block([(0.5817, 0.1874), (0.5648, 0.1614), (0.5740, 0.0994),
+                             (0.5774, 0.0497)])
+    got = run_blocks([(cs.derive(arch), {})], K0=1.3, O_T0=0.2, O_C0=0.1)
+    tpl, values = numeric_form(arch)
+    assert values  # the template has symbols
+    ref = run_blocks([(cs.derive(tpl), values)], K0=1.3, O_T0=0.2, O_C0=0.1)
+    np.testing.assert_allclose(got.J, ref.J, rtol=1e-10)
+    np.testing.assert_allclose(got.K, ref.K, rtol=1e-10)
+    nested = [k for k in numeric._TABLES if numeric._nesting_depth(k.expr)]
+    assert not nested
+    assert numeric._DIRECT_POINTS  # the nested expectations were evaluated directly
