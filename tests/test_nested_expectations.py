@@ -81,6 +81,25 @@ def test_erf_nested_closed_form_at_many_variances():
     assert fn._nodes[0]._key not in numeric._TABLES
 
 
+def test_parameter_dependent_nested_integrand_over_many_points():
+    """E_{w~N(0,A)}[(E_z[gelu(β w + z)])²] depends on β too (never tabulated): evaluated over
+    more points than one chunk of the nested rule, it equals E_w[(E_z[gelu(w + z)])²] at
+    outer variance β²A, and the same points one by one."""
+    beta = sp.Symbol("beta", positive=True)
+    b = 0.3
+    inner = GaussE(sp.Lambda(z, activation_expr("gelu", beta * w + z)), sp.Float(b))
+    fn = compile_expr(GaussE(sp.Lambda(w, inner**2), A), (A, beta))
+    assert not fn._nodes[0].tabulable
+    rng = np.random.default_rng(0)
+    a, be = rng.uniform(0.1, 3.0, 61), rng.uniform(0.2, 2.0, 61)
+    got = fn(a, be)
+    np.testing.assert_allclose(got[[0, 45, 60]],
+                               [float(fn(a[i], be[i])) for i in (0, 45, 60)], rtol=1e-14)
+    np.testing.assert_allclose(got[:6], [gelu_reference(x * y**2, b)
+                                         for x, y in zip(a[:6], be[:6], strict=True)],
+                               rtol=1e-10)
+
+
 @pytest.mark.parametrize("a, b", [(0.3, 0.64), (2.0, 0.1), (0.05, 3.0)])
 def test_relu_nested_arc_cosine(a, b):
     got = float(compile_expr(nested_square("relu", sp.Float(a), b), ())())

@@ -395,9 +395,22 @@ class _Node1:
         return self._quad(V, vals)
 
     def _quad(self, V, vals):
+        """The rule at every point of the broadcast (V, vals); a nested integrand a few points
+        at a time (bounded memory)."""
+        shape = np.broadcast_shapes(np.shape(V), *(np.shape(v) for v in vals))
+        size = int(np.prod(shape))
+        if self.depth and size > 1:
+            per_point = (len(_EDGES) * NODES_1D) ** (self.depth + 1)
+            step = max(1, _NESTED_CHUNK // per_point)
+            if size > step:
+                flat = [np.broadcast_to(np.asarray(a, dtype=float), shape).ravel()
+                        for a in (V, *vals)]
+                out = np.concatenate([self._quad(flat[0][i:i + step],
+                                                 [f[i:i + step] for f in flat[1:]])
+                                      for i in range(0, size, step)])
+                return out.reshape(shape)
         s = np.sqrt(V)
         ks = [k(*vals, s) for k in self.kinks]
-        shape = np.broadcast_shapes(s.shape, *(np.shape(v) for v in vals))
         X, W = _nodes(ks, NODES_1D, shape)
         ex = [np.asarray(v)[..., None] for v in vals]
         with np.errstate(all="ignore"):
