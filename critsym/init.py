@@ -400,6 +400,56 @@ def _refuse_batchnorm(part, where: str, K0: float = 1.0) -> None:
         "BatchNorm by LayerNorm or GroupNorm, or analyse a part without it")
 
 
+#: blocks the post-activation stream theory is run through when checking for a critical point
+STREAM_DEPTH = 32
+
+
+def _refuse_post_activation(part, solve_for: str, where: str, fixed: dict, K0: float) -> None:
+    """Refuse a body of post-activation residual blocks (a law state, :mod:`critsym.interop.
+    stream`): J^{0,l} through ``STREAM_DEPTH`` blocks from x⁰ ~ N(0, K0) at the current
+    ``solve_for`` and a decade on each side.  Where it is the same at all three (every conv
+    followed by a per-example normalisation, GroupNorm, which removes its weight scale), no
+    value is critical or more critical than another: :class:`EverywhereCriticalError` with
+    the growth of J with depth; else the law state's critical point is not derived."""
+    from .interop.stream import gaussian_law
+
+    theory = part.theory()
+    if not getattr(theory, "stream", False):
+        return
+    values = {**part.values, **{k: float(v) for k, v in fixed.items()}}
+    x = values.get(solve_for)
+    if x is None or not np.isfinite(x) or x <= 0:
+        raise HyperparameterError(
+            f"cannot solve for {solve_for!r}{where}: the blocks' hyperparameters are "
+            f"{sorted(values)}")
+    runs = []
+    for s in (x / 10, x, x * 10):
+        law, J = gaussian_law(K0), []
+        for _ in range(STREAM_DEPTH):
+            law = theory.step(law, {**values, solve_for: s})
+            J.append(law.J)
+        runs.append((np.array(J), law.K))
+    J = runs[1][0]
+    same = all(np.allclose(r[0], J, rtol=1e-9, atol=0) for r in runs)
+    half = STREAM_DEPTH // 2
+    growth = (f"J^{{0,l}} = {J[half - 1]:.4g} at l = {half} and {J[-1]:.4g} at l = "
+              f"{STREAM_DEPTH} (per block x{J[-1] / J[-2]:.4f} at the last; exponent "
+              f"log2(J^{{0,{STREAM_DEPTH}}}/J^{{0,{half}}}) = {np.log2(J[-1] / J[half - 1]):.3f})"
+              f", E x^2 = {runs[1][1]:.4g} after {STREAM_DEPTH} blocks")
+    if same:
+        raise EverywhereCriticalError(
+            f"no isolated critical point{where}: the post-activation residual blocks' theory "
+            f"does not depend on {solve_for} (J through {STREAM_DEPTH} blocks is the same at "
+            f"{solve_for} = {x / 10:.4g}, {x:.4g}, {x * 10:.4g}: each weight layer is followed by "
+            "a per-example normalisation, GroupNorm, which removes its scale); the residual "
+            f"stream grows without bound and the APJN changes as a power of depth ({growth}); "
+            "no initialization is more critical than another: keep the current one")
+    raise NoCriticalInitError(
+        f"no critical point derived{where}: the post-activation residual blocks' state is the "
+        f"law of a non-Gaussian stream, whose critical point critsym does not derive; "
+        f"at the current {solve_for} = {x:.4g}: {growth}")
+
+
 def _batchnorm_modules(model) -> list[str]:
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -466,6 +516,8 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     part = import_part(model, example_input)
     where = f" for {part.n_blocks} blocks {part.blocks[0].path} … {part.blocks[-1].path}"
     _refuse_batchnorm(part, where, part.K0 if part.K0 is not None else 1.0)
+    _refuse_post_activation(part, solve_for, where, fixed,
+                            K0 if K0 is not None else part.K0 if part.K0 is not None else 1.0)
     theory = part.theory()
     names = theory.hyperparameter_names
     if solve_for not in names:
