@@ -42,6 +42,8 @@ from .errors import (
 
 #: relative offset at which χ_J* is checked on both sides of the critical point
 SIDE_OFFSET = 1e-3
+#: |log χ_J*| at or below this is on neither side of 1 (marginal) in the scans
+MARGINAL = 1e-9
 
 
 class NoCriticalInitError(NoCriticalPointError):
@@ -223,6 +225,30 @@ def _unbounded_everywhere(theory, solve_for: str, current, bracket, K0: float, h
             "or change the architecture (e.g. residual mu < 1) to get a critical point")
 
 
+def _sides(chi: np.ndarray, grid: np.ndarray, solve_for: str) -> str:
+    """Where χ_J* lies along the scan, in words: one side of 1 at every value, or one side
+    where it is more than :data:`MARGINAL` from 1 and marginal (χ_J* → 1, e.g. a block that
+    tends to the identity) at the other values; with χ_J* − 1 at both ends."""
+    ok = np.isfinite(chi)
+    dev = chi - 1
+    near = ok & (np.abs(np.log(np.where(ok, chi, 1.0))) <= MARGINAL)
+    far = ok & ~near
+    if far.any() and np.all(dev[far] < 0):
+        side = "ordered (chi_J* < 1)"
+    elif far.any() and np.all(dev[far] > 0):
+        side = "chaotic (chi_J* > 1)"
+    else:
+        side = "on both sides of 1"
+    ends = (f"; chi_J* - 1 = {dev[0]:.3g} at {solve_for} = {grid[0]:.4g} and {dev[-1]:.3g} at "
+            f"{grid[-1]:.4g}")
+    if not near.any() or not far.any():
+        return f"{side} at every value{ends}"
+    gf, gn = grid[far], grid[near]
+    return (f"{side} for {solve_for} in [{gf.min():.4g}, {gf.max():.4g}] and marginal "
+            f"(|chi_J* - 1| <= {MARGINAL:g}, no crossing) in [{gn.min():.4g}, {gn.max():.4g}]"
+            f"{ends}")
+
+
 def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None = None,
                    K0: float = 1.0, bracket: tuple[float, float] | None = None,
                    where: str = "", **hp) -> CriticalPoint:
@@ -267,7 +293,7 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
                     f"no critical point could be computed{where} along {solve_for} in "
                     f"[{lo:g}, {hi:g}]: {failed}")
         lg = np.log(chi)
-        sg = np.where(np.abs(lg) <= 1e-9, 0, np.sign(lg))
+        sg = np.where(np.abs(lg) <= MARGINAL, 0, np.sign(lg))
         idx = [i for i in range(len(grid)) if sg[i] in (-1, 1) and np.isfinite(lg[i])]
         crossings = []
         for i0, i1 in zip(idx[:-1], idx[1:], strict=False):
@@ -303,14 +329,10 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
         if chi is None:
             grid = np.linspace(lo, hi, 33)
             chi = _chi_grid(theory, solve_for, grid, K0, hp)
-        side = ("ordered (chi_J* < 1)" if np.nanmax(chi) < 1 else
-                "chaotic (chi_J* > 1)" if np.nanmin(chi) > 1 else "on both sides of 1")
-        ends = (f"; chi_J* = {chi[0]:.4g} at {solve_for} = {grid[0]:.4g} and {chi[-1]:.4g} at "
-                f"{grid[-1]:.4g}")
         raise NoCriticalInitError(
             f"no critical point{where}: chi_J* stays in [{np.nanmin(chi):.4g}, "
             f"{np.nanmax(chi):.4g}] for {solve_for} in [{grid[0]:.4g}, {grid[-1]:.4g}]{at}, "
-            f"{side} at every value{ends}{skipped_at}; solve for another hyperparameter, or "
+            f"{_sides(chi, grid, solve_for)}{skipped_at}; solve for another hyperparameter, or "
             "pass bracket=(lo, hi)")
     ref = current if current is not None and np.isfinite(current) else roots[0]
     x = min(roots, key=lambda r: (abs(r - ref), r))
