@@ -157,30 +157,16 @@ def theory_J(part) -> np.ndarray:
 
 
 def causal_J(part) -> np.ndarray | None:
-    """J^{0,l} of the causal token recursion (:mod:`critsym.attention.causal`) through the
-    part's blocks, for a body whose attention is causal (labelled "causal mask" by the
-    importer): the token Gram of each example at the body input is carried through the blocks
-    before the part, and the tangent starts at the part's input (T = I, as :func:`measured_J`
-    probes).  ``None`` where the body has no causal mask or no measured token Gram."""
-    from .attention.causal import causal_run
-    from .interop.hf import CAUSAL_MASK
+    """J^{0,l} of the token Gram recursion (:mod:`critsym.attention.gram_theory`) through the
+    part's blocks, for a body whose tokens are not exchangeable (a causal mask, or tokens not
+    alike at the body input: labelled by the importer): the token Gram of each example at the
+    body input is carried through the blocks before the part, and the tangent starts at the
+    part's input (T = I, as :func:`measured_J` probes).  ``None`` for other bodies or without
+    a measured token Gram."""
+    from .attention.gram_theory import part_gram
 
-    res = part.result
-    if not any(CAUSAL_MASK in t for t in res.approximations.values()):
-        return None
-    gram = res.input_gram
-    paths = [b.path for b in res.blocks]
-    first = part.blocks[0].path if part.blocks else None
-    if gram is None or first not in paths:
-        return None
-    i0 = paths.index(first)
-    archs = [b.arch for b in res.blocks]
-    K, m = np.asarray(gram, float), None
-    if i0 > 0:
-        before = causal_run(archs[:i0], K)
-        K = np.stack([st.K for st in before.states])
-        m = np.stack([st.m for st in before.states])
-    return np.asarray(causal_run(archs[i0:i0 + part.n_blocks], K, m).J, float)
+    pg = part_gram(part)
+    return None if pg is None else pg.J
 
 
 def _wrapped(model):
@@ -226,6 +212,7 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     from .errors import SimulationError
     from .init import (
         BatchNormStackError,
+        EverywhereCriticalError,
         NoCriticalInitError,
         _refuse_batchnorm,
         import_part,
@@ -259,14 +246,14 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     if part.result.output:
         notes.append(f"the model returns several outputs: {part.result.output} is analysed")
     J_th = theory_J(part)
-    J_causal = causal_J(part)
-    if J_causal is not None:
-        notes.append(f"theory J: the causal token recursion (critsym.attention.causal, the "
-                     f"mask kept); the exchangeable theory gives J^(0,{len(J_th) - 1}) = "
-                     f"{J_th[-1]:.4g}; phase and critical point from the exchangeable theory")
-        J_th = J_causal
+    pg = _part_gram(part, notes)
+    if pg is not None:
+        notes.append(f"theory J: the {pg.label}; the exchangeable theory gives "
+                     f"J^(0,{len(J_th) - 1}) = {J_th[-1]:.4g}")
+        J_th = pg.J
     J_me, J_se = measured_J(model, example_input, part, n_probes=n_probes, seed=seed)
     theory = part.theory()
+    gp = _gram_phase(part, pg, values, notes) if pg is not None else None
     try:
         fp = fixed_point(theory, K0=K0, **values)
     except CritsymError as e:  # e.g. a post-activation block: its state is a law, no K*
@@ -278,6 +265,11 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
                      f"); phase and chi from the last block's theory chi_J = {chi:.4g}")
     else:
         phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
+    if gp is not None:  # the Gram recursion's phase replaces the exchangeable one
+        if fp is not None:
+            notes.append(f"the exchangeable theory gives: {phase}, chi_J* = {chi:.6g}, "
+                         f"xi_J = {float(fp.xi_J):.4g}")
+        phase, chi, fp = gp.phase, gp.chi_star, None
     se = part.sigma_w.se
     if fp is not None and phase != "critical" and "sigma_w" in values and np.isfinite(se) \
             and se > 0:
@@ -312,11 +304,34 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
             raise found
         else:
             cp = found
+    except EverywhereCriticalError as e:
+        why = str(e)
+        if pg is not None:
+            from .attention.gram_theory import confirm_everywhere_critical
+
+            extra = confirm_everywhere_critical(part, "sigma_w", values.get("sigma_w"),
+                                                {k: v for k, v in values.items()
+                                                 if k != "sigma_w"})
+            why = f"{why}. {extra}" if extra else why
     except NoCriticalInitError as e:
         why = str(e)
     except CritsymError as e:
         why = str(e)
+    if cp is not None and pg is not None:
+        at_cp = _gram_phase(part, pg, {**values, cp.solve_for: cp.value}, notes)
+        if at_cp is not None:
+            notes.append(f"critical point from the exchangeable theory; at it the {pg.label} "
+                         f"gives chi_J* = {at_cp.chi_star:.6g} ({at_cp.phase})")
     at = values
+    if gp is not None:
+        unb = gp.status == "unbounded"
+        universality = ("state grows without bound: J^(0,l) ~ l^p, p fitted on the token "
+                        "Gram recursion" if unb else f"not computed for the {pg.label}")
+        return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
+                      J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
+                      xi_J=gp.xi_J, universality=universality,
+                      exponent=gp.exponent if unb else None, critical_point=cp,
+                      critical_note=why, notes=tuple(notes))
     if fp is None:
         return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
                       J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
@@ -332,6 +347,40 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
                   J_measured_se=J_se, phase=phase, chi_star=chi, xi_J=float(fp.xi_J),
                   universality=universality, exponent=exponent, critical_point=cp,
                   critical_note=why, notes=tuple(notes))
+
+
+def _part_gram(part, notes: list):
+    """:func:`critsym.attention.gram_theory.part_gram`, or None with a note where the Gram
+    recursion cannot run the part (the exchangeable theory then stays, labelled)."""
+    from .attention.gram_theory import GRAM_ERRORS, exchangeable_fallback, part_gram
+
+    try:
+        return part_gram(part)
+    except GRAM_ERRORS as e:
+        notes.append(exchangeable_fallback(e))
+        return None
+
+
+def _gram_phase(part, pg, values: dict, notes: list):
+    """The phase of the part's repeated block (its role form at ``values``) under the token
+    Gram recursion from the part's input Gram (:func:`critsym.attention.gram_theory.gram_phase`),
+    or None with a note where it cannot be computed."""
+    from .attention.gram_theory import GRAM_ERRORS, gram_phase
+
+    try:
+        gp = gram_phase(part.block.subs(values), pg.K, pg.causal)
+    except (*GRAM_ERRORS, CritsymError) as e:
+        notes.append(f"phase from the exchangeable theory: the {pg.label} found none "
+                     f"({str(e).splitlines()[0]})")
+        return None
+    what = (f"the state grows without bound; the per-block ratio J^(l+1)/J^l = "
+            f"{gp.chi[-1]:.6g} after {len(gp.chi)} blocks, fitted limit chi_J* = "
+            f"{gp.chi_star:.6g}, J ~ l^p with p = {gp.exponent:.4g}" if gp.status == "unbounded"
+            else f"fixed point of the Gram, chi_J* = rho(L_K*) = {gp.chi_star:.6g}")
+    notes.append(f"phase and chi_J* from the {pg.label} of the repeated block: {what}"
+                 + (f"; standard attention taken as uniform, largest logit variance "
+                    f"{gp.max_logit_var:.3g}" if gp.max_logit_var else ""))
+    return gp
 
 
 def _exponents(theory, K0: float, at: dict, budget: float) -> tuple[str, float | None]:

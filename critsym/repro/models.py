@@ -363,9 +363,42 @@ def _pair(block):
 
 
 def body_theory(body: Body) -> float:
-    """J^{0,L} of the theory across the body: :func:`critsym.interop.run_blocks` through every
-    layer's blocks with their own estimates, from the state of the body input measured on the
-    example (:func:`critsym.interop.network.body_input`)."""
+    """J^{0,L} of the theory across the body (:func:`body_theory_run`)."""
+    return body_theory_run(body)[0]
+
+
+def body_theory_run(body: Body) -> tuple[float, str]:
+    """(J^{0,L}, which theory) across the body.  A token body whose tokens are not
+    exchangeable (a causal mask, or tokens not alike at the body input, labelled by the
+    import: :func:`critsym.attention.gram_theory.gram_kind`) runs the token Gram recursion
+    from each example's Gram measured at the body input
+    (:func:`critsym.attention.causal.body_causal_theory`); where it cannot run the body, the
+    exchangeable theory, labelled why.  Other bodies: :func:`critsym.interop.run_blocks`
+    through every layer's blocks with their own estimates, from the state of the body input
+    measured on the example (:func:`critsym.interop.network.body_input`)."""
+    from ..attention.gram_theory import (
+        GRAM_ERRORS,
+        exchangeable_fallback,
+        gram_kind,
+        theory_label,
+    )
+
+    kind = gram_kind(body.approximations)
+    fallback = ""
+    if kind is not None:
+        from ..attention.causal import body_causal_theory
+
+        try:
+            return float(body_causal_theory(body, causal=kind[0]).J[-1]), theory_label(*kind)
+        except GRAM_ERRORS as e:
+            fallback = exchangeable_fallback(e)
+    return exchangeable_body_theory(body), fallback or "exchangeable"
+
+
+def exchangeable_body_theory(body: Body) -> float:
+    """J^{0,L} of the exchangeable theory across the body: :func:`critsym.interop.run_blocks`
+    through every layer's blocks with their own estimates, from the state of the body input
+    measured on the example (:func:`critsym.interop.network.body_input`)."""
     from ..interop import run_blocks
     from ..interop.network import body_input
     from ..ops.contract import contains
