@@ -36,7 +36,7 @@ critical) and J^{0,l} ∝ l^p.  :func:`gram_phase` runs the recursion, fits
 χ_l = χ_∞ + p/l + c₂/l² + c₃/l³ on the second half of the run and reports χ_∞ and p: a
 numerical check of the limit, whose accuracy is set by the run length against the offset l₀
 (K⁰ over the growth per block): |χ_∞ − 1| ≤ 3·10⁻⁴ over 200 blocks for the Hugging Face
-models of the table, at their σ_w and σ_w·10^{±1}.
+models of the table, at their σ_w and σ_w·10^{±1} (3.2·10⁻⁴ at most).
 """
 
 from __future__ import annotations
