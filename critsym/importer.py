@@ -742,9 +742,9 @@ def _unlike_tokens(x0) -> str:
         return ""
     a, b = int(m.argmin()), int(m.argmax())
     return (f"{UNLIKE_TOKENS}: per-token second moment {lo:.3g} (token {a}) to {hi:.3g} "
-            f"(token {b}), e.g. a class token; the theory is the token Gram recursion from "
-            "each example's measured input Gram (network_run), the exchangeable token theory "
-            "would carry their average")
+            f"(token {b}), e.g. a class token: the theory is the token Gram recursion from "
+            "each example's measured input Gram (network_run), where the exchangeable token "
+            "theory would carry their average")
 
 
 def _one_kind(segs) -> None:

@@ -52,9 +52,9 @@ _LLAMA = "transformers.models.llama.modeling_llama"
 
 #: the note a causal decoder's attention import records (``ImportResult.approximations``);
 #: :func:`critsym.attention.gram_theory.gram_kind` looks for it
-CAUSAL_MASK = ("causal mask (the exchangeable token theory lets every token attend to all "
-               "tokens; the token Gram recursion, the theory network_run and cs.report give, "
-               "keeps the mask)")
+CAUSAL_MASK = ("causal mask (kept by the token Gram recursion, the theory network_run and "
+               "cs.report give: the exchangeable token theory would let every token attend "
+               "to all tokens)")
 
 
 def pre_norm_layer(module, reader, path: str, norm1: str, att, norm2: str, mlp: str):

@@ -11,7 +11,9 @@ prints the table (and writes it into PAGE between its markers); every number in 
   ``critsym.apjn`` can measure from;
 * **theory J^{0,L}**: :func:`critsym.interop.run_blocks` through every layer's blocks with
   their own estimates, from the state of the body input measured on the example
-  (:func:`critsym.interop.network.body_input`);
+  (:func:`critsym.interop.network.body_input`); for a token body whose tokens are not
+  exchangeable (a causal mask, tokens not alike) the token Gram recursion from each example's
+  measured input Gram (:func:`body_theory_run`, the exchangeable value in "parts analysed");
 * **measured J^{0,L}**: ``critsym.apjn`` from the stem's output to the last layer's output on
   the model itself, over ``seeds`` independent initializations (mean ± SE over them);
 * **critical_**: ``critsym.init.critical_(model, example_input)`` on seed 0: the critical
@@ -559,9 +561,14 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
     row.approximations = _grouped(body.approximations)
     theory = True
     try:
-        body_theory(body)
+        _, which = body_theory_run(body)
         row.analysed = f"{len(case.blocks)} body layers ({case.blocks[0][0]} … " \
                        f"{case.blocks[-1][0]})"
+        if which != "exchangeable":
+            row.analysed += f"; theory: {which}"
+            if which.startswith("token Gram recursion"):
+                row.analysed += (f" (exchangeable token theory, seed 0: "
+                                 f"{exchangeable_body_theory(body):.4g})")
     except CritsymError as e:
         theory = False
         row.analysed = f"body read, theory not available: {_short(e)}"
