@@ -154,8 +154,8 @@ def test_bad_inputs():
     with pytest.raises(HyperparameterError, match="symmetric"):
         causal_run([Linear(1.0, 0)], np.triu(np.ones((3, 3))))
     with pytest.raises(ArchitectureError, match="no rule"):
-        from critsym.ops.scale import Scale
-        causal_run([Scale(2.0)], np.eye(3))
+        from critsym.ops.batchnorm import BatchNorm
+        causal_run([BatchNorm()], np.eye(3))
     with pytest.raises(ArchitectureError, match="cross terms"):
         causal_run([Residual(Linear(1.0, 0) >> Act("relu"), 1)], np.eye(3))
     with pytest.raises(HyperparameterError, match="tokens, channels"):

@@ -137,3 +137,36 @@ def test_class_token_stack_against_monte_carlo():
     assert abs(r - 1) <= 4 * se, (r, se, gram)
     rx, sx, _ = extrapolate(list(widths), [m for m, _ in exch], [s for _, s in exch])
     assert abs(rx - 1) > 4 * sx, (rx, sx, exch)
+
+
+def test_scale_in_a_residual_branch_multiplies_the_branch_gram():
+    """Residual(LN >> Linear >> Scale(g)) (timm's LayerScale): the branch's K and T scale by
+    g² (closed form: K' = K + g²σ²·LN(K), T' = T + g²σ²·T/(s_a s_b))."""
+    n, g, sw = 3, 0.3, 1.2
+    K0 = np.diag([0.04, 1.0, 2.0]) + 0.01
+    blk = Residual(cs.LayerNorm() >> cs.Linear(sigma_w=sw, sigma_b=0) >> cs.Scale(g), mu=1)
+    st = causal_run([blk], K0, causal=False).states[0]
+    s = np.sqrt(np.diag(K0))
+    assert np.allclose(st.K, K0 + g**2 * sw**2 * K0 / np.outer(s, s), rtol=1e-12)
+    assert np.allclose(st.T, np.eye(n) + g**2 * sw**2 * np.eye(n) / np.outer(s, s), rtol=1e-12)
+
+
+def test_a_body_the_gram_recursion_cannot_run_falls_back_with_a_label():
+    """An operator without a Gram rule (here BatchNorm appended to the first block's numeric
+    form): network_run gives the exchangeable theory and says why, never silently."""
+    from dataclasses import replace
+
+    from critsym.ops.batchnorm import BatchNorm
+
+    model, x = _stack(16, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cs.from_torch(model, x)
+    assert res.network_run().theory.startswith("token Gram recursion")
+    b0 = res.blocks[0]
+    broken = replace(res, blocks=(replace(b0, arch=b0.arch >> BatchNorm()), *res.blocks[1:]))
+    run = broken.network_run()
+    assert run.theory == "exchangeable"
+    assert run.note.startswith("exchangeable token theory: the token Gram recursion cannot run")
+    assert "BatchNorm" in run.note
+    assert np.allclose(run.J, res.network_run("exchangeable").J, rtol=1e-12)

@@ -25,8 +25,9 @@ module carries the whole n × n Gram instead, numerically in float64:
   T_z = σ_g² E[φ'(g_a)φ'(g_b)] ⊙ K_u ⊙ T + E[φ(g_a)φ(g_b)] ⊙ σ_u² T, then down;
 * attention with a fixed mixing matrix A (rows of the softmax): v = W_V x, y = A v, out W_O y:
   K_y = A K_v Aᵀ, T_y = A T_v Aᵀ;
-* residual μx + f(x), f ending in an independent zero-mean linear map (the cross terms vanish
-  in expectation): K' = μ² K + K_f, T' = μ² T + T_f, m' = μ m + m_f.
+* Scale(g) (a fixed multiplier, e.g. timm's LayerScale): K' = g²K, T' = g²T, m' = g m;
+* residual μx + f(x), f ending in an independent zero-mean linear map (a Scale after it
+  too; the cross terms vanish in expectation): K' = μ² K + K_f, T' = μ² T + T_f, m' = μ m + m_f.
 
 **Attention regimes** (mask ``causal=True``: row a over tokens 1…a; ``False``: all n):
 
@@ -228,6 +229,7 @@ class _Runner:
         from ..ops.norm import LayerNorm
         from ..ops.residual import Residual
         from ..ops.rmsnorm import RMSNorm
+        from ..ops.scale import Scale
 
         if isinstance(op, Sequential):
             for o in op.ops:
@@ -261,6 +263,9 @@ class _Runner:
                                _num(op.down.sigma_b, "down sigma_b"))
         if isinstance(op, Attention):
             return self.attention(op, s)
+        if isinstance(op, Scale):
+            g = _num(op.gain, "Scale gain")
+            return GramState(g * g * s.K, g * s.m, g * g * s.T)
         if isinstance(op, Residual):
             mu = _num(op.mu, "Residual mu")
             if not _ends_linear(op.branch):
@@ -272,8 +277,8 @@ class _Runner:
             return GramState(mu**2 * s.K + f.K, mu * s.m + f.m, mu**2 * s.T + f.T)
         raise ArchitectureError(
             f"the causal token recursion has no rule for {type(op).__name__} ({op!r}); it "
-            "runs Linear, Act, LayerNorm, RMSNorm, GatedMLP, Attention, Residual and their "
-            "sequences")
+            "runs Linear, Act, LayerNorm, RMSNorm, GatedMLP, Attention, Scale, Residual and "
+            "their sequences")
 
     @staticmethod
     def _zero_mean(s: GramState, what: str) -> None:
@@ -311,9 +316,11 @@ def _ends_linear(op) -> bool:
     from ..ops.base import Sequential
     from ..ops.gated import GatedMLP
     from ..ops.linear import Linear
+    from ..ops.scale import Scale
 
     if isinstance(op, Sequential):
-        return bool(op.ops) and _ends_linear(op.ops[-1])
+        ops = [o for o in op.ops if not isinstance(o, Scale)]  # g·(zero-mean map): still one
+        return bool(ops) and _ends_linear(ops[-1])
     return isinstance(op, Linear | Attention | GatedMLP)
 
 
