@@ -12,6 +12,13 @@ hyperparameter by its role: σ_w, σ_b, σ_v, σ_o, σ_qk …, read from the wei
 * the phase ("critical" when χ_J* = 1 within σ̂_w ± 2 SE), χ_J*, the depth scale
   ξ_J = −1/log χ_J* and the universality class with the exponent p of J ~ (l/l₀)^p (where
   critical), at the pooled σ's;
+* for a token body whose tokens are not exchangeable (a causal mask, or tokens not alike at
+  the body input: :func:`critsym.attention.gram_theory.gram_kind`) J, the phase, χ_J* and
+  ξ_J from the token Gram recursion instead (:func:`~critsym.attention.gram_theory.gram_phase`:
+  χ_J* = ρ(L_K*) at the Gram's fixed point, or the limit of J^{l+1}/J^l where the state grows
+  without bound, with the exponent p of J ∝ l^p), the exchangeable theory's values in the
+  notes; where the Gram recursion cannot run the part, the exchangeable theory with a note
+  saying why;
 * the critical σ_w at the other values (:func:`critsym.init.solve_critical`), or why none.
 
 ``Report.plot(ax=None)`` draws J^{0,l} against l: the theory line over the measured points.
