@@ -39,6 +39,8 @@ from .errors import CritsymError
 CRITICAL_BUDGET_S = 60.0
 #: the phase is "critical" when χ_J* = 1 lies within σ̂_w ± SE_BAND standard errors
 SE_BAND = 2.0
+#: off criticality, a depth scale beyond this many blocks is reported as marginal
+MARGINAL_DEPTH = 1e4
 
 
 @dataclass(frozen=True, repr=False)
@@ -83,6 +85,18 @@ class Report:
             return np.where(self.J_measured_se > 0,
                             (self.J_measured - self.J_theory) / self.J_measured_se, np.nan)
 
+    @property
+    def marginal(self) -> bool:
+        """True off criticality when the depth scale exceeds :data:`MARGINAL_DEPTH` blocks:
+        the phase's sign of χ_J* − 1 is then too small to matter at any practical depth (and
+        can flip between initializations)."""
+        return self.phase in ("ordered", "chaotic") and np.isfinite(self.xi_J) and \
+            abs(self.xi_J) > MARGINAL_DEPTH
+
+    def _marginal_text(self) -> str:
+        return (f" (marginal: depth scale beyond {MARGINAL_DEPTH:g} blocks)"
+                if self.marginal else "")
+
     def _critical_text(self) -> str:
         if self.critical_point is None:
             return "none: " + self.critical_note
@@ -109,8 +123,9 @@ class Report:
              + ", ".join(f"{k} = {v:.6g}" for k, v in self.hyperparameters.items())
              if self.hyperparameters else "hyperparameters: each block's own")
             + f"; K0 = {self.K0:.6g}",
-            f"phase: {self.phase}, chi_J* = {self.chi_star:.6g}, depth scale xi_J = "
-            f"{self.xi_J:.4g} blocks",
+            f"phase: {self.phase}{self._marginal_text()}, chi_J* = {self.chi_star:.6g} "
+            f"(chi_J* - 1 = {self.chi_star - 1:.3g}), depth scale xi_J = {self.xi_J:.4g} "
+            "blocks",
             f"universality: {self.universality}"
             + (f"; J ~ (l/l0)^p with p = {self.exponent:.6g}" if self.exponent is not None
                else ""),
@@ -313,6 +328,11 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
             cp = found
     except EverywhereCriticalError as e:
         why = str(e)
+        if fp is None and gp is None and phase != "critical":
+            notes.append(f"phase: critical_ finds chi_J* = 1 at every sigma_w tried "
+                         f"(everywhere critical); the last block's chi_J = {chi:.4g} "
+                         f"(phase {phase} from it alone) is a finite-depth value")
+            phase = "critical"
         if pg is not None:
             from .attention.gram_theory import confirm_everywhere_critical
 
@@ -343,7 +363,7 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
         return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
                       J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
                       xi_J=float(-1 / np.log(chi)) if np.isfinite(chi) and chi > 0 and
-                      chi != 1 else float("inf"),
+                      chi != 1 and phase != "critical" else float("inf"),
                       universality="not computed (no fixed point)", exponent=None,
                       critical_point=cp, critical_note=why, notes=tuple(notes))
     if phase == "critical" and cp is not None and str(fp.phase(1e-6)) != "critical":
