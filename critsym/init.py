@@ -42,6 +42,8 @@ from .errors import (
 
 #: relative offset at which χ_J* is checked on both sides of the critical point
 SIDE_OFFSET = 1e-3
+#: |log χ_J*| at or below this is on neither side of 1 (marginal) in the scans
+MARGINAL = 1e-9
 
 
 class NoCriticalInitError(NoCriticalPointError):
@@ -223,6 +225,30 @@ def _unbounded_everywhere(theory, solve_for: str, current, bracket, K0: float, h
             "or change the architecture (e.g. residual mu < 1) to get a critical point")
 
 
+def _sides(chi: np.ndarray, grid: np.ndarray, solve_for: str) -> str:
+    """Where χ_J* lies along the scan, in words: one side of 1 at every value, or one side
+    where it is more than :data:`MARGINAL` from 1 and marginal (χ_J* → 1, e.g. a block that
+    tends to the identity) at the other values; with χ_J* − 1 at both ends."""
+    ok = np.isfinite(chi)
+    dev = chi - 1
+    near = ok & (np.abs(np.log(np.where(ok, chi, 1.0))) <= MARGINAL)
+    far = ok & ~near
+    if far.any() and np.all(dev[far] < 0):
+        side = "ordered (chi_J* < 1)"
+    elif far.any() and np.all(dev[far] > 0):
+        side = "chaotic (chi_J* > 1)"
+    else:
+        side = "on both sides of 1"
+    ends = (f"; chi_J* - 1 = {dev[0]:.3g} at {solve_for} = {grid[0]:.4g} and {dev[-1]:.3g} at "
+            f"{grid[-1]:.4g}")
+    if not near.any() or not far.any():
+        return f"{side} at every value{ends}"
+    gf, gn = grid[far], grid[near]
+    return (f"{side} for {solve_for} in [{gf.min():.4g}, {gf.max():.4g}] and marginal "
+            f"(|chi_J* - 1| <= {MARGINAL:g}, no crossing) in [{gn.min():.4g}, {gn.max():.4g}]"
+            f"{ends}")
+
+
 def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None = None,
                    K0: float = 1.0, bracket: tuple[float, float] | None = None,
                    where: str = "", **hp) -> CriticalPoint:
@@ -267,7 +293,7 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
                     f"no critical point could be computed{where} along {solve_for} in "
                     f"[{lo:g}, {hi:g}]: {failed}")
         lg = np.log(chi)
-        sg = np.where(np.abs(lg) <= 1e-9, 0, np.sign(lg))
+        sg = np.where(np.abs(lg) <= MARGINAL, 0, np.sign(lg))
         idx = [i for i in range(len(grid)) if sg[i] in (-1, 1) and np.isfinite(lg[i])]
         crossings = []
         for i0, i1 in zip(idx[:-1], idx[1:], strict=False):
@@ -303,14 +329,10 @@ def solve_critical(theory, solve_for: str = "sigma_w", *, current: float | None 
         if chi is None:
             grid = np.linspace(lo, hi, 33)
             chi = _chi_grid(theory, solve_for, grid, K0, hp)
-        side = ("ordered (chi_J* < 1)" if np.nanmax(chi) < 1 else
-                "chaotic (chi_J* > 1)" if np.nanmin(chi) > 1 else "on both sides of 1")
-        ends = (f"; chi_J* = {chi[0]:.4g} at {solve_for} = {grid[0]:.4g} and {chi[-1]:.4g} at "
-                f"{grid[-1]:.4g}")
         raise NoCriticalInitError(
             f"no critical point{where}: chi_J* stays in [{np.nanmin(chi):.4g}, "
             f"{np.nanmax(chi):.4g}] for {solve_for} in [{grid[0]:.4g}, {grid[-1]:.4g}]{at}, "
-            f"{side} at every value{ends}{skipped_at}; solve for another hyperparameter, or "
+            f"{_sides(chi, grid, solve_for)}{skipped_at}; solve for another hyperparameter, or "
             "pass bracket=(lo, hi)")
     ref = current if current is not None and np.isfinite(current) else roots[0]
     x = min(roots, key=lambda r: (abs(r - ref), r))
@@ -400,6 +422,56 @@ def _refuse_batchnorm(part, where: str, K0: float = 1.0) -> None:
         "BatchNorm by LayerNorm or GroupNorm, or analyse a part without it")
 
 
+#: blocks the post-activation stream theory is run through when checking for a critical point
+STREAM_DEPTH = 32
+
+
+def _refuse_post_activation(part, solve_for: str, where: str, fixed: dict, K0: float) -> None:
+    """Refuse a body of post-activation residual blocks (a law state, :mod:`critsym.interop.
+    stream`): J^{0,l} through ``STREAM_DEPTH`` blocks from x⁰ ~ N(0, K0) at the current
+    ``solve_for`` and a decade on each side.  Where it is the same at all three (every conv
+    followed by a per-example normalisation, GroupNorm, which removes its weight scale), no
+    value is critical or more critical than another: :class:`EverywhereCriticalError` with
+    the growth of J with depth; else the law state's critical point is not derived."""
+    from .interop.stream import gaussian_law
+
+    theory = part.theory()
+    if not getattr(theory, "stream", False):
+        return
+    values = {**part.values, **{k: float(v) for k, v in fixed.items()}}
+    x = values.get(solve_for)
+    if x is None or not np.isfinite(x) or x <= 0:
+        raise HyperparameterError(
+            f"cannot solve for {solve_for!r}{where}: the blocks' hyperparameters are "
+            f"{sorted(values)}")
+    runs = []
+    for s in (x / 10, x, x * 10):
+        law, J = gaussian_law(K0), []
+        for _ in range(STREAM_DEPTH):
+            law = theory.step(law, {**values, solve_for: s})
+            J.append(law.J)
+        runs.append((np.array(J), law.K))
+    J = runs[1][0]
+    same = all(np.allclose(r[0], J, rtol=1e-9, atol=0) for r in runs)
+    half = STREAM_DEPTH // 2
+    growth = (f"J^{{0,l}} = {J[half - 1]:.4g} at l = {half} and {J[-1]:.4g} at l = "
+              f"{STREAM_DEPTH} (per block x{J[-1] / J[-2]:.4f} at the last; exponent "
+              f"log2(J^{{0,{STREAM_DEPTH}}}/J^{{0,{half}}}) = {np.log2(J[-1] / J[half - 1]):.3f})"
+              f", E x^2 = {runs[1][1]:.4g} after {STREAM_DEPTH} blocks")
+    if same:
+        raise EverywhereCriticalError(
+            f"no isolated critical point{where}: the post-activation residual blocks' theory "
+            f"does not depend on {solve_for} (J through {STREAM_DEPTH} blocks is the same at "
+            f"{solve_for} = {x / 10:.4g}, {x:.4g}, {x * 10:.4g}: each weight layer is followed by "
+            "a per-example normalisation, GroupNorm, which removes its scale); the residual "
+            f"stream grows without bound and the APJN changes as a power of depth ({growth}); "
+            "no initialization is more critical than another: keep the current one")
+    raise NoCriticalInitError(
+        f"no critical point derived{where}: the post-activation residual blocks' state is the "
+        f"law of a non-Gaussian stream, whose critical point critsym does not derive; "
+        f"at the current {solve_for} = {x:.4g}: {growth}")
+
+
 def _batchnorm_modules(model) -> list[str]:
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -466,6 +538,8 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     part = import_part(model, example_input)
     where = f" for {part.n_blocks} blocks {part.blocks[0].path} … {part.blocks[-1].path}"
     _refuse_batchnorm(part, where, part.K0 if part.K0 is not None else 1.0)
+    _refuse_post_activation(part, solve_for, where, fixed,
+                            K0 if K0 is not None else part.K0 if part.K0 is not None else 1.0)
     theory = part.theory()
     names = theory.hyperparameter_names
     if solve_for not in names:

@@ -237,6 +237,7 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
         EverywhereCriticalError,
         NoCriticalInitError,
         _refuse_batchnorm,
+        _refuse_post_activation,
         import_part,
         solve_critical,
     )
@@ -308,6 +309,7 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
             notes.append("BatchNorm mixes the examples of a batch: the measured APJN is that "
                          "of the whole batch as one example")
             _refuse_batchnorm(part, "", K0)
+        _refuse_post_activation(part, "sigma_w", "", {}, K0)  # a law state: no fixed point
         others = {k: v for k, v in values.items() if k != "sigma_w"}
 
         def search():

@@ -215,6 +215,35 @@ class ClassTokenStem(nn.Module):
         return self.blocks(self.norm_pre(x))
 
 
+class PatchEmbed(nn.Module):
+    """timm's ``PatchEmbed``: a patchify convolution (kernel = stride = patch), flattened to
+    tokens (batch, patches, dim)."""
+
+    def __init__(self, patch: int, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class MlpMixer(nn.Module):
+    """timm's ``MlpMixer`` layout: patchify stem, Mixer blocks, final LayerNorm, token mean,
+    classifier."""
+
+    def __init__(self, img: int, patch: int, dim: int, depth: int, act_layer=nn.ReLU):
+        super().__init__()
+        self.stem = PatchEmbed(patch, dim)
+        n = (img // patch) ** 2
+        self.blocks = nn.Sequential(*[MixerBlock(dim, n, act_layer=act_layer)
+                                      for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        return self.head(self.norm(self.blocks(self.stem(x))).mean(dim=1))
+
+
 @contextmanager
 def as_library_classes():
     """Within the block, the copies are the classes of torchvision's and timm's modules (fake
@@ -246,5 +275,6 @@ def gaussian_tokens(seed: int, batch: int, tokens: int, dim: int) -> torch.Tenso
     return torch.randn(batch, tokens, dim, generator=g, dtype=torch.float64)
 
 
-__all__ = ["Block", "ClassTokenStem", "EncoderBlock", "MixerBlock", "as_library_classes",
+__all__ = ["Block", "ClassTokenStem", "EncoderBlock", "MixerBlock", "MlpMixer", "PatchEmbed",
+           "as_library_classes",
            "gaussian_tokens", "timm_vit_init"]

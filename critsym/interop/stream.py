@@ -16,10 +16,22 @@ positions).  A branch sees its input only through m_2 = E[x²], the per-neuron o
 part of a channel shared by all rows) and the input's APJN, so the fold of the branch on a
 Gaussian surrogate with (K, O_C) = (m_2, O) is exact for it: its output y_k is Gaussian with
 variance v_k, independent of x and of the other branches (their last weights are independent),
-with APJN factor g_k = χ_{J,k}(m_2, O).  The theory requires every branch to end in BatchNorm:
-then v_k = 1 and y_k has no per-neuron offset, so with independent examples the stream never
-acquires a per-neuron random part and O = (E x)² from the second block on (at the body input O
-is the measured offset).
+with APJN factor g_k = χ_{J,k}(m_2, O).  The theory requires every branch to end in a
+normalisation:
+
+* BatchNorm: then v_k = 1 and y_k has no per-neuron offset, so with independent examples the
+  stream never acquires a per-neuron random part and O = (E x)² from the second block on (at
+  the body input O is the measured offset);
+* a per-example normalisation (GroupNorm(1, C), read as ``LayerNorm`` over the channels):
+  y = z / √(E_ex z²) with the example's own second moment (its mean over channels and
+  positions vanishes for zero-mean weights), so again v_k = 1, but y_k keeps a per-neuron
+  offset O_y = O_z / K_z: a Gaussian part a_c shared by the rows of neuron c.  The law of one
+  row, p' = E_x[N(u' − μx; 0, v)], is unchanged (a_c + e_c(row) ~ N(0, v), independent of
+  x_c: the last weights are independent of everything before), but the stream's own offset is
+  no longer (E x)² and is not carried.  The branch needs none where (v_k, g_k) do not depend
+  on O (each normalisation per example: LayerNorm divides by K − O_T, never O_C); this is
+  checked at both ends of O's range, (E x)² ≤ O ≤ K, and such a branch is refused otherwise,
+  as is a BatchNorm branch after it (BatchNorm divides by K − O).
 
 The law and the tangent follow a one-dimensional recursion (exact at infinite width and batch).
 The state at a boundary is the law of x with the tangent weight τ(x) = E[t_x² | x]·P(x); for
@@ -152,9 +164,10 @@ def post_activation(op: Op) -> PostActivation | None:
 def post_activation_joins(items) -> set[int]:
     """Indices of residual / parallel sums in a chain's elements that close their block only
     after the activation that follows them: the sum is followed by an ``Act`` and either every
-    branch of the sum ends in BatchNorm (the stream theory's block), or the next element is
-    again a sum (the activation's output is the next block's skip), or the previous block is
-    such a block (the last two: a post-activation body the theory refuses with the reason)."""
+    branch of the sum ends in BatchNorm or a per-example LayerNorm (the stream theory's
+    block), or the next element is again a sum (the activation's output is the next block's
+    skip), or the previous block is such a block (the last two: a post-activation body the
+    theory refuses with the reason)."""
     out: set[int] = set()
     names = [type(e.op).__name__ if e.ok else "" for e in items]
     for i in range(len(items) - 1):
@@ -162,16 +175,22 @@ def post_activation_joins(items) -> set[int]:
             continue
         parts = post_activation(Sequential(items[i].op, items[i + 1].op))
         normalised = parts is not None and bool(parts.branches) and all(
-            _ends_in_batchnorm(b) for b in parts.branches)
+            _last_norm(b) is not None for b in parts.branches)
         if normalised or (i + 2 < len(items) and names[i + 2] in SUMS) or (i - 2) in out:
             out.add(i)
     return out
 
 
-def _ends_in_batchnorm(op: Op) -> bool:
+#: the last operators a branch may end in: over the batch, or per example (GroupNorm(1, C))
+BRANCH_NORMS = ("BatchNorm", "LayerNorm")
+
+
+def _last_norm(op: Op) -> str | None:
+    """The name of the normalisation a branch ends in (one of :data:`BRANCH_NORMS`), or None."""
     while isinstance(op, Sequential):
         op = op.ops[-1]
-    return type(op).__name__ == "BatchNorm"
+    name = type(op).__name__
+    return name if name in BRANCH_NORMS else None
 
 
 @lru_cache(maxsize=128)
@@ -206,13 +225,15 @@ class PostActivationTheory:
         if not parts.branches:
             raise DerivationError(f"{block!r}: a sum of identities has no branch")
         for b in parts.branches:
-            if not _ends_in_batchnorm(b):
+            if _last_norm(b) is None:
                 raise DerivationError(
                     f"the branch {b!r} of the post-activation block {block!r} does not end in "
-                    "BatchNorm: its output keeps a per-neuron offset, and the stream law "
-                    "theory (critsym.interop.stream) needs branches normalised over the batch "
-                    "(conv → BN, as in torchvision and Hugging Face ResNets)")
+                    "BatchNorm or GroupNorm: its output variance follows the stream, and the "
+                    "stream law theory (critsym.interop.stream) needs branches normalised "
+                    "over the batch or per example (conv → BN or conv → GroupNorm, as in "
+                    "torchvision and Hugging Face ResNets)")
         self.block, self.parts = block, parts
+        self.norms = tuple(_last_norm(b) for b in parts.branches)
         self.branch_theories = tuple(_branch_theory(b) for b in parts.branches)
         self.arch = block
 
@@ -227,7 +248,8 @@ class PostActivationTheory:
             "is the law of a non-Gaussian stream, run through a body with "
             "critsym.interop.run_blocks or ImportResult.network_run() / J_theory(); with "
             "BatchNorm in every branch it has no critical initialization (gradients explode "
-            "at every initialization, docs/batchnorm.md)")
+            "at every initialization, docs/batchnorm.md), with GroupNorm none is more critical "
+            "than another (critsym.init.critical_ says why)")
 
     def _values(self, th, values: dict) -> dict:
         names = {s.name for s in th.arch.hyperparameters()}
@@ -236,24 +258,57 @@ class PostActivationTheory:
             raise HyperparameterError(f"{self.block!r} needs values for {sorted(missing)}")
         return {k: float(v) for k, v in values.items() if k in names}
 
-    def branch_moments(self, K: float, O: float, values: dict) -> tuple[float, float]:
+    def branch_moments(self, K: float, O: float, values: dict, mean: float | None = None
+                       ) -> tuple[float, float]:
         """(v, g): the summed variance and APJN factor of the branches for an input with
-        E x² = K and per-neuron offset O."""
+        E x² = K and per-neuron offset O (NaN: not carried, after a per-example normalised
+        branch; ``mean`` = E x bounds it from below, (E x)² ≤ O ≤ K)."""
         v = g = 0.0
-        for b, th in zip(self.parts.branches, self.branch_theories, strict=True):
-            r = th.run(1, K0=K, O_T0=0.0, O_C0=O, **self._values(th, values))
-            off = float(r.O_C[1]) if r.O_C is not None else 0.0
-            vk = float(r.K[1])
-            if abs(off) > 1e-9 * max(vk, 1.0):
-                raise DerivationError(f"the branch {b!r} leaves a per-neuron offset {off:.3g}")
+        for b, th, norm in zip(self.parts.branches, self.branch_theories, self.norms,
+                               strict=True):
+            hp = self._values(th, values)
+            if norm == "LayerNorm":
+                vk, gk = self._offset_free(b, th, K, (mean or 0.0) ** 2, hp)
+            else:
+                if not np.isfinite(O):
+                    raise DerivationError(
+                        f"the branch {b!r} ends in BatchNorm, which divides by the variance "
+                        "over the batch, K − O, but an earlier branch normalised per example "
+                        "(GroupNorm) left the stream a per-neuron offset O the stream theory "
+                        "does not carry; use one kind of normalisation in the body")
+                r = th.run(1, K0=K, O_T0=0.0, O_C0=O, **hp)
+                off = float(r.O_C[1]) if r.O_C is not None else 0.0
+                vk, gk = float(r.K[1]), float(r.J[1])
+                if abs(off) > 1e-9 * max(vk, 1.0):
+                    raise DerivationError(
+                        f"the branch {b!r} leaves a per-neuron offset {off:.3g}")
             v += vk
-            g += float(r.J[1])
+            g += gk
         return v, g
+
+    @staticmethod
+    def _offset_free(branch, th, K: float, lo: float, hp: dict) -> tuple[float, float]:
+        """(v_k, g_k) of a per-example normalised branch, the same at both ends of the input
+        offset's range [lo, K] (module doc), or refused.  A branch whose theory has the state
+        (K) alone holds no offset: its run is the answer."""
+        if not th.multi_axis:
+            r = th.run(1, K0=K, **hp)
+            return float(r.K[1]), float(r.J[1])
+        ends = [th.run(1, K0=K, O_T0=0.0, O_C0=o, **hp) for o in (lo, K * (1 - 1e-9))]
+        (v0, g0), (v1, g1) = ((float(r.K[1]), float(r.J[1])) for r in ends)
+        if abs(v1 - v0) > 1e-9 * max(abs(v0), 1.0) or abs(g1 - g0) > 1e-9 * max(abs(g0), 1.0):
+            raise DerivationError(
+                f"the branch {branch!r} ends in a per-example normalisation (GroupNorm), but its "
+                f"output variance or APJN depends on the stream's per-neuron offset, which the "
+                f"stream theory does not carry past such a branch (v {v0:.6g} vs {v1:.6g}, "
+                f"g {g0:.6g} vs {g1:.6g} at offsets {lo:.4g} and {K:.4g}), e.g. a BatchNorm "
+                "inside it; normalise the branch per example only")
+        return v0, g0
 
     def step(self, law: StreamLaw, values: dict) -> StreamLaw:
         e = sp.sympify(self.parts.mu)
         mu = float(e.subs({q: values[q.name] for q in e.free_symbols if q.name in values}))
-        v, g = self.branch_moments(law.K, law.O, values)
+        v, g = self.branch_moments(law.K, law.O, values, law.mean)
         sd = np.sqrt(v)
         # μx deposited on the grid (linear weights: the mean is kept, the variance grows by
         # at most H²/4), then convolved with the branch's N(0, v) sampled on the grid
@@ -278,7 +333,9 @@ class PostActivationTheory:
         x = phi(u)
         pts = trap * p
         norm = pts.sum()
-        return StreamLaw(x, pts / norm, trap * dphi2(u) * w / norm)
+        # a per-example normalised branch leaves a per-neuron offset the law does not carry
+        offset = float("nan") if "LayerNorm" in self.norms else None
+        return StreamLaw(x, pts / norm, trap * dphi2(u) * w / norm, offset)
 
 
 def _act_numeric(act, values: dict):
@@ -319,7 +376,7 @@ def run_stream(pairs, K0: float = 1.0, *, O_C0: float = 0.0, law0=None,
     K, J, the offset and the law at every block boundary.  ``law0``: the body input's
     :class:`StreamLaw`, or samples of it (its empirical law), else x⁰ ~ N(0, K0); the first
     branches see the offset ``O_C0``."""
-    if not np.isfinite(O_C0):
+    if not np.isfinite(O_C0) and not isinstance(law0, StreamLaw):  # a law holds its own
         raise HyperparameterError(f"O_C0 must be a finite offset, got {O_C0!r}")
     if law0 is None:
         law = gaussian_law(K0, O_C0)

@@ -194,6 +194,20 @@ def flat_mlp(seed: int, width: int = WIDTH):
                                                         dtype=torch.float64)
 
 
+def nested_mlp(seed: int, width: int = WIDTH):
+    """``nn.Sequential`` of ``nn.Sequential(Linear, ReLU)`` blocks (Linear before the
+    activation, each pair its own module): torch's default initialization."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    dims = [16] + [2 * width] * 5
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU())
+                            for a, b in zip(dims[:-1], dims[1:], strict=True)])
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return model.double(), torch.randn(64, 16, generator=g, dtype=torch.float64)
+
+
 def torchvision_mlp(seed: int, width: int = WIDTH):
     """``torchvision.ops.MLP(16, [64]*5, activation_layer=nn.ReLU)`` when torchvision imports,
     else its structural copy: per hidden layer Linear, activation, Dropout; last Linear,
@@ -234,6 +248,8 @@ CASES: dict[str, Case] = {c.name: c for c in [
          tuple((f"layers.{i}", (f"layers.{i}",)) for i in range(2))),
     Case("flat nn.Sequential MLP", flat_mlp, "0",
          tuple((str(2 * i), (str(2 * i - 1), str(2 * i))) for i in range(1, 5))),
+    Case("nested Linear → act stack", nested_mlp, "0.0",
+         tuple((f"{i}.0", (f"{i - 1}.1", f"{i}.0")) for i in range(1, 5))),
     Case("torchvision.ops.MLP (structure)", torchvision_mlp, "0",
          tuple((str(3 * i), (str(3 * i - 2), str(3 * i - 1), str(3 * i)))
                for i in range(1, 5))),

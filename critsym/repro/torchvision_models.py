@@ -121,6 +121,24 @@ def tv_resnet18(seed: int):
     return resnet18().double(), images(seed, 8), "maxpool"
 
 
+def tv_resnet18_groupnorm(seed: int, groups: int = 8):
+    """``torchvision.models.resnet18(norm_layer=lambda c: nn.GroupNorm(groups, c))`` on
+    4×3×32×32 (GroupNorm normalises per example: evaluation mode, any batch); 8 groups: 8
+    channels per group in the first stage."""
+    import torch
+    from torch import nn
+    from torchvision.models import resnet18
+
+    torch.manual_seed(seed)
+    model = resnet18(norm_layer=lambda c: nn.GroupNorm(groups, c))
+    return model.double().eval(), images(seed), "maxpool"
+
+
+def tv_resnet18_layernorm(seed: int):
+    """resnet18 with ``GroupNorm(1, C)``: the mean field the GroupNorm(8, C) model is read as."""
+    return tv_resnet18_groupnorm(seed, groups=1)
+
+
 def tv_vit(seed: int):
     """torchvision's ``VisionTransformer(image_size=32, patch_size=8, num_layers=2,
     num_heads=2, hidden_dim=64, mlp_dim=128)``."""
@@ -190,13 +208,17 @@ def timm_mixer_relu(seed: int):
 CASES: dict[str, Case] = {c.name: c for c in [
     Case("torchvision.ops.MLP", tv_mlp),
     Case("torchvision resnet18", tv_resnet18),
+    Case("torchvision resnet18, GroupNorm(8, C)", tv_resnet18_groupnorm),
+    Case("torchvision resnet18, GroupNorm(1, C)", tv_resnet18_layernorm),
     Case("torchvision ViT", tv_vit, stop=2, note="J to the last encoder layer"),
     Case("torchvision ViT encoder layers (Gaussian tokens)", tv_vit_layers, critical=False),
     Case("timm ViT", timm_vit, stop=2, note="J to the last block"),
     Case("timm ViT, no class token (global_pool='avg')", timm_vit_avg),
-    Case("timm MLP-Mixer (GELU)", timm_mixer, stop=2, default=False,
+    # the Mixer's body starts with the Transpose in its stem's forward (J = 1), whose output
+    # is the stem's: J runs through it and the two Mixer blocks
+    Case("timm MLP-Mixer (GELU)", timm_mixer, stop=3, default=False,
          note="the theory's numeric evaluation takes minutes per block and initialization"),
-    Case("timm MLP-Mixer (ReLU, zero biases)", timm_mixer_relu, stop=2),
+    Case("timm MLP-Mixer (ReLU, zero biases)", timm_mixer_relu, stop=3),
 ]}
 
 
@@ -226,8 +248,8 @@ def body_theory(res, stop: int | None = None) -> float:
 
 def measured(model, x, entry: str, outputs, seed: int) -> float:
     """J from the output of ``entry`` to the last of ``outputs``, by :func:`critsym.apjn`."""
-    from ..init import frozen_batch_stats
     from ..torch.apjn import apjn
+    from ..torch.batch_stats import frozen_batch_stats
     from .models import _mixes_batch
 
     mixes = _mixes_batch(model)  # BatchNorm in training mode: the batch is one example

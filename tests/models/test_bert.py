@@ -49,3 +49,39 @@ def test_body_theory_against_measured():
     body_theory(b)
     (r, se, _), comps = extrapolated("BERT")
     assert abs(r - 1) <= 4 * se, (r, se, comps)
+
+
+def _redraw(sigma_w: float, sigma_vo: float | None):
+    """An ``init(model, x)`` for :func:`critsym.repro.models.compare`: BERT's MLP weights
+    redrawn N(0, σ_w²/fan_in) (and the value and output projections at σ_vo, if given), each
+    call from its own generator."""
+    import torch
+
+    calls = []
+
+    def init(model, x):
+        calls.append(None)
+        g = torch.Generator().manual_seed(777 + len(calls))
+        with torch.no_grad():
+            for layer in model.encoder.layer:
+                lins = [(layer.intermediate.dense, sigma_w), (layer.output.dense, sigma_w)]
+                if sigma_vo is not None:
+                    lins += [(layer.attention.self.value, sigma_vo),
+                             (layer.attention.output.dense, sigma_vo)]
+                for lin, s in lins:
+                    lin.weight.normal_(0.0, s / math.sqrt(lin.weight.shape[1]), generator=g)
+
+    return init
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sigma_w, sigma_vo", [(0.05, None), (0.25, 1.0)])
+def test_body_theory_against_measured_below_sigma_w_03(sigma_w, sigma_vo):
+    """Slow (~4 min each): BERT with its MLP at sigma_w < 0.3 (tokens collapse slowly towards
+    the fixed point) and, in the second case, value and output projections at sigma 1 (strong
+    token mixing, J^{0,2} well below 1): measured / theory of J^{0,2} over 8 seeds at widths
+    32, 64, 128, extrapolated in 1/width, is 1 within 4 SE."""
+    comps = [M.compare(M.CASES["BERT"], 8, init=_redraw(sigma_w, sigma_vo), width=w)
+             for w in (32, 64, 128)]
+    r, se, _ = M.extrapolated_ratio((32, 64, 128), comps)
+    assert abs(r - 1) <= 4 * se, (r, se, comps)

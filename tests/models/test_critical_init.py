@@ -6,6 +6,7 @@ refusal the theory gives."""
 
 import functools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -167,13 +168,21 @@ def test_pre_norm_transformers_are_everywhere_critical(name):
 @pytest.mark.parametrize("name, side", [("BERT", "chaotic"),
                                         ("TransformerEncoder post-norm", "ordered")])
 def test_post_norm_transformers_have_no_critical_sigma_w(name, side):
-    """Slow (2–4 min each): post-LN layers: chi_J* stays on one side of 1 along sigma_w
-    (the encoder's Xavier-initialized layers below it, BERT's above it where its token fixed
-    point can be computed)."""
+    """Slow (2–4 min each): post-LN layers: chi_J* stays on one side of 1 along the whole
+    sigma_w axis scanned, 0.01 to 10 (the encoder's Xavier-initialized layers below it; BERT's
+    above it, where at small sigma_w the tokens collapse and chi_J* = 1 + sigma_w^6/2pi, within
+    1e-9 of 1 below sigma_w ~ 0.04: marginal, no crossing)."""
     model, x = M.CASES[name].build(0)
     with pytest.raises(ci.NoCriticalInitError, match=side) as e:
         ci.critical_(model, example_input=x)
     assert type(e.value) is ci.NoCriticalInitError
+    msg = str(e.value)
+    assert "for sigma_w in [0.01, 10]" in msg and "no fixed point could be computed" not in msg
+    if name == "BERT":
+        # chi_J* - 1 at sigma_w = 0.01 against 1 + sigma_w^6/(2 pi) (next order 1e-17)
+        end = re.search(r"chi_J\* - 1 = (\S+) at sigma_w = 0.01 ", msg)
+        assert "marginal" in msg and end, msg
+        assert abs(float(end.group(1)) - 0.01**6 / (2 * math.pi)) <= 1e-14
 
 
 # ----------------------------------------------------------------------------- the report
@@ -206,3 +215,28 @@ def test_report_on_transformers(name):
     assert np.all(np.isfinite(rep.J_theory)) and np.all(rep.J_measured_se[1:] > 0)
     assert rep.critical_point is None and REPORT_ANSWERS[name] in rep.critical_note
     assert rep.plot().axes[0].get_xlabel() == "block l"
+
+
+@pytest.mark.slow
+def test_report_on_bert_at_its_own_initialization_gives_phase_and_chi():
+    """Slow (~3 min): BERT at its N(0, 0.02²) init (pooled sigma_w ~ 0.14): the token fixed
+    point is the collapsed state, chi_J* = (1 + s_w^4 E phi'(z)^2) / (1 + s_w^2 E phi(z)^2),
+    z ~ N(0, s_w^2), phi = GELU (scipy quadrature), so the phase is chaotic by ~1e-6."""
+    from scipy import integrate, stats
+    from scipy.special import erf
+
+    model, x = M.CASES["BERT"].build(0)
+    rep = cs.report(model, x, n_probes=4, critical_budget=600)
+    sw = rep.hyperparameters["sigma_w"]
+
+    def E(f):
+        return integrate.quad(lambda z: f(z) * stats.norm.pdf(z, scale=sw), -12 * sw, 12 * sw,
+                              epsabs=0, epsrel=1e-13)[0]
+
+    cdf = lambda z: 0.5 * (1 + erf(z / math.sqrt(2)))  # noqa: E731
+    e2 = E(lambda z: (z * cdf(z)) ** 2)
+    d2 = E(lambda z: (cdf(z) + z * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)) ** 2)
+    chi = (1 + sw**4 * d2) / (1 + sw**2 * e2)
+    assert rep.phase == "chaotic"
+    assert rep.chi_star - 1 == pytest.approx(chi - 1, rel=1e-6)
+    assert "for sigma_w in [0.01, 10]" in rep.critical_note

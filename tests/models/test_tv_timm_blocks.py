@@ -19,6 +19,7 @@ from _tv_copies import (
     ClassTokenStem,
     EncoderBlock,
     MixerBlock,
+    MlpMixer,
     as_library_classes,
     gaussian_tokens,
     timm_vit_init,
@@ -224,3 +225,60 @@ def test_torchvision_blocks_theory_against_measured():
 def test_mixer_blocks_theory_against_measured():
     th, me = compare(mixer_stack)
     assert abs(z_score(th, me)) <= 4, (th.mean(), me.mean())
+
+
+# ----------------------------------------------------------------------------- critical_
+@pytest.mark.slow
+def test_critical_init_part_of_a_mixer_skips_its_patchify_stem():
+    """Slow (~30 s on a loaded machine).  The part critical_ solves for is the importer's
+    body: the patchify stem (an even 8×8 kernel critsym's Conv does not hold) is skipped with
+    its reason, not refused."""
+    from critsym.body import analysed_part
+
+    torch.manual_seed(0)
+    model = MlpMixer(16, 8, DIM, 2).double().eval()
+    x = torch.randn(BATCH, 3, 16, 16, dtype=torch.float64)
+    with as_library_classes(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        part = analysed_part(model, x)
+    assert [b.path for b in part.blocks] == ["blocks.0", "blocks.1"]
+    skipped = dict(part.skipped)
+    assert "stem.proj" in skipped and "kernel" in skipped["stem.proj"]
+    assert part.inputs == "stem" and part.K0 > 0
+
+
+def test_mixer_with_its_patchify_stem_is_everywhere_critical():
+    """critical_ analyses the Mixer body the importer reads (the skipped
+    patchify stem, an even 8×8 kernel, and the final LayerNorm stay out of it): pre-LN
+    residual blocks with μ = 1, whose stream grows without bound at every σ_w, so no
+    critical point; the model is left as it was."""
+    from critsym.init import EverywhereCriticalError, critical_
+
+    torch.manual_seed(0)
+    model = MlpMixer(16, 8, DIM, 2).double().eval()
+    x = torch.randn(BATCH, 3, 16, 16, dtype=torch.float64)
+    before = [p.detach().clone() for p in model.parameters()]
+    with as_library_classes(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(EverywhereCriticalError, match="grows without bound") as err:
+            critical_(model, example_input=x)
+    assert "blocks.0 … blocks.1" in str(err.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.slow
+def test_vit_with_class_token_stem_and_final_norm_is_everywhere_critical():
+    """Slow (~1 min).  The ViT layout (class token and position embedding skipped as stem, a
+    final LayerNorm after the blocks): the two blocks are the analysed part, pre-LN with
+    μ = 1: everywhere critical."""
+    from critsym.init import EverywhereCriticalError, critical_
+
+    torch.manual_seed(0)
+    blocks = nn.Sequential(*[Block(DIM, 2) for _ in range(2)], nn.LayerNorm(DIM))
+    model = timm_vit_init(ClassTokenStem(blocks, DIM, TOKENS)).double().eval()
+    x = gaussian_tokens(0, BATCH, TOKENS, DIM)
+    with as_library_classes(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(EverywhereCriticalError, match="grows without bound") as err:
+            critical_(model, example_input=x)
+    assert "blocks.0 … blocks.1" in str(err.value)
