@@ -9,6 +9,8 @@ Rows (each a ratio against a baseline measured in the same run):
 * closed forms: the erf grid vs a numpy loop (goal <= 2x), one layer at one point vs numpy scalars;
 * the tanh correlation map (32x32 and 256x256, depth 10) vs a hand-written 64x64-node
   Gauss–Hermite recursion (goal <= 2x, c^10 within 1e-10 of a 200-node rule);
+* a nested GELU expectation and a GELU Mixer's J with per-block σ's vs nested scipy quadrature
+  of one such expectation (goal <= 1x);
 * APJN vs a plain torch forward of the same network (goal <= 3x at one probe);
 * conv ResNet and MLP-Mixer APJN vs a plain torch forward of the same models;
 * the APJN (and cross-token overlap k) of a ViT-like transformer stack vs its plain forward;
@@ -52,12 +54,14 @@ def main(argv=None) -> int:
     import bench_cmap
     import bench_erf_grid
     import bench_import
+    import bench_nested
 
     t0 = time.perf_counter()
     rows: list[Row] = []
     rows += bench_import.main(["--repeats", "3" if a.quick else "7"])
     rows += bench_erf_grid.main([])
     rows += bench_cmap.main(["--quick"] if a.quick else [])
+    rows += bench_nested.main(["--quick"] if a.quick else [])
     import torch
 
     torch.set_num_threads(a.threads)

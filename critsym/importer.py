@@ -178,15 +178,77 @@ class ImportResult:
         :func:`critsym.apjn`; None where no module returns a block's output)."""
         return [b.output for b in self.blocks]
 
-    def network_run(self, **state) -> NetworkRun:
-        """The theory through every block with its own maps and estimates, from the body input
-        estimate (``body_input``) unless ``K0=``, ``O_T0=``, ``O_C0=``, ``J0=``, ``k0=`` are
-        given (:func:`critsym.interop.network.run_blocks`)."""
+    def network_run(self, theory: str = "auto", **state) -> NetworkRun:
+        """The theory through every block with its own maps and estimates.
+
+        ``theory="auto"``: for a token body whose tokens are not exchangeable (a causal mask,
+        or tokens not alike at the body input: :attr:`gram_theory`) the token Gram recursion
+        (:mod:`critsym.attention.gram_theory`) from each example's Gram measured at the body
+        input (:attr:`input_gram`); where it cannot run the body, the exchangeable theory with
+        ``note`` saying why.  Otherwise (``theory="exchangeable"``, or any start state given)
+        the exchangeable maps from the body input estimate (``body_input``) unless ``K0=``,
+        ``O_T0=``, ``O_C0=``, ``J0=``, ``k0=`` are given
+        (:func:`critsym.interop.network.run_blocks`)."""
         from .interop.network import run_blocks
 
+        if theory not in ("auto", "exchangeable", "gram"):
+            raise UnsupportedModuleError(
+                f"theory must be 'auto', 'gram' or 'exchangeable', got {theory!r}")
+        note = ""
+        kind = self.gram_theory if theory != "exchangeable" and not state else None
+        if theory == "gram" and kind is None:
+            raise UnsupportedModuleError(
+                "theory='gram' needs a token body whose tokens are not exchangeable (a causal "
+                "mask or tokens not alike, labelled in approximations), its input Gram "
+                "measured from example_input, and no start state given")
+        if kind is not None:
+            got = self._gram_run(*kind)
+            if isinstance(got, NetworkRun):
+                return got
+            note = got
         start = self.body_input.state() if self.body_input is not None else {"K0": 1.0}
         start.update(state)
-        return run_blocks(self.blocks, **start)
+        run = run_blocks(self.blocks, **start)
+        if note:
+            from dataclasses import replace
+
+            run = replace(run, note=note)
+        return run
+
+    @property
+    def gram_theory(self) -> tuple[bool, str] | None:
+        """(causal, why) when the body's theory is the token Gram recursion: a token body whose
+        tokens are not exchangeable (its attention causal, or its input tokens not alike,
+        both labelled in ``approximations``) with a measured input Gram; else None."""
+        from .attention.gram_theory import gram_kind
+
+        if self.input_gram is None:
+            return None
+        return gram_kind(self.approximations)
+
+    def _gram_run(self, causal: bool, why: str) -> NetworkRun | str:
+        """The Gram recursion as a :class:`NetworkRun`, or the label of the exchangeable
+        fallback when it cannot run the body."""
+        from .attention.gram_theory import (
+            GRAM_ERRORS,
+            boundary_states,
+            exchangeable_fallback,
+            theory_label,
+        )
+
+        try:
+            states, v = boundary_states([b.arch for b in self.blocks], self.input_gram, causal)
+        except GRAM_ERRORS as e:
+            return exchangeable_fallback(e)
+        n = states[0][0].K.shape[0]
+        off = ~np.eye(n, dtype=bool)
+        K = np.array([np.mean([np.diag(s.K).mean() for s in b]) for b in states])
+        OC = np.array([np.mean([s.K[off].mean() if n > 1 else 0.0 for s in b])
+                       for b in states])
+        OT = np.array([np.mean([(s.m**2).mean() for s in b]) for b in states])
+        J = np.array([np.mean([s.J for s in b]) for b in states])
+        return NetworkRun(K, J, J[1:] / J[:-1], OT, OC, None, None,
+                          theory_label(causal, why), "", states, v)
 
     @property
     def input_gram(self):
@@ -205,10 +267,10 @@ class ImportResult:
         (:func:`critsym.attention.causal.causal_run`), from the Gram of each example measured
         at the body input (``body_input.gram``, or ``body_input.measured.gram`` where the
         body input's state comes from the embedding theory): the theory of a causal decoder
-        (GPT-2, Llama), whose mask the exchangeable theory of :meth:`network_run` leaves out
-        (listed in ``approximations``).  Standard attention is taken as uniform under the mask
-        (the result records its largest logit variance); ``causal=False`` runs the same
-        recursion without the mask."""
+        (GPT-2, Llama) with ``causal=True``, and of a body whose input tokens are not alike
+        (a class token) with ``causal=False`` (what :meth:`network_run` runs for such bodies,
+        :attr:`gram_theory`).  Standard attention is taken as uniform (the result records its
+        largest logit variance)."""
         from .attention.causal import causal_run
 
         gram = self.input_gram
@@ -219,20 +281,28 @@ class ImportResult:
                 "channels) at the body")
         return causal_run([b.arch for b in self.blocks], gram, causal=causal)
 
-    def J_theory(self, start: int = 0, **state) -> np.ndarray:
+    def J_theory(self, start: int = 0, theory: str = "auto", **state) -> np.ndarray:
         """Theory J^{start, b} across the body, b = start..len(blocks) (b: the output of block
         b−1, b = 0 the body input), at the model's current initialization: the state from the
         body input up to ``start``, the tangent restarted there (j = 1, k = 0: a perturbation
-        independent across tokens, what :func:`critsym.apjn` applies at a block's output).
-        For a body without token mixing this is ``J_theory()[start:] / J_theory()[start]``."""
+        independent across tokens, what :func:`critsym.apjn` applies at a block's output; in
+        the token Gram recursion T = I).  ``theory`` as in :meth:`network_run`.  For a body
+        without token mixing this is ``J_theory()[start:] / J_theory()[start]``."""
         from .interop.network import run_blocks
 
-        run = self.network_run(**state)
+        run = self.network_run(theory, **state)
         if start == 0:
             return run.J
         if not 0 <= start <= len(self.blocks):
             raise UnsupportedModuleError(
                 f"start must be a block boundary 0..{len(self.blocks)}, got {start}")
+        if run.gram is not None:
+            from .attention.causal import causal_run
+
+            causal = self.gram_theory[0]
+            K = np.stack([s.K for s in run.gram[start]])
+            m = np.stack([s.m for s in run.gram[start]])
+            return causal_run([b.arch for b in self.blocks[start:]], K, m, causal=causal).J
         st = {"K0": float(run.K[start])}
         if run.laws is not None:  # a post-activation or position-resolved body: its state
             st["law0"] = run.laws[start]
@@ -699,6 +769,8 @@ def _unlike_tokens(x0) -> str:
     exchangeable tokens carry their average."""
     import torch
 
+    from .attention.gram_theory import UNLIKE_TOKENS
+
     if not isinstance(x0, torch.Tensor) or x0.dim() != 3 or x0.shape[1] < 2:
         return ""
     m = (x0.detach().to(torch.float64) ** 2).mean(dim=(0, 2))
@@ -706,9 +778,10 @@ def _unlike_tokens(x0) -> str:
     if hi <= 0 or lo * TOKEN_SPREAD >= hi:
         return ""
     a, b = int(m.argmin()), int(m.argmax())
-    return (f"tokens not alike: per-token second moment {lo:.3g} (token {a}) to {hi:.3g} "
-            f"(token {b}), e.g. a class token; the theory's exchangeable tokens carry their "
-            "average")
+    return (f"{UNLIKE_TOKENS}: per-token second moment {lo:.3g} (token {a}) to {hi:.3g} "
+            f"(token {b}), e.g. a class token: the theory is the token Gram recursion from "
+            "each example's measured input Gram (network_run), where the exchangeable token "
+            "theory would carry their average")
 
 
 def _one_kind(segs) -> None:

@@ -559,8 +559,16 @@ def critical_(model, solve_for: str = "sigma_w", example_input=None, *, K0: floa
     hp.update({k: float(v) for k, v in fixed.items()})
     if K0 is None:
         K0 = part.K0 if part.K0 is not None else 1.0
-    point = solve_critical(theory, solve_for, current=measured.get(solve_for), K0=K0,
-                           bracket=bracket, where=where, **hp)
+    try:
+        point = solve_critical(theory, solve_for, current=measured.get(solve_for), K0=K0,
+                               bracket=bracket, where=where, **hp)
+    except EverywhereCriticalError as e:  # tokens not exchangeable: checked by the Gram theory
+        from .attention.gram_theory import confirm_everywhere_critical
+
+        extra = confirm_everywhere_critical(part, solve_for, measured.get(solve_for), hp)
+        if not extra:
+            raise
+        raise EverywhereCriticalError(f"{e}. {extra}") from None
     values = {**hp, solve_for: point.value}
     layers, params, more = _draw(model, part, values, generator)
     notes += more

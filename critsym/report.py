@@ -12,6 +12,13 @@ hyperparameter by its role: σ_w, σ_b, σ_v, σ_o, σ_qk …, read from the wei
 * the phase ("critical" when χ_J* = 1 within σ̂_w ± 2 SE), χ_J*, the depth scale
   ξ_J = −1/log χ_J* and the universality class with the exponent p of J ~ (l/l₀)^p (where
   critical), at the pooled σ's;
+* for a token body whose tokens are not exchangeable (a causal mask, or tokens not alike at
+  the body input: :func:`critsym.attention.gram_theory.gram_kind`) J, the phase, χ_J* and
+  ξ_J from the token Gram recursion instead (:func:`~critsym.attention.gram_theory.gram_phase`:
+  χ_J* = ρ(L_K*) at the Gram's fixed point, or the limit of J^{l+1}/J^l where the state grows
+  without bound, with the exponent p of J ∝ l^p), the exchangeable theory's values in the
+  notes; where the Gram recursion cannot run the part, the exchangeable theory with a note
+  saying why;
 * the critical σ_w at the other values (:func:`critsym.init.solve_critical`), or why none.
 
 ``Report.plot(ax=None)`` draws J^{0,l} against l: the theory line over the measured points.
@@ -32,6 +39,8 @@ from .errors import CritsymError
 CRITICAL_BUDGET_S = 60.0
 #: the phase is "critical" when χ_J* = 1 lies within σ̂_w ± SE_BAND standard errors
 SE_BAND = 2.0
+#: off criticality, a depth scale beyond this many blocks is reported as marginal
+MARGINAL_DEPTH = 1e4
 
 
 @dataclass(frozen=True, repr=False)
@@ -76,6 +85,18 @@ class Report:
             return np.where(self.J_measured_se > 0,
                             (self.J_measured - self.J_theory) / self.J_measured_se, np.nan)
 
+    @property
+    def marginal(self) -> bool:
+        """True off criticality when the depth scale exceeds :data:`MARGINAL_DEPTH` blocks:
+        the phase's sign of χ_J* − 1 is then too small to matter at any practical depth (and
+        can flip between initializations)."""
+        return self.phase in ("ordered", "chaotic") and np.isfinite(self.xi_J) and \
+            abs(self.xi_J) > MARGINAL_DEPTH
+
+    def _marginal_text(self) -> str:
+        return (f" (marginal: depth scale beyond {MARGINAL_DEPTH:g} blocks)"
+                if self.marginal else "")
+
     def _critical_text(self) -> str:
         if self.critical_point is None:
             return "none: " + self.critical_note
@@ -102,8 +123,9 @@ class Report:
              + ", ".join(f"{k} = {v:.6g}" for k, v in self.hyperparameters.items())
              if self.hyperparameters else "hyperparameters: each block's own")
             + f"; K0 = {self.K0:.6g}",
-            f"phase: {self.phase}, chi_J* = {self.chi_star:.6g}, depth scale xi_J = "
-            f"{self.xi_J:.4g} blocks",
+            f"phase: {self.phase}{self._marginal_text()}, chi_J* = {self.chi_star:.6g} "
+            f"(chi_J* - 1 = {self.chi_star - 1:.3g}), depth scale xi_J = {self.xi_J:.4g} "
+            "blocks",
             f"universality: {self.universality}"
             + (f"; J ~ (l/l0)^p with p = {self.exponent:.6g}" if self.exponent is not None
                else ""),
@@ -157,30 +179,16 @@ def theory_J(part) -> np.ndarray:
 
 
 def causal_J(part) -> np.ndarray | None:
-    """J^{0,l} of the causal token recursion (:mod:`critsym.attention.causal`) through the
-    part's blocks, for a body whose attention is causal (labelled "causal mask" by the
-    importer): the token Gram of each example at the body input is carried through the blocks
-    before the part, and the tangent starts at the part's input (T = I, as :func:`measured_J`
-    probes).  ``None`` where the body has no causal mask or no measured token Gram."""
-    from .attention.causal import causal_run
-    from .interop.hf import CAUSAL_MASK
+    """J^{0,l} of the token Gram recursion (:mod:`critsym.attention.gram_theory`) through the
+    part's blocks, for a body whose tokens are not exchangeable (a causal mask, or tokens not
+    alike at the body input: labelled by the importer): the token Gram of each example at the
+    body input is carried through the blocks before the part, and the tangent starts at the
+    part's input (T = I, as :func:`measured_J` probes).  ``None`` for other bodies or without
+    a measured token Gram."""
+    from .attention.gram_theory import part_gram
 
-    res = part.result
-    if not any(CAUSAL_MASK in t for t in res.approximations.values()):
-        return None
-    gram = res.input_gram
-    paths = [b.path for b in res.blocks]
-    first = part.blocks[0].path if part.blocks else None
-    if gram is None or first not in paths:
-        return None
-    i0 = paths.index(first)
-    archs = [b.arch for b in res.blocks]
-    K, m = np.asarray(gram, float), None
-    if i0 > 0:
-        before = causal_run(archs[:i0], K)
-        K = np.stack([st.K for st in before.states])
-        m = np.stack([st.m for st in before.states])
-    return np.asarray(causal_run(archs[i0:i0 + part.n_blocks], K, m).J, float)
+    pg = part_gram(part)
+    return None if pg is None else pg.J
 
 
 def _wrapped(model):
@@ -226,6 +234,7 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     from .errors import SimulationError
     from .init import (
         BatchNormStackError,
+        EverywhereCriticalError,
         NoCriticalInitError,
         _refuse_batchnorm,
         _refuse_post_activation,
@@ -260,14 +269,14 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
     if part.result.output:
         notes.append(f"the model returns several outputs: {part.result.output} is analysed")
     J_th = theory_J(part)
-    J_causal = causal_J(part)
-    if J_causal is not None:
-        notes.append(f"theory J: the causal token recursion (critsym.attention.causal, the "
-                     f"mask kept); the exchangeable theory gives J^(0,{len(J_th) - 1}) = "
-                     f"{J_th[-1]:.4g}; phase and critical point from the exchangeable theory")
-        J_th = J_causal
+    pg = _part_gram(part, notes)
+    if pg is not None:
+        notes.append(f"theory J: the {pg.label}; the exchangeable theory gives "
+                     f"J^(0,{len(J_th) - 1}) = {J_th[-1]:.4g}")
+        J_th = pg.J
     J_me, J_se = measured_J(model, example_input, part, n_probes=n_probes, seed=seed)
     theory = part.theory()
+    gp = _gram_phase(part, pg, values, notes) if pg is not None else None
     try:
         fp = fixed_point(theory, K0=K0, **values)
     except CritsymError as e:  # e.g. a post-activation block: its state is a law, no K*
@@ -279,6 +288,11 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
                      f"); phase and chi from the last block's theory chi_J = {chi:.4g}")
     else:
         phase, chi = str(fp.phase(1e-6)), float(fp.chi_star)
+    if gp is not None:  # the Gram recursion's phase replaces the exchangeable one
+        if fp is not None:
+            notes.append(f"the exchangeable theory gives: {phase}, chi_J* = {chi:.6g}, "
+                         f"xi_J = {float(fp.xi_J):.4g}")
+        phase, chi, fp = gp.phase, gp.chi_star, None
     se = part.sigma_w.se
     if fp is not None and phase != "critical" and "sigma_w" in values and np.isfinite(se) \
             and se > 0:
@@ -314,16 +328,44 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
             raise found
         else:
             cp = found
+    except EverywhereCriticalError as e:
+        why = str(e)
+        if fp is None and gp is None and phase != "critical":
+            notes.append(f"phase: critical_ finds chi_J* = 1 at every sigma_w tried "
+                         f"(everywhere critical); the last block's chi_J = {chi:.4g} "
+                         f"(phase {phase} from it alone) is a finite-depth value")
+            phase = "critical"
+        if pg is not None:
+            from .attention.gram_theory import confirm_everywhere_critical
+
+            extra = confirm_everywhere_critical(part, "sigma_w", values.get("sigma_w"),
+                                                {k: v for k, v in values.items()
+                                                 if k != "sigma_w"})
+            why = f"{why}. {extra}" if extra else why
     except NoCriticalInitError as e:
         why = str(e)
     except CritsymError as e:
         why = str(e)
+    if cp is not None and pg is not None:
+        at_cp = _gram_phase(part, pg, {**values, cp.solve_for: cp.value}, notes)
+        if at_cp is not None:
+            notes.append(f"critical point from the exchangeable theory; at it the {pg.label} "
+                         f"gives chi_J* = {at_cp.chi_star:.6g} ({at_cp.phase})")
     at = values
+    if gp is not None:
+        unb = gp.status == "unbounded"
+        universality = ("state grows without bound: J^(0,l) ~ l^p, p fitted on the token "
+                        "Gram recursion" if unb else f"not computed for the {pg.label}")
+        return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
+                      J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
+                      xi_J=gp.xi_J, universality=universality,
+                      exponent=gp.exponent if unb else None, critical_point=cp,
+                      critical_note=why, notes=tuple(notes))
     if fp is None:
         return Report(part=part, hyperparameters=values, K0=K0, J_theory=J_th,
                       J_measured=J_me, J_measured_se=J_se, phase=phase, chi_star=chi,
                       xi_J=float(-1 / np.log(chi)) if np.isfinite(chi) and chi > 0 and
-                      chi != 1 else float("inf"),
+                      chi != 1 and phase != "critical" else float("inf"),
                       universality="not computed (no fixed point)", exponent=None,
                       critical_point=cp, critical_note=why, notes=tuple(notes))
     if phase == "critical" and cp is not None and str(fp.phase(1e-6)) != "critical":
@@ -334,6 +376,40 @@ def report(model, example_input, *, n_probes: int = 16, seed: int = 0,
                   J_measured_se=J_se, phase=phase, chi_star=chi, xi_J=float(fp.xi_J),
                   universality=universality, exponent=exponent, critical_point=cp,
                   critical_note=why, notes=tuple(notes))
+
+
+def _part_gram(part, notes: list):
+    """:func:`critsym.attention.gram_theory.part_gram`, or None with a note where the Gram
+    recursion cannot run the part (the exchangeable theory then stays, labelled)."""
+    from .attention.gram_theory import GRAM_ERRORS, exchangeable_fallback, part_gram
+
+    try:
+        return part_gram(part)
+    except GRAM_ERRORS as e:
+        notes.append(exchangeable_fallback(e))
+        return None
+
+
+def _gram_phase(part, pg, values: dict, notes: list):
+    """The phase of the part's repeated block (its role form at ``values``) under the token
+    Gram recursion from the part's input Gram (:func:`critsym.attention.gram_theory.gram_phase`),
+    or None with a note where it cannot be computed."""
+    from .attention.gram_theory import GRAM_ERRORS, gram_phase
+
+    try:
+        gp = gram_phase(part.block.subs(values), pg.K, pg.causal)
+    except (*GRAM_ERRORS, CritsymError) as e:
+        notes.append(f"phase from the exchangeable theory: the {pg.label} found none "
+                     f"({str(e).splitlines()[0]})")
+        return None
+    what = (f"the state grows without bound; the per-block ratio J^(l+1)/J^l = "
+            f"{gp.chi[-1]:.6g} after {len(gp.chi)} blocks, fitted limit chi_J* = "
+            f"{gp.chi_star:.6g}, J ~ l^p with p = {gp.exponent:.4g}" if gp.status == "unbounded"
+            else f"fixed point of the Gram, chi_J* = rho(L_K*) = {gp.chi_star:.6g}")
+    notes.append(f"phase and chi_J* from the {pg.label} of the repeated block: {what}"
+                 + (f"; standard attention taken as uniform, largest logit variance "
+                    f"{gp.max_logit_var:.3g}" if gp.max_logit_var else ""))
+    return gp
 
 
 def _exponents(theory, K0: float, at: dict, budget: float) -> tuple[str, float | None]:

@@ -207,8 +207,10 @@ def test_vit_like_model_with_attention_in_forward():
     assert "transpose outside the body" in imp.skipped[2].reason
     assert imp.blocks[0].block.branch.ops[1].n_tokens == 16
     assert imp.outputs == [None, "blocks.0", None, "blocks.1", "norm"]
-    run = imp.network_run()
+    run = imp.network_run("exchangeable")
     assert run.k is not None and np.isfinite(run.J).all()
+    if imp.gram_theory is not None:  # tokens not alike at this width: the Gram recursion
+        assert np.isfinite(imp.network_run().J).all()
 
 
 def test_model_without_analysable_part_is_refused_with_the_submodule():

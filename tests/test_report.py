@@ -257,3 +257,24 @@ def test_the_critical_search_stops_at_its_budget():
     rep = cs.report(act_linear_mlp(nn.Tanh, 2, width=8), input_at(1.0, shape=(4, 8)),
                     n_probes=1, critical_budget=1e-4)
     assert rep.critical_point is None and "not computed" in rep.critical_note
+
+
+def test_a_depth_scale_beyond_ten_thousand_blocks_is_called_marginal():
+    """Off criticality with χ_J* − 1 ~ 1e-6 (BERT at its own initialization) the phase's side
+    does not matter at any practical depth: the report prints χ_J* − 1 and says marginal."""
+    from types import SimpleNamespace
+
+    from critsym.report import Report
+
+    part = SimpleNamespace(description="part", skipped=())
+
+    def rep(chi):
+        xi = -1 / np.log(chi)
+        return Report(part=part, hyperparameters={}, K0=1.0, J_theory=np.ones(2),
+                      J_measured=np.ones(2), J_measured_se=np.full(2, 0.1),
+                      phase="chaotic" if chi > 1 else "ordered", chi_star=chi,
+                      xi_J=float(xi), universality="", exponent=None, critical_point=None)
+
+    near, far = rep(1 + 1.1e-6), rep(0.9)
+    assert near.marginal and "marginal" in str(near) and "chi_J* - 1 = 1.1e-06" in str(near)
+    assert not far.marginal and "marginal" not in str(far)

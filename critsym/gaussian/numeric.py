@@ -48,6 +48,7 @@ from .rules import EDGES as _EDGES
 from .rules import KINKED, L_CUT, kink_points, mean2_grid, rule
 from .tables import (
     TABLE2_RTOL,
+    TABLE_POINTS,
     TABLE_RTOL,
     V_MAX,
     V_MIN,
@@ -57,9 +58,9 @@ from .tables import (
 )
 
 __all__ = [
-    "L_CUT", "TABLE2_RTOL", "TABLE_RTOL", "V_MAX", "V_MIN", "Compiled", "CorrelationTable",
-    "VarianceTable", "build_table", "compile_expr", "evaluate_mp", "quadrature_only",
-    "set_tabulation", "tabulation_enabled",
+    "L_CUT", "TABLE2_RTOL", "TABLE_POINTS", "TABLE_RTOL", "V_MAX", "V_MIN", "Compiled",
+    "CorrelationTable", "VarianceTable", "build_table", "clear_caches", "compile_expr",
+    "evaluate_mp", "nested_tables", "quadrature_only", "set_tabulation", "tabulation_enabled",
 ]
 
 NODES_1D = 12
@@ -158,9 +159,42 @@ def _small_V_series(lam: sp.Lambda) -> tuple[float, float, float] | None:
     return cs[0], cs[1], cs[2]
 
 
-#: tables shared by every compiled node with the same integrand (keyed by its Lambda)
+#: tables shared by every compiled node with the same integrand (keyed by its Lambda: the
+#: integrand's exact content, numeric constants included, so identical blocks share them)
 _TABLES: dict[sp.Basic, VarianceTable | None] = {}
 _TABLES2: dict[sp.Basic, CorrelationTable | None] = {}
+#: nested integrands: points evaluated by direct quadrature so far (per integrand), and the
+#: values of the last few single-point evaluations, keyed by (integrand, V)
+_DIRECT_POINTS: dict[sp.Basic, int] = {}
+_DIRECT_VALUES: dict[tuple[sp.Basic, float], float] = {}
+_DIRECT_VALUES_MAX = 4096
+#: float64 nodes per array when a nested integrand is evaluated at many variances at once
+_NESTED_CHUNK = 1 << 22
+#: nested-integrand table policy: "amortised" (default), "always" (build on first use, the
+#: former behaviour, for checks) or "never"
+_NESTED_POLICY = ["amortised"]
+
+
+@contextlib.contextmanager
+def nested_tables(policy: str) -> Iterator[None]:
+    """Within the block, variance tables of nested integrands are built according to
+    ``policy``: ``"amortised"`` (default: only once the points evaluated by direct quadrature
+    add up to the table's own cost, :data:`~critsym.gaussian.tables.TABLE_POINTS`),
+    ``"always"`` (on first use) or ``"never"`` (direct quadrature only)."""
+    if policy not in ("amortised", "always", "never"):
+        raise ValueError(f"policy must be 'amortised', 'always' or 'never', got {policy!r}")
+    old = _NESTED_POLICY[0]
+    _NESTED_POLICY[0] = policy
+    try:
+        yield
+    finally:
+        _NESTED_POLICY[0] = old
+
+
+def clear_caches() -> None:
+    """Forget every table and cached value (the next evaluations rebuild what they need)."""
+    for d in (_TABLES, _TABLES2, _DIRECT_POINTS, _DIRECT_VALUES):
+        d.clear()
 
 
 def _nodes(kinks: Sequence[np.ndarray], n: int, shape: tuple[int, ...]):
@@ -186,6 +220,11 @@ def _outermost_nodes(expr: sp.Expr) -> list[sp.Basic]:
 
     walk(expr)
     return found
+
+
+def _nesting_depth(expr: sp.Expr) -> int:
+    """Levels of Gaussian expectations inside ``expr`` (0 when it has none)."""
+    return max((1 + _nesting_depth(n.args[0].expr) for n in _outermost_nodes(expr)), default=0)
 
 
 def _pull_constants(expr: sp.Expr) -> sp.Expr:
@@ -261,8 +300,10 @@ class _Node1:
         self.V = Compiled(V, args)
         self.g = Compiled(g, args + (self.s, self.x))
         self.kinks = [Compiled(k, args + (self.s,)) for k in _kink_points(g, self.x)]
-        # the integrand depends on the variance only: tabulate m(V) on first use
+        # the integrand depends on the variance only: tabulate m(V) (see :meth:`_table_for`)
         self.tabulable = g.free_symbols <= {self.s, self.x}
+        #: levels of expectations inside the integrand (0: a plain integrand)
+        self.depth = _nesting_depth(lam.expr)
         self._key = lam
         self._nargs = len(args)
         self._small = _small_V_series(lam) if self.tabulable else None
@@ -270,8 +311,17 @@ class _Node1:
     def _quad_of_V(self, V: np.ndarray) -> np.ndarray:
         """Quadrature as a function of V alone (tabulable integrands only), on the union of the
         standard mesh in x and the same mesh in z = sqrt(V) x (so that features of the
-        integrand at |z| ~ 1 stay resolved when V is very large or very small)."""
+        integrand at |z| ~ 1 stay resolved when V is very large or very small).  A nested
+        integrand is evaluated a few variances at a time (bounded memory)."""
         V = np.asarray(V, dtype=float)
+        if self.depth and V.size > 1:
+            per_point = (2 * len(_EDGES) * NODES_1D) ** (self.depth + 1)
+            step = max(1, _NESTED_CHUNK // per_point)
+            if V.size > step:
+                flat = V.ravel()
+                out = np.concatenate([self._quad_of_V(flat[i:i + step])
+                                      for i in range(0, flat.size, step)])
+                return out.reshape(V.shape)
         zero = [np.zeros(())] * self._nargs
         s = np.sqrt(V)
         with np.errstate(divide="ignore"):
@@ -296,26 +346,71 @@ class _Node1:
 
     @property
     def table(self) -> VarianceTable | None:
+        """The variance table of this integrand (built now if it was not yet), or None where
+        it is not tabulable or no table met :data:`TABLE_RTOL`."""
         if not self.tabulable:
             return None
         if self._key not in _TABLES:
             _TABLES[self._key] = build_table(self._quad_of_V)
         return _TABLES[self._key]
 
+    def _table_for(self, n: int) -> VarianceTable | None:
+        """The table to evaluate ``n`` variances with, or None for direct quadrature.
+
+        A plain integrand's table costs tens of milliseconds: it is built on first use.  A
+        nested integrand's costs :data:`~critsym.gaussian.tables.TABLE_POINTS` nested
+        quadratures (tens of seconds), so it is built only once the points evaluated directly
+        add up to that many (a table then pays for itself: a grid, a long iteration); until
+        then each value is the direct quadrature, itself the table's reference."""
+        if self._key in _TABLES or not self.depth:
+            return self.table
+        policy = _NESTED_POLICY[0]
+        done = _DIRECT_POINTS.get(self._key, 0)
+        if policy == "always" or (policy == "amortised" and done + n >= TABLE_POINTS):
+            return self.table
+        _DIRECT_POINTS[self._key] = done + n
+        return None
+
+    def _direct(self, V: np.ndarray) -> np.ndarray:
+        """Direct quadrature of a tabulable integrand; single values of a nested one are kept
+        (keyed by the integrand and V), so a theory run again at the same point is free."""
+        if not self.depth or V.size != 1:
+            return self._quad_of_V(V)
+        key = (self._key, float(V.reshape(())))
+        if key not in _DIRECT_VALUES:
+            if len(_DIRECT_VALUES) >= _DIRECT_VALUES_MAX:
+                _DIRECT_VALUES.clear()
+            _DIRECT_VALUES[key] = float(np.asarray(self._quad_of_V(V)).reshape(()))
+        return np.full(V.shape, _DIRECT_VALUES[key])
+
     def __call__(self, *vals):
         V = _rounded_nonnegative(np.asarray(self.V(*vals), dtype=float))
         if V.size and V.min() < 0:
             raise NumericalError(f"negative variance {V.min():.3g} in a Gaussian expectation")
         if self.tabulable:
-            if _TABULATE[0] and self.table is not None:
-                return self.table(V, self._below_or_above)
-            return self._quad_of_V(V)
+            table = self._table_for(V.size) if _TABULATE[0] else None
+            if table is not None:
+                return table(V, self._below_or_above)
+            return self._direct(V)
         return self._quad(V, vals)
 
     def _quad(self, V, vals):
+        """The rule at every point of the broadcast (V, vals); a nested integrand a few points
+        at a time (bounded memory)."""
+        shape = np.broadcast_shapes(np.shape(V), *(np.shape(v) for v in vals))
+        size = int(np.prod(shape))
+        if self.depth and size > 1:
+            per_point = (len(_EDGES) * NODES_1D) ** (self.depth + 1)
+            step = max(1, _NESTED_CHUNK // per_point)
+            if size > step:
+                flat = [np.broadcast_to(np.asarray(a, dtype=float), shape).ravel()
+                        for a in (V, *vals)]
+                out = np.concatenate([self._quad(flat[0][i:i + step],
+                                                 [f[i:i + step] for f in flat[1:]])
+                                      for i in range(0, size, step)])
+                return out.reshape(shape)
         s = np.sqrt(V)
         ks = [k(*vals, s) for k in self.kinks]
-        shape = np.broadcast_shapes(s.shape, *(np.shape(v) for v in vals))
         X, W = _nodes(ks, NODES_1D, shape)
         ex = [np.asarray(v)[..., None] for v in vals]
         with np.errstate(all="ignore"):

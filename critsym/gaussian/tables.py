@@ -117,9 +117,23 @@ class VarianceTable:
         return out
 
 
+#: (pieces, degree) of the variance tables :func:`build_table` tries, cheapest first
+TABLE_SIZES = ((48, 16), (96, 20), (192, 24))
+
+
+def table_points(pieces: int, degree: int) -> int:
+    """Quadrature points a :class:`VarianceTable` costs: ``degree`` + 1 nodes and
+    3·``degree`` + 2 check points per piece."""
+    return pieces * (degree + 1) + pieces * len(_check_points(degree + 1))
+
+
+#: quadrature points of the cheapest variance table (3216)
+TABLE_POINTS = table_points(*TABLE_SIZES[0])
+
+
 def build_table(quad: Callable[[np.ndarray], np.ndarray]) -> VarianceTable | None:
     """The cheapest :class:`VarianceTable` of ``quad`` meeting :data:`TABLE_RTOL`, or None."""
-    for pieces, degree in ((48, 16), (96, 20), (192, 24)):
+    for pieces, degree in TABLE_SIZES:
         tab = VarianceTable(quad, pieces, degree)
         if tab.ok:
             return tab

@@ -26,9 +26,9 @@ example_input)``).
 What the theory does not hold is recorded, per submodule, in ``reader.approximations``
 (``ImportResult.approximations``):
 rotary position embeddings (Llama; the theory takes the logits without the rotation),
-causal masks (GPT-2, Llama; the theory lets every token attend to all n tokens:
-``ImportResult.causal_run()`` runs the causal token Gram recursion of
-:mod:`critsym.attention.causal` instead) and grouped key/value heads.  Query/key biases must
+causal masks (GPT-2, Llama; the exchangeable token theory lets every token attend to all n
+tokens, so ``ImportResult.network_run()`` runs the causal token Gram recursion of
+:mod:`critsym.attention.gram_theory` instead) and grouped key/value heads.  Query/key biases must
 be zero (their initialization); dropout is the identity (evaluation mode).
 """
 
@@ -51,9 +51,10 @@ _LLAMA = "transformers.models.llama.modeling_llama"
 
 
 #: the note a causal decoder's attention import records (``ImportResult.approximations``);
-#: :func:`critsym.report.causal_J` looks for it
-CAUSAL_MASK = ("causal mask (the theory lets every token attend to all tokens; "
-               "result.causal_run() keeps the mask)")
+#: :func:`critsym.attention.gram_theory.gram_kind` looks for it
+CAUSAL_MASK = ("causal mask (kept by the token Gram recursion, the theory network_run and "
+               "cs.report give: the exchangeable token theory would let every token attend "
+               "to all tokens)")
 
 
 def pre_norm_layer(module, reader, path: str, norm1: str, att, norm2: str, mlp: str):

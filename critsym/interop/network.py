@@ -147,7 +147,13 @@ class NetworkRun:
     (b = len(blocks): the body output).  ``J[b]`` = J^{0,b} (J[0] = 1), ``chi[b]`` =
     J[b+1]/J[b]; ``K``, ``O_T``, ``O_C`` the state (offsets None for a single-axis body);
     ``k`` the cross-token tangent of token theories (None otherwise); ``laws`` the law of
-    each boundary for a body of post-activation residual blocks (:mod:`~.stream`; else None)."""
+    each boundary for a body of post-activation residual blocks (:mod:`~.stream`; else None).
+    ``theory``: which theory ran ("exchangeable" for the (K, O_T, O_C) maps of each block;
+    "token Gram recursion (…)" for a token body whose tokens are not exchangeable,
+    :mod:`critsym.attention.gram_theory`: then ``K`` is the mean over examples and tokens of
+    K_aa, ``O_C`` the mean of K_ab over a ≠ b, ``O_T`` the mean of m_a², and ``gram`` each
+    example's Gram state at every boundary); ``note``: why the exchangeable theory ran where
+    the Gram recursion was wanted ("" otherwise)."""
 
     K: np.ndarray
     J: np.ndarray
@@ -156,10 +162,16 @@ class NetworkRun:
     O_C: np.ndarray | None = None
     k: np.ndarray | None = None
     laws: tuple | None = field(default=None, repr=False)
+    theory: str = "exchangeable"
+    note: str = ""
+    gram: list | None = field(default=None, repr=False)
+    #: the largest logit variance of standard attention taken as uniform by the Gram recursion
+    max_logit_var: float = 0.0
 
     def __repr__(self) -> str:
+        kind = "" if self.theory == "exchangeable" else f"; {self.theory}"
         return (f"NetworkRun({len(self.chi)} blocks: J^{{0,L}}={self.J[-1]:.5g}, "
-                f"K^L={self.K[-1]:.5g})")
+                f"K^L={self.K[-1]:.5g}{kind})")
 
 
 @lru_cache(maxsize=256)

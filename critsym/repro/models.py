@@ -11,7 +11,9 @@ prints the table (and writes it into PAGE between its markers); every number in 
   ``critsym.apjn`` can measure from;
 * **theory J^{0,L}**: :func:`critsym.interop.run_blocks` through every layer's blocks with
   their own estimates, from the state of the body input measured on the example
-  (:func:`critsym.interop.network.body_input`);
+  (:func:`critsym.interop.network.body_input`); for a token body whose tokens are not
+  exchangeable (a causal mask, tokens not alike) the token Gram recursion from each example's
+  measured input Gram (:func:`body_theory_run`, the exchangeable value in "parts analysed");
 * **measured J^{0,L}**: ``critsym.apjn`` from the stem's output to the last layer's output on
   the model itself, over ``seeds`` independent initializations (mean ± SE over them);
 * **critical_**: ``critsym.init.critical_(model, example_input)`` on seed 0: the critical
@@ -379,9 +381,42 @@ def _pair(block):
 
 
 def body_theory(body: Body) -> float:
-    """J^{0,L} of the theory across the body: :func:`critsym.interop.run_blocks` through every
-    layer's blocks with their own estimates, from the state of the body input measured on the
-    example (:func:`critsym.interop.network.body_input`)."""
+    """J^{0,L} of the theory across the body (:func:`body_theory_run`)."""
+    return body_theory_run(body)[0]
+
+
+def body_theory_run(body: Body) -> tuple[float, str]:
+    """(J^{0,L}, which theory) across the body.  A token body whose tokens are not
+    exchangeable (a causal mask, or tokens not alike at the body input, labelled by the
+    import: :func:`critsym.attention.gram_theory.gram_kind`) runs the token Gram recursion
+    from each example's Gram measured at the body input
+    (:func:`critsym.attention.causal.body_causal_theory`); where it cannot run the body, the
+    exchangeable theory, labelled why.  Other bodies: :func:`critsym.interop.run_blocks`
+    through every layer's blocks with their own estimates, from the state of the body input
+    measured on the example (:func:`critsym.interop.network.body_input`)."""
+    from ..attention.gram_theory import (
+        GRAM_ERRORS,
+        exchangeable_fallback,
+        gram_kind,
+        theory_label,
+    )
+
+    kind = gram_kind(body.approximations)
+    fallback = ""
+    if kind is not None:
+        from ..attention.causal import body_causal_theory
+
+        try:
+            return float(body_causal_theory(body, causal=kind[0]).J[-1]), theory_label(*kind)
+        except GRAM_ERRORS as e:
+            fallback = exchangeable_fallback(e)
+    return exchangeable_body_theory(body), fallback or "exchangeable"
+
+
+def exchangeable_body_theory(body: Body) -> float:
+    """J^{0,L} of the exchangeable theory across the body: :func:`critsym.interop.run_blocks`
+    through every layer's blocks with their own estimates, from the state of the body input
+    measured on the example (:func:`critsym.interop.network.body_input`)."""
     from ..interop import run_blocks
     from ..interop.network import body_input
     from ..ops.contract import contains
@@ -542,9 +577,14 @@ def analyse(case: Case, seeds: int = 8, widths: tuple[int, ...] = (WIDTH,)) -> R
     row.approximations = _grouped(body.approximations)
     theory = True
     try:
-        body_theory(body)
+        _, which = body_theory_run(body)
         row.analysed = f"{len(case.blocks)} body layers ({case.blocks[0][0]} … " \
                        f"{case.blocks[-1][0]})"
+        if which != "exchangeable":
+            row.analysed += f"; theory: {which}"
+            if which.startswith("token Gram recursion"):
+                row.analysed += (f" (exchangeable token theory, seed 0: "
+                                 f"{exchangeable_body_theory(body):.4g})")
     except CritsymError as e:
         theory = False
         row.analysed = f"body read, theory not available: {_short(e)}"

@@ -143,12 +143,28 @@ def test_import_result_runs_the_causal_recursion_from_the_body_input():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = cs.from_torch(model, example_input=x)
-    assert "causal_run" in res.approximations["h.0.attn"]
+    assert "token Gram recursion" in res.approximations["h.0.attn"]
     _, outs = M.layer_inputs(model, x)
     K0, _ = input_gram(outs[id(model.drop)])
     by_hand = causal_run([b.arch for b in res.blocks], K0)
     np.testing.assert_allclose(res.causal_run().J, by_hand.J, rtol=1e-12)
+    run = res.network_run()  # the theory of the import: the same recursion
+    assert run.theory.startswith("token Gram recursion (causal mask")
+    np.testing.assert_allclose(run.J, by_hand.J, rtol=1e-12)
+    starts = res.J_theory(start=1)  # the tangent restarted at block 1, the Gram carried there
+    np.testing.assert_allclose(starts, causal_run([b.arch for b in res.blocks[1:]],
+                                                  np.stack([s.K for s in by_hand_states(res)]),
+                                                  np.stack([s.m for s in by_hand_states(res)])
+                                                  ).J, rtol=1e-12)
     assert res.causal_run().J[2] > res.causal_run(causal=False).J[2]
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4))
     with pytest.raises(UnsupportedModuleError, match="token Gram"):
         cs.from_torch(mlp, example_input=torch.randn(8, 4)).causal_run()
+
+
+def by_hand_states(res):
+    """Each example's Gram state after the first imported block (the forward Gram from the
+    body input's measured Gram)."""
+    from critsym.attention.causal import causal_run
+
+    return causal_run([res.blocks[0].arch], res.input_gram).states

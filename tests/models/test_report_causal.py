@@ -1,5 +1,5 @@
-"""cs.report on a causal decoder: the theory column is the causal token recursion (the
-exchangeable theory leaves the mask out), measured beside it."""
+"""cs.report on a causal decoder: the theory column, the phase and chi_J* are the causal token
+Gram recursion (the exchangeable theory leaves the mask out), measured beside it."""
 
 import warnings
 
@@ -45,7 +45,11 @@ def test_report_on_gpt2_uses_the_causal_recursion():
             warnings.simplefilter("ignore")
             rep = cs.report(model, x, n_probes=16, seed=seed)
             part = analysed_part(model, x)
-        assert any("causal token recursion" in n for n in rep.notes)
+        assert any("theory J: the token Gram recursion (causal mask" in n for n in rep.notes)
+        # phase and chi_J* from the Gram recursion: pre-LN, mu = 1, the state grows without
+        # bound and the per-block ratio tends to 1
+        assert rep.phase == "critical" and abs(rep.chi_star - 1) < 1e-3
+        assert rep.exponent is not None and rep.exponent > 0
         diff.append(rep.J_measured[-1] - rep.J_theory[-1])
         exch.append(rep.J_measured[-1] - theory_J(part)[-1])
     d, se = np.mean(diff), np.std(diff, ddof=1) / np.sqrt(len(diff))
