@@ -411,12 +411,13 @@ def _refuse_batchnorm(part, where: str, K0: float = 1.0) -> None:
     if not part.contains(BatchNorm):
         return
     try:
-        chi = f"{_chi_star(part.theory(), K0, **part.values):.4g}"
-    except CritsymError:  # pragma: no cover - reported without the number
-        chi = "undetermined"
+        chi = (f"its infinite-batch theory gives chi_J* = "
+               f"{_chi_star(part.theory(), K0, **part.values):.4g} at the current sigmas, and ")
+    except CritsymError:  # a block with a law state (post-activation): no scalar chi_J* here
+        chi = ""
     raise BatchNormStackError(
         f"no critical initialization{where}: the body normalises over the batch (BatchNorm); "
-        f"its infinite-batch theory gives chi_J* = {chi} at the current sigmas, and a plain "
+        f"{chi}a plain "
         "BatchNorm stack makes gradients explode with depth at every initialization "
         "(chi_J* > 1 for every sigma_w; see critsym.batchnorm.explosion_report). Replace "
         "BatchNorm by LayerNorm or GroupNorm, or analyse a part without it")

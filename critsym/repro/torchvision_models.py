@@ -216,8 +216,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("timm ViT, no class token (global_pool='avg')", timm_vit_avg),
     # the Mixer's body starts with the Transpose in its stem's forward (J = 1), whose output
     # is the stem's: J runs through it and the two Mixer blocks
-    Case("timm MLP-Mixer (GELU)", timm_mixer, stop=3, default=False,
-         note="the theory's numeric evaluation takes minutes per block and initialization"),
+    Case("timm MLP-Mixer (GELU)", timm_mixer, stop=3),
     Case("timm MLP-Mixer (ReLU, zero biases)", timm_mixer_relu, stop=3),
 ]}
 
