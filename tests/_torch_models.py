@@ -23,6 +23,34 @@ def nested_mlp(width: int, act=nn.Tanh, depth: int = 4, d_in: int = 12):
                          nn.Linear(width, width))
 
 
+class TorchvisionBasicBlock(nn.Module):
+    """torchvision's BasicBlock: relu(n2(conv2(relu(n1(conv1(x))))) + downsample(x)), the
+    normalisation ``norm(c)`` (BatchNorm, GroupNorm, or the identity) and the 3×3 convs'
+    padding mode chosen by the caller; a conv1×1 + norm projection where the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, padding_mode: str = "zeros",
+                 norm=nn.BatchNorm2d):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False, padding_mode=padding_mode)
+        self.bn1 = norm(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False, padding_mode=padding_mode)
+        self.bn2 = norm(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            norm(cout))
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
 class PreLNResidual(nn.Module):
     """μ·x + fc2(gelu(fc1(LN(x)))), the sum written in forward."""
 

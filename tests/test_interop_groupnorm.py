@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _torch_models import TorchvisionBasicBlock
 from torch import nn
 
 import critsym as cs
@@ -91,30 +92,11 @@ def test_groupnorm_with_too_small_groups_is_refused_by_name():
 PI = math.pi
 
 
-class GNBasicBlock(nn.Module):
-    """torchvision's BasicBlock with ``norm_layer=lambda c: nn.GroupNorm(groups, c)``:
-    relu(gn2(conv2(relu(gn1(conv1(x))))) + downsample(x)), circular padding."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, groups: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False, padding_mode="circular")
-        self.bn1 = nn.GroupNorm(groups, cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False, padding_mode="circular")
-        self.bn2 = nn.GroupNorm(groups, cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.GroupNorm(groups, cout))
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
+def GNBasicBlock(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Module:
+    """torchvision's BasicBlock with ``norm_layer=lambda c: nn.GroupNorm(groups, c)``,
+    circular padding."""
+    return TorchvisionBasicBlock(cin, cout, stride, "circular",
+                                 lambda c: nn.GroupNorm(groups, c))
 
 
 class GNResNet(nn.Module):

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _torch_models import TorchvisionBasicBlock
 from torch import nn
 
 import critsym as cs
@@ -34,30 +35,11 @@ def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, track_running_stats=False)
 
 
-class BasicBlock(nn.Module):
-    """torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + downsample(x))."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, padding_mode: str = "zeros",
-                 norm: bool = True):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False, padding_mode=padding_mode)
-        self.bn1 = _bn(cout) if norm else nn.Identity()
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False, padding_mode=padding_mode)
-        self.bn2 = _bn(cout) if norm else nn.Identity()
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            _bn(cout) if norm else nn.Identity())
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
+def BasicBlock(cin: int, cout: int, stride: int = 1, padding_mode: str = "zeros",
+               norm: bool = True) -> nn.Module:
+    """torchvision's BasicBlock with batch-statistics BatchNorm (or none)."""
+    return TorchvisionBasicBlock(cin, cout, stride, padding_mode,
+                                 _bn if norm else (lambda c: nn.Identity()))
 
 
 class TinyResNet(nn.Module):
