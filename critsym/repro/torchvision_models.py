@@ -233,16 +233,12 @@ def imported(model, x):
 
 
 def body_theory(res, stop: int | None = None) -> float:
-    """J^{0,stop} of the theory through the first ``stop`` imported blocks (default all), each
-    derived once per structure and run at its own estimates, from the measured input state."""
-    from ..interop import derive_block, run_blocks
-    from .models import template
-
-    pairs = []
-    for b in res.blocks[:stop]:
-        tpl, values = template(b.arch)
-        pairs.append((derive_block(tpl, b.axes, b.tokens), values))
-    return float(run_blocks(pairs, **res.body_input.state()).J[-1])
+    """J^{0,stop} of the import's theory (:meth:`critsym.ImportResult.J_theory`: each block at
+    its own estimates from the measured input state; the token Gram recursion for tokens not
+    alike, the position-resolved theory for zero-padded conv bodies) through the first
+    ``stop`` imported blocks (default all)."""
+    J = res.J_theory()
+    return float(J[len(res.blocks) if stop is None else stop])
 
 
 def measured(model, x, entry: str, outputs, seed: int) -> float:
