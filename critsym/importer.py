@@ -742,20 +742,21 @@ def _position_resolved(approximations: dict, body, stream: bool, paths: set) -> 
 
 
 def _few_rows(approximations: dict, body, maps) -> None:
-    """Note the first body block whose BatchNorm normalises over fewer than
-    :data:`~critsym.interop.padded.FEW_ROWS` rows (examples × positions of its map): the
-    theory's BatchNorm is the infinite-batch one."""
+    """Note each body block where the rows a BatchNorm normalises over (examples × positions
+    of its map) fall to a new count below :data:`~critsym.interop.padded.FEW_ROWS` (the first
+    block of each such stage): the theory's BatchNorm is the infinite-batch one."""
     from .interop.padded import FEW_ROWS, few_rows_note, strides
     from .ops.contract import contains
 
-    B, shape = maps.shape[0], maps.shape[2:]
+    B, shape, noted = maps.shape[0], maps.shape[2:], None
     for s in body:
         for st in strides(s.op):
             shape = tuple(-(-n // st) for n in shape)
         rows = B * int(np.prod(shape))
-        if rows < FEW_ROWS and contains(s.op, lambda o: type(o).__name__ == "BatchNorm"):
+        if (rows < FEW_ROWS and rows != noted
+                and contains(s.op, lambda o: type(o).__name__ == "BatchNorm")):
             approximations.setdefault(f"{s.path} (BatchNorm rows)", few_rows_note(rows))
-            return
+            noted = rows
 
 
 #: per-token second moments at the body input further apart than this factor are reported
