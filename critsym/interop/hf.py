@@ -91,6 +91,13 @@ def _zero_bias(b, what: str, path: str, reader) -> None:
             "has no query/key biases (zero at initialization): import the model as initialized")
 
 
+def fused_qkv(w: torch.Tensor, b, d: int, name: str) -> dict:
+    """The ``q``, ``k``, ``v`` arguments of :func:`attention` from a fused projection ``name``
+    whose (3d, d) weight ``w`` (and bias ``b``, or None) stack query, key and value."""
+    bs = (None, None, None) if b is None else b.split(d)
+    return {r: (wr, br, f"{name}.{r}") for r, wr, br in zip("qkv", w.split(d), bs, strict=True)}
+
+
 def attention(reader, path: str, *, q, k, v, o, heads: int, n_tokens: int,
               scaling: float | None = None, head_dim: int | None = None):
     """``Attention(n, "standard", …)`` from query, key, value and output weights / biases:
@@ -216,10 +223,8 @@ def read_gpt2_attention(module, reader, path: str, n_tokens: int | None = None):
     n = n_tokens or _tokens(reader, (module,), path)
     w, b = _w(module.c_attn)
     d = module.embed_dim
-    (wq, wk, wv), (bq, bk, bv) = w.split(d), b.split(d)
     approximate(reader, path, CAUSAL_MASK)
-    return attention(reader, path, q=(wq, bq, "c_attn.q"), k=(wk, bk, "c_attn.k"),
-                     v=(wv, bv, "c_attn.v"), o=(*_w(module.c_proj), "c_proj"),
+    return attention(reader, path, **fused_qkv(w, b, d, "c_attn"), o=(*_w(module.c_proj), "c_proj"),
                      heads=module.num_heads, n_tokens=n, scaling=module.scaling,
                      head_dim=module.head_dim)
 

@@ -32,7 +32,7 @@ from ..ops.axes import Transpose
 from ..ops.contract import import_reader
 from ..ops.residual import Residual
 from ..ops.scale import Scale
-from .hf import _tokens, _w, attention
+from .hf import _tokens, _w, attention, fused_qkv
 
 _TV_VIT = "torchvision.models.vision_transformer"
 _TIMM_VIT = "timm.models.vision_transformer"
@@ -123,10 +123,7 @@ def read_timm_attention(module, reader, path: str, n_tokens: int | None = None):
     n = n_tokens or _tokens(reader, (module,), path)
     w, b = _w(module.qkv)
     d = module.attn_dim
-    wq, wk, wv = w.split(d)
-    bq, bk, bv = (None, None, None) if b is None else b.split(d)
-    return attention(reader, path, q=(wq, bq, "qkv.q"), k=(wk, bk, "qkv.k"),
-                     v=(wv, bv, "qkv.v"), o=(*_w(module.proj), "proj"),
+    return attention(reader, path, **fused_qkv(w, b, d, "qkv"), o=(*_w(module.proj), "proj"),
                      heads=module.num_heads, n_tokens=n, scaling=module.scale,
                      head_dim=module.head_dim)
 
